@@ -1,0 +1,102 @@
+/**
+ * The attribute contract: every name request-budget writes onto a root span, and the
+ * span attributes it reads to build the cost record. Dashboards, the collector and the
+ * README table are tested against this module, so a rename here is a rename everywhere.
+ */
+
+/** DB operations attributed to the request (connection acquisition excluded). Unit: 1. int. */
+export const COST_DB_QUERIES = 'cost.db.queries';
+/** Sum of the durations of the request's DB operation spans. Unit: ms. double. */
+export const COST_DB_TIME_MS = 'cost.db.time_ms';
+/** Rows returned by the request's DB operations, where the driver reports them. Unit: 1. int. */
+export const COST_DB_ROWS = 'cost.db.rows';
+/** Fingerprint (literals replaced by `?`) of the most repeated statement in the request. string. */
+export const COST_DB_REPEATED_STATEMENT = 'cost.db.repeated_statement';
+/** How many times the most repeated statement ran in the request (the N+1 figure). int. */
+export const COST_DB_REPEATED_COUNT = 'cost.db.repeated_count';
+/** Outgoing HTTP calls made by the request. Unit: 1. int. */
+export const COST_HTTP_CLIENT_CALLS = 'cost.http_client.calls';
+/** Sum of the durations of the request's outgoing HTTP calls. Unit: ms. double. */
+export const COST_HTTP_CLIENT_TIME_MS = 'cost.http_client.time_ms';
+/** Outgoing HTTP calls made without a timeout or abort signal. Unit: 1. int. */
+export const COST_HTTP_CLIENT_UNTIMED = 'cost.http_client.untimed';
+/** V8 heap used at the end of the request minus at its start. Unit: bytes. int (may be negative). */
+export const COST_HEAP_DELTA_BYTES = 'cost.heap.delta_bytes';
+/**
+ * Requests (this one included) that were in flight at some moment while this one ran.
+ * 1 means the request ran alone, so its heap delta is its own. int.
+ */
+export const COST_HEAP_IN_FLIGHT = 'cost.heap.in_flight';
+/** How far the heap delta can be trusted: see {@link HeapConfidence}. string. */
+export const COST_HEAP_CONFIDENCE = 'cost.heap.confidence';
+/** Garbage collections that completed while the request ran. int. */
+export const COST_GC_COUNT = 'cost.gc.count';
+/** Time spent in those garbage collections. Unit: ms. double. */
+export const COST_GC_TIME_MS = 'cost.gc.time_ms';
+
+/** The rule of the budget file that matched the request, e.g. `GET /users/:id`. string. */
+export const BUDGET_RULE = 'budget.rule';
+/** Whether any limit of the matched rule was exceeded. bool. */
+export const BUDGET_BREACHED = 'budget.breached';
+/** Every exceeded limit as `metric value>limit`, e.g. `db.queries 41>10`. string[]. */
+export const BUDGET_VIOLATIONS = 'budget.violations';
+/** Name of the span event written once per violation (attributes: metric, value, limit, severity). */
+export const BUDGET_BREACH_EVENT = 'budget.breach';
+
+/**
+ * Confidence in `cost.heap.delta_bytes`:
+ * - `high`: the request ran alone and no GC completed during it: the delta is its own allocation
+ *   still reachable or not yet collected.
+ * - `medium`: the request ran alone but a GC completed during it: the delta is net of what was
+ *   collected, so it understates what the request allocated.
+ * - `low`: other requests were in flight at the same time: the delta is shared noise; aggregate
+ *   it per route (or use `cost.db.rows`) before acting on it.
+ */
+export type HeapConfidence = 'high' | 'medium' | 'low';
+
+/** Every attribute written onto a root span by cost attribution, with its OTLP value type. */
+export const COST_ATTRIBUTE_TYPES = {
+  [COST_DB_QUERIES]: 'int',
+  [COST_DB_TIME_MS]: 'double',
+  [COST_DB_ROWS]: 'int',
+  [COST_DB_REPEATED_STATEMENT]: 'string',
+  [COST_DB_REPEATED_COUNT]: 'int',
+  [COST_HTTP_CLIENT_CALLS]: 'int',
+  [COST_HTTP_CLIENT_TIME_MS]: 'double',
+  [COST_HTTP_CLIENT_UNTIMED]: 'int',
+  [COST_HEAP_DELTA_BYTES]: 'int',
+  [COST_HEAP_IN_FLIGHT]: 'int',
+  [COST_HEAP_CONFIDENCE]: 'string',
+  [COST_GC_COUNT]: 'int',
+  [COST_GC_TIME_MS]: 'double',
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Attributes read from child spans. Stable database/HTTP semantic conventions first, with the
+// pre-1.26 names as fallbacks so spans from older SDKs in other languages still count.
+
+/** Stable DB semconv: the database system, e.g. `postgresql`. */
+export const DB_SYSTEM_NAME = 'db.system.name';
+/** Deprecated spelling of {@link DB_SYSTEM_NAME}. */
+export const DB_SYSTEM_LEGACY = 'db.system';
+/** Stable DB semconv: the statement text. */
+export const DB_QUERY_TEXT = 'db.query.text';
+/** Deprecated spelling of {@link DB_QUERY_TEXT}. */
+export const DB_STATEMENT_LEGACY = 'db.statement';
+/** Stable DB semconv: operation name, e.g. `SELECT`, `get`, `find`. */
+export const DB_OPERATION_NAME = 'db.operation.name';
+/** Deprecated spelling of {@link DB_OPERATION_NAME}. */
+export const DB_OPERATION_LEGACY = 'db.operation';
+/** DB semconv: rows returned by the operation. request-budget's driver hooks set it. */
+export const DB_RESPONSE_RETURNED_ROWS = 'db.response.returned_rows';
+/** HTTP semconv: request method, present on HTTP client spans. */
+export const HTTP_REQUEST_METHOD = 'http.request.method';
+/** Deprecated spelling of {@link HTTP_REQUEST_METHOD}. */
+export const HTTP_METHOD_LEGACY = 'http.method';
+/** HTTP semconv: the route template of a server span, e.g. `/users/:id`. */
+export const HTTP_ROUTE = 'http.route';
+/**
+ * Written by request-budget's HTTP client hooks onto each outgoing call's span: whether the call
+ * had a timeout (or an abort signal). Absent means unknown, which never counts as untimed.
+ */
+export const HTTP_CLIENT_TIMED = 'request_budget.http_client.timed';

@@ -1,0 +1,100 @@
+/**
+ * The running cost of one request (or job): counters plus a bounded count per statement
+ * fingerprint. Pure arithmetic, no SDK types, so the collector reuses it on OTLP spans.
+ */
+import {
+  COST_DB_QUERIES,
+  COST_DB_REPEATED_COUNT,
+  COST_DB_REPEATED_STATEMENT,
+  COST_DB_ROWS,
+  COST_DB_TIME_MS,
+  COST_HTTP_CLIENT_CALLS,
+  COST_HTTP_CLIENT_TIME_MS,
+  COST_HTTP_CLIENT_UNTIMED,
+} from './attributes';
+import type { CostContribution } from './span-classifier';
+import { FingerprintCache } from './fingerprint';
+
+/** Distinct statement fingerprints tracked per request; more only count as queries. */
+export const MAX_FINGERPRINTS_PER_TALLY = 128;
+
+/** The most repeated statement of a request. */
+export interface RepeatedStatement {
+  readonly fingerprint: string;
+  readonly count: number;
+}
+
+/** Attribute values written by the tally: all numbers and strings. */
+export type CostAttributes = Record<string, string | number>;
+
+export class CostTally {
+  queries = 0;
+  dbTimeMs = 0;
+  rows = 0;
+  httpClientCalls = 0;
+  httpClientTimeMs = 0;
+  httpClientUntimed = 0;
+  private readonly countsByFingerprint = new Map<string, number>();
+
+  constructor(private readonly fingerprints: FingerprintCache) {}
+
+  /** Adds a classified child span that lasted `durationMs`. */
+  add(contribution: CostContribution, durationMs: number): void {
+    if (contribution.type === 'db') {
+      this.queries += 1;
+      this.dbTimeMs += durationMs;
+      if (contribution.rows !== undefined) this.rows += contribution.rows;
+      this.countStatement(this.fingerprints.get(contribution.statement));
+    } else {
+      this.httpClientCalls += 1;
+      this.httpClientTimeMs += durationMs;
+      if (contribution.timed === false) this.httpClientUntimed += 1;
+    }
+  }
+
+  /** The statement that ran most often (first seen wins a tie), or undefined with no queries. */
+  mostRepeated(): RepeatedStatement | undefined {
+    let best: RepeatedStatement | undefined;
+    for (const [fingerprint, count] of this.countsByFingerprint) {
+      if (best === undefined || count > best.count) best = { fingerprint, count };
+    }
+    return best;
+  }
+
+  /** Every statement fingerprint with its count, most repeated first. */
+  statements(): RepeatedStatement[] {
+    return [...this.countsByFingerprint]
+      .map(([fingerprint, count]) => ({ fingerprint, count }))
+      .sort((a, b) => b.count - a.count);
+  }
+
+  /** The DB and HTTP-client part of the attribute contract. */
+  toAttributes(): CostAttributes {
+    const attributes: CostAttributes = {
+      [COST_DB_QUERIES]: this.queries,
+      [COST_DB_TIME_MS]: roundMs(this.dbTimeMs),
+      [COST_DB_ROWS]: this.rows,
+      [COST_DB_REPEATED_COUNT]: 0,
+      [COST_HTTP_CLIENT_CALLS]: this.httpClientCalls,
+      [COST_HTTP_CLIENT_TIME_MS]: roundMs(this.httpClientTimeMs),
+      [COST_HTTP_CLIENT_UNTIMED]: this.httpClientUntimed,
+    };
+    const repeated = this.mostRepeated();
+    if (repeated !== undefined) {
+      attributes[COST_DB_REPEATED_COUNT] = repeated.count;
+      attributes[COST_DB_REPEATED_STATEMENT] = repeated.fingerprint;
+    }
+    return attributes;
+  }
+
+  private countStatement(fingerprint: string): void {
+    const count = this.countsByFingerprint.get(fingerprint);
+    if (count !== undefined) this.countsByFingerprint.set(fingerprint, count + 1);
+    else if (this.countsByFingerprint.size < MAX_FINGERPRINTS_PER_TALLY) this.countsByFingerprint.set(fingerprint, 1);
+  }
+}
+
+/** Milliseconds to microsecond precision: enough for DB spans, and stable in tests. */
+export function roundMs(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

@@ -1,0 +1,202 @@
+/**
+ * Resolves request-budget's configuration once, at start: explicit option, then environment
+ * variable, then default. A bad environment value is reported in one line naming the variable,
+ * the value and what is used instead; it never throws into the app.
+ */
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  type Sampler,
+} from '@opentelemetry/sdk-trace';
+import { INSTRUMENTATION_NAMES, type InstrumentationName } from './instrumentations';
+import type { OtlpProtocol, RequestBudgetOptions, TraceExporterName } from './types';
+
+/** The environment as read by {@link resolveConfig}. */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+/** Receives one line per problem found in the configuration. */
+export type ProblemReporter = (message: string) => void;
+
+export interface ResolvedConfig {
+  /** OTEL_SDK_DISABLED=true: start() does nothing at all. */
+  readonly disabled: boolean;
+  readonly serviceName: string | undefined;
+  /** Exporters to build; empty when traces are not exported. */
+  readonly traceExporters: readonly Exclude<TraceExporterName, 'none'>[];
+  readonly otlpProtocol: OtlpProtocol;
+  readonly otlpEndpoint: string;
+  readonly zipkinEndpoint: string;
+  readonly summary: boolean;
+  readonly sampler: Sampler;
+  readonly instrumentations: readonly InstrumentationName[];
+  readonly shutdownOnExit: boolean;
+  /** Batch span processor settings (OTEL_BSP_*); unset ones keep the SDK defaults. */
+  readonly batch: BatchSettings;
+}
+
+export interface BatchSettings {
+  readonly scheduledDelayMillis?: number;
+  readonly maxQueueSize?: number;
+  readonly maxExportBatchSize?: number;
+  readonly exportTimeoutMillis?: number;
+}
+
+const TRACE_EXPORTERS: readonly TraceExporterName[] = ['otlp', 'zipkin', 'console', 'none'];
+const OTLP_PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc'];
+const SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+
+/** Every default in one place. */
+export const DEFAULTS = {
+  otlpProtocol: 'http/protobuf' as OtlpProtocol,
+  otlpHttpEndpoint: 'http://localhost:4318/v1/traces',
+  otlpGrpcEndpoint: 'http://localhost:4317',
+  zipkinEndpoint: 'http://localhost:9411/api/v2/spans',
+  sampler: 'parentbased_always_on' as (typeof SAMPLERS)[number],
+  samplerRatio: 1,
+  shutdownOnExit: true,
+};
+
+export function resolveConfig(options: RequestBudgetOptions, env: Environment, report: ProblemReporter): ResolvedConfig {
+  const read = new EnvReader(env, report);
+  const exportersFromEnv = read.list('OTEL_TRACES_EXPORTER', TRACE_EXPORTERS);
+  const otlpEndpointInEnv = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  // "No exporter configured at all" means neither a list of exporters nor an OTLP endpoint:
+  // then the developer gets the summary on stderr rather than failed exports to localhost.
+  const requested = options.traceExporters ?? exportersFromEnv ?? (otlpEndpointInEnv ? ['otlp' as const] : []);
+  const traceExporters = requested.includes('none')
+    ? []
+    : [...new Set(requested.filter((name): name is Exclude<TraceExporterName, 'none'> => name !== 'none'))];
+  const otlpProtocol =
+    options.otlpProtocol ??
+    read.oneOf('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', OTLP_PROTOCOLS) ??
+    read.oneOf('OTEL_EXPORTER_OTLP_PROTOCOL', OTLP_PROTOCOLS) ??
+    DEFAULTS.otlpProtocol;
+
+  return {
+    disabled: read.boolean('OTEL_SDK_DISABLED') ?? false,
+    serviceName: options.serviceName ?? (env.OTEL_SERVICE_NAME || undefined),
+    traceExporters,
+    otlpProtocol,
+    otlpEndpoint: options.otlpEndpoint ?? otlpEndpointFromEnv(read, otlpProtocol),
+    zipkinEndpoint: options.zipkinEndpoint ?? read.url('OTEL_EXPORTER_ZIPKIN_ENDPOINT') ?? DEFAULTS.zipkinEndpoint,
+    summary: options.summary ?? read.boolean('REQUEST_BUDGET_SUMMARY') ?? traceExporters.length === 0,
+    sampler: options.sampler ?? samplerFromEnv(read),
+    instrumentations: options.instrumentations ?? instrumentationsFromEnv(read),
+    shutdownOnExit: options.shutdownOnExit ?? DEFAULTS.shutdownOnExit,
+    batch: {
+      scheduledDelayMillis: read.number('OTEL_BSP_SCHEDULE_DELAY', 0, 3_600_000),
+      maxQueueSize: read.number('OTEL_BSP_MAX_QUEUE_SIZE', 1, 10_000_000),
+      maxExportBatchSize: read.number('OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 1, 10_000_000),
+      exportTimeoutMillis: read.number('OTEL_BSP_EXPORT_TIMEOUT', 1, 3_600_000),
+    },
+  };
+}
+
+function otlpEndpointFromEnv(read: EnvReader, protocol: OtlpProtocol): string {
+  const tracesEndpoint = read.url('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  if (tracesEndpoint !== undefined) return tracesEndpoint;
+  const base = read.url('OTEL_EXPORTER_OTLP_ENDPOINT');
+  if (protocol === 'grpc') return base ?? DEFAULTS.otlpGrpcEndpoint;
+  return base === undefined ? DEFAULTS.otlpHttpEndpoint : `${base.replace(/\/+$/, '')}/v1/traces`;
+}
+
+function samplerFromEnv(read: EnvReader): Sampler {
+  const name = read.oneOf('OTEL_TRACES_SAMPLER', SAMPLERS) ?? DEFAULTS.sampler;
+  const ratio = () => read.number('OTEL_TRACES_SAMPLER_ARG', 0, 1) ?? DEFAULTS.samplerRatio;
+  switch (name) {
+    case 'always_on':
+      return new AlwaysOnSampler();
+    case 'always_off':
+      return new AlwaysOffSampler();
+    case 'traceidratio':
+      return new TraceIdRatioBasedSampler(ratio());
+    case 'parentbased_always_off':
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case 'parentbased_traceidratio':
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio()) });
+    case 'parentbased_always_on':
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+  }
+}
+
+function instrumentationsFromEnv(read: EnvReader): InstrumentationName[] {
+  const enabled = read.list('OTEL_NODE_ENABLED_INSTRUMENTATIONS', INSTRUMENTATION_NAMES) ?? [...INSTRUMENTATION_NAMES];
+  const disabled = read.list('OTEL_NODE_DISABLED_INSTRUMENTATIONS', INSTRUMENTATION_NAMES) ?? [];
+  return enabled.filter((name) => !disabled.includes(name));
+}
+
+/** Reads typed values from the environment, reporting each bad one. Empty counts as unset. */
+class EnvReader {
+  constructor(
+    private readonly env: Environment,
+    private readonly report: ProblemReporter,
+  ) {}
+
+  boolean(name: string): boolean | undefined {
+    const raw = this.raw(name);
+    if (raw === undefined) return undefined;
+    const value = raw.toLowerCase();
+    if (value === 'true' || value === '1') return true;
+    if (value === 'false' || value === '0') return false;
+    this.report(`${name}=${JSON.stringify(raw)} is not a boolean (expected true or false); ignoring it`);
+    return undefined;
+  }
+
+  number(name: string, min: number, max: number): number | undefined {
+    const raw = this.raw(name);
+    if (raw === undefined) return undefined;
+    const value = Number(raw);
+    if (Number.isFinite(value) && value >= min && value <= max) return value;
+    this.report(`${name}=${JSON.stringify(raw)} is not a number from ${min} to ${max}; ignoring it`);
+    return undefined;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[]): T | undefined {
+    const raw = this.raw(name);
+    if (raw === undefined) return undefined;
+    const value = raw.toLowerCase() as T;
+    if (allowed.includes(value)) return value;
+    this.report(`${name}=${JSON.stringify(raw)} is not one of ${allowed.join(', ')}; ignoring it`);
+    return undefined;
+  }
+
+  /** A comma-separated list; unknown entries are reported and left out. */
+  list<T extends string>(name: string, allowed: readonly T[]): T[] | undefined {
+    const raw = this.raw(name);
+    if (raw === undefined) return undefined;
+    const entries = raw.split(',').map((entry) => entry.trim().toLowerCase()).filter((entry) => entry.length > 0);
+    const unknown = entries.filter((entry) => !allowed.includes(entry as T));
+    if (unknown.length > 0) {
+      this.report(`${name}=${JSON.stringify(raw)}: unknown ${unknown.map((u) => JSON.stringify(u)).join(', ')} (expected ${allowed.join(', ')}); ignoring ${unknown.length === 1 ? 'it' : 'them'}`);
+    }
+    const known = entries.filter((entry): entry is T => allowed.includes(entry as T));
+    return known.length > 0 || unknown.length === 0 ? known : undefined;
+  }
+
+  url(name: string): string | undefined {
+    const raw = this.raw(name);
+    if (raw === undefined) return undefined;
+    try {
+      const url = new URL(raw);
+      if (url.protocol === 'http:' || url.protocol === 'https:') return raw;
+    } catch {
+      // reported below
+    }
+    this.report(`${name}=${JSON.stringify(raw)} is not an http(s) URL; ignoring it`);
+    return undefined;
+  }
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * CostSpanProcessor: attributes every DB operation and outgoing HTTP call to the local root span
+ * (the SERVER span of the request, or a job span) it happened under, and writes the cost record
+ * onto that root while it is still writable (`onEnding`).
+ *
+ * The running tally lives on the root span object itself, under a symbol: a child finds it
+ * through the parent span in its start context. There is no process-wide map to grow or to
+ * sweep, and a tally is freed with its span.
+ */
+import { SpanKind, trace, type Context } from '@opentelemetry/api';
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
+import { getHeapStatistics } from 'node:v8';
+import {
+  COST_GC_COUNT,
+  COST_GC_TIME_MS,
+  COST_HEAP_CONFIDENCE,
+  COST_HEAP_DELTA_BYTES,
+  COST_HEAP_IN_FLIGHT,
+  CostTally,
+  FingerprintCache,
+  classifySpan,
+  heapConfidence,
+  roundMs,
+  type SpanKindName,
+} from '@request-budget/core';
+import { describeError, reportProblem } from './diagnostics';
+import { GcMonitor } from './gc-monitor';
+
+/** Attribute that marks a span as a root even though it is not a SERVER span (jobs). */
+export const ROOT_MARKER_ATTRIBUTE = 'request_budget.root';
+
+/** What a root span carries while it runs. */
+interface RootState {
+  readonly root: Span;
+  readonly tally: CostTally;
+  readonly heapAtStart: number;
+  readonly gcCountAtStart: number;
+  readonly gcTimeAtStart: number;
+  /** Value of the processor's root start counter when this root started. */
+  readonly startSequence: number;
+  /** Roots in flight right after this one started, itself included. */
+  readonly inFlightAtStart: number;
+  ended: boolean;
+}
+
+const ROOT_STATE = Symbol('request-budget.root-state');
+type TrackedSpan = { [ROOT_STATE]?: RootState };
+
+const KIND_NAMES: Record<SpanKind, SpanKindName> = {
+  [SpanKind.INTERNAL]: 'internal',
+  [SpanKind.SERVER]: 'server',
+  [SpanKind.CLIENT]: 'client',
+  [SpanKind.PRODUCER]: 'producer',
+  [SpanKind.CONSUMER]: 'consumer',
+};
+
+export class CostSpanProcessor implements SpanProcessor {
+  private readonly fingerprints = new FingerprintCache();
+  private readonly gc = new GcMonitor();
+  // A root that is never ended must not count as in flight forever: when its span is
+  // garbage-collected, it is taken out of the in-flight count.
+  private readonly unendedRoots = new FinalizationRegistry<void>(() => {
+    this.rootsInFlight -= 1;
+  });
+  private rootsStarted = 0;
+  private rootsInFlight = 0;
+  private hookFailureReported = false;
+
+  constructor() {
+    this.gc.start();
+  }
+
+  /** Roots started and not yet ended (or collected). Exposed for tests and metrics. */
+  get inFlight(): number {
+    return this.rootsInFlight;
+  }
+
+  onStart(span: Span, parentContext: Context): void {
+    try {
+      const parent = trace.getSpan(parentContext) as (TrackedSpan & object) | undefined;
+      const parentState = parent?.[ROOT_STATE];
+      const tracked = span as Span & TrackedSpan;
+      if (parentState !== undefined && !parentState.ended) {
+        tracked[ROOT_STATE] = parentState;
+      } else if (span.kind === SpanKind.SERVER || span.attributes[ROOT_MARKER_ATTRIBUTE] === true) {
+        tracked[ROOT_STATE] = this.openRoot(span);
+      }
+    } catch (error) {
+      this.reportHookFailure('onStart', error);
+    }
+  }
+
+  onEnding(span: Span): void {
+    try {
+      const state = (span as Span & TrackedSpan)[ROOT_STATE];
+      if (state === undefined || state.root !== span || state.ended) return;
+      this.closeRoot(state);
+    } catch (error) {
+      this.reportHookFailure('onEnding', error);
+    }
+  }
+
+  onEnd(span: ReadableSpan): void {
+    try {
+      const state = (span as ReadableSpan & TrackedSpan)[ROOT_STATE];
+      if (state === undefined || state.ended) return;
+      const contribution = classifySpan(KIND_NAMES[span.kind], span.name, span.attributes);
+      if (contribution !== undefined) state.tally.add(contribution, hrTimeToMs(span.duration));
+    } catch (error) {
+      this.reportHookFailure('onEnd', error);
+    }
+  }
+
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  shutdown(): Promise<void> {
+    this.gc.stop();
+    return Promise.resolve();
+  }
+
+  private openRoot(root: Span): RootState {
+    this.rootsStarted += 1;
+    this.rootsInFlight += 1;
+    this.unendedRoots.register(root, undefined, root);
+    return {
+      root,
+      tally: new CostTally(this.fingerprints),
+      heapAtStart: getHeapStatistics().used_heap_size,
+      gcCountAtStart: this.gc.count,
+      gcTimeAtStart: this.gc.timeMs,
+      startSequence: this.rootsStarted,
+      inFlightAtStart: this.rootsInFlight,
+      ended: false,
+    };
+  }
+
+  private closeRoot(state: RootState): void {
+    state.ended = true;
+    this.rootsInFlight -= 1;
+    this.unendedRoots.unregister(state.root);
+    // Every root that started after this one overlapped it, as did every root in flight when
+    // it started: together, the requests whose allocations share this heap delta.
+    const overlapping = state.inFlightAtStart + (this.rootsStarted - state.startSequence);
+    const gcCount = this.gc.count - state.gcCountAtStart;
+    state.root.setAttributes(state.tally.toAttributes());
+    state.root.setAttributes({
+      [COST_HEAP_DELTA_BYTES]: getHeapStatistics().used_heap_size - state.heapAtStart,
+      [COST_HEAP_IN_FLIGHT]: overlapping,
+      [COST_HEAP_CONFIDENCE]: heapConfidence(overlapping, gcCount),
+      [COST_GC_COUNT]: gcCount,
+      [COST_GC_TIME_MS]: roundMs(this.gc.timeMs - state.gcTimeAtStart),
+    });
+  }
+
+  private reportHookFailure(hook: string, error: unknown): void {
+    if (this.hookFailureReported) return;
+    this.hookFailureReported = true;
+    reportProblem(`cost attribution failed in ${hook} and skipped that span (reported once): ${describeError(error)}`);
+  }
+}
+
+function hrTimeToMs([seconds, nanos]: [number, number]): number {
+  return seconds * 1e3 + nanos / 1e6;
+}

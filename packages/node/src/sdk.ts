@@ -1,0 +1,115 @@
+/**
+ * start() and shutdown(): the NodeSDK with request-budget's instrumentations and processors.
+ * Everything is resolved once at start; a failure to start is reported and leaves the app
+ * running uninstrumented, never crashing it.
+ */
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { createAlwaysRecordSampler, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { resolveConfig, type ResolvedConfig } from './config';
+import { CostSpanProcessor } from './cost-span-processor';
+import { describeError, reportProblem } from './diagnostics';
+import { wrapGlobalFetch } from './http-client-timeouts';
+import { createInstrumentations } from './instrumentations';
+import { SummarySpanProcessor } from './summary-span-processor';
+import { createExportProcessors } from './trace-exporters';
+import type { RequestBudgetOptions } from './types';
+
+/** Longest wait for the last export when the process is being stopped by a signal. */
+const EXIT_FLUSH_TIMEOUT_MS = 3000;
+const EXIT_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+interface Running {
+  readonly sdk: NodeSDK;
+  readonly config: ResolvedConfig;
+  readonly restoreFetch: () => void;
+  readonly removeExitHooks: () => void;
+  stopping: Promise<void> | undefined;
+}
+
+// The one SDK this process runs: installed by start(), cleared by shutdown().
+let running: Running | undefined;
+
+/**
+ * Starts OpenTelemetry with request-budget's cost attribution. Safe to call from `--require`:
+ * it never throws. Returns whether the SDK is now running.
+ */
+export function start(options: RequestBudgetOptions = {}): boolean {
+  if (running !== undefined) {
+    reportProblem('start() was called again while already running; the second call is ignored');
+    return true;
+  }
+  try {
+    const config = resolveConfig(options, process.env, reportProblem);
+    if (config.disabled) return false;
+    const spanProcessors: SpanProcessor[] = [
+      new CostSpanProcessor(),
+      ...(options.spanProcessors ?? []),
+      ...(config.summary ? [new SummarySpanProcessor()] : []),
+      ...createExportProcessors(config),
+    ];
+    const sdk = new NodeSDK({
+      ...(config.serviceName !== undefined ? { serviceName: config.serviceName } : {}),
+      instrumentations: [...createInstrumentations(config.instrumentations), ...(options.extraInstrumentations ?? [])],
+      spanProcessors,
+      // Unsampled spans are still recorded (not exported) so every request gets its cost record.
+      sampler: createAlwaysRecordSampler(config.sampler),
+      // Metrics and logs are not exported by default: NodeSDK would otherwise send both to
+      // localhost:4318 whenever their variables are unset.
+      metricReaders: [],
+      logRecordProcessors: [],
+    });
+    sdk.start();
+    const restoreFetch = config.instrumentations.includes('undici') ? wrapGlobalFetch() : () => {};
+    const state: Running = { sdk, config, restoreFetch, removeExitHooks: () => {}, stopping: undefined };
+    running = state;
+    if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks() });
+    return true;
+  } catch (error) {
+    reportProblem(`could not start, the app runs without request-budget: ${describeError(error)}`);
+    return false;
+  }
+}
+
+/** Flushes every processor and exporter and stops the SDK. Safe to call twice. */
+export function shutdown(): Promise<void> {
+  const state = running;
+  if (state === undefined) return Promise.resolve();
+  state.stopping ??= (async () => {
+    state.removeExitHooks();
+    state.restoreFetch();
+    try {
+      await state.sdk.shutdown();
+    } catch (error) {
+      reportProblem(`shutdown: ${describeError(error)}`);
+    } finally {
+      if (running === state) running = undefined;
+    }
+  })();
+  return state.stopping;
+}
+
+/** The configuration in force, for diagnostics and tests; undefined when not running. */
+export function activeConfig(): ResolvedConfig | undefined {
+  return running?.config;
+}
+
+function installExitHooks(): () => void {
+  const onBeforeExit = () => void shutdown();
+  const onSignal = (signal: NodeJS.Signals) => {
+    // With no other listener, Node's default for the signal (exit) was disabled by ours: once
+    // flushed, remove ours and raise the signal again so the app stops as it would have.
+    const appHandlesSignal = process.listenerCount(signal) > 1;
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, EXIT_FLUSH_TIMEOUT_MS).unref());
+    void Promise.race([shutdown(), timeout]).finally(() => {
+      if (appHandlesSignal) return;
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
+    });
+  };
+  process.on('beforeExit', onBeforeExit);
+  for (const signal of EXIT_SIGNALS) process.on(signal, onSignal);
+  return () => {
+    process.removeListener('beforeExit', onBeforeExit);
+    for (const signal of EXIT_SIGNALS) process.removeListener(signal, onSignal);
+  };
+}

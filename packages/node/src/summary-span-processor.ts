@@ -1,0 +1,125 @@
+/**
+ * SummarySpanProcessor: one line per finished request on stderr, so a developer sees what each
+ * request cost with nothing else running:
+ *
+ *   request-budget: GET /users/:id 200 12.4ms queries=3 db=4.1ms rows=3 heap=+1.2MiB(high) http=0
+ *   request-budget: GET /users-with-orders 200 48.0ms queries=21 db=30.2ms rows=120 heap=+310KiB(low) http=0 repeated=20×"SELECT * FROM orders WHERE user_id = $1"
+ *
+ * It is a span processor rather than an exporter so that it sees every request, sampled or not.
+ * Lines are buffered and written on a timer, never on the request path; the buffer is bounded and
+ * lines beyond it are counted and reported as dropped.
+ */
+import { SpanStatusCode } from '@opentelemetry/api';
+import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
+import {
+  COST_DB_QUERIES,
+  COST_DB_REPEATED_COUNT,
+  COST_DB_REPEATED_STATEMENT,
+  COST_DB_ROWS,
+  COST_DB_TIME_MS,
+  COST_HEAP_CONFIDENCE,
+  COST_HEAP_DELTA_BYTES,
+  COST_HTTP_CLIENT_CALLS,
+  COST_HTTP_CLIENT_UNTIMED,
+  HTTP_ROUTE,
+} from '@request-budget/core';
+
+export interface SummaryOptions {
+  /** Where lines go. @default process.stderr */
+  readonly write?: (text: string) => void;
+  /** Milliseconds between writes. @default 100 */
+  readonly flushIntervalMs?: number;
+  /** Lines held before new ones are dropped. @default 2000 */
+  readonly maxBufferedLines?: number;
+}
+
+const STATEMENT_PREVIEW_CHARS = 120;
+
+export class SummarySpanProcessor implements SpanProcessor {
+  private readonly write: (text: string) => void;
+  private readonly flushIntervalMs: number;
+  private readonly maxBufferedLines: number;
+  private buffered: string[] = [];
+  private dropped = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private isShutdown = false;
+
+  constructor(options: SummaryOptions = {}) {
+    this.write = options.write ?? ((text) => process.stderr.write(text));
+    this.flushIntervalMs = options.flushIntervalMs ?? 100;
+    this.maxBufferedLines = options.maxBufferedLines ?? 2000;
+  }
+
+  onStart(): void {}
+
+  onEnd(span: ReadableSpan): void {
+    if (this.isShutdown || span.attributes[COST_DB_QUERIES] === undefined) return;
+    if (this.buffered.length >= this.maxBufferedLines) {
+      this.dropped += 1;
+      return;
+    }
+    this.buffered.push(formatSummaryLine(span));
+    this.timer ??= setTimeout(() => this.flush(), this.flushIntervalMs).unref();
+  }
+
+  forceFlush(): Promise<void> {
+    this.flush();
+    return Promise.resolve();
+  }
+
+  shutdown(): Promise<void> {
+    this.flush();
+    this.isShutdown = true;
+    return Promise.resolve();
+  }
+
+  private flush(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    let text = this.buffered.join('');
+    this.buffered = [];
+    if (this.dropped > 0) {
+      text += `request-budget: ${this.dropped} summary lines dropped (more than ${this.maxBufferedLines} waiting to be written)\n`;
+      this.dropped = 0;
+    }
+    if (text.length === 0) return;
+    try {
+      this.write(text);
+    } catch {
+      // The summary is a convenience: a closed stderr must not break the app.
+    }
+  }
+}
+
+/** The summary line of a root span that carries the cost record. */
+export function formatSummaryLine(span: ReadableSpan): string {
+  const a = span.attributes;
+  const durationMs = span.duration[0] * 1e3 + span.duration[1] / 1e6;
+  const route = a[HTTP_ROUTE] !== undefined ? `${a['http.request.method'] ?? ''} ${a[HTTP_ROUTE]}`.trim() : span.name;
+  const status = a['http.response.status_code'] ?? (span.status.code === SpanStatusCode.ERROR ? 'error' : 'ok');
+  const parts = [
+    `request-budget: ${route} ${status} ${durationMs.toFixed(1)}ms`,
+    `queries=${a[COST_DB_QUERIES]}`,
+    `db=${Number(a[COST_DB_TIME_MS]).toFixed(1)}ms`,
+    `rows=${a[COST_DB_ROWS]}`,
+    `heap=${formatBytes(Number(a[COST_HEAP_DELTA_BYTES]))}(${a[COST_HEAP_CONFIDENCE]})`,
+    `http=${a[COST_HTTP_CLIENT_CALLS]}`,
+  ];
+  const untimed = Number(a[COST_HTTP_CLIENT_UNTIMED]);
+  if (untimed > 0) parts.push(`untimed=${untimed}`);
+  const repeated = Number(a[COST_DB_REPEATED_COUNT]);
+  if (repeated > 1) parts.push(`repeated=${repeated}×${JSON.stringify(preview(String(a[COST_DB_REPEATED_STATEMENT])))}`);
+  return `${parts.join(' ')}\n`;
+}
+
+function formatBytes(bytes: number): string {
+  const sign = bytes < 0 ? '-' : '+';
+  const size = Math.abs(bytes);
+  if (size >= 1024 * 1024) return `${sign}${(size / (1024 * 1024)).toFixed(1)}MiB`;
+  if (size >= 1024) return `${sign}${Math.round(size / 1024)}KiB`;
+  return `${sign}${size}B`;
+}
+
+function preview(statement: string): string {
+  return statement.length > STATEMENT_PREVIEW_CHARS ? `${statement.slice(0, STATEMENT_PREVIEW_CHARS - 1)}…` : statement;
+}

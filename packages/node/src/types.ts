@@ -1,0 +1,70 @@
+import type { Instrumentation } from '@opentelemetry/instrumentation';
+import type { Sampler, SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { InstrumentationName } from './instrumentations';
+
+/** Trace exporters selectable by name, as in OTEL_TRACES_EXPORTER. */
+export type TraceExporterName = 'otlp' | 'zipkin' | 'console' | 'none';
+
+/** OTLP transport, as in OTEL_EXPORTER_OTLP_PROTOCOL. */
+export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc';
+
+/**
+ * Options of {@link start}. Each one falls back to its environment variable, then to its
+ * default; `register` passes none, so it is configured by the environment alone.
+ */
+export interface RequestBudgetOptions {
+  /**
+   * Service name on every span. Env: OTEL_SERVICE_NAME.
+   * @default the OpenTelemetry default (`unknown_service:node`)
+   */
+  serviceName?: string;
+  /**
+   * Where traces go. Env: OTEL_TRACES_EXPORTER (comma-separated).
+   * @default `['otlp']` when an OTLP endpoint is set in the environment, otherwise none (and
+   * the per-request summary is printed instead)
+   */
+  traceExporters?: TraceExporterName[];
+  /**
+   * OTLP transport. Env: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL.
+   * @default 'http/protobuf'
+   */
+  otlpProtocol?: OtlpProtocol;
+  /**
+   * Full OTLP traces URL. Env: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT
+   * plus `/v1/traces`.
+   * @default 'http://localhost:4318/v1/traces' (grpc: 'http://localhost:4317')
+   */
+  otlpEndpoint?: string;
+  /**
+   * Zipkin v2 spans URL. Env: OTEL_EXPORTER_ZIPKIN_ENDPOINT.
+   * @default 'http://localhost:9411/api/v2/spans'
+   */
+  zipkinEndpoint?: string;
+  /**
+   * Print one line per request (route, status, duration and the cost record) on stderr.
+   * Env: REQUEST_BUDGET_SUMMARY (true/false).
+   * @default true when no trace exporter is configured, false otherwise
+   */
+  summary?: boolean;
+  /**
+   * Sampler deciding which traces are exported. Cost attribution runs for every request
+   * whatever it decides. Env: OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
+   * @default parentbased_always_on
+   */
+  sampler?: Sampler;
+  /**
+   * Instrumentations to install, by name. Env: OTEL_NODE_ENABLED_INSTRUMENTATIONS and
+   * OTEL_NODE_DISABLED_INSTRUMENTATIONS.
+   * @default all: http, express, pg, mysql2, ioredis, undici, mongodb
+   */
+  instrumentations?: InstrumentationName[];
+  /** Further instrumentations to install beside request-budget's own. @default [] */
+  extraInstrumentations?: Instrumentation[];
+  /** Further span processors, run after cost attribution and before export. @default [] */
+  spanProcessors?: SpanProcessor[];
+  /**
+   * Flush and shut down on SIGTERM, SIGINT and beforeExit.
+   * @default true
+   */
+  shutdownOnExit?: boolean;
+}
