@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { CostTally, MAX_FINGERPRINTS_PER_TALLY } from '../src/cost-tally';
+import { FingerprintCache } from '../src/fingerprint';
+import { heapConfidence } from '../src/heap-confidence';
+
+const db = (statement: string, rows?: number) => ({ type: 'db' as const, statement, rows });
+
+describe('CostTally', () => {
+  it('writes zeros and no repeated statement for a request without queries', () => {
+    expect(new CostTally(new FingerprintCache()).toAttributes()).toEqual({
+      'cost.db.queries': 0,
+      'cost.db.time_ms': 0,
+      'cost.db.rows': 0,
+      'cost.db.repeated_count': 0,
+      'cost.http_client.calls': 0,
+      'cost.http_client.time_ms': 0,
+      'cost.http_client.untimed': 0,
+    });
+  });
+
+  it('sums queries, time and rows and finds the most repeated fingerprint', () => {
+    const tally = new CostTally(new FingerprintCache());
+    tally.add(db('SELECT id FROM users', 3), 1.25);
+    for (let id = 1; id <= 3; id += 1) tally.add(db(`SELECT * FROM orders WHERE user_id = ${id}`, 2), 0.5);
+    tally.add({ type: 'http_client', timed: false }, 10);
+    tally.add({ type: 'http_client', timed: true }, 5);
+    tally.add({ type: 'http_client', timed: undefined }, 1);
+    expect(tally.toAttributes()).toEqual({
+      'cost.db.queries': 4,
+      'cost.db.time_ms': 2.75,
+      'cost.db.rows': 9,
+      'cost.db.repeated_count': 3,
+      'cost.db.repeated_statement': 'SELECT * FROM orders WHERE user_id = ?',
+      'cost.http_client.calls': 3,
+      'cost.http_client.time_ms': 16,
+      'cost.http_client.untimed': 1,
+    });
+    expect(tally.statements()).toEqual([
+      { fingerprint: 'SELECT * FROM orders WHERE user_id = ?', count: 3 },
+      { fingerprint: 'SELECT id FROM users', count: 1 },
+    ]);
+  });
+
+  it('keeps a bounded number of fingerprints but still counts every query', () => {
+    const tally = new CostTally(new FingerprintCache());
+    for (let i = 0; i < MAX_FINGERPRINTS_PER_TALLY + 50; i += 1) tally.add(db(`SELECT col_${i} FROM t`), 0);
+    tally.add(db(`SELECT col_${MAX_FINGERPRINTS_PER_TALLY + 10} FROM t`), 0);
+    expect(tally.queries).toBe(MAX_FINGERPRINTS_PER_TALLY + 51);
+    expect(tally.statements()).toHaveLength(MAX_FINGERPRINTS_PER_TALLY);
+    expect(tally.mostRepeated()).toEqual({ fingerprint: 'SELECT col_0 FROM t', count: 1 });
+  });
+});
+
+describe('heapConfidence', () => {
+  it.each([
+    [1, 0, 'high'],
+    [1, 2, 'medium'],
+    [2, 0, 'low'],
+    [7, 3, 'low'],
+  ] as const)('in_flight=%i gc=%i → %s', (inFlight, gc, expected) => {
+    expect(heapConfidence(inFlight, gc)).toBe(expected);
+  });
+});

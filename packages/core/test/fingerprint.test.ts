@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { FingerprintCache, fingerprintStatement } from '../src/fingerprint';
+
+describe('fingerprintStatement', () => {
+  it.each([
+    ['SELECT * FROM users WHERE id = 42', 'SELECT * FROM users WHERE id = ?'],
+    ["SELECT * FROM users WHERE name = 'O''Brien' AND age > 3.5", 'SELECT * FROM users WHERE name = ? AND age > ?'],
+    ['SELECT * FROM users WHERE id = $1', 'SELECT * FROM users WHERE id = $1'],
+    ['SELECT * FROM t1 JOIN t2 ON t1.id = t2.t1_id', 'SELECT * FROM t1 JOIN t2 ON t1.id = t2.t1_id'],
+    ['SELECT * FROM users WHERE id IN (1, 2, 3)', 'SELECT * FROM users WHERE id IN (?)'],
+    ['SELECT * FROM users WHERE id IN ($1, $2, $3)', 'SELECT * FROM users WHERE id IN (?)'],
+    ['INSERT INTO t (a, b) VALUES (1, 2), (3, 4)', 'INSERT INTO t (a, b) VALUES (?)'],
+    ['INSERT INTO t (a) VALUES (1), (2), (3)', 'INSERT INTO t (a) VALUES (?)'],
+    ['SELECT  *\n  FROM users\tWHERE id = 7 ', 'SELECT * FROM users WHERE id = ?'],
+    ['get user:42', 'get user:?'],
+    ['set rb-test:7 [1 other arguments]', 'set rb-test:? [? other arguments]'],
+    ['SELECT 1e10, 0.5', 'SELECT ?, ?'],
+  ])('%j → %j', (statement, expected) => {
+    expect(fingerprintStatement(statement)).toBe(expected);
+  });
+
+  it('fingerprints only the first 4096 characters of a huge statement', () => {
+    const huge = `SELECT ${'a, '.repeat(5000)}b FROM t`;
+    expect(fingerprintStatement(huge)).toBe(`SELECT ${'a, '.repeat(1363)}`.trimEnd());
+  });
+});
+
+describe('FingerprintCache', () => {
+  it('returns the same fingerprint as the function, and starts over when full', () => {
+    const cache = new FingerprintCache(2);
+    expect(cache.get('SELECT 1')).toBe('SELECT ?');
+    expect(cache.get('SELECT 2')).toBe('SELECT ?');
+    expect(cache.get("SELECT 'x'")).toBe('SELECT ?');
+    expect(cache.get('SELECT 1')).toBe('SELECT ?');
+  });
+});
