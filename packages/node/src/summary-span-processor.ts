@@ -95,7 +95,10 @@ export class SummarySpanProcessor implements SpanProcessor {
 export function formatSummaryLine(span: ReadableSpan): string {
   const a = span.attributes;
   const durationMs = span.duration[0] * 1e3 + span.duration[1] / 1e6;
-  const route = a[HTTP_ROUTE] !== undefined ? `${a['http.request.method'] ?? ''} ${a[HTTP_ROUTE]}`.trim() : span.name;
+  // The route template when the framework set one; else the path, so unrouted requests
+  // (a bare http server, a 404) are still recognisable.
+  const target = a[HTTP_ROUTE] ?? a['url.path'];
+  const route = target !== undefined ? `${a['http.request.method'] ?? ''} ${target}`.trim() : span.name;
   const status = a['http.response.status_code'] ?? (span.status.code === SpanStatusCode.ERROR ? 'error' : 'ok');
   const parts = [
     `request-budget: ${route} ${status} ${durationMs.toFixed(1)}ms`,
