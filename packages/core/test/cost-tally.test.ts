@@ -53,11 +53,11 @@ describe('CostTally', () => {
 
 describe('heapConfidence', () => {
   it.each([
-    [1, 0, 'high'],
-    [1, 2, 'medium'],
-    [2, 0, 'low'],
-    [7, 3, 'low'],
-  ] as const)('in_flight=%i gc=%i → %s', (inFlight, gc, expected) => {
+    [1, false, 'high'],
+    [1, true, 'medium'],
+    [2, false, 'low'],
+    [7, true, 'low'],
+  ] as const)('in_flight=%i gcRan=%s → %s', (inFlight, gc, expected) => {
     expect(heapConfidence(inFlight, gc)).toBe(expected);
   });
 });

@@ -36,6 +36,7 @@ interface RootState {
   readonly heapAtStart: number;
   readonly gcCountAtStart: number;
   readonly gcTimeAtStart: number;
+  readonly fullCollectionsAtStart: number;
   /** Value of the processor's root start counter when this root started. */
   readonly startSequence: number;
   /** Roots in flight right after this one started, itself included. */
@@ -130,6 +131,7 @@ export class CostSpanProcessor implements SpanProcessor {
       heapAtStart: getHeapStatistics().used_heap_size,
       gcCountAtStart: this.gc.count,
       gcTimeAtStart: this.gc.timeMs,
+      fullCollectionsAtStart: this.gc.fullCollectionsSeen(),
       startSequence: this.rootsStarted,
       inFlightAtStart: this.rootsInFlight,
       ended: false,
@@ -144,11 +146,14 @@ export class CostSpanProcessor implements SpanProcessor {
     // it started: together, the requests whose allocations share this heap delta.
     const overlapping = state.inFlightAtStart + (this.rootsStarted - state.startSequence);
     const gcCount = this.gc.count - state.gcCountAtStart;
+    const heapDelta = getHeapStatistics().used_heap_size - state.heapAtStart;
+    // A shrinking heap proves a collection even when its GC entry has not arrived yet.
+    const gcRan = gcCount > 0 || this.gc.fullCollectionsSeen() > state.fullCollectionsAtStart || heapDelta < 0;
     state.root.setAttributes(state.tally.toAttributes());
     state.root.setAttributes({
-      [COST_HEAP_DELTA_BYTES]: getHeapStatistics().used_heap_size - state.heapAtStart,
+      [COST_HEAP_DELTA_BYTES]: heapDelta,
       [COST_HEAP_IN_FLIGHT]: overlapping,
-      [COST_HEAP_CONFIDENCE]: heapConfidence(overlapping, gcCount),
+      [COST_HEAP_CONFIDENCE]: heapConfidence(overlapping, gcRan),
       [COST_GC_COUNT]: gcCount,
       [COST_GC_TIME_MS]: roundMs(this.gc.timeMs - state.gcTimeAtStart),
     });

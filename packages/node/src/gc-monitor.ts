@@ -3,8 +3,9 @@
  * totals at its start and end and reports the difference.
  *
  * GC entries are delivered to observers asynchronously (after the collection, on a later tick),
- * so a collection that finishes in the last moments of a request may be counted for the next
- * one. That lag is a few milliseconds, far below the requests whose GC cost matters.
+ * so a collection in the last moments of a request may be counted for the next one. Deciding
+ * whether the heap delta is trustworthy cannot wait for that, so a weakly held canary object
+ * gives a synchronous answer too: a full collection clears it.
  */
 import { PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 
@@ -12,6 +13,20 @@ export class GcMonitor {
   count = 0;
   timeMs = 0;
   private observer: PerformanceObserver | undefined;
+  private canary = new WeakRef<object>({});
+  private canariesCollected = 0;
+
+  /**
+   * Full collections seen so far, known synchronously: the canary is gone only after one.
+   * Scavenges of the young generation do not clear it; they show in {@link count} instead.
+   */
+  fullCollectionsSeen(): number {
+    if (this.canary.deref() === undefined) {
+      this.canariesCollected += 1;
+      this.canary = new WeakRef({});
+    }
+    return this.canariesCollected;
+  }
 
   start(): void {
     if (this.observer !== undefined) return;

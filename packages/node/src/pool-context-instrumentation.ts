@@ -17,6 +17,9 @@ import {
 } from '@opentelemetry/instrumentation';
 
 type Callback = (...args: unknown[]) => unknown;
+const BOUND = Symbol('request-budget.pool-callback-bound');
+const RESTORE = Symbol('request-budget.pool-callback-restore');
+const ORIGINAL = Symbol('request-budget.pool-callback-original');
 interface PoolPrototype {
   connect?: (callback?: Callback) => unknown;
   getConnection?: (callback?: Callback) => unknown;
@@ -55,19 +58,31 @@ export class PoolContextInstrumentation extends InstrumentationBase {
     ];
   }
 
-  /** Wraps the pool class's method in place and hands the module back unchanged. */
+  /**
+   * Wraps the pool class's method in place and hands the module back unchanged. Not through
+   * `_wrap`: that unwraps any earlier wrapper first, which would remove instrumentation-pg's own
+   * `pg-pool.connect` span. Without shimmer's marker, the two wrappers stack in either order.
+   */
   private patch(Pool: PoolClass, method: keyof PoolPrototype): PoolClass {
-    if (typeof Pool?.prototype?.[method] !== 'function') return Pool;
-    this._wrap(Pool.prototype, method, (original) =>
-      function bindCallbackToCaller(this: unknown, callback?: Callback) {
-        const bound = typeof callback === 'function' ? context.bind(context.active(), callback) : callback;
-        return original!.call(this, bound);
-      },
-    );
+    const original = Pool?.prototype?.[method];
+    if (typeof original !== 'function' || (original as { [BOUND]?: true })[BOUND]) return Pool;
+    const state = { active: true };
+    const bound = function bindCallbackToCaller(this: unknown, callback?: Callback) {
+      const forwarded = state.active && typeof callback === 'function' ? context.bind(context.active(), callback) : callback;
+      return original.call(this, forwarded);
+    };
+    Object.assign(bound, { [BOUND]: true, [RESTORE]: () => (state.active = false), [ORIGINAL]: original });
+    Pool.prototype[method] = bound;
     return Pool;
   }
 
+  /** Restores the method when ours is still on top; otherwise turns ours into a pass-through. */
   private unpatch(Pool: PoolClass | undefined, method: keyof PoolPrototype): void {
-    if (Pool?.prototype !== undefined) this._unwrap(Pool.prototype, method);
+    const current = Pool?.prototype?.[method] as (Callback & { [RESTORE]?: () => void; [ORIGINAL]?: Callback }) | undefined;
+    if (Pool === undefined || current === undefined) return;
+    let wrapper: typeof current | undefined = current;
+    while (wrapper !== undefined && wrapper[RESTORE] === undefined) wrapper = (wrapper as { __original?: typeof current }).__original;
+    wrapper?.[RESTORE]?.();
+    if (wrapper === current && current[ORIGINAL] !== undefined) Pool.prototype[method] = current[ORIGINAL] as PoolPrototype[typeof method];
   }
 }
