@@ -1,0 +1,149 @@
+/**
+ * End to end: the `register` entry as users run it — the default summary line, other OTLP
+ * encodings, ES modules through `--import`, bad environment values, the heap figures, and the
+ * flush on shutdown.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startApp, type AppProcess } from './support/app-process';
+import { concurrently, get } from './support/http';
+import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver';
+import { OtlpSpanKind } from './support/received-span';
+import { awaitServerSpan, costOf, tracedGet } from './support/traced-request';
+
+const MiB = 1024 * 1024;
+let receiver: OtlpReceiver;
+const apps: AppProcess[] = [];
+
+beforeAll(async () => {
+  receiver = await startOtlpReceiver();
+});
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((app) => app.stop()));
+  receiver.clear();
+});
+afterAll(async () => {
+  await receiver?.close();
+});
+
+async function launch(options: Parameters<typeof startApp>[0]): Promise<AppProcess> {
+  const app = await startApp(options);
+  apps.push(app);
+  return app;
+}
+
+function otlpEnv(protocol: string): Record<string, string> {
+  return { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: protocol, OTEL_BSP_SCHEDULE_DELAY: '50' };
+}
+
+describe('with nothing configured', () => {
+  it('prints one summary line per request on stderr and exports nothing', async () => {
+    const app = await launch({ script: 'test/fixtures/cost-app.js', env: { OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_TRACES_EXPORTER: undefined } });
+    expect((await get(`${app.url}/queries/2`)).status).toBe(200);
+    const [line] = await app.waitForLine(/request-budget: GET \/queries\/:n .*/, 10_000, 'stderr');
+    expect(line).toMatch(/^request-budget: GET \/queries\/:n 200 \d+\.\dms queries=2 db=\d+\.\dms rows=2 heap=[+-][\d.]+(B|KiB|MiB)\((high|medium|low)\) http=0 repeated=2×"SELECT \$1::int AS i"$/);
+    expect((await get(`${app.url}/fetch`)).status).toBe(200);
+    await app.waitForLine(/request-budget: GET \/fetch 200 .* http=1 untimed=1$/, 10_000, 'stderr');
+    expect(receiver.spans).toHaveLength(0);
+    expect(app.stderrLines.filter((l) => l.startsWith('request-budget:') && !/ \d+\.\dms queries=/.test(l))).toEqual([]);
+  });
+});
+
+describe('exporters', () => {
+  it('exports the same cost record over OTLP/HTTP JSON', async () => {
+    const app = await launch({ script: 'test/fixtures/cost-app.js', env: otlpEnv('http/json') });
+    const { server } = await costOf(receiver, `${app.url}/n-plus-one/5`);
+    expect(server.encoding).toBe('json');
+    expect(server.attributes['cost.db.queries']).toBe(6);
+    expect(server.attributeTypes['cost.db.queries']).toBe('int');
+    expect(server.attributes['cost.db.repeated_count']).toBe(5);
+    expect(server.attributes['cost.db.rows']).toBe(10);
+  });
+
+  it('instruments an ES module app started with --import', async () => {
+    const app = await launch({
+      script: 'test/fixtures/esm-app.mjs',
+      requireRegister: false,
+      nodeArgs: ['--import', '@request-budget/node/register'],
+      env: otlpEnv('http/protobuf'),
+    });
+    const { server } = await costOf(receiver, `${app.url}/queries/4`);
+    expect(server.attributes['http.route']).toBe('/queries/:n');
+    expect(server.attributes['cost.db.queries']).toBe(4);
+    expect(server.attributes['cost.db.repeated_statement']).toBe('SELECT $1::int AS i');
+  });
+
+  it('flushes spans still waiting in the batch when the process gets SIGTERM', async () => {
+    const app = await launch({ script: 'test/fixtures/plain-app.js', env: { ...otlpEnv('http/protobuf'), OTEL_BSP_SCHEDULE_DELAY: '60000' } });
+    const request = await tracedGet(`${app.url}/`);
+    expect(request.response.body).toBe('ok');
+    expect(receiver.spans).toHaveLength(0);
+    const stopped = app.stop('SIGTERM', 10_000);
+    const { server } = await awaitServerSpan(receiver, request);
+    expect(server.attributes['cost.db.queries']).toBe(0);
+    // With no handler of its own, the app still ends by the signal, as it would have without us.
+    expect(await stopped).toBeNull();
+    expect((await app.exited).signal).toBe('SIGTERM');
+  });
+});
+
+describe('bad environment values', () => {
+  it('start the app anyway, with one clear line per problem, and fall back to defaults', async () => {
+    const app = await launch({
+      script: 'test/fixtures/cost-app.js',
+      env: {
+        OTEL_TRACES_EXPORTER: 'jaeger',
+        OTEL_TRACES_SAMPLER: 'traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: 'ten percent',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'carrier-pigeon',
+        REQUEST_BUDGET_SUMMARY: 'yes please',
+      },
+    });
+    expect((await get(`${app.url}/queries/2`)).status).toBe(200);
+    await app.waitForLine(/request-budget: GET \/queries\/:n 200 .* queries=2 /, 10_000, 'stderr');
+    const diagnostics = app.stderrLines.filter((line) => line.startsWith('request-budget:') && !line.includes(' queries='));
+    expect(diagnostics).toEqual([
+      'request-budget: OTEL_TRACES_EXPORTER="jaeger": unknown "jaeger" (expected otlp, zipkin, console, none); ignoring it',
+      'request-budget: OTEL_EXPORTER_OTLP_PROTOCOL="carrier-pigeon" is not one of http/protobuf, http/json, grpc; ignoring it',
+      'request-budget: REQUEST_BUDGET_SUMMARY="yes please" is not a boolean (expected true or false); ignoring it',
+      'request-budget: OTEL_TRACES_SAMPLER_ARG="ten percent" is not a number from 0 to 1; ignoring it',
+    ]);
+  });
+
+  it('OTEL_SDK_DISABLED=true leaves the app uninstrumented', async () => {
+    const app = await launch({ script: 'test/fixtures/cost-app.js', env: { ...otlpEnv('http/protobuf'), OTEL_SDK_DISABLED: 'true', REQUEST_BUDGET_SUMMARY: 'true' } });
+    expect((await get(`${app.url}/queries/2`)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(receiver.spans).toHaveLength(0);
+    expect(app.stderrLines.filter((line) => line.startsWith('request-budget:'))).toEqual([]);
+  });
+});
+
+describe('heap figures', () => {
+  it('shows a request retaining 8 MiB, run alone, as a delta of 8 MiB within 1 MiB', async () => {
+    const app = await launch({ script: 'test/fixtures/cost-app.js', env: otlpEnv('http/protobuf') });
+    await costOf(receiver, `${app.url}/retain/1`); // first-request warm-up (lazy code, JIT)
+    const deltas: number[] = [];
+    for (let run = 0; run < 5; run += 1) {
+      const { server } = await costOf(receiver, `${app.url}/retain/8`);
+      expect(server.attributes['cost.heap.in_flight']).toBe(1);
+      expect(['high', 'medium']).toContain(server.attributes['cost.heap.confidence']);
+      deltas.push(Number(server.attributes['cost.heap.delta_bytes']));
+    }
+    const median = deltas.sort((a, b) => a - b)[2];
+    expect(Math.abs(median - 8 * MiB), `deltas ${deltas.map((d) => (d / MiB).toFixed(2)).join(', ')} MiB`).toBeLessThan(1 * MiB);
+  });
+
+  it('marks requests that overlapped others with their in-flight count and low confidence', async () => {
+    const app = await launch({ script: 'test/fixtures/cost-app.js', env: otlpEnv('http/protobuf') });
+    const started = await concurrently(10, () => tracedGet(`${app.url}/queries/3?yield=1`));
+    const servers = await Promise.all(started.map(async (request) => (await awaitServerSpan(receiver, request)).server));
+    for (const server of servers) {
+      expect(server.attributes['cost.heap.in_flight']).toBeGreaterThanOrEqual(2);
+      expect(server.attributes['cost.heap.in_flight']).toBeLessThanOrEqual(10);
+      expect(server.attributes['cost.heap.confidence']).toBe('low');
+    }
+    // The one that started first saw all the others start while it ran, or they ran in turn.
+    expect(Math.max(...servers.map((s) => Number(s.attributes['cost.heap.in_flight'])))).toBeGreaterThan(2);
+    expect(servers.every((s) => s.kind === OtlpSpanKind.SERVER)).toBe(true);
+  });
+});
