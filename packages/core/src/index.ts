@@ -5,3 +5,14 @@ export type { AttributeMap, CostContribution, DbOperation, HttpClientCall, SpanK
 export { CostTally, MAX_FINGERPRINTS_PER_TALLY, roundMs } from './cost-tally';
 export type { CostAttributes, RepeatedStatement } from './cost-tally';
 export { heapConfidence } from './heap-confidence';
+export { parseByteSize } from './byte-size';
+export { loadBudgetFile, parseBudgetText, parseBudgetObject, BudgetFileError, LIMIT_NAMES, formatPath } from './budget-file';
+export type { Budgets, BudgetRule, RuleSettings, Limits, LimitName, Severity } from './budget-file';
+export { compileRoutePattern, compileJobPattern, compareSpecificity } from './rule-pattern';
+export type { CompiledPattern, Specificity } from './rule-pattern';
+export { BudgetRuleSet, DEFAULTS_RULE_NAME } from './budget-rules';
+export type { ResolvedRule } from './budget-rules';
+export { evaluateBudget, formatViolation, costRecordFromAttributes, BUDGET_METRICS } from './evaluator';
+export type { CostRecord, Violation } from './evaluator';
+export { ALERT_NAME, UNROUTED, alertKey, breachReports, toAlertmanagerAlert, toBreachEvent } from './breach-report';
+export type { BreachReport, PostableAlert } from './breach-report';
