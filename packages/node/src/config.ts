@@ -34,6 +34,19 @@ export interface ResolvedConfig {
   readonly shutdownOnExit: boolean;
   /** Batch span processor settings (OTEL_BSP_*); unset ones keep the SDK defaults. */
   readonly batch: BatchSettings;
+  /** Budget file path or content; undefined when none is configured. */
+  readonly budgets: string | Record<string, unknown> | undefined;
+  readonly errorStatusOnCritical: boolean;
+  readonly exportBreachedTraces: boolean;
+  readonly alerts: AlertSettings;
+}
+
+export interface AlertSettings {
+  readonly alertmanagerUrl: string | undefined;
+  readonly webhookUrl: string | undefined;
+  readonly log: boolean;
+  readonly resendIntervalMs: number;
+  readonly resolveAfterMs: number;
 }
 
 export interface BatchSettings {
@@ -63,6 +76,11 @@ export const DEFAULTS = {
   sampler: 'parentbased_always_on' as (typeof SAMPLERS)[number],
   samplerRatio: 1,
   shutdownOnExit: true,
+  errorStatusOnCritical: false,
+  exportBreachedTraces: true,
+  alertLog: true,
+  alertResendIntervalMs: 60_000,
+  alertResolveAfterMs: 300_000,
 };
 
 export function resolveConfig(options: RequestBudgetOptions, env: Environment, report: ProblemReporter): ResolvedConfig {
@@ -98,6 +116,27 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
       maxExportBatchSize: read.number('OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 1, 10_000_000),
       exportTimeoutMillis: read.number('OTEL_BSP_EXPORT_TIMEOUT', 1, 3_600_000),
     },
+    budgets: options.budgets ?? (env.REQUEST_BUDGET_FILE?.trim() || undefined),
+    errorStatusOnCritical: options.errorStatusOnCritical ?? read.boolean('REQUEST_BUDGET_ERROR_ON_CRITICAL') ?? DEFAULTS.errorStatusOnCritical,
+    exportBreachedTraces: options.exportBreachedTraces ?? read.boolean('REQUEST_BUDGET_EXPORT_BREACHED') ?? DEFAULTS.exportBreachedTraces,
+    alerts: alertSettings(options, read),
+  };
+}
+
+function alertSettings(options: RequestBudgetOptions, read: EnvReader): AlertSettings {
+  const resendIntervalMs = options.alertResendIntervalMs ?? read.number('REQUEST_BUDGET_ALERT_RESEND_MS', 100, 86_400_000) ?? DEFAULTS.alertResendIntervalMs;
+  let resolveAfterMs = options.alertResolveAfterMs ?? read.number('REQUEST_BUDGET_ALERT_RESOLVE_MS', 100, 86_400_000) ?? DEFAULTS.alertResolveAfterMs;
+  // A firing alert carries endsAt = now + resolveAfterMs; re-sent less often, it would flap.
+  if (resolveAfterMs <= resendIntervalMs) {
+    read.report(`alert resolve period (${resolveAfterMs} ms) must be longer than the resend interval (${resendIntervalMs} ms); using ${resendIntervalMs * 3} ms`);
+    resolveAfterMs = resendIntervalMs * 3;
+  }
+  return {
+    alertmanagerUrl: options.alertmanagerUrl ?? read.url('REQUEST_BUDGET_ALERTMANAGER_URL'),
+    webhookUrl: options.webhookUrl ?? read.url('REQUEST_BUDGET_WEBHOOK_URL'),
+    log: options.alertLog ?? read.boolean('REQUEST_BUDGET_ALERT_LOG') ?? DEFAULTS.alertLog,
+    resendIntervalMs,
+    resolveAfterMs,
   };
 }
 
@@ -138,7 +177,7 @@ function instrumentationsFromEnv(read: EnvReader): InstrumentationName[] {
 class EnvReader {
   constructor(
     private readonly env: Environment,
-    private readonly report: ProblemReporter,
+    readonly report: ProblemReporter,
   ) {}
 
   boolean(name: string): boolean | undefined {

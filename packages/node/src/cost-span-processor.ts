@@ -21,12 +21,16 @@ import {
   classifySpan,
   heapConfidence,
   roundMs,
+  type RepeatedStatement,
   type SpanKindName,
 } from '@request-budget/core';
 import { describeError, reportProblem } from './diagnostics';
 import { GcMonitor } from './gc-monitor';
 
-/** Attribute that marks a span as a root even though it is not a SERVER span (jobs). */
+/**
+ * Attribute that makes a span a root of its own even though it is not a SERVER span, and even
+ * when started inside a request: background jobs (see withBudget).
+ */
 export const ROOT_MARKER_ATTRIBUTE = 'request_budget.root';
 
 /** What a root span carries while it runs. */
@@ -81,9 +85,11 @@ export class CostSpanProcessor implements SpanProcessor {
       const parent = trace.getSpan(parentContext) as (TrackedSpan & object) | undefined;
       const parentState = parent?.[ROOT_STATE];
       const tracked = span as Span & TrackedSpan;
-      if (parentState !== undefined && !parentState.ended) {
+      if (span.attributes[ROOT_MARKER_ATTRIBUTE] === true) {
+        tracked[ROOT_STATE] = this.openRoot(span);
+      } else if (parentState !== undefined && !parentState.ended) {
         tracked[ROOT_STATE] = parentState;
-      } else if (span.kind === SpanKind.SERVER || span.attributes[ROOT_MARKER_ATTRIBUTE] === true) {
+      } else if (span.kind === SpanKind.SERVER) {
         tracked[ROOT_STATE] = this.openRoot(span);
       }
     } catch (error) {
@@ -164,6 +170,18 @@ export class CostSpanProcessor implements SpanProcessor {
     this.hookFailureReported = true;
     reportProblem(`cost attribution failed in ${hook} and skipped that span (reported once): ${describeError(error)}`);
   }
+}
+
+/** The local root (request or job span) a span was attributed to, and whether it has ended. */
+export function attributionOf(span: object): { readonly root: Span; readonly rootEnded: boolean } | undefined {
+  const state = (span as TrackedSpan)[ROOT_STATE];
+  return state === undefined ? undefined : { root: state.root, rootEnded: state.ended };
+}
+
+/** Every statement fingerprint of a root's tally with its count, most repeated first. */
+export function costStatementsOf(root: object): RepeatedStatement[] | undefined {
+  const state = (root as TrackedSpan)[ROOT_STATE];
+  return state?.root === root ? state.tally.statements() : undefined;
 }
 
 function hrTimeToMs([seconds, nanos]: [number, number]): number {

@@ -5,6 +5,14 @@
  */
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { createAlwaysRecordSampler, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { BudgetFileError, BudgetRuleSet, loadBudgetFile, parseBudgetObject, type Budgets } from '@request-budget/core';
+import { AlertDispatcher } from './alerts/alert-dispatcher';
+import type { AlertSink, AlertSinkStats } from './alerts/alert-sink';
+import { AlertmanagerAlertSink } from './alerts/alertmanager-alert-sink';
+import { LogAlertSink } from './alerts/log-alert-sink';
+import { WebhookAlertSink } from './alerts/webhook-alert-sink';
+import { BreachedTraceExportProcessor } from './breached-trace-export-processor';
+import { BudgetSpanProcessor } from './budget-span-processor';
 import { resolveConfig, type ResolvedConfig } from './config';
 import { CostSpanProcessor } from './cost-span-processor';
 import { describeError, reportProblem } from './diagnostics';
@@ -21,6 +29,8 @@ const EXIT_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 interface Running {
   readonly sdk: NodeSDK;
   readonly config: ResolvedConfig;
+  readonly budgets: Budgets | undefined;
+  readonly alerts: AlertDispatcher | undefined;
   readonly restoreFetch: () => void;
   readonly removeExitHooks: () => void;
   stopping: Promise<void> | undefined;
@@ -41,11 +51,27 @@ export function start(options: RequestBudgetOptions = {}): boolean {
   try {
     const config = resolveConfig(options, process.env, reportProblem);
     if (config.disabled) return false;
+    const serviceName = config.serviceName ?? 'unknown_service:node';
+    const budgets = loadBudgets(config);
+    const alerts = budgets === undefined ? undefined : createAlertDispatcher(config);
+    const exportProcessors = createExportProcessors(config);
     const spanProcessors: SpanProcessor[] = [
       new CostSpanProcessor(),
+      ...(budgets !== undefined
+        ? [
+            new BudgetSpanProcessor({
+              rules: new BudgetRuleSet(budgets),
+              serviceName,
+              errorStatusOnCritical: config.errorStatusOnCritical,
+              ...(alerts !== undefined ? { onBreach: (reports) => alerts.report(reports) } : {}),
+            }),
+          ]
+        : []),
       ...(options.spanProcessors ?? []),
       ...(config.summary ? [new SummarySpanProcessor()] : []),
-      ...createExportProcessors(config),
+      ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0
+        ? [new BreachedTraceExportProcessor(exportProcessors)]
+        : exportProcessors),
     ];
     const sdk = new NodeSDK({
       ...(config.serviceName !== undefined ? { serviceName: config.serviceName } : {}),
@@ -60,7 +86,7 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     });
     sdk.start();
     const restoreFetch = config.instrumentations.includes('undici') ? wrapGlobalFetch() : () => {};
-    const state: Running = { sdk, config, restoreFetch, removeExitHooks: () => {}, stopping: undefined };
+    const state: Running = { sdk, config, budgets, alerts, restoreFetch, removeExitHooks: () => {}, stopping: undefined };
     running = state;
     if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks() });
     return true;
@@ -79,6 +105,8 @@ export function shutdown(): Promise<void> {
     state.restoreFetch();
     try {
       await state.sdk.shutdown();
+      // After the SDK: the last spans' breaches are queued by now.
+      await state.alerts?.shutdown();
     } catch (error) {
       reportProblem(`shutdown: ${describeError(error)}`);
     } finally {
@@ -91,6 +119,52 @@ export function shutdown(): Promise<void> {
 /** The configuration in force, for diagnostics and tests; undefined when not running. */
 export function activeConfig(): ResolvedConfig | undefined {
   return running?.config;
+}
+
+/** The budgets in force; undefined when not running or running without budgets. */
+export function activeBudgets(): Budgets | undefined {
+  return running?.budgets;
+}
+
+/** Each alert sink's counters (delivered, failed, dropped), by sink name. */
+export function alertStats(): Record<string, Readonly<AlertSinkStats>> {
+  return running?.alerts?.stats() ?? {};
+}
+
+/** Delivers queued alerts now (tests, and apps that stop without a signal). */
+export async function flushAlerts(): Promise<void> {
+  await running?.alerts?.flush();
+}
+
+/** Loads the configured budgets; a bad file is reported, once, and the app runs without them. */
+function loadBudgets(config: ResolvedConfig): Budgets | undefined {
+  if (config.budgets === undefined) return undefined;
+  try {
+    return typeof config.budgets === 'string' ? loadBudgetFile(config.budgets) : parseBudgetObject(config.budgets);
+  } catch (error) {
+    if (!(error instanceof BudgetFileError)) throw error;
+    reportProblem(`budget file ${error.source} rejected; running without budgets (costs are still recorded):`);
+    for (const problem of error.problems) reportProblem(`  ${problem}`);
+    return undefined;
+  }
+}
+
+function createAlertDispatcher(config: ResolvedConfig): AlertDispatcher | undefined {
+  const { alerts } = config;
+  const sinks: AlertSink[] = [];
+  if (alerts.log) sinks.push(new LogAlertSink());
+  if (alerts.alertmanagerUrl !== undefined) {
+    sinks.push(
+      new AlertmanagerAlertSink({
+        url: alerts.alertmanagerUrl,
+        resendIntervalMs: alerts.resendIntervalMs,
+        resolveAfterMs: alerts.resolveAfterMs,
+        reportProblem,
+      }),
+    );
+  }
+  if (alerts.webhookUrl !== undefined) sinks.push(new WebhookAlertSink({ url: alerts.webhookUrl, reportProblem }));
+  return sinks.length > 0 ? new AlertDispatcher(sinks) : undefined;
 }
 
 function installExitHooks(): () => void {

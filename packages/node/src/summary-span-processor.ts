@@ -3,7 +3,7 @@
  * request cost with nothing else running:
  *
  *   request-budget: GET /users/:id 200 12.4ms queries=3 db=4.1ms rows=3 heap=+1.2MiB(high) http=0
- *   request-budget: GET /users-with-orders 200 48.0ms queries=21 db=30.2ms rows=120 heap=+310KiB(low) http=0 repeated=20×"SELECT * FROM orders WHERE user_id = $1"
+ *   request-budget: GET /users-with-orders 200 48.0ms queries=21 db=30.2ms rows=120 heap=+310KiB(low) http=0 repeated=20×"SELECT * FROM orders WHERE user_id = $1" OVER BUDGET (GET /users-with-orders): db.queries 21>10, db.repeated_count 20>5
  *
  * It is a span processor rather than an exporter so that it sees every request, sampled or not.
  * Lines are buffered and written on a timer, never on the request path; the buffer is bounded and
@@ -12,6 +12,9 @@
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
 import {
+  BUDGET_BREACHED,
+  BUDGET_RULE,
+  BUDGET_VIOLATIONS,
   COST_DB_QUERIES,
   COST_DB_REPEATED_COUNT,
   COST_DB_REPEATED_STATEMENT,
@@ -112,6 +115,8 @@ export function formatSummaryLine(span: ReadableSpan): string {
   if (untimed > 0) parts.push(`untimed=${untimed}`);
   const repeated = Number(a[COST_DB_REPEATED_COUNT]);
   if (repeated > 1) parts.push(`repeated=${repeated}×${JSON.stringify(preview(String(a[COST_DB_REPEATED_STATEMENT])))}`);
+  const violations = a[BUDGET_VIOLATIONS];
+  if (a[BUDGET_BREACHED] === true && Array.isArray(violations)) parts.push(`OVER BUDGET (${a[BUDGET_RULE]}): ${violations.join(', ')}`);
   return `${parts.join(' ')}\n`;
 }
 

@@ -67,4 +67,51 @@ export interface RequestBudgetOptions {
    * @default true
    */
   shutdownOnExit?: boolean;
+  /**
+   * The budget file: a path to YAML or JSON, or its content as an object. A file that fails
+   * validation is reported (file, line, field) and the app runs without budgets.
+   * Env: REQUEST_BUDGET_FILE.
+   * @default no budgets: costs are recorded, nothing is judged
+   */
+  budgets?: string | Record<string, unknown>;
+  /**
+   * Set span status ERROR on requests that exceed a `critical` rule.
+   * Env: REQUEST_BUDGET_ERROR_ON_CRITICAL.
+   * @default false
+   */
+  errorStatusOnCritical?: boolean;
+  /**
+   * Export the whole trace of a request that breached its budget even when the sampler dropped it.
+   * Env: REQUEST_BUDGET_EXPORT_BREACHED.
+   * @default true
+   */
+  exportBreachedTraces?: boolean;
+  /**
+   * Prometheus Alertmanager base URL; breaches become alerts there.
+   * Env: REQUEST_BUDGET_ALERTMANAGER_URL.
+   * @default none
+   */
+  alertmanagerUrl?: string;
+  /**
+   * URL that receives each batch of breaches as a JSON POST. Env: REQUEST_BUDGET_WEBHOOK_URL.
+   * @default none
+   */
+  webhookUrl?: string;
+  /**
+   * Write one JSON line per breach on stderr. Env: REQUEST_BUDGET_ALERT_LOG.
+   * @default true
+   */
+  alertLog?: boolean;
+  /**
+   * Re-send firing Alertmanager alerts this often while breaches go on.
+   * Env: REQUEST_BUDGET_ALERT_RESEND_MS.
+   * @default 60000
+   */
+  alertResendIntervalMs?: number;
+  /**
+   * Resolve an Alertmanager alert after this long without a breach.
+   * Env: REQUEST_BUDGET_ALERT_RESOLVE_MS.
+   * @default 300000
+   */
+  alertResolveAfterMs?: number;
 }
