@@ -102,7 +102,9 @@ function describeStatements(cost: MeasuredCost): string {
 /**
  * The matcher's type, for TypeScript users to add to their test framework's assertions:
  *
- *   declare module 'vitest' { interface Assertion<T> extends BudgetMatchers<T> {} }
+ *   declare module 'vitest' {
+ *     interface Matchers<R extends void | Promise<void> = void | Promise<void>, T = unknown> extends BudgetMatchers<R> {}
+ *   }
  */
 export interface BudgetMatchers<R = unknown> {
   /** Passes when the measured cost stays within every limit given. */
