@@ -183,7 +183,9 @@ describe('outgoing calls and timeouts', () => {
     ['/fetch?timed=1', 0],
     ['/http?mode=none', 1],
     ['/http?mode=option', 0],
+    ['/http?mode=option-unhandled', 1],
     ['/http?mode=settimeout', 0],
+    ['/http?mode=signal', 0],
   ])('%s makes one outgoing call, untimed=%i', async (path, untimed) => {
     const { server, trace, response } = await costOf(receiver, `${app.url}${path}`);
     expect(response.status).toBe(200);

@@ -44,7 +44,9 @@ describe('with nothing configured', () => {
     expect((await get(`${app.url}/fetch`)).status).toBe(200);
     await app.waitForLine(/request-budget: GET \/fetch 200 .* http=1 untimed=1$/, 10_000, 'stderr');
     expect(receiver.spans).toHaveLength(0);
-    expect(app.stderrLines.filter((l) => l.startsWith('request-budget:') && !/ \d+\.\dms queries=/.test(l))).toEqual([]);
+    expect(app.stderrLines.filter((l) => l.startsWith('request-budget:') && !/ \d+\.\dms queries=/.test(l))).toEqual([
+      'request-budget: no trace exporter configured (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT): printing one summary line per request on stderr',
+    ]);
   });
 });
 
@@ -106,6 +108,7 @@ describe('bad environment values', () => {
       'request-budget: OTEL_EXPORTER_OTLP_PROTOCOL="carrier-pigeon" is not one of http/protobuf, http/json, grpc; ignoring it',
       'request-budget: REQUEST_BUDGET_SUMMARY="yes please" is not a boolean (expected true or false); ignoring it',
       'request-budget: OTEL_TRACES_SAMPLER_ARG="ten percent" is not a number from 0 to 1; ignoring it',
+      'request-budget: no trace exporter configured (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT): printing one summary line per request on stderr',
     ]);
   });
 

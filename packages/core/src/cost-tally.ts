@@ -15,7 +15,10 @@ import {
 import type { CostContribution } from './span-classifier';
 import { FingerprintCache } from './fingerprint';
 
-/** Distinct statement fingerprints tracked per request; more only count as queries. */
+/**
+ * Distinct statement fingerprints tracked per request. Beyond it, the least repeated one makes
+ * room (Space-Saving): a loop that starts after many distinct statements is still found.
+ */
 export const MAX_FINGERPRINTS_PER_TALLY = 128;
 
 /** The most repeated statement of a request. */
@@ -27,6 +30,10 @@ export interface RepeatedStatement {
 /** Attribute values written by the tally: all numbers and strings. */
 export type CostAttributes = Record<string, string | number>;
 
+/**
+ * The running cost of one request or job. Counters are public for reading; `add` is the only
+ * writer.
+ */
 export class CostTally {
   queries = 0;
   dbTimeMs = 0;
@@ -88,9 +95,20 @@ export class CostTally {
   }
 
   private countStatement(fingerprint: string): void {
-    const count = this.countsByFingerprint.get(fingerprint);
-    if (count !== undefined) this.countsByFingerprint.set(fingerprint, count + 1);
-    else if (this.countsByFingerprint.size < MAX_FINGERPRINTS_PER_TALLY) this.countsByFingerprint.set(fingerprint, 1);
+    const counts = this.countsByFingerprint;
+    const count = counts.get(fingerprint);
+    if (count !== undefined) {
+      counts.set(fingerprint, count + 1);
+    } else if (counts.size < MAX_FINGERPRINTS_PER_TALLY) {
+      counts.set(fingerprint, 1);
+    } else {
+      // Space-Saving: the newcomer inherits the smallest count, plus one. Counts may then
+      // overstate a statement by at most that smallest count, never understate a repeat.
+      let least: [string, number] | undefined;
+      for (const entry of counts) if (least === undefined || entry[1] < least[1]) least = entry;
+      counts.delete(least![0]);
+      counts.set(fingerprint, least![1] + 1);
+    }
   }
 }
 

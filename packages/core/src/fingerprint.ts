@@ -7,46 +7,60 @@
 /** Longest statement prefix that is fingerprinted; bulk statements beyond it share a prefix. */
 export const FINGERPRINT_MAX_INPUT = 4096;
 
-const WHITESPACE = /\s+/g;
-// '...' with '' escapes (SQL), "..." only after = or in lists would be ambiguous with quoted
-// identifiers, so double quotes are left alone.
-const SINGLE_QUOTED = /'(?:[^']|'')*'/g;
-// Numbers that stand alone: not part of an identifier (t1), a placeholder ($1) or a name (a.1).
-const NUMBER = /(?<![\w$.:@])\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w.])/gi;
+// Quoted identifiers ("events-2024", `table 2`) are names, not values: kept as they are.
+const QUOTED_IDENTIFIER = /"(?:[^"]|"")*"|`(?:[^`]|``)*`/g;
+// String literals, with '' (standard SQL) and \' (MySQL) escapes.
+const SINGLE_QUOTED = /'(?:[^'\\]|''|\\.)*'/g;
+const HEX_NUMBER = /(?<![\w$])0x[0-9a-f]+\b/gi;
+// Numbers that stand alone: not part of an identifier (t1), a placeholder ($1) or a qualified
+// name (a.1). A minus is part of the number where it cannot be a subtraction: after an
+// operator, a comma, a parenthesis, a keyword, or at the start.
+const NUMBER =
+  /(?:(?<=(?:^|[=<>(,+*\/-]|\b(?:SELECT|WHERE|AND|OR|NOT|THEN|ELSE|WHEN|VALUES|SET|BY|LIMIT|OFFSET|BETWEEN|IN|IS|LIKE|RETURN))\s*)-\s*)?(?<![\w$.:@])(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?(?![\w.])/gi;
 // Numbers inside keys such as `user:42` (Redis) also vary per call.
 const KEY_NUMBER = /(?<=[:/])\d+(?=\b)/g;
-const LIST_OF_PLACEHOLDERS = /\(\s*\?(?:\s*,\s*\?)+\s*\)/g;
+const LIST_OF_PLACEHOLDERS = /\(\s*(?:\?|\$\d+)(?:\s*,\s*(?:\?|\$\d+))*\s*\)/g;
 const REPEATED_TUPLES = /\(\?\)(?:\s*,\s*\(\?\))+/g;
-const NUMBERED_PLACEHOLDER_LIST = /\(\s*\$\d+(?:\s*,\s*\$\d+)+\s*\)/g;
+const WHITESPACE = /\s+/g;
+// Stands in for a quoted identifier while literals are replaced: the letter before the index
+// keeps the number rules off it.
+const identifierMark = (index: number) => `\u0000Q${index}\u0000`;
+const IDENTIFIER_MARK = /\u0000Q(\d+)\u0000/g;
 
 /**
- * Normalises a statement: literals become `?`, `IN (?, ?, ?)` becomes `IN (?)`, runs of
- * whitespace become one space.
+ * Normalises a statement: literals become `?`, `IN (?, ?, ?)` and `IN ($1, $2)` become `IN (?)`,
+ * runs of whitespace become one space; quoted identifiers are left alone.
  */
 export function fingerprintStatement(statement: string): string {
   const text = statement.length > FINGERPRINT_MAX_INPUT ? statement.slice(0, FINGERPRINT_MAX_INPUT) : statement;
+  const identifiers: string[] = [];
   return text
+    .replace(QUOTED_IDENTIFIER, (identifier) => identifierMark(identifiers.push(identifier) - 1))
     .replace(SINGLE_QUOTED, '?')
+    .replace(HEX_NUMBER, '?')
     .replace(NUMBER, '?')
     .replace(KEY_NUMBER, '?')
-    .replace(NUMBERED_PLACEHOLDER_LIST, '(?)')
     .replace(LIST_OF_PLACEHOLDERS, '(?)')
     .replace(REPEATED_TUPLES, '(?)')
     .replace(WHITESPACE, ' ')
-    .trim();
+    .trim()
+    .replace(IDENTIFIER_MARK, (_, index: string) => identifiers[Number(index)]!);
 }
 
 /**
- * A bounded memo of {@link fingerprintStatement}. Parameterised statements repeat verbatim,
- * so nearly every lookup is a hit; when full it starts over rather than tracking recency,
- * which keeps a hit to one Map lookup.
+ * A bounded memo of {@link fingerprintStatement}. Parameterised statements repeat verbatim, so
+ * nearly every lookup is a hit; when full it starts over rather than tracking recency, which
+ * keeps a hit to one Map lookup. Statements longer than {@link FINGERPRINT_MAX_INPUT} are not
+ * kept (their text would make the memo's memory unbounded).
  */
 export class FingerprintCache {
   private readonly entries = new Map<string, string>();
 
+  /** @param maxEntries statements remembered before starting over (default 2000) */
   constructor(private readonly maxEntries = 2000) {}
 
   get(statement: string): string {
+    if (statement.length > FINGERPRINT_MAX_INPUT) return fingerprintStatement(statement);
     let fingerprint = this.entries.get(statement);
     if (fingerprint === undefined) {
       fingerprint = fingerprintStatement(statement);
@@ -54,5 +68,10 @@ export class FingerprintCache {
       this.entries.set(statement, fingerprint);
     }
     return fingerprint;
+  }
+
+  /** Statements remembered now. */
+  get size(): number {
+    return this.entries.size;
   }
 }

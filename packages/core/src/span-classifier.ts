@@ -37,15 +37,16 @@ export interface HttpClientCall {
 
 export type CostContribution = DbOperation | HttpClientCall;
 
-// Connection acquisition spans (pg-pool.connect, pg.connect, ioredis "connect") carry the DB
-// system attribute too; they are waits for a connection, not queries.
-const CONNECT_SPAN_NAME = /(?:^|[.\s])connect$/i;
+// Connection acquisition spans carry the DB system attribute too; they are waits for a
+// connection, not queries. Matched by exact name: pg names query spans after the database
+// (`pg.query:SELECT connect`), which may well be called "connect".
+const CONNECT_SPAN_NAMES = new Set(['pg-pool.connect', 'pg.connect', 'connect']);
 
 /** What the span adds to its request's cost, or undefined when it adds nothing. */
 export function classifySpan(kind: SpanKindName, name: string, attributes: AttributeMap): CostContribution | undefined {
   const dbSystem = attributes[DB_SYSTEM_NAME] ?? attributes[DB_SYSTEM_LEGACY];
   if (dbSystem !== undefined) {
-    if (CONNECT_SPAN_NAME.test(name)) return undefined;
+    if (CONNECT_SPAN_NAMES.has(name)) return undefined;
     const statement = dbStatementOf(attributes);
     if (statement === undefined) return undefined;
     return { type: 'db', statement, rows: nonNegativeInteger(attributes[DB_RESPONSE_RETURNED_ROWS]) };

@@ -41,13 +41,14 @@ describe('CostTally', () => {
     ]);
   });
 
-  it('keeps a bounded number of fingerprints but still counts every query', () => {
+  it('keeps a bounded number of fingerprints, counts every query, and still finds a late N+1', () => {
     const tally = new CostTally(new FingerprintCache());
-    for (let i = 0; i < MAX_FINGERPRINTS_PER_TALLY + 50; i += 1) tally.add(db(`SELECT col_${i} FROM t`), 0);
-    tally.add(db(`SELECT col_${MAX_FINGERPRINTS_PER_TALLY + 10} FROM t`), 0);
-    expect(tally.queries).toBe(MAX_FINGERPRINTS_PER_TALLY + 51);
+    for (let i = 0; i < MAX_FINGERPRINTS_PER_TALLY; i += 1) tally.add(db(`SELECT col_${i} FROM t`), 0);
+    for (let id = 0; id < 500; id += 1) tally.add(db(`SELECT * FROM orders WHERE id = ${id}`), 0);
+    expect(tally.queries).toBe(MAX_FINGERPRINTS_PER_TALLY + 500);
     expect(tally.statements()).toHaveLength(MAX_FINGERPRINTS_PER_TALLY);
-    expect(tally.mostRepeated()).toEqual({ fingerprint: 'SELECT col_0 FROM t', count: 1 });
+    // It took the place of a statement seen once, so its count may be one too high, never low.
+    expect(tally.mostRepeated()).toEqual({ fingerprint: 'SELECT * FROM orders WHERE id = ?', count: 501 });
   });
 });
 

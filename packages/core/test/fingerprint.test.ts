@@ -15,6 +15,13 @@ describe('fingerprintStatement', () => {
     ['get user:42', 'get user:?'],
     ['set rb-test:7 [1 other arguments]', 'set rb-test:? [? other arguments]'],
     ['SELECT 1e10, 0.5', 'SELECT ?, ?'],
+    ['SELECT * FROM "table 2" JOIN `events-2024` ON x = 3', 'SELECT * FROM "table 2" JOIN `events-2024` ON x = ?'],
+    ['UPDATE t SET a = -5 WHERE b = 5', 'UPDATE t SET a = ? WHERE b = ?'],
+    ['SELECT a - 1 FROM t', 'SELECT a - ? FROM t'],
+    ['SELECT 0xDEADBEEF, .5, 5.', 'SELECT ?, ?, ?'],
+    ["SELECT * FROM t WHERE a = 'O\\'Brien' AND b = 5", 'SELECT * FROM t WHERE a = ? AND b = ?'],
+    ['SELECT * FROM t WHERE id IN ($1)', 'SELECT * FROM t WHERE id IN (?)'],
+    ["SELECT * FROM t WHERE at > '2026-11-22 03:00:00'", 'SELECT * FROM t WHERE at > ?'],
   ])('%j → %j', (statement, expected) => {
     expect(fingerprintStatement(statement)).toBe(expected);
   });
@@ -30,7 +37,14 @@ describe('FingerprintCache', () => {
     const cache = new FingerprintCache(2);
     expect(cache.get('SELECT 1')).toBe('SELECT ?');
     expect(cache.get('SELECT 2')).toBe('SELECT ?');
+    expect(cache.size).toBe(2);
     expect(cache.get("SELECT 'x'")).toBe('SELECT ?');
-    expect(cache.get('SELECT 1')).toBe('SELECT ?');
+    expect(cache.size).toBe(1);
+  });
+
+  it('does not keep statements longer than it fingerprints', () => {
+    const cache = new FingerprintCache();
+    expect(cache.get(`INSERT INTO t VALUES ${'(1),'.repeat(2000)}(2)`)).toBe('INSERT INTO t VALUES (?)');
+    expect(cache.size).toBe(0);
   });
 });

@@ -6,6 +6,7 @@
  * queues them: nothing here waits on the network.
  */
 import { SpanStatusCode } from '@opentelemetry/api';
+import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import {
   BUDGET_BREACH_EVENT,
@@ -86,7 +87,7 @@ export class BudgetSpanProcessor implements SpanProcessor {
     const method = stringOr(attributes[HTTP_REQUEST_METHOD] ?? attributes[HTTP_METHOD_LEGACY]);
     const route = stringOr(attributes[HTTP_ROUTE]);
     const rule = typeof jobName === 'string' ? this.rules.forJob(jobName) : this.rules.forRoute(method, route);
-    const durationMs = span.duration[0] * 1e3 + span.duration[1] / 1e6;
+    const durationMs = hrTimeToMilliseconds(span.duration);
     const statements = costStatementsOf(span);
     const cost = { ...costRecordFromAttributes(attributes, durationMs), ...(statements !== undefined ? { statements } : {}) };
     const violations = evaluateBudget(cost, rule);
@@ -116,7 +117,7 @@ export class BudgetSpanProcessor implements SpanProcessor {
           rule: rule.name,
           traceId: context.traceId,
           spanId: context.spanId,
-          timeMs: span.endTime[0] * 1e3 + span.endTime[1] / 1e6,
+          timeMs: hrTimeToMilliseconds(span.endTime),
         }),
       );
     }

@@ -29,6 +29,8 @@ export interface ResolvedConfig {
   readonly otlpEndpoint: string;
   readonly zipkinEndpoint: string;
   readonly summary: boolean;
+  /** The summary is on only because nothing at all was configured (start() says so once). */
+  readonly summaryByDefault: boolean;
   readonly sampler: Sampler;
   readonly instrumentations: readonly InstrumentationName[];
   readonly shutdownOnExit: boolean;
@@ -85,10 +87,11 @@ export const DEFAULTS = {
 
 export function resolveConfig(options: RequestBudgetOptions, env: Environment, report: ProblemReporter): ResolvedConfig {
   const read = new EnvReader(env, report);
-  const exportersFromEnv = read.list('OTEL_TRACES_EXPORTER', TRACE_EXPORTERS);
-  const otlpEndpointInEnv = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const exportersFromEnv = read.list('OTEL_TRACES_EXPORTER', TRACE_EXPORTERS, 'default');
+  const otlpEndpointInEnv = read.present('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') || read.present('OTEL_EXPORTER_OTLP_ENDPOINT');
   // "No exporter configured at all" means neither a list of exporters nor an OTLP endpoint:
   // then the developer gets the summary on stderr rather than failed exports to localhost.
+  const nothingConfigured = options.traceExporters === undefined && exportersFromEnv === undefined && !otlpEndpointInEnv;
   const requested = options.traceExporters ?? exportersFromEnv ?? (otlpEndpointInEnv ? ['otlp' as const] : []);
   const traceExporters = requested.includes('none')
     ? []
@@ -98,6 +101,7 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     read.oneOf('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', OTLP_PROTOCOLS) ??
     read.oneOf('OTEL_EXPORTER_OTLP_PROTOCOL', OTLP_PROTOCOLS) ??
     DEFAULTS.otlpProtocol;
+  const summary = options.summary ?? read.boolean('REQUEST_BUDGET_SUMMARY');
 
   return {
     disabled: read.boolean('OTEL_SDK_DISABLED') ?? false,
@@ -106,7 +110,8 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     otlpProtocol,
     otlpEndpoint: options.otlpEndpoint ?? otlpEndpointFromEnv(read, otlpProtocol),
     zipkinEndpoint: options.zipkinEndpoint ?? read.url('OTEL_EXPORTER_ZIPKIN_ENDPOINT') ?? DEFAULTS.zipkinEndpoint,
-    summary: options.summary ?? read.boolean('REQUEST_BUDGET_SUMMARY') ?? traceExporters.length === 0,
+    summary: summary ?? nothingConfigured,
+    summaryByDefault: summary === undefined && nothingConfigured,
     sampler: options.sampler ?? samplerFromEnv(read),
     instrumentations: options.instrumentations ?? instrumentationsFromEnv(read),
     shutdownOnExit: options.shutdownOnExit ?? DEFAULTS.shutdownOnExit,
@@ -168,8 +173,9 @@ function samplerFromEnv(read: EnvReader): Sampler {
 }
 
 function instrumentationsFromEnv(read: EnvReader): InstrumentationName[] {
-  const enabled = read.list('OTEL_NODE_ENABLED_INSTRUMENTATIONS', INSTRUMENTATION_NAMES) ?? [...INSTRUMENTATION_NAMES];
-  const disabled = read.list('OTEL_NODE_DISABLED_INSTRUMENTATIONS', INSTRUMENTATION_NAMES) ?? [];
+  // Naming only unknown instrumentations enables none of them, as the user asked for those only.
+  const enabled = read.list('OTEL_NODE_ENABLED_INSTRUMENTATIONS', INSTRUMENTATION_NAMES, 'empty') ?? [...INSTRUMENTATION_NAMES];
+  const disabled = read.list('OTEL_NODE_DISABLED_INSTRUMENTATIONS', INSTRUMENTATION_NAMES, 'empty') ?? [];
   return enabled.filter((name) => !disabled.includes(name));
 }
 
@@ -183,9 +189,10 @@ class EnvReader {
   boolean(name: string): boolean | undefined {
     const raw = this.raw(name);
     if (raw === undefined) return undefined;
+    // As the OpenTelemetry spec reads booleans: true or false, in any case; nothing else.
     const value = raw.toLowerCase();
-    if (value === 'true' || value === '1') return true;
-    if (value === 'false' || value === '0') return false;
+    if (value === 'true') return true;
+    if (value === 'false') return false;
     this.report(`${name}=${JSON.stringify(raw)} is not a boolean (expected true or false); ignoring it`);
     return undefined;
   }
@@ -208,8 +215,11 @@ class EnvReader {
     return undefined;
   }
 
-  /** A comma-separated list; unknown entries are reported and left out. */
-  list<T extends string>(name: string, allowed: readonly T[]): T[] | undefined {
+  /**
+   * A comma-separated list; unknown entries are reported and left out. When every entry is
+   * unknown, `whenAllUnknown` says whether that means the default (undefined) or an empty list.
+   */
+  list<T extends string>(name: string, allowed: readonly T[], whenAllUnknown: 'default' | 'empty'): T[] | undefined {
     const raw = this.raw(name);
     if (raw === undefined) return undefined;
     const entries = raw.split(',').map((entry) => entry.trim().toLowerCase()).filter((entry) => entry.length > 0);
@@ -218,7 +228,12 @@ class EnvReader {
       this.report(`${name}=${JSON.stringify(raw)}: unknown ${unknown.map((u) => JSON.stringify(u)).join(', ')} (expected ${allowed.join(', ')}); ignoring ${unknown.length === 1 ? 'it' : 'them'}`);
     }
     const known = entries.filter((entry): entry is T => allowed.includes(entry as T));
-    return known.length > 0 || unknown.length === 0 ? known : undefined;
+    return known.length > 0 || unknown.length === 0 || whenAllUnknown === 'empty' ? known : undefined;
+  }
+
+  /** Whether the variable is set to something other than blanks. */
+  present(name: string): boolean {
+    return this.raw(name) !== undefined;
   }
 
   url(name: string): string | undefined {

@@ -8,6 +8,7 @@
  * sweep, and a tally is freed with its span.
  */
 import { SpanKind, trace, type Context } from '@opentelemetry/api';
+import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { getHeapStatistics } from 'node:v8';
 import {
@@ -35,6 +36,8 @@ export const ROOT_MARKER_ATTRIBUTE = 'request_budget.root';
 
 /** What a root span carries while it runs. */
 interface RootState {
+  /** The processor that opened it: a second CostSpanProcessor leaves it alone. */
+  readonly owner: CostSpanProcessor;
   readonly root: Span;
   readonly tally: CostTally;
   readonly heapAtStart: number;
@@ -82,9 +85,10 @@ export class CostSpanProcessor implements SpanProcessor {
 
   onStart(span: Span, parentContext: Context): void {
     try {
+      const tracked = span as Span & TrackedSpan;
+      if (tracked[ROOT_STATE] !== undefined) return; // attributed by another instance already
       const parent = trace.getSpan(parentContext) as (TrackedSpan & object) | undefined;
       const parentState = parent?.[ROOT_STATE];
-      const tracked = span as Span & TrackedSpan;
       if (span.attributes[ROOT_MARKER_ATTRIBUTE] === true) {
         tracked[ROOT_STATE] = this.openRoot(span);
       } else if (parentState !== undefined && !parentState.ended) {
@@ -100,7 +104,7 @@ export class CostSpanProcessor implements SpanProcessor {
   onEnding(span: Span): void {
     try {
       const state = (span as Span & TrackedSpan)[ROOT_STATE];
-      if (state === undefined || state.root !== span || state.ended) return;
+      if (state === undefined || state.owner !== this || state.root !== span || state.ended) return;
       this.closeRoot(state);
     } catch (error) {
       this.reportHookFailure('onEnding', error);
@@ -110,9 +114,9 @@ export class CostSpanProcessor implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     try {
       const state = (span as ReadableSpan & TrackedSpan)[ROOT_STATE];
-      if (state === undefined || state.ended) return;
+      if (state === undefined || state.owner !== this || state.ended) return;
       const contribution = classifySpan(KIND_NAMES[span.kind], span.name, span.attributes);
-      if (contribution !== undefined) state.tally.add(contribution, hrTimeToMs(span.duration));
+      if (contribution !== undefined) state.tally.add(contribution, hrTimeToMilliseconds(span.duration));
     } catch (error) {
       this.reportHookFailure('onEnd', error);
     }
@@ -132,6 +136,7 @@ export class CostSpanProcessor implements SpanProcessor {
     this.rootsInFlight += 1;
     this.unendedRoots.register(root, undefined, root);
     return {
+      owner: this,
       root,
       tally: new CostTally(this.fingerprints),
       heapAtStart: getHeapStatistics().used_heap_size,
@@ -184,6 +189,4 @@ export function costStatementsOf(root: object): RepeatedStatement[] | undefined 
   return state?.root === root ? state.tally.statements() : undefined;
 }
 
-function hrTimeToMs([seconds, nanos]: [number, number]): number {
-  return seconds * 1e3 + nanos / 1e6;
-}
+

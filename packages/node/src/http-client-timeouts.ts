@@ -3,9 +3,12 @@
  * and records it as `request_budget.http_client.timed` on the call's span. The cost tally counts
  * calls where it is `false` as untimed; calls it cannot judge get no attribute and never count.
  *
- * - node:http / node:https: `timeout` or `signal` in the request options, or `req.setTimeout()`
- *   called later. An agent's socket timeout does not count: it emits 'timeout' without ending
- *   the request.
+ * - node:http / node:https: a `signal` in the request options, or a 'timeout' listener on the
+ *   request once the calling code has set it up (`req.setTimeout(ms, handler)`, or the `timeout`
+ *   option plus `req.on('timeout', …)`). A `timeout` option, `req.setTimeout(ms)` or an agent
+ *   timeout with no listener only emit an event: the request goes on, so it counts as untimed.
+ *   Libraries that enforce timeouts with timers of their own and no signal (got, node-fetch v2)
+ *   are judged untimed too: a known false positive, listed in the README.
  * - fetch(): a `signal` in the init object (e.g. `AbortSignal.timeout(ms)`). The undici span is
  *   created deep inside fetch, so a thin wrapper around `globalThis.fetch` passes the answer down
  *   in the OpenTelemetry context. A `Request` object always has a signal, so calls made with one
@@ -18,23 +21,25 @@ import { HTTP_CLIENT_TIMED } from '@request-budget/core';
 const FETCH_TIMED = createContextKey('request-budget fetch timed');
 const WRAPPED = Symbol('request-budget.fetch-wrapper');
 
-/** instrumentation-http `startOutgoingSpanHook`: judges the request options. */
+/** instrumentation-http `startOutgoingSpanHook`: a signal in the options makes the call timed. */
 export function outgoingRequestTimedAttributes(options: RequestOptions): Attributes {
-  const timed = (typeof options.timeout === 'number' && options.timeout > 0) || options.signal != null;
-  return { [HTTP_CLIENT_TIMED]: timed };
+  return { [HTTP_CLIENT_TIMED]: options.signal != null };
 }
 
 /**
- * instrumentation-http `requestHook`: for outgoing requests, marks the span timed when the
- * caller sets a timeout after creating the request.
+ * instrumentation-http `requestHook`: once the code that created an outgoing request has run
+ * on (a microtask later, long before any response), a 'timeout' listener means the caller
+ * handles timeouts.
  */
-export function watchSetTimeout(span: Span, request: ClientRequest | IncomingMessage): void {
+export function judgeTimeoutListener(span: Span, request: ClientRequest | IncomingMessage): void {
   if (!isClientRequest(request)) return;
-  const setTimeout = request.setTimeout;
-  request.setTimeout = function setTimeoutWatched(this: ClientRequest, ...args: Parameters<ClientRequest['setTimeout']>) {
-    if (typeof args[0] === 'number' && args[0] > 0) span.setAttribute(HTTP_CLIENT_TIMED, true);
-    return setTimeout.apply(this, args);
-  } as ClientRequest['setTimeout'];
+  queueMicrotask(() => {
+    try {
+      if (request.listenerCount('timeout') > 0) span.setAttribute(HTTP_CLIENT_TIMED, true);
+    } catch {
+      // Judging a timeout is never worth an error in the app.
+    }
+  });
 }
 
 /** instrumentation-undici `startSpanHook`: the judgement the fetch wrapper left in the context. */

@@ -1,4 +1,4 @@
-export { start, shutdown, activeConfig, activeBudgets, alertStats, flushAlerts } from './sdk';
+export { start, shutdown, flush, activeConfig, activeBudgets, alertStats, flushAlerts } from './sdk';
 export { withBudget } from './job';
 export { BudgetSpanProcessor, JOB_NAME_ATTRIBUTE } from './budget-span-processor';
 export type { BudgetSpanProcessorOptions } from './budget-span-processor';

@@ -15,7 +15,7 @@ import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { DB_RESPONSE_RETURNED_ROWS } from '@request-budget/core';
 import { PoolContextInstrumentation } from './pool-context-instrumentation';
-import { fetchTimedAttributes, outgoingRequestTimedAttributes, watchSetTimeout } from './http-client-timeouts';
+import { fetchTimedAttributes, judgeTimeoutListener, outgoingRequestTimedAttributes } from './http-client-timeouts';
 
 /** Names accepted in OTEL_NODE_ENABLED_INSTRUMENTATIONS / OTEL_NODE_DISABLED_INSTRUMENTATIONS. */
 export const INSTRUMENTATION_NAMES = ['http', 'express', 'pg', 'mysql2', 'ioredis', 'undici', 'mongodb'] as const;
@@ -25,11 +25,11 @@ const FACTORIES: Record<InstrumentationName, () => Instrumentation> = {
   http: () =>
     new HttpInstrumentation({
       startOutgoingSpanHook: outgoingRequestTimedAttributes,
-      requestHook: watchSetTimeout,
+      requestHook: judgeTimeoutListener,
     }),
   express: () => new ExpressInstrumentation(),
-  pg: () => new PgInstrumentation({ responseHook: (span, { data }) => recordRows(span, data?.rows) }),
-  mysql2: () => new MySQL2Instrumentation({ responseHook: (span, { queryResults }) => recordRows(span, queryResults) }),
+  pg: () => new PgInstrumentation({ responseHook: (span, { data }) => recordRows(span, pgRows(data)) }),
+  mysql2: () => new MySQL2Instrumentation({ responseHook: (span, { queryResults }) => recordRows(span, mysqlRows(queryResults)) }),
   ioredis: () => new IORedisInstrumentation(),
   undici: () => new UndiciInstrumentation({ startSpanHook: fetchTimedAttributes }),
   mongodb: () => new MongoDBInstrumentation(),
@@ -46,7 +46,31 @@ export function createInstrumentations(names: readonly InstrumentationName[]): I
   return instrumentations;
 }
 
-/** Result sets are arrays of rows; anything else (an INSERT's header, say) returned none. */
-function recordRows(span: Span, rows: unknown): void {
-  span.setAttribute(DB_RESPONSE_RETURNED_ROWS, Array.isArray(rows) ? rows.length : 0);
+function recordRows(span: Span, rows: number): void {
+  span.setAttribute(DB_RESPONSE_RETURNED_ROWS, rows);
+}
+
+/** pg: one result, or an array of results for a multi-statement query. */
+function pgRows(data: unknown): number {
+  if (Array.isArray(data)) return data.reduce((sum: number, result) => sum + pgRows(result), 0);
+  const rows = (data as { rows?: unknown } | undefined)?.rows;
+  return Array.isArray(rows) ? rows.length : 0;
+}
+
+/**
+ * mysql2: an array of rows; for multi-statement queries and CALL, an array of result sets (row
+ * arrays) and result headers. Headers (INSERT, UPDATE) return no rows.
+ */
+function mysqlRows(results: unknown): number {
+  if (!Array.isArray(results)) return 0;
+  // A row is an object (or, with rowsAsArray, an array of values); a result set is an array
+  // of object rows.
+  const isResultSet = (item: unknown) => Array.isArray(item) && item.every((row) => typeof row === 'object' && row !== null && !Array.isArray(row));
+  const multiple = results.some(isResultHeader) || (results.length > 0 && results.every(isResultSet));
+  if (!multiple) return results.length;
+  return results.reduce((sum: number, item) => sum + (Array.isArray(item) ? item.length : 0), 0);
+}
+
+function isResultHeader(item: unknown): boolean {
+  return typeof item === 'object' && item !== null && 'affectedRows' in item;
 }

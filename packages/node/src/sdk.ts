@@ -16,28 +16,32 @@ import { BudgetSpanProcessor } from './budget-span-processor';
 import { resolveConfig, type ResolvedConfig } from './config';
 import { CostSpanProcessor } from './cost-span-processor';
 import { describeError, reportProblem } from './diagnostics';
+import { installExitHooks } from './exit-hooks';
+import { GuardedSpanProcessor } from './guarded-span-processor';
 import { wrapGlobalFetch } from './http-client-timeouts';
 import { createInstrumentations } from './instrumentations';
 import { SummarySpanProcessor } from './summary-span-processor';
 import { createExportProcessors } from './trace-exporters';
 import type { RequestBudgetOptions } from './types';
 
-/** Longest wait for the last export when the process is being stopped by a signal. */
+/** Longest wait for the last export when the process is stopping. */
 const EXIT_FLUSH_TIMEOUT_MS = 3000;
-const EXIT_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
 interface Running {
   readonly sdk: NodeSDK;
   readonly config: ResolvedConfig;
   readonly budgets: Budgets | undefined;
   readonly alerts: AlertDispatcher | undefined;
+  readonly spanProcessors: readonly SpanProcessor[];
   readonly restoreFetch: () => void;
   readonly removeExitHooks: () => void;
   stopping: Promise<void> | undefined;
 }
 
-// The one SDK this process runs: installed by start(), cleared by shutdown().
+// The one SDK this process runs: installed by start(), cleared by shutdown(). Instrumentations
+// and the API globals cannot be cleanly re-registered, so a stopped process stays stopped.
 let running: Running | undefined;
+let stopped = false;
 
 /**
  * Starts OpenTelemetry with request-budget's cost attribution. Safe to call from `--require`:
@@ -48,10 +52,17 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     reportProblem('start() was called again while already running; the second call is ignored');
     return true;
   }
+  if (stopped) {
+    reportProblem('start() after shutdown() is not supported; request-budget stays stopped in this process');
+    return false;
+  }
   try {
     const config = resolveConfig(options, process.env, reportProblem);
     if (config.disabled) return false;
     const serviceName = config.serviceName ?? 'unknown_service:node';
+    if (config.summaryByDefault) {
+      reportProblem('no trace exporter configured (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT): printing one summary line per request on stderr');
+    }
     const budgets = loadBudgets(config);
     const alerts = budgets === undefined ? undefined : createAlertDispatcher(config);
     const exportProcessors = createExportProcessors(config);
@@ -67,7 +78,7 @@ export function start(options: RequestBudgetOptions = {}): boolean {
             }),
           ]
         : []),
-      ...(options.spanProcessors ?? []),
+      ...(options.spanProcessors ?? []).map((processor) => new GuardedSpanProcessor(processor)),
       ...(config.summary ? [new SummarySpanProcessor()] : []),
       ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0
         ? [new BreachedTraceExportProcessor(exportProcessors)]
@@ -86,9 +97,9 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     });
     sdk.start();
     const restoreFetch = config.instrumentations.includes('undici') ? wrapGlobalFetch() : () => {};
-    const state: Running = { sdk, config, budgets, alerts, restoreFetch, removeExitHooks: () => {}, stopping: undefined };
+    const state: Running = { sdk, config, budgets, alerts, spanProcessors, restoreFetch, removeExitHooks: () => {}, stopping: undefined };
     running = state;
-    if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks() });
+    if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks({ flush, shutdown }, EXIT_FLUSH_TIMEOUT_MS) });
     return true;
   } catch (error) {
     reportProblem(`could not start, the app runs without request-budget: ${describeError(error)}`);
@@ -111,9 +122,17 @@ export function shutdown(): Promise<void> {
       reportProblem(`shutdown: ${describeError(error)}`);
     } finally {
       if (running === state) running = undefined;
+      stopped = true;
     }
   })();
   return state.stopping;
+}
+
+/** Exports what has ended so far and delivers queued alerts, without stopping anything. */
+export async function flush(): Promise<void> {
+  const state = running;
+  if (state === undefined) return;
+  await Promise.allSettled([...state.spanProcessors.map((processor) => processor.forceFlush()), state.alerts?.flush()]);
 }
 
 /** The configuration in force, for diagnostics and tests; undefined when not running. */
@@ -165,25 +184,4 @@ function createAlertDispatcher(config: ResolvedConfig): AlertDispatcher | undefi
   }
   if (alerts.webhookUrl !== undefined) sinks.push(new WebhookAlertSink({ url: alerts.webhookUrl, reportProblem }));
   return sinks.length > 0 ? new AlertDispatcher(sinks) : undefined;
-}
-
-function installExitHooks(): () => void {
-  const onBeforeExit = () => void shutdown();
-  const onSignal = (signal: NodeJS.Signals) => {
-    // With no other listener, Node's default for the signal (exit) was disabled by ours: once
-    // flushed, remove ours and raise the signal again so the app stops as it would have.
-    const appHandlesSignal = process.listenerCount(signal) > 1;
-    const timeout = new Promise<void>((resolve) => setTimeout(resolve, EXIT_FLUSH_TIMEOUT_MS).unref());
-    void Promise.race([shutdown(), timeout]).finally(() => {
-      if (appHandlesSignal) return;
-      process.removeListener(signal, onSignal);
-      process.kill(process.pid, signal);
-    });
-  };
-  process.on('beforeExit', onBeforeExit);
-  for (const signal of EXIT_SIGNALS) process.on(signal, onSignal);
-  return () => {
-    process.removeListener('beforeExit', onBeforeExit);
-    for (const signal of EXIT_SIGNALS) process.removeListener(signal, onSignal);
-  };
 }

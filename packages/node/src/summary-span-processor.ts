@@ -10,6 +10,7 @@
  * lines beyond it are counted and reported as dropped.
  */
 import { SpanStatusCode } from '@opentelemetry/api';
+import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
 import {
   BUDGET_BREACHED,
@@ -24,8 +25,13 @@ import {
   COST_HEAP_DELTA_BYTES,
   COST_HTTP_CLIENT_CALLS,
   COST_HTTP_CLIENT_UNTIMED,
+  HTTP_REQUEST_METHOD,
   HTTP_ROUTE,
 } from '@request-budget/core';
+
+// HTTP server attributes read only for the summary line (stable HTTP semantic conventions).
+const HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code';
+const URL_PATH = 'url.path';
 
 export interface SummaryOptions {
   /** Where lines go. @default process.stderr */
@@ -47,10 +53,14 @@ export class SummarySpanProcessor implements SpanProcessor {
   private timer: NodeJS.Timeout | undefined;
   private isShutdown = false;
 
+  // process.exit() skips timers: what is buffered then is written synchronously on 'exit'.
+  private readonly flushOnExit = () => this.flush();
+
   constructor(options: SummaryOptions = {}) {
     this.write = options.write ?? ((text) => process.stderr.write(text));
     this.flushIntervalMs = options.flushIntervalMs ?? 100;
     this.maxBufferedLines = options.maxBufferedLines ?? 2000;
+    process.on('exit', this.flushOnExit);
   }
 
   onStart(): void {}
@@ -61,7 +71,11 @@ export class SummarySpanProcessor implements SpanProcessor {
       this.dropped += 1;
       return;
     }
-    this.buffered.push(formatSummaryLine(span));
+    try {
+      this.buffered.push(formatSummaryLine(span));
+    } catch {
+      return; // a malformed span is not worth an error in span.end()
+    }
     this.timer ??= setTimeout(() => this.flush(), this.flushIntervalMs).unref();
   }
 
@@ -73,6 +87,7 @@ export class SummarySpanProcessor implements SpanProcessor {
   shutdown(): Promise<void> {
     this.flush();
     this.isShutdown = true;
+    process.removeListener('exit', this.flushOnExit);
     return Promise.resolve();
   }
 
@@ -97,12 +112,12 @@ export class SummarySpanProcessor implements SpanProcessor {
 /** The summary line of a root span that carries the cost record. */
 export function formatSummaryLine(span: ReadableSpan): string {
   const a = span.attributes;
-  const durationMs = span.duration[0] * 1e3 + span.duration[1] / 1e6;
+  const durationMs = hrTimeToMilliseconds(span.duration);
   // The route template when the framework set one; else the path, so unrouted requests
   // (a bare http server, a 404) are still recognisable.
-  const target = a[HTTP_ROUTE] ?? a['url.path'];
-  const route = target !== undefined ? `${a['http.request.method'] ?? ''} ${target}`.trim() : span.name;
-  const status = a['http.response.status_code'] ?? (span.status.code === SpanStatusCode.ERROR ? 'error' : 'ok');
+  const target = a[HTTP_ROUTE] ?? a[URL_PATH];
+  const route = target !== undefined ? `${a[HTTP_REQUEST_METHOD] ?? ''} ${target}`.trim() : span.name;
+  const status = a[HTTP_RESPONSE_STATUS_CODE] ?? (span.status.code === SpanStatusCode.ERROR ? 'error' : 'ok');
   const parts = [
     `request-budget: ${route} ${status} ${durationMs.toFixed(1)}ms`,
     `queries=${a[COST_DB_QUERIES]}`,

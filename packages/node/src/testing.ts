@@ -11,6 +11,7 @@
  * setup file before the driver is loaded, or `--require @request-budget/node/register`.
  */
 import { context, trace } from '@opentelemetry/api';
+import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import {
   COST_DB_QUERIES,
@@ -57,7 +58,7 @@ export async function measureCost(fn: () => unknown): Promise<MeasuredCost> {
       'measureCost: request-budget is not running in this process. Call start() from @request-budget/node in a test setup file (before the database driver is loaded), or run the tests with --require @request-budget/node/register.',
     );
   }
-  const durationMs = measured.duration[0] * 1e3 + measured.duration[1] / 1e6;
+  const durationMs = hrTimeToMilliseconds(measured.duration);
   return { ...costRecordFromAttributes(measured.attributes, durationMs), statements: costStatementsOf(span) ?? [] };
 }
 

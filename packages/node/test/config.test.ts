@@ -68,9 +68,9 @@ describe('resolveConfig', () => {
     expect(problems).toEqual([
       'OTEL_TRACES_EXPORTER="jaeger": unknown "jaeger" (expected otlp, zipkin, console, none); ignoring it',
       'OTEL_EXPORTER_OTLP_PROTOCOL="udp" is not one of http/protobuf, http/json, grpc; ignoring it',
+      'REQUEST_BUDGET_SUMMARY="loud" is not a boolean (expected true or false); ignoring it',
       'OTEL_SDK_DISABLED="maybe" is not a boolean (expected true or false); ignoring it',
       'OTEL_EXPORTER_ZIPKIN_ENDPOINT="not a url" is not an http(s) URL; ignoring it',
-      'REQUEST_BUDGET_SUMMARY="loud" is not a boolean (expected true or false); ignoring it',
       'OTEL_TRACES_SAMPLER="sometimes" is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio; ignoring it',
       'OTEL_NODE_DISABLED_INSTRUMENTATIONS="pg,kafka": unknown "kafka" (expected http, express, pg, mysql2, ioredis, undici, mongodb); ignoring it',
       'OTEL_BSP_SCHEDULE_DELAY="-5" is not a number from 0 to 3600000; ignoring it',
@@ -92,8 +92,18 @@ describe('resolveConfig', () => {
     expect(bad.config.sampler.toString()).toBe('TraceIdRatioBased{1}');
   });
 
-  it('honours OTEL_SDK_DISABLED and the enabled-instrumentations list', () => {
+  it('honours OTEL_SDK_DISABLED (true only, as the spec reads booleans) and the enabled-instrumentations list', () => {
     expect(resolve({ OTEL_SDK_DISABLED: 'TRUE' }).config.disabled).toBe(true);
+    expect(resolve({ OTEL_SDK_DISABLED: '1' }).config.disabled).toBe(false);
     expect(resolve({ OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http, pg' }).config.instrumentations).toEqual(['http', 'pg']);
+    // Asking only for unknown ones enables none, not all.
+    expect(resolve({ OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'kafka' }).config.instrumentations).toEqual([]);
+  });
+
+  it('turns the summary on by default only when nothing at all is configured', () => {
+    expect(resolve({}).config).toMatchObject({ summary: true, summaryByDefault: true });
+    expect(resolve({ OTEL_TRACES_EXPORTER: 'none' }).config).toMatchObject({ summary: false, summaryByDefault: false });
+    expect(resolve({ OTEL_TRACES_EXPORTER: 'none', REQUEST_BUDGET_SUMMARY: 'true' }).config).toMatchObject({ summary: true, summaryByDefault: false });
+    expect(resolve({ OTEL_EXPORTER_OTLP_ENDPOINT: '  ' }).config).toMatchObject({ traceExporters: [], summary: true });
   });
 });
