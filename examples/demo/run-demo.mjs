@@ -130,7 +130,15 @@ function startApp(databaseUrl) {
   console.log(`starting: node ${args.join(' ')}`);
   const app = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PG_POOL_MAX: String(POOL_MAX), OTEL_SERVICE_NAME: 'request-budget-demo' },
+    env: {
+      REQUEST_BUDGET_FILE: 'examples/demo/budgets.yaml',
+      // The summary lines already say OVER BUDGET; the JSON breach lines would repeat them.
+      REQUEST_BUDGET_ALERT_LOG: 'false',
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      PG_POOL_MAX: String(POOL_MAX),
+      OTEL_SERVICE_NAME: 'request-budget-demo',
+    },
     stdio: ['ignore', 'pipe', 'inherit'], // stderr straight through: that is where the summary goes
   });
   // 'close' (not 'exit') also waits for the app's stdout to be drained.
