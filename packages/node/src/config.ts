@@ -69,8 +69,8 @@ const SAMPLERS = [
   'parentbased_traceidratio',
 ] as const;
 
-/** Every default in one place. */
-export const DEFAULTS = {
+/** Every default of the configuration in one place. */
+export const DEFAULTS = Object.freeze({
   otlpProtocol: 'http/protobuf' as OtlpProtocol,
   otlpHttpEndpoint: 'http://localhost:4318/v1/traces',
   otlpGrpcEndpoint: 'http://localhost:4317',
@@ -83,7 +83,7 @@ export const DEFAULTS = {
   alertLog: true,
   alertResendIntervalMs: 60_000,
   alertResolveAfterMs: 300_000,
-};
+});
 
 export function resolveConfig(options: RequestBudgetOptions, env: Environment, report: ProblemReporter): ResolvedConfig {
   const read = new EnvReader(env, report);

@@ -14,7 +14,6 @@ export type { RequestBudgetOptions, TraceExporterName, OtlpProtocol } from './ty
 export { CostSpanProcessor, ROOT_MARKER_ATTRIBUTE } from './cost-span-processor';
 export { SummarySpanProcessor, formatSummaryLine } from './summary-span-processor';
 export type { SummaryOptions } from './summary-span-processor';
-export { resolveConfig, DEFAULTS } from './config';
-export type { ResolvedConfig, AlertSettings, Environment, ProblemReporter } from './config';
+export type { ResolvedConfig, AlertSettings, BatchSettings } from './config';
 export { INSTRUMENTATION_NAMES } from './instrumentations';
 export type { InstrumentationName } from './instrumentations';

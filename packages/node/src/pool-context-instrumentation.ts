@@ -16,9 +16,9 @@ import {
   type InstrumentationConfig,
 } from '@opentelemetry/instrumentation';
 
-type Callback = (...args: unknown[]) => unknown;
-const BOUND = Symbol('request-budget.pool-callback-bound');
-const RESTORE = Symbol('request-budget.pool-callback-restore');
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- pool methods take any callback shape
+type Callback = (...args: any[]) => unknown;
+const LAYER = Symbol('request-budget.pool-callback-layer');
 const ORIGINAL = Symbol('request-budget.pool-callback-original');
 interface PoolPrototype {
   connect?: (callback?: Callback) => unknown;
@@ -62,27 +62,52 @@ export class PoolContextInstrumentation extends InstrumentationBase {
    * Wraps the pool class's method in place and hands the module back unchanged. Not through
    * `_wrap`: that unwraps any earlier wrapper first, which would remove instrumentation-pg's own
    * `pg-pool.connect` span. Without shimmer's marker, the two wrappers stack in either order.
+   * Enabled again after a disable, the existing layer is switched back on rather than stacked.
    */
   private patch(Pool: PoolClass, method: keyof PoolPrototype): PoolClass {
-    const original = Pool?.prototype?.[method];
-    if (typeof original !== 'function' || (original as { [BOUND]?: true })[BOUND]) return Pool;
-    const state = { active: true };
+    const current = Pool?.prototype?.[method];
+    if (typeof current !== 'function') return Pool;
+    const existing = findOurLayer(current);
+    if (existing !== undefined) {
+      existing.active = true;
+      return Pool;
+    }
+    const state: LayerState = { active: true };
+    const original = current;
     const bound = function bindCallbackToCaller(this: unknown, callback?: Callback) {
       const forwarded = state.active && typeof callback === 'function' ? context.bind(context.active(), callback) : callback;
       return original.call(this, forwarded);
     };
-    Object.assign(bound, { [BOUND]: true, [RESTORE]: () => (state.active = false), [ORIGINAL]: original });
+    Object.defineProperty(bound, LAYER, { value: state });
+    Object.defineProperty(bound, ORIGINAL, { value: original });
     Pool.prototype[method] = bound;
     return Pool;
   }
 
-  /** Restores the method when ours is still on top; otherwise turns ours into a pass-through. */
+  /**
+   * Turns our layer into a pass-through, and takes it out when it is still on top (another
+   * instrumentation may have wrapped it since, and unwraps to it).
+   */
   private unpatch(Pool: PoolClass | undefined, method: keyof PoolPrototype): void {
-    const current = Pool?.prototype?.[method] as (Callback & { [RESTORE]?: () => void; [ORIGINAL]?: Callback }) | undefined;
-    if (Pool === undefined || current === undefined) return;
-    let wrapper: typeof current | undefined = current;
-    while (wrapper !== undefined && wrapper[RESTORE] === undefined) wrapper = (wrapper as { __original?: typeof current }).__original;
-    wrapper?.[RESTORE]?.();
-    if (wrapper === current && current[ORIGINAL] !== undefined) Pool.prototype[method] = current[ORIGINAL] as PoolPrototype[typeof method];
+    const current = Pool?.prototype?.[method];
+    if (Pool === undefined || typeof current !== 'function') return;
+    const layer = findOurLayer(current);
+    if (layer === undefined) return;
+    layer.active = false;
+    const original = (current as { [ORIGINAL]?: Callback })[ORIGINAL];
+    if (original !== undefined) Pool.prototype[method] = original;
   }
+}
+
+interface LayerState {
+  active: boolean;
+}
+
+/** Our layer in a chain of wrappers (shimmer's `__original` links), if it is there. */
+function findOurLayer(fn: Callback): LayerState | undefined {
+  for (let layer: Callback | undefined = fn; layer !== undefined; layer = (layer as { __original?: Callback }).__original) {
+    const state = (layer as { [LAYER]?: LayerState })[LAYER];
+    if (state !== undefined) return state;
+  }
+  return undefined;
 }
