@@ -41,6 +41,19 @@ export interface ResolvedConfig {
   readonly errorStatusOnCritical: boolean;
   readonly exportBreachedTraces: boolean;
   readonly alerts: AlertSettings;
+  readonly metrics: MetricSettings;
+}
+
+export type MetricExporterName = 'prometheus' | 'otlp' | 'console';
+
+export interface MetricSettings {
+  /** Empty when metrics are not exported (the default unless configured). */
+  readonly exporters: readonly MetricExporterName[];
+  readonly prometheusHost: string;
+  readonly prometheusPort: number;
+  readonly otlpProtocol: OtlpProtocol;
+  readonly otlpEndpoint: string;
+  readonly exportIntervalMs: number;
 }
 
 export interface AlertSettings {
@@ -59,6 +72,7 @@ export interface BatchSettings {
 }
 
 const TRACE_EXPORTERS: readonly TraceExporterName[] = ['otlp', 'zipkin', 'console', 'none'];
+const METRIC_EXPORTERS = ['prometheus', 'otlp', 'console', 'none'] as const;
 const OTLP_PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc'];
 const SAMPLERS = [
   'always_on',
@@ -83,6 +97,10 @@ export const DEFAULTS = Object.freeze({
   alertLog: true,
   alertResendIntervalMs: 60_000,
   alertResolveAfterMs: 300_000,
+  prometheusHost: 'localhost',
+  prometheusPort: 9464,
+  otlpHttpMetricsEndpoint: 'http://localhost:4318/v1/metrics',
+  metricExportIntervalMs: 60_000,
 });
 
 export function resolveConfig(options: RequestBudgetOptions, env: Environment, report: ProblemReporter): ResolvedConfig {
@@ -125,6 +143,29 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     errorStatusOnCritical: options.errorStatusOnCritical ?? read.boolean('REQUEST_BUDGET_ERROR_ON_CRITICAL') ?? DEFAULTS.errorStatusOnCritical,
     exportBreachedTraces: options.exportBreachedTraces ?? read.boolean('REQUEST_BUDGET_EXPORT_BREACHED') ?? DEFAULTS.exportBreachedTraces,
     alerts: alertSettings(options, read),
+    metrics: metricSettings(options, read, otlpEndpointInEnv),
+  };
+}
+
+function metricSettings(options: RequestBudgetOptions, read: EnvReader, otlpEndpointInEnv: boolean): MetricSettings {
+  const fromEnv = read.list('OTEL_METRICS_EXPORTER', METRIC_EXPORTERS, 'default');
+  // Like traces: nothing configured means no export (NodeSDK would push OTLP to localhost);
+  // an OTLP endpoint alone means OTLP.
+  const requested = options.metricExporters ?? fromEnv ?? (otlpEndpointInEnv ? ['otlp' as const] : []);
+  const exporters = requested.includes('none') ? [] : [...new Set(requested.filter((name): name is MetricExporterName => name !== 'none'))];
+  const otlpProtocol =
+    read.oneOf('OTEL_EXPORTER_OTLP_METRICS_PROTOCOL', OTLP_PROTOCOLS) ?? read.oneOf('OTEL_EXPORTER_OTLP_PROTOCOL', OTLP_PROTOCOLS) ?? DEFAULTS.otlpProtocol;
+  const base = read.url('OTEL_EXPORTER_OTLP_ENDPOINT');
+  const otlpEndpoint =
+    read.url('OTEL_EXPORTER_OTLP_METRICS_ENDPOINT') ??
+    (otlpProtocol === 'grpc' ? (base ?? DEFAULTS.otlpGrpcEndpoint) : base === undefined ? DEFAULTS.otlpHttpMetricsEndpoint : `${base.replace(/\/+$/, '')}/v1/metrics`);
+  return {
+    exporters,
+    prometheusHost: options.prometheusHost ?? (read.text('OTEL_EXPORTER_PROMETHEUS_HOST') ?? DEFAULTS.prometheusHost),
+    prometheusPort: options.prometheusPort ?? read.number('OTEL_EXPORTER_PROMETHEUS_PORT', 0, 65535) ?? DEFAULTS.prometheusPort,
+    otlpProtocol,
+    otlpEndpoint,
+    exportIntervalMs: read.number('OTEL_METRIC_EXPORT_INTERVAL', 100, 86_400_000) ?? DEFAULTS.metricExportIntervalMs,
   };
 }
 
@@ -229,6 +270,11 @@ class EnvReader {
     }
     const known = entries.filter((entry): entry is T => allowed.includes(entry as T));
     return known.length > 0 || unknown.length === 0 || whenAllUnknown === 'empty' ? known : undefined;
+  }
+
+  /** A free-text value (trimmed), or undefined when unset. */
+  text(name: string): string | undefined {
+    return this.raw(name);
   }
 
   /** Whether the variable is set to something other than blanks. */

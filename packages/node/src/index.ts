@@ -17,3 +17,5 @@ export type { SummaryOptions } from './summary-span-processor';
 export type { ResolvedConfig, AlertSettings, BatchSettings } from './config';
 export { INSTRUMENTATION_NAMES } from './instrumentations';
 export type { InstrumentationName } from './instrumentations';
+export { CostMetricsProcessor, METRIC_NAMES, OTHER_ROUTE } from './cost-metrics-processor';
+export type { CostMetricsOptions } from './cost-metrics-processor';

@@ -17,7 +17,9 @@ import { resolveConfig, type ResolvedConfig } from './config';
 import { CostSpanProcessor } from './cost-span-processor';
 import { describeError, reportProblem } from './diagnostics';
 import { installExitHooks } from './exit-hooks';
+import { CostMetricsProcessor } from './cost-metrics-processor';
 import { GuardedSpanProcessor } from './guarded-span-processor';
+import { createMetricReaders } from './metric-readers';
 import { wrapGlobalFetch } from './http-client-timeouts';
 import { createInstrumentations } from './instrumentations';
 import { SummarySpanProcessor } from './summary-span-processor';
@@ -65,19 +67,21 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     }
     const budgets = loadBudgets(config);
     const alerts = budgets === undefined ? undefined : createAlertDispatcher(config);
+    const rules = budgets === undefined ? undefined : new BudgetRuleSet(budgets);
     const exportProcessors = createExportProcessors(config);
     const spanProcessors: SpanProcessor[] = [
       new CostSpanProcessor(),
       ...(budgets !== undefined
         ? [
             new BudgetSpanProcessor({
-              rules: new BudgetRuleSet(budgets),
+              rules: rules!,
               serviceName,
               errorStatusOnCritical: config.errorStatusOnCritical,
               ...(alerts !== undefined ? { onBreach: (reports) => alerts.report(reports) } : {}),
             }),
           ]
         : []),
+      ...(config.metrics.exporters.length > 0 ? [new CostMetricsProcessor(rules !== undefined ? { rules } : {})] : []),
       ...(options.spanProcessors ?? []).map((processor) => new GuardedSpanProcessor(processor)),
       ...(config.summary ? [new SummarySpanProcessor()] : []),
       ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0
@@ -90,9 +94,9 @@ export function start(options: RequestBudgetOptions = {}): boolean {
       spanProcessors,
       // Unsampled spans are still recorded (not exported) so every request gets its cost record.
       sampler: createAlwaysRecordSampler(config.sampler),
-      // Metrics and logs are not exported by default: NodeSDK would otherwise send both to
+      // Metrics only as configured, and no logs: NodeSDK would otherwise send both to
       // localhost:4318 whenever their variables are unset.
-      metricReaders: [],
+      metricReaders: createMetricReaders(config),
       logRecordProcessors: [],
     });
     sdk.start();

@@ -5,6 +5,9 @@ import type { InstrumentationName } from './instrumentations';
 /** Trace exporters selectable by name, as in OTEL_TRACES_EXPORTER. */
 export type TraceExporterName = 'otlp' | 'zipkin' | 'console' | 'none';
 
+/** Metric exporters selectable by name, as in OTEL_METRICS_EXPORTER. */
+export type MetricExporterOptionName = 'prometheus' | 'otlp' | 'console' | 'none';
+
 /** OTLP transport, as in OTEL_EXPORTER_OTLP_PROTOCOL. */
 export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc';
 
@@ -102,6 +105,16 @@ export interface RequestBudgetOptions {
    * @default true
    */
   alertLog?: boolean;
+  /**
+   * Where cost metrics go. Env: OTEL_METRICS_EXPORTER (comma-separated: prometheus, otlp,
+   * console, none).
+   * @default `['otlp']` when an OTLP endpoint is set in the environment, otherwise none
+   */
+  metricExporters?: MetricExporterOptionName[];
+  /** Prometheus scrape endpoint host. Env: OTEL_EXPORTER_PROMETHEUS_HOST. @default 'localhost' */
+  prometheusHost?: string;
+  /** Prometheus scrape endpoint port (0 picks a free one). Env: OTEL_EXPORTER_PROMETHEUS_PORT. @default 9464 */
+  prometheusPort?: number;
   /**
    * Re-send firing Alertmanager alerts this often while breaches go on.
    * Env: REQUEST_BUDGET_ALERT_RESEND_MS.

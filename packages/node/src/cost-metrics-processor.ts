@@ -1,0 +1,166 @@
+/**
+ * CostMetricsProcessor: turns each finished request's (or job's) cost record into OpenTelemetry
+ * metrics per route, so Prometheus can chart and alert on them: histograms of queries, DB time,
+ * rows, heap growth and duration, a counter of budget breaches, and a gauge of each route's
+ * budget limits (for "p95 against its budget" panels).
+ *
+ * Labels are bounded: `route` is the method and route template (`GET /users/:id`), `job NAME` or
+ * `METHOD (unrouted)`, never a raw URL, and at most `maxRoutes` distinct routes are labelled;
+ * the rest share the route `(other)`. `status_class` is one of 1xx…5xx or `none`.
+ */
+import { metrics, type Counter, type Histogram, type Meter, type ObservableResult } from '@opentelemetry/api';
+import { hrTimeToMilliseconds } from '@opentelemetry/core';
+import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
+import {
+  BUDGET_BREACH_EVENT,
+  BUDGET_METRICS,
+  COST_DB_QUERIES,
+  COST_DB_ROWS,
+  COST_DB_TIME_MS,
+  COST_HEAP_DELTA_BYTES,
+  HTTP_METHOD_LEGACY,
+  HTTP_REQUEST_METHOD,
+  HTTP_ROUTE,
+  LIMIT_NAMES,
+  UNROUTED,
+  type BudgetRuleSet,
+} from '@request-budget/core';
+import { JOB_NAME_ATTRIBUTE, MEASUREMENT_ATTRIBUTE } from './budget-span-processor';
+
+/** Metric names, as OpenTelemetry instruments (Prometheus replaces the dots with underscores). */
+export const METRIC_NAMES = {
+  duration: 'request_budget.request.duration_ms',
+  queries: 'request_budget.db.queries',
+  dbTime: 'request_budget.db.time_ms',
+  rows: 'request_budget.db.rows',
+  heapDelta: 'request_budget.heap.delta_bytes',
+  breaches: 'request_budget.breaches',
+  limit: 'request_budget.limit',
+} as const;
+
+/** Route label shared by every route beyond the cap. */
+export const OTHER_ROUTE = '(other)';
+
+const BUCKETS = {
+  count: [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000],
+  ms: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+  rows: [0, 1, 10, 100, 1000, 10000, 100000, 1000000],
+  bytes: [65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456],
+};
+
+export interface CostMetricsOptions {
+  /** Budget rules, to publish each route's limits; none when running without budgets. */
+  readonly rules?: BudgetRuleSet;
+  /** Distinct routes labelled before the rest become `(other)`. @default 500 */
+  readonly maxRoutes?: number;
+  /** @default the global meter provider's meter, looked up when the first request ends */
+  readonly meter?: Meter;
+}
+
+interface Instruments {
+  readonly duration: Histogram;
+  readonly queries: Histogram;
+  readonly dbTime: Histogram;
+  readonly rows: Histogram;
+  readonly heapDelta: Histogram;
+  readonly breaches: Counter;
+}
+
+export class CostMetricsProcessor implements SpanProcessor {
+  private readonly rules: BudgetRuleSet | undefined;
+  private readonly maxRoutes: number;
+  private readonly meterOption: Meter | undefined;
+  /** Routes labelled so far, with the limits that apply to each (empty without budgets). */
+  private readonly routes = new Map<string, Partial<Record<string, number>>>();
+  private instruments: Instruments | undefined;
+
+  constructor(options: CostMetricsOptions = {}) {
+    this.rules = options.rules;
+    this.maxRoutes = options.maxRoutes ?? 500;
+    this.meterOption = options.meter;
+  }
+
+  onStart(): void {}
+
+  onEnd(span: ReadableSpan): void {
+    try {
+      const a = span.attributes;
+      if (a[COST_DB_QUERIES] === undefined || a[MEASUREMENT_ATTRIBUTE] === true) return;
+      const instruments = (this.instruments ??= this.createInstruments());
+      const route = this.routeLabel(span);
+      const labels = { route, status_class: statusClass(a['http.response.status_code']) };
+      instruments.duration.record(hrTimeToMilliseconds(span.duration), labels);
+      instruments.queries.record(Number(a[COST_DB_QUERIES]), labels);
+      instruments.dbTime.record(Number(a[COST_DB_TIME_MS] ?? 0), labels);
+      instruments.rows.record(Number(a[COST_DB_ROWS] ?? 0), labels);
+      // Histograms take no negative values: a shrinking heap (a GC ran) records as no growth.
+      instruments.heapDelta.record(Math.max(0, Number(a[COST_HEAP_DELTA_BYTES] ?? 0)), labels);
+      for (const event of span.events) {
+        if (event.name !== BUDGET_BREACH_EVENT) continue;
+        instruments.breaches.add(1, { route, metric: String(event.attributes?.metric), severity: String(event.attributes?.severity) });
+      }
+    } catch {
+      // Metrics are a view of the spans; a failure here must not reach span.end().
+    }
+  }
+
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private createInstruments(): Instruments {
+    const meter = this.meterOption ?? metrics.getMeter('@request-budget/node');
+    const histogram = (name: string, description: string, unit: string, boundaries: number[]) =>
+      meter.createHistogram(name, { description, unit, advice: { explicitBucketBoundaries: boundaries } });
+    const limit = meter.createObservableGauge(METRIC_NAMES.limit, {
+      description: 'Budget limit that applies to the route, by metric (from the budget file)',
+    });
+    limit.addCallback((result) => this.observeLimits(result));
+    return {
+      duration: histogram(METRIC_NAMES.duration, 'Request (or job) duration', 'ms', BUCKETS.ms),
+      queries: histogram(METRIC_NAMES.queries, 'DB operations per request', '{query}', BUCKETS.count),
+      dbTime: histogram(METRIC_NAMES.dbTime, 'Total DB time per request', 'ms', BUCKETS.ms),
+      rows: histogram(METRIC_NAMES.rows, 'Rows returned per request', '{row}', BUCKETS.rows),
+      heapDelta: histogram(METRIC_NAMES.heapDelta, 'Heap growth per request (0 when it shrank)', 'By', BUCKETS.bytes),
+      breaches: meter.createCounter(METRIC_NAMES.breaches, { description: 'Budget limits exceeded, by route, metric and severity' }),
+    };
+  }
+
+  private routeLabel(span: ReadableSpan): string {
+    const a = span.attributes;
+    const job = a[JOB_NAME_ATTRIBUTE];
+    const method = String(a[HTTP_REQUEST_METHOD] ?? a[HTTP_METHOD_LEGACY] ?? 'ANY');
+    const template = a[HTTP_ROUTE];
+    const route = typeof job === 'string' ? `job ${job}` : `${method} ${typeof template === 'string' && template !== '' ? template : UNROUTED}`;
+    if (this.routes.has(route)) return route;
+    if (this.routes.size >= this.maxRoutes) return OTHER_ROUTE;
+    this.routes.set(route, this.limitsFor(typeof job === 'string' ? job : undefined, method, typeof template === 'string' ? template : undefined));
+    return route;
+  }
+
+  private limitsFor(job: string | undefined, method: string, template: string | undefined): Partial<Record<string, number>> {
+    if (this.rules === undefined) return {};
+    const rule = job !== undefined ? this.rules.forJob(job) : this.rules.forRoute(method, template);
+    const limits: Partial<Record<string, number>> = {};
+    for (const name of LIMIT_NAMES) {
+      const value = rule.limits[name];
+      if (value !== undefined) limits[BUDGET_METRICS[name]] = value;
+    }
+    return limits;
+  }
+
+  private observeLimits(result: ObservableResult): void {
+    for (const [route, limits] of this.routes) {
+      for (const [metric, value] of Object.entries(limits)) if (value !== undefined) result.observe(value, { route, metric });
+    }
+  }
+}
+
+function statusClass(status: unknown): string {
+  const code = Number(status);
+  return Number.isInteger(code) && code >= 100 && code < 600 ? `${Math.floor(code / 100)}xx` : 'none';
+}
