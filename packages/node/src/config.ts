@@ -222,10 +222,19 @@ function instrumentationsFromEnv(read: EnvReader): InstrumentationName[] {
 
 /** Reads typed values from the environment, reporting each bad one. Empty counts as unset. */
 class EnvReader {
+  private readonly reported = new Set<string>();
+
   constructor(
     private readonly env: Environment,
-    readonly report: ProblemReporter,
+    private readonly reportTo: ProblemReporter,
   ) {}
+
+  /** Reports a problem; the same line twice (a variable read for traces and metrics) once. */
+  report(message: string): void {
+    if (this.reported.has(message)) return;
+    this.reported.add(message);
+    this.reportTo(message);
+  }
 
   boolean(name: string): boolean | undefined {
     const raw = this.raw(name);
