@@ -6,7 +6,7 @@
  * queues them: nothing here waits on the network.
  */
 import { SpanStatusCode } from '@opentelemetry/api';
-import { hrTimeToMilliseconds } from '@opentelemetry/core';
+import { addHrTimes, hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import {
   BUDGET_BREACH_EVENT,
@@ -96,15 +96,21 @@ export class BudgetSpanProcessor implements SpanProcessor {
     span.setAttribute(BUDGET_BREACHED, violations.length > 0);
     if (violations.length === 0) return;
     span.setAttribute(BUDGET_VIOLATIONS, violations.map(formatViolation));
-    for (const violation of violations) {
-      span.addEvent(BUDGET_BREACH_EVENT, {
-        metric: violation.metric,
-        value: violation.value,
-        limit: violation.limit,
-        severity: violation.severity,
-        ...(violation.statement !== undefined ? { statement: violation.statement } : {}),
-      });
-    }
+    // One microsecond apart from the span's end: Zipkin keeps only the time and the name of an
+    // event, and rejects identical annotations in one span.
+    violations.forEach((violation, index) => {
+      span.addEvent(
+        BUDGET_BREACH_EVENT,
+        {
+          metric: violation.metric,
+          value: violation.value,
+          limit: violation.limit,
+          severity: violation.severity,
+          ...(violation.statement !== undefined ? { statement: violation.statement } : {}),
+        },
+        addHrTimes(span.endTime, [0, index * 1000]),
+      );
+    });
     if (this.errorStatusOnCritical && violations.some((violation) => violation.severity === 'critical')) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: `budget exceeded: ${violations.map(formatViolation).join(', ')}` });
     }
