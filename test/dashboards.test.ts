@@ -1,0 +1,544 @@
+/**
+ * dashboards/: the Prometheus rules under promtool, the Grafana dashboard against @grafana/schema,
+ * and every dashboard query and recording rule against a real Prometheus scraping the real
+ * cost-app under `--require @request-budget/node/register`.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { defaultDashboard } from '@grafana/schema';
+import ts from 'typescript';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { startApp, type AppProcess } from './support/app-process';
+import { repoRoot } from './support/paths';
+import { DEFAULT_JOB, freePort, startPrometheus, type RunningPrometheus, type VectorSample } from './support/prometheus';
+
+const run = promisify(execFile);
+const dashboardsDir = path.join(repoRoot, 'dashboards');
+const dashboardFile = path.join(dashboardsDir, 'grafana', 'request-budget.json');
+const recordingRulesFile = path.join(dashboardsDir, 'prometheus', 'recording-rules.yaml');
+const alertRulesFile = path.join(dashboardsDir, 'prometheus', 'alert-rules.yaml');
+const ruleTestsDir = path.join(dashboardsDir, 'prometheus', 'tests');
+
+// ---- the dashboard and rules as data ----
+
+interface Target {
+  refId: string;
+  expr: string;
+  datasource: { type?: string; uid?: string };
+  format?: string;
+  instant?: boolean;
+}
+interface DashboardPanel {
+  id: number;
+  type: string;
+  title: string;
+  datasource: { type?: string; uid?: string };
+  targets: Target[];
+  fieldConfig: {
+    defaults: { links?: { title: string; url: string }[] };
+    overrides: { matcher: { id: string; options?: unknown }; properties: { id: string; value?: unknown }[] }[];
+  };
+}
+interface DashboardVariable {
+  type: string;
+  name: string;
+  query?: string | { query: string };
+  multi?: boolean;
+  includeAll?: boolean;
+  allValue?: string;
+  datasource?: { type?: string; uid?: string };
+}
+interface DashboardJson {
+  schemaVersion: number;
+  templating: { list: DashboardVariable[] };
+  panels: DashboardPanel[];
+}
+interface RuleFile {
+  groups: { name: string; rules: { record?: string; alert?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }[] }[];
+}
+
+const dashboardText = fs.readFileSync(dashboardFile, 'utf8');
+const dashboard = JSON.parse(dashboardText) as DashboardJson;
+const recordingRules = (parseYaml(fs.readFileSync(recordingRulesFile, 'utf8')) as RuleFile).groups.flatMap((g) => g.rules);
+const alertRules = (parseYaml(fs.readFileSync(alertRulesFile, 'utf8')) as RuleFile).groups.flatMap((g) => g.rules);
+const variables = new Map(dashboard.templating.list.map((v) => [v.name, v]));
+const variableQuery = (v: DashboardVariable | undefined): string => (typeof v?.query === 'string' ? v.query : (v?.query?.query ?? ''));
+const allTargets = dashboard.panels.flatMap((panel) => panel.targets.map((target) => ({ panel, target })));
+
+/** Grafana's substitution for a query run now: variables by value, built-ins by fixed intervals. */
+function substitute(expr: string, values: { service: string; route: string }): string {
+  const out = expr
+    .replace(/\$(?:\{__rate_interval\}|__rate_interval)/g, '1m')
+    .replace(/\$(?:\{__interval\}|__interval)/g, '15s')
+    .replace(/\$(?:\{__range\}|__range)/g, '5m')
+    .replace(/\$(?:\{service\}|service\b)/g, values.service)
+    .replace(/\$(?:\{route\}|route\b)/g, values.route);
+  // Only regex back-references ($1 in label_replace) may remain.
+  expect(out, `unsubstituted variable in ${out}`).not.toMatch(/\$(?!\d)/);
+  return out;
+}
+
+// ---- a small PromQL reader: which metrics and labels an expression uses ----
+
+interface ExprUse {
+  metrics: Set<string>;
+  recorded: Set<string>;
+  /** Selector matchers, per metric ('' for a bare {…}). */
+  matchers: { metric: string; label: string; op: string; value: string }[];
+  /** Labels in by/without/on/ignoring/group_left/group_right, label_replace sources, label_values. */
+  labels: Set<string>;
+  /** Labels label_replace creates. */
+  created: Set<string>;
+}
+
+function readExpr(expr: string): ExprUse {
+  const use: ExprUse = { metrics: new Set(), recorded: new Set(), matchers: [], labels: new Set(), created: new Set() };
+  for (const m of expr.matchAll(/label_replace\([\s\S]*?,\s*"(\w+)",\s*"[^"]*",\s*"(\w+)",\s*"[^"]*"\s*\)/g)) {
+    use.created.add(m[1]!);
+    use.labels.add(m[2]!);
+  }
+  for (const m of expr.matchAll(/label_values\(\s*[^,]*,\s*(\w+)\s*\)/g)) use.labels.add(m[1]!);
+  for (const m of expr.matchAll(/([A-Za-z_:][\w:]*)?\s*\{([^}]*)\}/g)) {
+    for (const matcher of m[2]!.matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"/g)) {
+      use.matchers.push({ metric: m[1] ?? '', label: matcher[1]!, op: matcher[2]!, value: matcher[3]! });
+    }
+  }
+  // Identifiers outside strings and selectors.
+  const bare = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/\{[^}]*\}/g, '{}');
+  for (const m of bare.matchAll(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g)) {
+    for (const label of m[1]!.split(',').map((s) => s.trim()).filter(Boolean)) use.labels.add(label);
+  }
+  for (const m of bare.matchAll(/(?<![\w:])request_budget_\w+/g)) use.metrics.add(m[0]);
+  for (const m of bare.matchAll(/(?<![\w:])request_budget:[\w:]+/g)) use.recorded.add(m[0]);
+  return use;
+}
+
+describe('readExpr (the test\'s PromQL reader)', () => {
+  it('finds metrics, matchers, clause labels and label_replace labels', () => {
+    const use = readExpr(
+      'label_replace(sum by (job, route, le) (rate(request_budget_db_queries_bucket{job=~"$service", route=~"a|b"}[1m])) / on (route) group_left max by (route) (request_budget:x:y{metric="db.queries"}), "dst", "$1", "route", "(.*)")',
+    );
+    expect([...use.metrics]).toEqual(['request_budget_db_queries_bucket']);
+    expect([...use.recorded]).toEqual(['request_budget:x:y']);
+    expect(use.matchers).toEqual([
+      { metric: 'request_budget_db_queries_bucket', label: 'job', op: '=~', value: '$service' },
+      { metric: 'request_budget_db_queries_bucket', label: 'route', op: '=~', value: 'a|b' },
+      { metric: 'request_budget:x:y', label: 'metric', op: '=', value: 'db.queries' },
+    ]);
+    expect([...use.labels].sort()).toEqual(['job', 'le', 'route']);
+    expect([...use.created]).toEqual(['dst']);
+  });
+});
+
+// ---- promtool ----
+
+describe('Prometheus rules (promtool)', () => {
+  it('promtool check rules accepts both rule files', async () => {
+    const { stdout } = await run('promtool', ['check', 'rules', recordingRulesFile, alertRulesFile]);
+    expect(stdout).toContain(`SUCCESS: ${recordingRules.length} rules found`);
+    expect(stdout).toContain(`SUCCESS: ${alertRules.length} rules found`);
+    expect(recordingRules.length).toBe(7);
+    expect(alertRules.map((r) => r.alert)).toEqual(['RequestBudgetBreachRateHigh', 'RequestBudgetP95OverBudget']);
+  });
+
+  it('promtool test rules passes every file in dashboards/prometheus/tests', async () => {
+    const files = fs.readdirSync(ruleTestsDir).filter((f) => f.endsWith('.yaml')).map((f) => path.join('dashboards/prometheus/tests', f));
+    expect(files.length).toBeGreaterThan(0);
+    // Exit code 0 or execFile rejects with promtool's output.
+    const { stdout } = await run('promtool', ['test', 'rules', ...files], { cwd: repoRoot });
+    expect(stdout.match(/SUCCESS/g)).toHaveLength(files.length);
+  });
+
+  it('the alerts carry severity and summary/description naming the route', () => {
+    for (const rule of alertRules) {
+      expect(rule.labels?.severity, rule.alert).toMatch(/^(warning|critical)$/);
+      expect(rule.annotations?.summary, rule.alert).toContain('{{ $labels.route }}');
+      expect(rule.annotations?.description, rule.alert).toContain('{{ $labels.route }}');
+    }
+    expect(alertRules.map((r) => r.for)).toEqual(['10m', '15m']);
+  });
+});
+
+// ---- the dashboard against @grafana/schema ----
+
+/**
+ * Compiles `dashboard = <json> satisfies CheckedDashboard` (see test/dashboards-typecheck.ts) for
+ * each text, in one program, and returns the errors per text. The literal starts on line 1, so an
+ * error's line is the JSON's line.
+ */
+function typeCheckDashboards(texts: string[]): string[][] {
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2023,
+    lib: ['lib.es2023.d.ts'],
+    module: ts.ModuleKind.Preserve,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+    skipLibCheck: true,
+    types: [],
+  };
+  const files = new Map(
+    texts.map((text, i) => [
+      path.join(repoRoot, 'test', `__dashboard-check-${i}__.ts`),
+      `import type { CheckedDashboard } from './dashboards-typecheck'; export const dashboard = ${text.trimEnd()} satisfies CheckedDashboard;\n`,
+    ]),
+  );
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists, readFile } = host;
+  host.getSourceFile = (name, language, ...rest) => {
+    const text = files.get(name);
+    return text === undefined ? getSourceFile.call(host, name, language, ...rest) : ts.createSourceFile(name, text, language);
+  };
+  host.fileExists = (name) => files.has(name) || fileExists.call(host, name);
+  host.readFile = (name) => files.get(name) ?? readFile.call(host, name);
+  const program = ts.createProgram([...files.keys()], options, host);
+  const global = [...program.getGlobalDiagnostics(), ...program.getOptionsDiagnostics()];
+  expect(global.map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'))).toEqual([]);
+  return [...files.keys()].map((name) =>
+    ts.getPreEmitDiagnostics(program, program.getSourceFile(name)).map((d) => {
+      const line = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line + 1 : 0;
+      return `line ${line}: TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+    }),
+  );
+}
+
+describe('Grafana dashboard', () => {
+  it('type-checks against @grafana/schema', () => {
+    expect(typeCheckDashboards([dashboardText])).toEqual([[]]);
+  });
+
+  it('the type check fails on a misspelt field, a wrong enum value and a wrong type', () => {
+    const mutate = (from: RegExp, to: string) => {
+      const text = dashboardText.replace(from, to);
+      expect(text).not.toBe(dashboardText);
+      return text;
+    };
+    const cases: [string, string, RegExp][] = [
+      ['panel field', mutate(/"gridPos"/, '"gridPoss"'), /'"gridPoss"' does not exist/],
+      ['timeseries option', mutate(/"showLegend"/, '"showLegnd"'), /'"showLegnd"' does not exist/],
+      ['series style', mutate(/"lineWidth"/, '"lineWidht"'), /'"lineWidht"' does not exist/],
+      ['target field', mutate(/"legendFormat"/, '"legendFromat"'), /'"legendFromat"' does not exist/],
+      ['data link field', mutate(/"targetBlank"/, '"targetblank"'), /'"targetblank"' does not exist/],
+      ['variable field', mutate(/"includeAll"/, '"includeALL"'), /'"includeALL"' does not exist/],
+      ['variable type', mutate(/"type": "textbox"/, '"type": "textbx"'), /'"textbx"' is not assignable to type 'VariableType'/],
+      ['tooltip mode', mutate(/"mode": "multi"/, '"mode": "many"'), /'"many"' is not assignable/],
+      ['table cell height', mutate(/"cellHeight": "sm"/, '"cellHeight": "small"'), /'"small"' is not assignable/],
+      ['gridPos type', mutate(/"w": 12/, '"w": "12"'), /Type 'string' is not assignable to type 'number'/],
+      ['missing required field', mutate(/"showHeader": true,/, ''), /Property 'showHeader' is missing/],
+    ];
+    const results = typeCheckDashboards(cases.map(([, text]) => text));
+    cases.forEach(([what, , expected], i) => {
+      expect(results[i]!.length, `${what}: ${results[i]!.join('; ')}`).toBe(1);
+      expect(results[i]![0], what).toMatch(expected);
+    });
+  });
+
+  it('uses the schemaVersion of @grafana/schema and ${datasource} on every panel and target', () => {
+    expect(dashboard.schemaVersion).toBe(defaultDashboard.schemaVersion);
+    expect(dashboard.schemaVersion).toBe(42);
+    for (const { panel, target } of allTargets) {
+      expect(panel.datasource, panel.title).toEqual({ type: 'prometheus', uid: '${datasource}' });
+      expect(target.datasource, `${panel.title} ${target.refId}`).toEqual({ type: 'prometheus', uid: '${datasource}' });
+    }
+    expect(new Set(dashboard.panels.map((p) => p.id)).size).toBe(dashboard.panels.length);
+  });
+
+  it('has the datasource, service, route and jaeger_url variables', () => {
+    expect(dashboard.templating.list.map((v) => v.name)).toEqual(['datasource', 'service', 'route', 'jaeger_url']);
+    expect(variables.get('datasource')).toMatchObject({ type: 'datasource', query: 'prometheus' });
+    for (const name of ['service', 'route']) {
+      expect(variables.get(name), name).toMatchObject({ type: 'query', multi: true, includeAll: true, allValue: '.*', datasource: { uid: '${datasource}' } });
+    }
+    expect(variableQuery(variables.get('service'))).toBe('label_values(request_budget_request_duration_ms_count, job)');
+    expect(variableQuery(variables.get('route'))).toBe('label_values(request_budget_request_duration_ms_count{job=~"$service"}, route)');
+    expect(variables.get('jaeger_url')).toMatchObject({ type: 'textbox', query: 'http://localhost:16686' });
+  });
+
+  it('has the cost, breach, budget, rate and duration panels, each filtered by $service and $route', () => {
+    const titles = dashboard.panels.map((p) => p.title);
+    expect(titles).toEqual([
+      'Request rate',
+      'p95 duration',
+      'Top routes by p95 DB queries',
+      'Top routes by p95 DB time',
+      'Top routes by p95 rows returned',
+      'Top routes by p95 heap growth',
+      'Budget breaches by route and metric',
+      'Routes against their query budget',
+    ]);
+    const exprOf = (title: string) => dashboard.panels.find((p) => p.title === title)!.targets.map((t) => t.expr).join('\n');
+    expect(exprOf('Top routes by p95 DB queries')).toContain(
+      'histogram_quantile(0.95, sum by (job, route, le) (rate(request_budget_db_queries_bucket{job=~"$service", route=~"$route"}[$__rate_interval])))',
+    );
+    expect(exprOf('Budget breaches by route and metric')).toContain('sum by (job, route, metric) (rate(request_budget_breaches_total{');
+    expect(exprOf('Routes against their query budget')).toContain('/ on (job, route)\n  max by (job, route) (request_budget_limit{job=~"$service", route=~"$route", metric="db.queries"})');
+    for (const { panel, target } of allTargets) {
+      const matchers = readExpr(target.expr).matchers.filter((m) => m.metric.startsWith('request_budget_'));
+      expect(matchers.length, panel.title).toBeGreaterThan(0);
+      for (const m of matchers) {
+        expect(matchers.filter((x) => x.metric === m.metric).map((x) => `${x.label}${x.op}${x.value}`), panel.title).toEqual(
+          expect.arrayContaining(['job=~$service', 'route=~$route']),
+        );
+      }
+    }
+  });
+
+  it('links every route panel to the route\'s traces in Jaeger', () => {
+    for (const panel of dashboard.panels) {
+      const links =
+        panel.type === 'table'
+          ? (panel.fieldConfig.overrides.find((o) => o.matcher.options === 'route')?.properties.find((p) => p.id === 'links')?.value as { url: string }[])
+          : panel.fieldConfig.defaults.links;
+      expect(links?.length, panel.title).toBe(2);
+      const source = panel.type === 'table' ? '__data.fields' : '__field.labels';
+      for (const { url } of links!) {
+        expect(url.startsWith('${jaeger_url}/search?'), url).toBe(true);
+        const params = new URLSearchParams(url.slice(url.indexOf('?') + 1));
+        expect(params.get('service')).toBe(`\${${source}.job:percentencode}`);
+        const tags = JSON.parse(params.get('tags')!) as Record<string, string>;
+        expect(tags['http.route']).toBe(`\${${source}.http_route:percentencode}`);
+        expect(params.get('start')).toBe('${__from}000');
+      }
+    }
+  });
+
+  it('provisions a Prometheus data source and a dashboard provider for /var/lib/grafana/dashboards', () => {
+    const datasources = parseYaml(fs.readFileSync(path.join(dashboardsDir, 'grafana/provisioning/datasources/prometheus.yaml'), 'utf8'));
+    expect(datasources).toMatchObject({ apiVersion: 1, datasources: [{ type: 'prometheus', access: 'proxy', url: 'http://prometheus:9090' }] });
+    const providers = parseYaml(fs.readFileSync(path.join(dashboardsDir, 'grafana/provisioning/dashboards/request-budget.yaml'), 'utf8'));
+    expect(providers).toMatchObject({ apiVersion: 1, providers: [{ type: 'file', options: { path: '/var/lib/grafana/dashboards' } }] });
+  });
+});
+
+// ---- against the real app and a real Prometheus ----
+
+/** Prometheus's number text ("NaN", "+Inf", "1.5") as a number. */
+const num = (sample: VectorSample): number => Number(sample.value[1].replace(/^\+Inf$/, 'Infinity'));
+const OTHER_JOB = 'other-service';
+
+describe('dashboard and rules on a real Prometheus scraping the cost app', () => {
+  let app: AppProcess;
+  let prometheus: RunningPrometheus;
+  let metricsText: string;
+  const sent = new Map<string, number>();
+
+  beforeAll(async () => {
+    const metricsPort = await freePort();
+    app = await startApp({
+      script: 'test/fixtures/cost-app.js',
+      env: {
+        OTEL_SERVICE_NAME: 'cost-app',
+        OTEL_TRACES_EXPORTER: 'none',
+        OTEL_METRICS_EXPORTER: 'prometheus',
+        OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+        OTEL_EXPORTER_PROMETHEUS_PORT: String(metricsPort),
+        REQUEST_BUDGET_FILE: 'test/fixtures/budgets.yaml',
+        REQUEST_BUDGET_ALERT_LOG: 'false',
+      },
+    });
+    const target = `127.0.0.1:${metricsPort}`;
+    // The same target under a second job: two services exporting the same routes.
+    prometheus = await startPrometheus({
+      scrapeTargets: [target],
+      scrapeIntervalSeconds: 1,
+      ruleFiles: [recordingRulesFile, alertRulesFile],
+      extraJobs: { [OTHER_JOB]: [target] },
+    });
+
+    // ~16 s of traffic, two requests at a time: every path breaches or never does.
+    const paths = ['/queries/12', '/n-plus-one/8', '/rows/500', '/health', '/health', '/fetch', '/fetch?timed=1', '/queries/12', '/no-such-route'];
+    const stopAt = Date.now() + 16_000;
+    let next = 0;
+    const worker = async () => {
+      while (Date.now() < stopAt) {
+        const p = paths[next++ % paths.length]!;
+        const res = await fetch(`${app.url}${p}`, { signal: AbortSignal.timeout(5000) });
+        await res.arrayBuffer();
+        expect(res.status, p).toBe(p === '/no-such-route' ? 404 : 200);
+        sent.set(p, (sent.get(p) ?? 0) + 1);
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+    };
+    await Promise.all([worker(), worker()]);
+    const trafficEnd = Date.now();
+
+    // Wait for a scrape of both jobs that began after the last request, and a rule evaluation after it.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const targets = await prometheus.targets();
+      if (targets.length === 2 && targets.every((t) => t.health === 'up' && Date.parse(t.lastScrape) > trafficEnd + 200)) break;
+      if (Date.now() > deadline) throw new Error(`no fresh scrape: ${JSON.stringify(targets)}\n${prometheus.logs.slice(-20).join('\n')}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    metricsText = await (await fetch(`http://${target}/metrics`)).text();
+  }, 90_000);
+
+  afterAll(async () => {
+    await prometheus?.stop();
+    await app?.stop();
+  });
+
+  it('scraped the app under both jobs, with exact request counts', async () => {
+    expect((await prometheus.targets()).map((t) => t.labels.job).sort()).toEqual([DEFAULT_JOB, OTHER_JOB]);
+    const count = async (route: string, status = '2xx') =>
+      (await prometheus.queryVector(`sum(request_budget_request_duration_ms_count{job="cost-app", route="${route}", status_class="${status}"})`)).map(num);
+    expect(await count('GET /queries/:n')).toEqual([sent.get('/queries/12')]);
+    expect(await count('GET /health')).toEqual([sent.get('/health')]);
+    expect(await count('GET /fetch')).toEqual([sent.get('/fetch')! + sent.get('/fetch?timed=1')!]);
+    expect(await count('GET (unrouted)', '4xx')).toEqual([sent.get('/no-such-route')]);
+    // Every /queries/12 request breaches its critical 10-query limit; only untimed fetches breach.
+    const breaches = async (route: string, metric: string) =>
+      (await prometheus.queryVector(`request_budget_breaches_total{job="cost-app", route="${route}", metric="${metric}"}`)).map((s) => [s.metric.severity, num(s)]);
+    expect(await breaches('GET /queries/:n', 'db.queries')).toEqual([['critical', sent.get('/queries/12')]]);
+    expect(await breaches('GET /n-plus-one/:n', 'db.repeated_count')).toEqual([['warning', sent.get('/n-plus-one/8')]]);
+    expect(await breaches('GET /fetch', 'http_client.untimed')).toEqual([['warning', sent.get('/fetch')]]);
+  });
+
+  it('every panel target returns data, for one service and for all', async () => {
+    for (const service of ['cost-app', '.*']) {
+      for (const { panel, target } of allTargets) {
+        const expr = substitute(target.expr, { service, route: '.*' });
+        const result = await prometheus.queryVector(expr);
+        expect(result.length, `${panel.title} ${target.refId} (service ${service}): ${expr}`).toBeGreaterThan(0);
+        expect(new Set(result.map((s) => s.metric.job)), panel.title).toEqual(new Set(service === '.*' ? [DEFAULT_JOB, OTHER_JOB] : [DEFAULT_JOB]));
+        // The data links read job and http_route from each series (or table row).
+        const httpRoutes = result.filter((s) => s.metric.route!.startsWith('GET /'));
+        expect(httpRoutes.length, panel.title).toBeGreaterThan(0);
+        for (const s of httpRoutes) expect(`GET ${s.metric.http_route}`, panel.title).toBe(s.metric.route);
+      }
+    }
+  });
+
+  it('the variable queries list the services and routes', async () => {
+    const labelValues = async (expr: string) => {
+      const m = /^label_values\((.*),\s*(\w+)\)$/.exec(expr)!;
+      const values = new Set<string>();
+      for (const s of await prometheus.queryVector(`group by (${m[2]}) (${m[1]})`)) values.add(s.metric[m[2]!]!);
+      return [...values].sort();
+    };
+    expect(await labelValues(variableQuery(variables.get('service')))).toEqual([DEFAULT_JOB, OTHER_JOB]);
+    expect(await labelValues(substitute(variableQuery(variables.get('route')), { service: 'cost-app', route: '' }))).toEqual([
+      'GET (unrouted)',
+      'GET /fetch',
+      'GET /health',
+      'GET /n-plus-one/:n',
+      'GET /queries/:n',
+      'GET /rows/:n',
+    ]);
+  });
+
+  it('the budget table has one row per service and route, with exact p95, limit and ratio', async () => {
+    const table = dashboard.panels.find((p) => p.type === 'table')!;
+    const rows = async (refId: string, service: string) => {
+      const expr = substitute(table.targets.find((t) => t.refId === refId)!.expr, { service, route: '.*' });
+      return new Map((await prometheus.queryVector(expr)).map((s) => [`${s.metric.job} ${s.metric.route}`, num(s)]));
+    };
+    for (const service of ['cost-app', '.*']) {
+      const [p95, limit, ratio] = [await rows('A', service), await rows('B', service), await rows('C', service)];
+      const jobs = service === '.*' ? [DEFAULT_JOB, OTHER_JOB] : [DEFAULT_JOB];
+      for (const job of jobs) {
+        // 12 queries each: all in the (10, 20] bucket, so p95 = 10 + 10 * 0.95.
+        expect(p95.get(`${job} GET /queries/:n`)).toBeCloseTo(19.5, 9);
+        expect(limit.get(`${job} GET /queries/:n`)).toBe(10);
+        expect(ratio.get(`${job} GET /queries/:n`)).toBeCloseTo(1.95, 9);
+        expect(p95.get(`${job} GET /n-plus-one/:n`)).toBeCloseTo(9.75, 9);
+        expect(ratio.get(`${job} GET /n-plus-one/:n`)).toBeCloseTo(9.75 / 50, 9);
+        expect(p95.get(`${job} GET /health`)).toBe(0);
+        expect(limit.get(`${job} GET /health`)).toBe(50);
+        expect(ratio.get(`${job} GET /health`)).toBe(0);
+      }
+      expect(new Set([...ratio.keys()].map((k) => k.split(' ')[0]))).toEqual(new Set(jobs));
+    }
+  });
+
+  it('every recording rule returns data, with exact values where the traffic fixes them', async () => {
+    for (const rule of recordingRules) {
+      const result = await prometheus.queryVector(`${rule.record!}{job="cost-app"}`);
+      expect(result.length, rule.record).toBeGreaterThan(0);
+    }
+    const value = async (expr: string) => (await prometheus.queryVector(expr)).map(num);
+    expect(await value('request_budget:route_queries:p95_5m{job="cost-app", route="GET /queries/:n"}')).toEqual([expect.closeTo(19.5, 9)]);
+    expect(await value('request_budget:route_queries:p95_5m{job="cost-app", route="GET /rows/:n"}')).toEqual([expect.closeTo(0.95, 9)]);
+    expect(await value('request_budget:route_rows:p95_5m{job="cost-app", route="GET /rows/:n"}')).toEqual([expect.closeTo(955, 9)]);
+    expect(await value('request_budget:route_queries_over_budget:ratio{job="cost-app", route="GET /queries/:n"}')).toEqual([expect.closeTo(1.95, 9)]);
+    expect(await value('request_budget:route_queries_over_budget:ratio{job="other-service", route="GET /queries/:n"}')).toEqual([expect.closeTo(1.95, 9)]);
+
+    // Breach rates: exactly the three breaching routes, each with its metric and severity.
+    const breachSeries = await prometheus.queryVector('request_budget:breaches:rate5m{job="cost-app"}');
+    expect(breachSeries.map((s) => `${s.metric.route} ${s.metric.metric} ${s.metric.severity}`).sort()).toEqual([
+      'GET /fetch http_client.untimed warning',
+      'GET /n-plus-one/:n db.repeated_count warning',
+      'GET /queries/:n db.queries critical',
+    ]);
+    for (const s of breachSeries) expect(num(s), s.metric.route).toBeGreaterThan(0);
+    expect(await value('request_budget:breaches:rate5m{route="GET /health"}')).toEqual([]);
+  });
+
+  it('alerts: p95 over budget is pending for GET /queries/:n only; no breach alert for routes within budget', async () => {
+    const alerts = await prometheus.alerts();
+    const of = (name: string) => alerts.filter((a) => a.labels.alertname === name);
+    expect(of('RequestBudgetP95OverBudget').map((a) => `${a.labels.job} ${a.labels.route} ${a.state} ${a.labels.severity}`).sort()).toEqual([
+      'cost-app GET /queries/:n pending critical',
+      'other-service GET /queries/:n pending critical',
+    ]);
+    expect(of('RequestBudgetP95OverBudget')[0]!.annotations.summary).toBe('GET /queries/:n p95 DB queries 19.50 is over its budget');
+    const breachRoutes = new Set(of('RequestBudgetBreachRateHigh').map((a) => a.labels.route));
+    expect(breachRoutes.has('GET /queries/:n')).toBe(true);
+    for (const route of ['GET /health', 'GET /rows/:n', 'GET (unrouted)']) expect(breachRoutes.has(route), route).toBe(false);
+  });
+
+  it('every metric, label and label value the dashboard and rules use is one the app exports', () => {
+    // Sample lines of the app's /metrics: name{labels} value.
+    const exported = new Map<string, Map<string, Set<string>>>();
+    for (const line of metricsText.split('\n')) {
+      const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? \S+$/.exec(line);
+      if (!m) continue;
+      const labels = exported.get(m[1]!) ?? new Map<string, Set<string>>();
+      exported.set(m[1]!, labels);
+      for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+        labels.set(l[1]!, (labels.get(l[1]!) ?? new Set()).add(l[2]!));
+      }
+    }
+    const byPrometheus = ['job', 'instance']; // target labels added at scrape time
+    const allLabels = new Set([...byPrometheus, ...[...exported].filter(([n]) => n.startsWith('request_budget_')).flatMap(([, l]) => [...l.keys()])]);
+    const recorded = new Set(recordingRules.map((r) => r.record!));
+
+    const sources = [
+      ...allTargets.map(({ panel, target }) => ({ where: `${panel.title} ${target.refId}`, expr: target.expr })),
+      ...['service', 'route'].map((name) => ({ where: `variable ${name}`, expr: variableQuery(variables.get(name)) })),
+      ...recordingRules.map((r) => ({ where: r.record!, expr: r.expr })),
+      ...alertRules.map((r) => ({ where: r.alert!, expr: r.expr })),
+    ];
+    const usedMetrics = new Set<string>();
+    for (const { where, expr } of sources) {
+      const use = readExpr(expr);
+      for (const metric of use.metrics) {
+        usedMetrics.add(metric);
+        expect(exported.has(metric), `${where}: metric ${metric}`).toBe(true);
+      }
+      for (const name of use.recorded) expect(recorded.has(name), `${where}: recorded series ${name}`).toBe(true);
+      for (const label of use.labels) expect(allLabels.has(label) || use.created.has(label), `${where}: label ${label}`).toBe(true);
+      for (const m of use.matchers) {
+        if (!m.metric.startsWith('request_budget_')) continue;
+        const labels = exported.get(m.metric)!;
+        expect(labels.has(m.label) || byPrometheus.includes(m.label), `${where}: ${m.metric} has no label ${m.label}`).toBe(true);
+        // Exact-match values must be ones the app exports.
+        if (m.op === '=') expect([...(labels.get(m.label) ?? [])], `${where}: ${m.label}="${m.value}"`).toContain(m.value);
+      }
+    }
+    expect([...usedMetrics].sort()).toEqual([
+      'request_budget_breaches_total',
+      'request_budget_db_queries_bucket',
+      'request_budget_db_rows_bucket',
+      'request_budget_db_time_ms_bucket',
+      'request_budget_heap_delta_bytes_bucket',
+      'request_budget_limit',
+      'request_budget_request_duration_ms_bucket',
+      'request_budget_request_duration_ms_count',
+    ]);
+  });
+});
