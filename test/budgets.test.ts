@@ -5,28 +5,16 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAlertmanager, type RunningAlertmanager } from './support/alertmanager';
 import { startApp, type AppProcess } from './support/app-process';
 import { concurrently, get } from './support/http';
-import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver';
 import { OtlpSpanKind } from './support/received-span';
+import { useReceiverAndApps } from './support/receiver-and-apps';
 import { awaitServerSpan, costOf, tracedGet } from './support/traced-request';
 
 const BUDGETS = 'test/fixtures/budgets.yaml';
-let receiver: OtlpReceiver;
-const apps: AppProcess[] = [];
-
-beforeAll(async () => {
-  receiver = await startOtlpReceiver();
-});
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.stop()));
-  receiver.clear();
-});
-afterAll(async () => {
-  await receiver?.close();
-});
+const { receiver, apps } = useReceiverAndApps();
 
 async function launch(env: Record<string, string | undefined>): Promise<AppProcess> {
   const app = await startApp({

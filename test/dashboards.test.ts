@@ -12,8 +12,9 @@ import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { startApp, type AppProcess } from './support/app-process';
+import { freePort } from './support/free-port';
 import { repoRoot } from './support/paths';
-import { DEFAULT_JOB, freePort, startPrometheus, type RunningPrometheus, type VectorSample } from './support/prometheus';
+import { DEFAULT_JOB, startPrometheus, type RunningPrometheus, type VectorSample } from './support/prometheus';
 
 const run = promisify(execFile);
 const dashboardsDir = path.join(repoRoot, 'dashboards');

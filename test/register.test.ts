@@ -3,26 +3,14 @@
  * encodings, ES modules through `--import`, bad environment values, the heap figures, and the
  * flush on shutdown.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startApp, type AppProcess } from './support/app-process';
 import { concurrently, get } from './support/http';
-import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver';
+import { useReceiverAndApps } from './support/receiver-and-apps';
 import { awaitServerSpan, costOf, tracedGet } from './support/traced-request';
 
 const MiB = 1024 * 1024;
-let receiver: OtlpReceiver;
-const apps: AppProcess[] = [];
-
-beforeAll(async () => {
-  receiver = await startOtlpReceiver();
-});
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.stop()));
-  receiver.clear();
-});
-afterAll(async () => {
-  await receiver?.close();
-});
+const { receiver, apps } = useReceiverAndApps();
 
 async function launch(options: Parameters<typeof startApp>[0]): Promise<AppProcess> {
   const app = await startApp(options);

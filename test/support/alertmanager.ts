@@ -27,19 +27,11 @@
  *   missing `alertname` is accepted, so our sender must enforce it. Labels with an empty value
  *   are dropped. Results are sorted by fingerprint.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { afterAll } from 'vitest';
+import { startService, stopServices, type ServiceProcess } from './service-process';
 
 /** The binary from the Debian package (on PATH as /usr/bin/prometheus-alertmanager). */
 export const ALERTMANAGER_BIN = 'prometheus-alertmanager';
-
-const READY_TIMEOUT_MS = 20_000;
-const STOP_GRACE_MS = 5_000;
 
 /** Options for {@link startAlertmanager}. */
 export interface StartAlertmanagerOptions {
@@ -87,67 +79,19 @@ export interface ReceivedCounts {
   resolved: number;
 }
 
-/** A started Alertmanager; see {@link startAlertmanager}. */
-export interface RunningAlertmanager {
-  /** Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash). */
-  readonly url: string;
-  readonly pid: number;
-  /** The temp dir holding the config and storage (removed by stop()). */
-  readonly dir: string;
-  /** Lines the process printed (it logs to stderr); live array. */
-  readonly logs: string[];
+/** A started Alertmanager (it logs to stderr); see {@link startAlertmanager}. */
+export interface RunningAlertmanager extends ServiceProcess {
   /** GET /api/v2/alerts; `filter` becomes `filter=name="value"` matchers (all must match). */
   alerts(filter?: Record<string, string>): Promise<AlertmanagerAlert[]>;
   /** POST /api/v2/alerts; throws with the response body unless 200. */
   postAlerts(alerts: PostableAlert[]): Promise<void>;
   /** `alertmanager_alerts_received_total` for the v2 API, by status. */
   receivedCounts(): Promise<ReceivedCounts>;
-  /** SIGTERM, SIGKILL after a grace period, then remove the temp dir. Safe to call twice. */
-  stop(): Promise<void>;
-}
-
-// Instances still running, so none outlives a failed test. Kept on globalThis because vitest
-// re-evaluates this module per test file in the same worker; one exit hook is enough.
-interface Registry {
-  live: Map<ChildProcess, { dir: string; stop: () => Promise<void> }>;
-}
-const REGISTRY = Symbol.for('request-budget.test.alertmanager');
-const registry: Registry = ((globalThis as Record<symbol, unknown>)[REGISTRY] as Registry | undefined) ?? createRegistry();
-
-function createRegistry(): Registry {
-  const created: Registry = { live: new Map() };
-  (globalThis as Record<symbol, unknown>)[REGISTRY] = created;
-  process.once('exit', () => {
-    for (const [child, { dir }] of created.live) {
-      child.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
-  return created;
 }
 
 /** Stop every Alertmanager still running in this process (for afterEach/afterAll). */
-export async function stopAllAlertmanagers(): Promise<void> {
-  await Promise.all([...registry.live.values()].map(({ stop }) => stop()));
-}
-
-// vitest ends workers without an 'exit' event, so also stop leftovers when each file ends.
-afterAll(() => stopAllAlertmanagers());
-
-/** A port the OS reports free on 127.0.0.1 right now. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-function tail(lines: string[], n = 40): string {
-  return lines.slice(-n).map((l) => `  ${l}`).join('\n');
+export function stopAllAlertmanagers(): Promise<void> {
+  return stopServices('Alertmanager');
 }
 
 async function request(method: 'GET' | 'POST', url: string, body?: unknown): Promise<{ status: number; text: string }> {
@@ -165,88 +109,23 @@ async function request(method: 'GET' | 'POST', url: string, body?: unknown): Pro
 }
 
 /** Start a private Alertmanager and resolve once GET /-/ready answers 200. */
-export async function startAlertmanager(options: StartAlertmanagerOptions = {}): Promise<RunningAlertmanager> {
-  // The port is free when probed but could be taken before the binary binds it; retry then.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startOnce(options, await freePort());
-    } catch (err) {
-      if (attempt < 3 && /address already in use/.test((err as Error).message)) continue;
-      throw err;
-    }
-  }
-}
-
-async function startOnce({ resolveTimeout = '5m' }: StartAlertmanagerOptions, port: number): Promise<RunningAlertmanager> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alertmanager-'));
-  const configFile = path.join(dir, 'alertmanager.yml');
-  // JSON is valid YAML, so no quoting to get wrong. A receiver without notifiers drops
-  // notifications; the API keeps the alerts, which is what tests read.
-  const config = { global: { resolve_timeout: resolveTimeout }, route: { receiver: 'null' }, receivers: [{ name: 'null' }] };
-  fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
-
-  const url = `http://127.0.0.1:${port}`;
-  const args = [
-    `--config.file=${configFile}`,
-    `--storage.path=${path.join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${port}`,
-    // Empty disables HA gossip, which would otherwise listen on 0.0.0.0:9094.
-    '--cluster.listen-address=',
-  ];
-  const child = spawn(ALERTMANAGER_BIN, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-
-  const logs: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) readline.createInterface({ input: stream }).on('line', (line) => logs.push(line));
-
-  let exitInfo: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    // 'close' fires after the output is drained, so the error text is complete.
-    child.once('close', (code, signal) => {
-      exitInfo = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-      resolve();
-    });
+export async function startAlertmanager({ resolveTimeout = '5m' }: StartAlertmanagerOptions = {}): Promise<RunningAlertmanager> {
+  const service = await startService({
+    name: 'Alertmanager',
+    bin: ALERTMANAGER_BIN,
+    aptPackage: 'prometheus-alertmanager',
+    configFileName: 'alertmanager.yml',
+    // A receiver without notifiers drops notifications; the API keeps the alerts, which is what tests read.
+    config: { global: { resolve_timeout: resolveTimeout }, route: { receiver: 'null' }, receivers: [{ name: 'null' }] },
+    args: ({ dir, configFile, listenAddress }) => [
+      `--config.file=${configFile}`,
+      `--storage.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=${listenAddress}`,
+      // Empty disables HA gossip, which would otherwise listen on 0.0.0.0:9094.
+      '--cluster.listen-address=',
+    ],
   });
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      if (child.pid !== undefined && exitInfo === undefined) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-        await exited;
-        clearTimeout(timer);
-      }
-      registry.live.delete(child);
-      fs.rmSync(dir, { recursive: true, force: true });
-    })());
-  registry.live.set(child, { dir, stop });
-
-  const command = [ALERTMANAGER_BIN, ...args].join(' ');
-  const fail = async (why: string): Promise<never> => {
-    await stop();
-    throw new Error(`Alertmanager did not become ready: ${why}\ncommand: ${command}\noutput:\n${tail(logs)}`);
-  };
-
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (;;) {
-    const outcome = await Promise.race([
-      spawnError.then((err) => ({ kind: 'error' as const, err })),
-      exited.then(() => ({ kind: 'exited' as const })),
-      fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) }).then(
-        (res) => ({ kind: 'answer' as const, status: res.status }),
-        () => ({ kind: 'answer' as const, status: 0 }),
-      ),
-    ]);
-    if (outcome.kind === 'error') {
-      const hint = (outcome.err as NodeJS.ErrnoException).code === 'ENOENT' ? ' (install it: apt-get install prometheus-alertmanager, or run .ci/run)' : '';
-      return fail(`cannot run ${ALERTMANAGER_BIN}: ${outcome.err.message}${hint}`);
-    }
-    if (outcome.kind === 'exited') return fail(`process ${exitInfo}`);
-    if (outcome.status === 200) break;
-    if (Date.now() > deadline) return fail(`GET /-/ready not 200 after ${READY_TIMEOUT_MS} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const { url } = service;
 
   async function alerts(filter: Record<string, string> = {}): Promise<AlertmanagerAlert[]> {
     // All four flags default to true in 0.25; sent explicitly so nothing is hidden by a default.
@@ -276,5 +155,5 @@ async function startOnce({ resolveTimeout = '5m' }: StartAlertmanagerOptions, po
     return { firing: count('firing'), resolved: count('resolved') };
   }
 
-  return { url, pid: child.pid!, dir, logs, alerts, postAlerts, receivedCounts, stop };
+  return { ...service, alerts, postAlerts, receivedCounts };
 }

@@ -4,8 +4,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
-import { afterAll } from 'vitest';
+import { stopLeftoverProcesses, trackProcess, untrackProcess } from './leftover-processes';
 import { repoRoot } from './paths';
+import { stopProcess } from './stop-process';
 
 /** Options for {@link startApp}. */
 export interface StartAppOptions {
@@ -59,45 +60,9 @@ export interface AppProcess {
   child: ChildProcess;
 }
 
-// Children still running, so none outlives the test process, and each child's exit
-// promise. Kept on globalThis because vitest re-evaluates this module per test file in
-// the same process, and one exit hook per process is enough.
-interface Registry {
-  live: Set<ChildProcess>;
-  exited: WeakMap<ChildProcess, Promise<ExitInfo>>;
-}
-const REGISTRY = Symbol.for('request-budget.test.app-process');
-const registry: Registry = ((globalThis as Record<symbol, unknown>)[REGISTRY] as Registry | undefined) ?? createRegistry();
-
-function createRegistry(): Registry {
-  const created: Registry = { live: new Set(), exited: new WeakMap() };
-  (globalThis as Record<symbol, unknown>)[REGISTRY] = created;
-  process.once('exit', () => {
-    for (const child of created.live) child.kill('SIGKILL');
-  });
-  return created;
-}
-
 /** Stop every app still running in this process (for afterEach/afterAll). */
-export async function stopAllApps(graceMs = 2000): Promise<void> {
-  await Promise.all([...registry.live].map((child) => stopChild(child, 'SIGTERM', graceMs)));
-}
-
-// vitest ends its workers without an 'exit' event, so the hook above is not enough:
-// stop whatever a test file left running (e.g. a test failed before calling stop()).
-// This module is evaluated once per test file, so the hook lands in every file using it.
-afterAll(() => stopAllApps());
-
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals, graceMs: number): Promise<ExitInfo> {
-  const exited = registry.exited.get(child)!;
-  if (child.exitCode !== null || child.signalCode !== null) return exited;
-  child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  try {
-    return await exited;
-  } finally {
-    clearTimeout(timer);
-  }
+export function stopAllApps(graceMs = 2000): Promise<void> {
+  return stopLeftoverProcesses('app', graceMs);
 }
 
 function tail(lines: string[], n = 100): string {
@@ -128,7 +93,6 @@ export async function startApp(options: StartAppOptions): Promise<AppProcess> {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  registry.live.add(child);
 
   const stdoutLines: string[] = [];
   const stderrLines: string[] = [];
@@ -146,13 +110,18 @@ export async function startApp(options: StartAppOptions): Promise<AppProcess> {
   const exited = new Promise<ExitInfo>((resolve) => {
     // 'close' (not 'exit') fires after stdout/stderr are drained, so no line is lost.
     child.once('close', (code, signal) => {
-      registry.live.delete(child);
+      untrackProcess(child);
       exitInfo = { code, signal };
       for (const listener of [...exitListeners]) listener(exitInfo);
       resolve(exitInfo);
     });
   });
-  registry.exited.set(child, exited);
+  const stopChild = async (signal: NodeJS.Signals, graceMs: number): Promise<ExitInfo> => {
+    await stopProcess(child, exited, signal, graceMs);
+    return exited;
+  };
+  // Left running (e.g. by a failed test), it is stopped when the test file ends, with a shorter grace period.
+  trackProcess(child, { kind: 'app', stop: (graceMs = 2000) => stopChild('SIGTERM', graceMs) });
 
   const describeExit = (info: ExitInfo) => (info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`);
 
@@ -193,7 +162,7 @@ export async function startApp(options: StartAppOptions): Promise<AppProcess> {
     ready = await Promise.race([waitForLine(readyPattern, timeoutMs, 'stdout'), spawnFailed]);
   } catch (err) {
     // Never leave a half-started app behind (no pid means it never started).
-    if (child.pid !== undefined) await stopChild(child, 'SIGKILL', 0);
+    if (child.pid !== undefined) await stopChild('SIGKILL', 0);
     const command = [process.execPath, ...argv].join(' ');
     throw new Error(`app (pid ${child.pid}) did not become ready: ${command}\n${(err as Error).message}`, { cause: err });
   }
@@ -204,7 +173,7 @@ export async function startApp(options: StartAppOptions): Promise<AppProcess> {
     stdoutLines,
     stderrLines,
     waitForLine,
-    stop: async (signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000) => (await stopChild(child, signal, graceMs)).code,
+    stop: async (signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000) => (await stopChild(signal, graceMs)).code,
     exited,
     child,
   };

@@ -4,14 +4,19 @@
  * API contract (Swagger 2.0, ../shared/contracts/zipkin2-api.yaml) and refused with 400 naming
  * the field when it breaks it, the way a strict collector would.
  */
-import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import type http from 'node:http';
+import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { HttpError } from './http-error';
 import { repoRoot } from './paths';
+import { startReceiverServer } from './receiver-server';
+import { inflateBody, readBody } from './request-body';
+import { waitersFor, type WaitForOptions } from './wait-for';
+
+export type { WaitForOptions } from './wait-for';
 
 /** The contract file, shared by every checkout of the project (outside the repo). */
 export const ZIPKIN_CONTRACT_PATH: string = path.resolve(repoRoot, '..', 'shared', 'contracts', 'zipkin2-api.yaml');
@@ -52,11 +57,6 @@ export interface ZipkinRejection {
   body: string;
 }
 
-export interface ZipkinWaitForOptions {
-  /** Give up after this long (default 5000 ms). */
-  timeoutMs?: number;
-}
-
 /** A running receiver; see {@link startZipkinReceiver}. */
 export interface ZipkinReceiver {
   /** Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash). */
@@ -72,7 +72,7 @@ export interface ZipkinReceiver {
    * every accepted payload). A throwing predicate counts as "not yet". Rejects on timeout with
    * what was received and refused.
    */
-  waitFor(predicate: (spans: readonly ZipkinSpan[]) => boolean, options?: ZipkinWaitForOptions): Promise<ZipkinSpan[]>;
+  waitFor(predicate: (spans: readonly ZipkinSpan[]) => boolean, options?: WaitForOptions): Promise<ZipkinSpan[]>;
   /** Stop listening and drop open connections; pending waitFor calls reject. */
   close(): Promise<void>;
 }
@@ -199,50 +199,13 @@ export function describeContractError(error: ErrorObject): string {
 // ---------------------------------------------------------------------------------------------
 // The HTTP side.
 
-const MAX_BODY_BYTES = 32 * 1024 * 1024;
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly body = '',
-  ) {
-    super(message);
-  }
-}
-
-function readBody(req: http.IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      // Keep draining so the response can still be written, but stop buffering.
-      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
-    });
-    req.on('end', () => (size > MAX_BODY_BYTES ? reject(new HttpError(413, `body larger than ${MAX_BODY_BYTES} bytes`)) : resolve(Buffer.concat(chunks))));
-    req.on('error', reject);
-  });
-}
-
-function inflate(body: Buffer, contentEncoding: string | undefined): Buffer {
-  const coding = (contentEncoding ?? '').trim().toLowerCase();
-  if (coding === '' || coding === 'identity') return body;
-  if (coding !== 'gzip') throw new HttpError(415, `unsupported Content-Encoding "${contentEncoding}"; use gzip or none`);
-  try {
-    return zlib.gunzipSync(body, { maxOutputLength: MAX_BODY_BYTES });
-  } catch (err) {
-    throw new HttpError(400, `gzip body did not inflate: ${(err as Error).message}`);
-  }
-}
-
 /** Start a receiver on 127.0.0.1 with an OS-assigned port; the contract is read once here. */
 export async function startZipkinReceiver(): Promise<ZipkinReceiver> {
   const contract = loadZipkinContract();
   const validate = compileZipkinContract(contract);
   const spans: ZipkinSpan[] = [];
   const rejections: ZipkinRejection[] = [];
-  const waiters = new Set<{ check: () => void; fail: (err: Error) => void }>();
+  const waiters = waitersFor(spans, summary);
 
   async function accept(req: http.IncomingMessage): Promise<void> {
     const body = await readBody(req);
@@ -253,7 +216,7 @@ export async function startZipkinReceiver(): Promise<ZipkinReceiver> {
       const why = contract.consumes.includes(mime) ? 'is in the contract but this receiver decodes only application/json' : 'is not one the contract consumes';
       throw new HttpError(415, `Content-Type "${req.headers['content-type'] ?? ''}" ${why}`);
     }
-    const text = inflate(body, req.headers['content-encoding']).toString('utf8');
+    const text = inflateBody(body, req.headers['content-encoding']).toString('utf8');
     if (text.trim() === '') throw new HttpError(400, `the body is required: a ${contract.bodyDefinition}`, text);
     let payload: unknown;
     try {
@@ -268,31 +231,16 @@ export async function startZipkinReceiver(): Promise<ZipkinReceiver> {
     spans.push(...(payload as ZipkinSpan[]));
   }
 
-  const server = http.createServer((req, res) => {
-    accept(req).then(
-      () => {
-        // Zipkin answers an accepted upload with 202 and no body.
-        res.writeHead(202).end();
-        for (const waiter of [...waiters]) waiter.check();
-      },
-      (err: unknown) => {
-        const status = err instanceof HttpError ? err.status : 500;
-        const message = err instanceof Error ? err.message : String(err);
-        rejections.push({ status, message, body: err instanceof HttpError ? err.body : '' });
-        req.resume();
-        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' }).end(message);
-      },
-    );
+  const server = await startReceiverServer({
+    accept,
+    onAccepted(res) {
+      // Zipkin answers an accepted upload with 202 and no body.
+      res.writeHead(202).end();
+      waiters.recheck();
+    },
+    onRefused: (refusal) => rejections.push(refusal),
   });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { url } = server;
 
   function summary(): string {
     const shown = spans.slice(-50).map((s) => `  ${s.kind ?? '-'} ${s.name ?? ''} trace=${s.traceId} id=${s.id} parent=${s.parentId ?? '-'}`);
@@ -305,44 +253,10 @@ export async function startZipkinReceiver(): Promise<ZipkinReceiver> {
     spansUrl: `${url}${contract.spansPath}`,
     spans,
     rejections,
-    waitFor(predicate, { timeoutMs = 5000 } = {}) {
-      return new Promise<ZipkinSpan[]>((resolve, reject) => {
-        let lastError: unknown;
-        const waiter = {
-          check() {
-            try {
-              if (!predicate(spans)) return;
-            } catch (err) {
-              lastError = err;
-              return;
-            }
-            finish();
-            resolve([...spans]);
-          },
-          fail(err: Error) {
-            finish();
-            reject(err);
-          },
-        };
-        const timer = setTimeout(() => {
-          const why = lastError instanceof Error ? `\nlast predicate error: ${lastError.message}` : '';
-          waiter.fail(new Error(`waitFor timed out after ${timeoutMs} ms; ${summary()}${why}`));
-        }, timeoutMs);
-        function finish() {
-          clearTimeout(timer);
-          waiters.delete(waiter);
-        }
-        waiters.add(waiter);
-        waiter.check();
-      });
-    },
+    waitFor: waiters.waitFor,
     async close() {
-      for (const waiter of [...waiters]) waiter.fail(new Error(`receiver closed while waiting; ${summary()}`));
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Exporters keep connections alive; without this close() waits for them to idle out.
-        server.closeAllConnections();
-      });
+      waiters.rejectAll(`receiver closed while waiting; ${summary()}`);
+      await server.close();
     },
   };
 }
