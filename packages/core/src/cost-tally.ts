@@ -61,11 +61,15 @@ export class CostTally {
 
   /** The statement that ran most often (first seen wins a tie), or undefined with no queries. */
   mostRepeated(): RepeatedStatement | undefined {
-    let best: RepeatedStatement | undefined;
+    let bestFingerprint: string | undefined;
+    let bestCount = 0;
     for (const [fingerprint, count] of this.countsByFingerprint) {
-      if (best === undefined || count > best.count) best = { fingerprint, count };
+      if (count > bestCount) {
+        bestFingerprint = fingerprint;
+        bestCount = count;
+      }
     }
-    return best;
+    return bestFingerprint === undefined ? undefined : { fingerprint: bestFingerprint, count: bestCount };
   }
 
   /** Every statement fingerprint with its count, most repeated first. */
@@ -75,7 +79,23 @@ export class CostTally {
       .sort((a, b) => b.count - a.count);
   }
 
-  /** The DB and HTTP-client part of the attribute contract. */
+  /**
+   * Writes the DB and HTTP-client part of the attribute contract through `target.setAttribute`
+   * (a span), without building an intermediate object: this runs once per request.
+   */
+  writeAttributes(target: { setAttribute(key: string, value: string | number): unknown }): void {
+    target.setAttribute(COST_DB_QUERIES, this.queries);
+    target.setAttribute(COST_DB_TIME_MS, roundMs(this.dbTimeMs));
+    target.setAttribute(COST_DB_ROWS, this.rows);
+    const repeated = this.mostRepeated();
+    target.setAttribute(COST_DB_REPEATED_COUNT, repeated?.count ?? 0);
+    if (repeated !== undefined) target.setAttribute(COST_DB_REPEATED_STATEMENT, repeated.fingerprint);
+    target.setAttribute(COST_HTTP_CLIENT_CALLS, this.httpClientCalls);
+    target.setAttribute(COST_HTTP_CLIENT_TIME_MS, roundMs(this.httpClientTimeMs));
+    target.setAttribute(COST_HTTP_CLIENT_UNTIMED, this.httpClientUntimed);
+  }
+
+  /** The DB and HTTP-client part of the attribute contract, as an object. */
   toAttributes(): CostAttributes {
     const attributes: CostAttributes = {
       [COST_DB_QUERIES]: this.queries,

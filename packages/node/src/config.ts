@@ -33,6 +33,8 @@ export interface ResolvedConfig {
   readonly summaryByDefault: boolean;
   readonly sampler: Sampler;
   readonly instrumentations: readonly InstrumentationName[];
+  /** Keep express's per-layer spans. */
+  readonly expressLayerSpans: boolean;
   readonly shutdownOnExit: boolean;
   /** Batch span processor settings (OTEL_BSP_*); unset ones keep the SDK defaults. */
   readonly batch: BatchSettings;
@@ -54,6 +56,8 @@ export interface MetricSettings {
   readonly otlpProtocol: OtlpProtocol;
   readonly otlpEndpoint: string;
   readonly exportIntervalMs: number;
+  /** Share the provider with the instrumentations, for their own metrics. */
+  readonly instrumentationMetrics: boolean;
 }
 
 export interface AlertSettings {
@@ -132,6 +136,7 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     summaryByDefault: summary === undefined && nothingConfigured,
     sampler: options.sampler ?? samplerFromEnv(read),
     instrumentations: options.instrumentations ?? instrumentationsFromEnv(read),
+    expressLayerSpans: options.expressLayerSpans ?? read.boolean('REQUEST_BUDGET_EXPRESS_LAYER_SPANS') ?? false,
     shutdownOnExit: options.shutdownOnExit ?? DEFAULTS.shutdownOnExit,
     batch: {
       scheduledDelayMillis: read.number('OTEL_BSP_SCHEDULE_DELAY', 0, 3_600_000),
@@ -166,6 +171,7 @@ function metricSettings(options: RequestBudgetOptions, read: EnvReader, otlpEndp
     otlpProtocol,
     otlpEndpoint,
     exportIntervalMs: read.number('OTEL_METRIC_EXPORT_INTERVAL', 100, 86_400_000) ?? DEFAULTS.metricExportIntervalMs,
+    instrumentationMetrics: options.instrumentationMetrics ?? read.boolean('REQUEST_BUDGET_INSTRUMENTATION_METRICS') ?? false,
   };
 }
 

@@ -10,7 +10,6 @@
 import { SpanKind, trace, type Context } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
-import { getHeapStatistics } from 'node:v8';
 import {
   COST_GC_COUNT,
   COST_GC_TIME_MS,
@@ -27,6 +26,7 @@ import {
 } from '@request-budget/core';
 import { describeError, reportProblem } from './diagnostics';
 import { GcMonitor } from './gc-monitor';
+import { HeapProbe } from './heap-probe';
 
 /**
  * Attribute that makes a span a root of its own even though it is not a SERVER span, and even
@@ -65,6 +65,7 @@ const KIND_NAMES: Record<SpanKind, SpanKindName> = {
 export class CostSpanProcessor implements SpanProcessor {
   private readonly fingerprints = new FingerprintCache();
   private readonly gc = new GcMonitor();
+  private readonly heap = new HeapProbe();
   // A root that is never ended must not count as in flight forever: when its span is
   // garbage-collected, it is taken out of the in-flight count.
   private readonly unendedRoots = new FinalizationRegistry<void>(() => {
@@ -139,7 +140,7 @@ export class CostSpanProcessor implements SpanProcessor {
       owner: this,
       root,
       tally: new CostTally(this.fingerprints),
-      heapAtStart: getHeapStatistics().used_heap_size,
+      heapAtStart: this.heap.usedBytes(this.rootsInFlight > 1),
       gcCountAtStart: this.gc.count,
       gcTimeAtStart: this.gc.timeMs,
       fullCollectionsAtStart: this.gc.fullCollectionsSeen(),
@@ -157,17 +158,16 @@ export class CostSpanProcessor implements SpanProcessor {
     // it started: together, the requests whose allocations share this heap delta.
     const overlapping = state.inFlightAtStart + (this.rootsStarted - state.startSequence);
     const gcCount = this.gc.count - state.gcCountAtStart;
-    const heapDelta = getHeapStatistics().used_heap_size - state.heapAtStart;
+    const heapDelta = this.heap.usedBytes(overlapping > 1) - state.heapAtStart;
     // A shrinking heap proves a collection even when its GC entry has not arrived yet.
     const gcRan = gcCount > 0 || this.gc.fullCollectionsSeen() > state.fullCollectionsAtStart || heapDelta < 0;
-    state.root.setAttributes(state.tally.toAttributes());
-    state.root.setAttributes({
-      [COST_HEAP_DELTA_BYTES]: heapDelta,
-      [COST_HEAP_IN_FLIGHT]: overlapping,
-      [COST_HEAP_CONFIDENCE]: heapConfidence(overlapping, gcRan),
-      [COST_GC_COUNT]: gcCount,
-      [COST_GC_TIME_MS]: roundMs(this.gc.timeMs - state.gcTimeAtStart),
-    });
+    const root = state.root;
+    state.tally.writeAttributes(root);
+    root.setAttribute(COST_HEAP_DELTA_BYTES, heapDelta);
+    root.setAttribute(COST_HEAP_IN_FLIGHT, overlapping);
+    root.setAttribute(COST_HEAP_CONFIDENCE, heapConfidence(overlapping, gcRan));
+    root.setAttribute(COST_GC_COUNT, gcCount);
+    root.setAttribute(COST_GC_TIME_MS, roundMs(this.gc.timeMs - state.gcTimeAtStart));
   }
 
   private reportHookFailure(hook: string, error: unknown): void {

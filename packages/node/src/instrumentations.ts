@@ -6,7 +6,7 @@
  */
 import type { Span } from '@opentelemetry/api';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
-import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
+import { ExpressInstrumentation, ExpressLayerType } from '@opentelemetry/instrumentation-express';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { MongoDBInstrumentation } from '@opentelemetry/instrumentation-mongodb';
@@ -21,13 +21,26 @@ import { fetchTimedAttributes, judgeTimeoutListener, outgoingRequestTimedAttribu
 export const INSTRUMENTATION_NAMES = ['http', 'express', 'pg', 'mysql2', 'ioredis', 'undici', 'mongodb'] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 
-const FACTORIES: Record<InstrumentationName, () => Instrumentation> = {
+/** Settings the instrumentations are created with (from the resolved configuration). */
+export interface InstrumentationSettings {
+  /** Keep express's per-layer spans (middleware, router, handler). */
+  readonly expressLayerSpans: boolean;
+  /** instrumentation-pg is installed: it rebinds pool callbacks of callers that have a span. */
+  readonly pgInstrumented: boolean;
+}
+
+const FACTORIES: Record<InstrumentationName, (settings: InstrumentationSettings) => Instrumentation> = {
   http: () =>
     new HttpInstrumentation({
       startOutgoingSpanHook: outgoingRequestTimedAttributes,
       requestHook: judgeTimeoutListener,
     }),
-  express: () => new ExpressInstrumentation(),
+  // The route template (http.route) comes from express's layers whether or not they get spans;
+  // a span per middleware and handler costs every request and adds little beside the server span.
+  express: (settings) =>
+    new ExpressInstrumentation(
+      settings.expressLayerSpans ? {} : { ignoreLayersType: [ExpressLayerType.MIDDLEWARE, ExpressLayerType.ROUTER, ExpressLayerType.REQUEST_HANDLER] },
+    ),
   pg: () => new PgInstrumentation({ responseHook: (span, { data }) => recordRows(span, pgRows(data)) }),
   mysql2: () => new MySQL2Instrumentation({ responseHook: (span, { queryResults }) => recordRows(span, mysqlRows(queryResults)) }),
   ioredis: () => new IORedisInstrumentation(),
@@ -40,9 +53,10 @@ const FACTORIES: Record<InstrumentationName, () => Instrumentation> = {
  * pooled database driver is instrumented (without it, queries under pool contention can be
  * attributed to the wrong request).
  */
-export function createInstrumentations(names: readonly InstrumentationName[]): Instrumentation[] {
-  const instrumentations = names.map((name) => FACTORIES[name]());
-  if (names.includes('pg') || names.includes('mysql2')) instrumentations.push(new PoolContextInstrumentation());
+export function createInstrumentations(names: readonly InstrumentationName[], options: { expressLayerSpans?: boolean } = {}): Instrumentation[] {
+  const settings: InstrumentationSettings = { expressLayerSpans: options.expressLayerSpans ?? false, pgInstrumented: names.includes('pg') };
+  const instrumentations = names.map((name) => FACTORIES[name](settings));
+  if (names.includes('pg') || names.includes('mysql2')) instrumentations.push(new PoolContextInstrumentation({ pgBindsCallersWithSpan: settings.pgInstrumented }));
   return instrumentations;
 }
 

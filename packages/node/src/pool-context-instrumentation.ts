@@ -8,7 +8,7 @@
  * the request that happened to release the connection; mysql2's pool is not rebound at all.
  * Binding every callback to the caller's context, the empty one included, fixes both.
  */
-import { context } from '@opentelemetry/api';
+import { context, trace } from '@opentelemetry/api';
 import {
   InstrumentationBase,
   InstrumentationNodeModuleDefinition,
@@ -28,8 +28,16 @@ interface PoolClass {
   prototype: PoolPrototype;
 }
 
-export class PoolContextInstrumentation extends InstrumentationBase {
-  constructor(config: InstrumentationConfig = {}) {
+export interface PoolContextConfig extends InstrumentationConfig {
+  /**
+   * instrumentation-pg is active and rebinds pg-pool callbacks of callers that have a span:
+   * those are left to it, and only span-less callers (background work) are bound here.
+   */
+  pgBindsCallersWithSpan?: boolean;
+}
+
+export class PoolContextInstrumentation extends InstrumentationBase<PoolContextConfig> {
+  constructor(config: PoolContextConfig = {}) {
     super('@request-budget/pool-context', '0.1.0', config);
   }
 
@@ -38,20 +46,20 @@ export class PoolContextInstrumentation extends InstrumentationBase {
       new InstrumentationNodeModuleDefinition(
         'pg-pool',
         ['>=2 <4'],
-        (Pool: PoolClass) => this.patch(Pool, 'connect'),
+        (Pool: PoolClass) => this.patch(Pool, 'connect', this.getConfig().pgBindsCallersWithSpan === true),
         (Pool?: PoolClass) => this.unpatch(Pool, 'connect'),
       ),
       new InstrumentationNodeModuleDefinition('mysql2', ['>=2 <4'], undefined, undefined, [
         new InstrumentationNodeModuleFile(
           'mysql2/lib/base/pool.js',
           ['>=3.11 <4'],
-          (BasePool: PoolClass) => this.patch(BasePool, 'getConnection'),
+          (BasePool: PoolClass) => this.patch(BasePool, 'getConnection', false),
           (BasePool?: PoolClass) => this.unpatch(BasePool, 'getConnection'),
         ),
         new InstrumentationNodeModuleFile(
           'mysql2/lib/pool.js',
           ['>=2 <3.11'],
-          (Pool: PoolClass) => this.patch(Pool, 'getConnection'),
+          (Pool: PoolClass) => this.patch(Pool, 'getConnection', false),
           (Pool?: PoolClass) => this.unpatch(Pool, 'getConnection'),
         ),
       ]),
@@ -64,7 +72,7 @@ export class PoolContextInstrumentation extends InstrumentationBase {
    * `pg-pool.connect` span. Without shimmer's marker, the two wrappers stack in either order.
    * Enabled again after a disable, the existing layer is switched back on rather than stacked.
    */
-  private patch(Pool: PoolClass, method: keyof PoolPrototype): PoolClass {
+  private patch(Pool: PoolClass, method: keyof PoolPrototype, onlyWithoutSpan: boolean): PoolClass {
     const current = Pool?.prototype?.[method];
     if (typeof current !== 'function') return Pool;
     const existing = findOurLayer(current);
@@ -75,7 +83,9 @@ export class PoolContextInstrumentation extends InstrumentationBase {
     const state: LayerState = { active: true };
     const original = current;
     const bound = function bindCallbackToCaller(this: unknown, callback?: Callback) {
-      const forwarded = state.active && typeof callback === 'function' ? context.bind(context.active(), callback) : callback;
+      const active = context.active();
+      const bind = state.active && typeof callback === 'function' && !(onlyWithoutSpan && trace.getSpan(active) !== undefined);
+      const forwarded = bind ? context.bind(active, callback) : callback;
       return original.call(this, forwarded);
     };
     Object.defineProperty(bound, LAYER, { value: state });

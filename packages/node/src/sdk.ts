@@ -3,6 +3,7 @@
  * Everything is resolved once at start; a failure to start is reported and leaves the app
  * running uninstrumented, never crashing it.
  */
+import type { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { createAlwaysRecordSampler, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import { BudgetFileError, BudgetRuleSet, loadBudgetFile, parseBudgetObject, type Budgets } from '@request-budget/core';
@@ -19,7 +20,7 @@ import { describeError, reportProblem } from './diagnostics';
 import { installExitHooks } from './exit-hooks';
 import { CostMetricsProcessor } from './cost-metrics-processor';
 import { GuardedSpanProcessor } from './guarded-span-processor';
-import { createMetricReaders } from './metric-readers';
+import { createCostMeterProvider } from './meter-provider';
 import { wrapGlobalFetch } from './http-client-timeouts';
 import { createInstrumentations } from './instrumentations';
 import { SummarySpanProcessor } from './summary-span-processor';
@@ -35,6 +36,7 @@ interface Running {
   readonly budgets: Budgets | undefined;
   readonly alerts: AlertDispatcher | undefined;
   readonly spanProcessors: readonly SpanProcessor[];
+  readonly meterProvider: MeterProvider | undefined;
   readonly restoreFetch: () => void;
   readonly removeExitHooks: () => void;
   stopping: Promise<void> | undefined;
@@ -69,6 +71,11 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     const alerts = budgets === undefined ? undefined : createAlertDispatcher(config);
     const rules = budgets === undefined ? undefined : new BudgetRuleSet(budgets);
     const exportProcessors = createExportProcessors(config);
+    const instrumentations = [
+      ...createInstrumentations(config.instrumentations, { expressLayerSpans: config.expressLayerSpans }),
+      ...(options.extraInstrumentations ?? []),
+    ];
+    const meterProvider = createCostMeterProvider(config, instrumentations);
     const spanProcessors: SpanProcessor[] = [
       new CostSpanProcessor(),
       ...(budgets !== undefined
@@ -81,7 +88,7 @@ export function start(options: RequestBudgetOptions = {}): boolean {
             }),
           ]
         : []),
-      ...(config.metrics.exporters.length > 0 ? [new CostMetricsProcessor(rules !== undefined ? { rules } : {})] : []),
+      ...(meterProvider !== undefined ? [new CostMetricsProcessor({ meter: meterProvider.getMeter('@request-budget/node'), ...(rules !== undefined ? { rules } : {}) })] : []),
       ...(options.spanProcessors ?? []).map((processor) => new GuardedSpanProcessor(processor)),
       ...(config.summary ? [new SummarySpanProcessor()] : []),
       ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0
@@ -90,18 +97,17 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     ];
     const sdk = new NodeSDK({
       ...(config.serviceName !== undefined ? { serviceName: config.serviceName } : {}),
-      instrumentations: [...createInstrumentations(config.instrumentations), ...(options.extraInstrumentations ?? [])],
+      instrumentations,
       spanProcessors,
       // Unsampled spans are still recorded (not exported) so every request gets its cost record.
       sampler: createAlwaysRecordSampler(config.sampler),
-      // Metrics only as configured, and no logs: NodeSDK would otherwise send both to
-      // localhost:4318 whenever their variables are unset.
-      metricReaders: createMetricReaders(config),
+      // Metrics go through request-budget's own provider (see meter-provider.ts); logs nowhere.
+      metricReaders: [],
       logRecordProcessors: [],
     });
     sdk.start();
     const restoreFetch = config.instrumentations.includes('undici') ? wrapGlobalFetch() : () => {};
-    const state: Running = { sdk, config, budgets, alerts, spanProcessors, restoreFetch, removeExitHooks: () => {}, stopping: undefined };
+    const state: Running = { sdk, config, budgets, alerts, spanProcessors, meterProvider, restoreFetch, removeExitHooks: () => {}, stopping: undefined };
     running = state;
     if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks({ flush, shutdown }, EXIT_FLUSH_TIMEOUT_MS) });
     return true;
@@ -120,8 +126,8 @@ export function shutdown(): Promise<void> {
     state.restoreFetch();
     try {
       await state.sdk.shutdown();
-      // After the SDK: the last spans' breaches are queued by now.
-      await state.alerts?.shutdown();
+      // After the SDK: the last spans' breaches and metrics are recorded by now.
+      await Promise.all([state.alerts?.shutdown(), state.meterProvider?.shutdown()]);
     } catch (error) {
       reportProblem(`shutdown: ${describeError(error)}`);
     } finally {
@@ -136,7 +142,7 @@ export function shutdown(): Promise<void> {
 export async function flush(): Promise<void> {
   const state = running;
   if (state === undefined) return;
-  await Promise.allSettled([...state.spanProcessors.map((processor) => processor.forceFlush()), state.alerts?.flush()]);
+  await Promise.allSettled([...state.spanProcessors.map((processor) => processor.forceFlush()), state.alerts?.flush(), state.meterProvider?.forceFlush()]);
 }
 
 /** The configuration in force, for diagnostics and tests; undefined when not running. */

@@ -61,6 +61,12 @@ export interface RequestBudgetOptions {
    * @default all: http, express, pg, mysql2, ioredis, undici, mongodb
    */
   instrumentations?: InstrumentationName[];
+  /**
+   * Keep express's span per middleware, router and handler. The route template is recorded
+   * either way. Env: REQUEST_BUDGET_EXPRESS_LAYER_SPANS.
+   * @default false: they cost every request and add little beside the server span
+   */
+  expressLayerSpans?: boolean;
   /** Further instrumentations to install beside request-budget's own. @default [] */
   extraInstrumentations?: Instrumentation[];
   /** Further span processors, run after cost attribution and before export. @default [] */
@@ -111,6 +117,12 @@ export interface RequestBudgetOptions {
    * @default `['otlp']` when an OTLP endpoint is set in the environment, otherwise none
    */
   metricExporters?: MetricExporterOptionName[];
+  /**
+   * Also let the instrumentations record their own metrics (HTTP server duration, pg connection
+   * gauges…) through the same exporters. Env: REQUEST_BUDGET_INSTRUMENTATION_METRICS.
+   * @default false: they cost per request, and the cost metrics cover the budget dashboards
+   */
+  instrumentationMetrics?: boolean;
   /** Prometheus scrape endpoint host. Env: OTEL_EXPORTER_PROMETHEUS_HOST. @default 'localhost' */
   prometheusHost?: string;
   /** Prometheus scrape endpoint port (0 picks a free one). Env: OTEL_EXPORTER_PROMETHEUS_PORT. @default 9464 */

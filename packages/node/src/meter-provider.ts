@@ -1,0 +1,25 @@
+/**
+ * The meter provider for request-budget's cost metrics. It is ours, not the global one:
+ * registering it globally would also switch on every instrumentation's own metrics (HTTP server
+ * durations, pg connection gauges updated on each checkout), a cost per request that plain
+ * tracing does not pay. REQUEST_BUDGET_INSTRUMENTATION_METRICS=true shares it with them.
+ */
+import { metrics } from '@opentelemetry/api';
+import type { Instrumentation } from '@opentelemetry/instrumentation';
+import { defaultResource, detectResources, envDetector, hostDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import type { ResolvedConfig } from './config';
+import { createMetricReaders } from './metric-readers';
+
+/** A meter provider with the configured readers, or undefined when metrics are not exported. */
+export function createCostMeterProvider(config: ResolvedConfig, instrumentations: readonly Instrumentation[]): MeterProvider | undefined {
+  if (config.metrics.exporters.length === 0) return undefined;
+  let resource = defaultResource().merge(detectResources({ detectors: [envDetector, processDetector, hostDetector] }));
+  if (config.serviceName !== undefined) resource = resource.merge(resourceFromAttributes({ 'service.name': config.serviceName }));
+  const provider = new MeterProvider({ resource, readers: createMetricReaders(config) });
+  if (config.metrics.instrumentationMetrics) {
+    metrics.setGlobalMeterProvider(provider);
+    for (const instrumentation of instrumentations) instrumentation.setMeterProvider(provider);
+  }
+  return provider;
+}
