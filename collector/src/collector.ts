@@ -1,0 +1,248 @@
+/**
+ * A running collector: the HTTP receiver, the trace buffer, the trace processor (core's cost and
+ * budget logic), the downstream queues and the alert sinks, wired together.
+ *
+ *   POST /v1/traces → decode → TraceBuffer (by trace, until root + grace) → TraceProcessor
+ *     (derive cost, judge, mark) → alerts + metrics → Downstream queues (OTLP, Zipkin) → retry
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { BudgetRuleSet, loadBudgetFile, type Budgets } from '@request-budget/core';
+import { AlertDispatcher, AlertmanagerAlertSink, LogAlertSink, WebhookAlertSink, type AlertSink } from '@request-budget/node/alerts';
+import type { CollectorConfig } from './config';
+import { Downstream, type DropReason } from './downstream';
+import { createRequestHandler } from './http-receiver';
+import { CollectorMetrics } from './metrics';
+import { CONTENT_TYPES, encodeTraceRequest } from './otlp-encode';
+import type { CollectedSpan } from './otlp-model';
+import { ExportTraceServiceResponse } from './otlp-schema';
+import { TraceBuffer, type FlushReason } from './trace-buffer';
+import { TraceProcessor } from './trace-processor';
+import { toZipkinSpan } from './zipkin';
+
+export interface Logger {
+  /** One line for the operator (stderr by default). */
+  (message: string): void;
+}
+
+export interface RunningCollector {
+  /** `http://host:port` the receiver listens on. */
+  readonly url: string;
+  readonly port: number;
+  readonly metrics: CollectorMetrics;
+  /** Stops receiving, processes what is held and delivers it (within the shutdown timeout). Safe to call twice. */
+  shutdown(): Promise<void>;
+}
+
+/** Starts a collector. Throws BudgetFileError for a bad budget file, or a listen error. */
+export async function startCollector(config: CollectorConfig, log: Logger = defaultLogger): Promise<RunningCollector> {
+  const budgets: Budgets | undefined = config.budgetsPath === undefined ? undefined : loadBudgetFile(config.budgetsPath);
+  const processor = new TraceProcessor({ ...(budgets !== undefined ? { rules: new BudgetRuleSet(budgets) } : {}), errorStatusOnCritical: config.errorOnCritical });
+  const alerts = createAlertDispatcher(config, budgets, log);
+  const downstreams: Downstream[] = [];
+  let shuttingDown = false;
+  let noDownstreamReported = false;
+
+  const metrics: CollectorMetrics = new CollectorMetrics({
+    tracesInMemory: () => buffer.traceCount,
+    spansInMemory: () => buffer.spanCount,
+    queueDepth: () => Object.fromEntries(downstreams.map((downstream) => [downstream.name, downstream.depth])),
+    queueCapacity: () => config.maxQueueSpans,
+    alertStats: () => alerts?.stats() ?? {},
+  });
+
+  const downstreamOptions = (name: string) => ({
+    name,
+    maxBatchSpans: config.maxBatchSpans,
+    requestTimeoutMs: config.forwardTimeoutMs,
+    initialBackoffMs: config.retryInitialBackoffMs,
+    maxBackoffMs: config.retryMaxBackoffMs,
+    maxElapsedMs: config.retryMaxElapsedMs,
+    onForwarded: (spans: number) => metrics.forwardedSpans.inc({ downstream: name }, spans),
+    onRetry: () => metrics.forwardRetries.inc({ downstream: name }),
+    onDropped: (spans: number, reason: DropReason) => metrics.droppedSpans.inc({ reason, downstream: name }, spans),
+    onProblem: log,
+  });
+  if (config.otlpEndpoint !== undefined) {
+    downstreams.push(
+      new Downstream({
+        ...downstreamOptions('otlp'),
+        url: config.otlpEndpoint,
+        headers: config.otlpHeaders,
+        encode: (spans) => ({ body: encodeTraceRequest(spans), contentType: CONTENT_TYPES.protobuf }),
+        rejectedIn: (response, body) => {
+          if (body.length === 0 || !(response.headers.get('content-type') ?? '').startsWith(CONTENT_TYPES.protobuf)) return 0;
+          const decoded = ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(body), { longs: Number }) as { partialSuccess?: { rejectedSpans?: number } };
+          return decoded.partialSuccess?.rejectedSpans ?? 0;
+        },
+      }),
+    );
+  }
+  if (config.zipkinEndpoint !== undefined) {
+    downstreams.push(
+      new Downstream({
+        ...downstreamOptions('zipkin'),
+        url: config.zipkinEndpoint,
+        encode: (spans) => ({ body: Buffer.from(JSON.stringify(spans.map(toZipkinSpan))), contentType: 'application/json' }),
+      }),
+    );
+  }
+  if (downstreams.length === 0) log('no --otlp-endpoint or --zipkin-endpoint: spans are judged and alerted on, then dropped (counted as no_downstream); /readyz answers 503');
+
+  const processTrace = (spans: CollectedSpan[], reason: FlushReason): void => {
+    metrics.flushedTraces.inc({ reason });
+    const started = performance.now();
+    let outcome;
+    try {
+      outcome = processor.process(spans);
+    } catch (error) {
+      // Forwarded as it came: a processing bug must not lose spans.
+      metrics.internalErrors.inc();
+      log(`could not process trace ${spans[0]?.traceId}: ${(error as Error)?.stack ?? String(error)}; forwarding it unjudged`);
+    }
+    metrics.processSeconds.observe((performance.now() - started) / 1000);
+    if (outcome !== undefined) {
+      metrics.roots.inc({ cost_source: 'derived' }, outcome.derived);
+      metrics.roots.inc({ cost_source: 'sdk' }, outcome.roots - outcome.derived);
+      metrics.judgedRoots.inc(outcome.judged);
+      for (const breach of outcome.breaches) metrics.breaches.inc({ metric: breach.metric, severity: breach.severity });
+      if (outcome.breaches.length > 0) alerts?.report(outcome.breaches);
+    }
+    if (downstreams.length === 0) {
+      metrics.droppedSpans.inc({ reason: 'no_downstream', downstream: 'none' }, spans.length);
+      if (!noDownstreamReported) log(`dropping processed spans: no downstream configured (reported once; see request_budget_collector_dropped_spans_total)`);
+      noDownstreamReported = true;
+      return;
+    }
+    for (const downstream of downstreams) downstream.enqueue(spans);
+  };
+
+  const buffer: TraceBuffer = new TraceBuffer({
+    graceMs: config.graceMs,
+    maxWaitMs: config.maxTraceWaitMs,
+    maxTraces: config.maxTraces,
+    maxSpansPerTrace: config.maxSpansPerTrace,
+    onFlush: processTrace,
+    onError: (error) => {
+      metrics.internalErrors.inc();
+      log(`trace flush failed: ${(error as Error)?.stack ?? String(error)}`);
+    },
+    onLateSpans: (count) => metrics.lateSpans.inc(count),
+  });
+
+  const held = () => buffer.spanCount + Math.max(0, ...downstreams.map((downstream) => downstream.depth));
+  const refusals = new RateLimitedLog(log, 10_000);
+  const handler = createRequestHandler({
+    maxBodyBytes: config.maxBodyBytes,
+    authToken: config.authToken,
+    metrics,
+    capacity: () => ({
+      held: held(),
+      max: config.maxQueueSpans,
+      retryAfterSeconds: Math.min(60, Math.max(1, Math.ceil(Math.max(0, ...downstreams.map((downstream) => downstream.retryInMs)) / 1000))),
+    }),
+    accept: (spans) => buffer.add(spans),
+    notReadyReasons: () => {
+      const reasons: string[] = [];
+      if (shuttingDown) reasons.push('shutting down');
+      if (downstreams.length === 0) reasons.push('no downstream configured (--otlp-endpoint, --zipkin-endpoint)');
+      if (held() >= config.maxQueueSpans) reasons.push(`queue full (${held()} of ${config.maxQueueSpans} spans held)`);
+      return reasons;
+    },
+    isShuttingDown: () => shuttingDown,
+    reportProblem: log,
+    onRefusedSpans: (count, reason) => {
+      metrics.droppedSpans.inc({ reason, downstream: 'none' }, count);
+      if (reason === 'queue_full') refusals.report('queue_full', count, (total) => `queue full: refused ${total} span(s) with 503 + Retry-After (senders may retry)`);
+      else refusals.report('invalid', count, (total) => `refused ${total} span(s) with invalid ids (answered as partial success)`);
+    },
+  });
+
+  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 15_000, keepAliveTimeout: 30_000 }, handler);
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listenPort, config.listenHost, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (error) => log(`server error: ${error.message}`));
+  const { port, address, family } = server.address() as AddressInfo;
+  const host = family === 'IPv6' ? `[${address}]` : address;
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    metrics,
+    shutdown() {
+      stopping ??= (async () => {
+        shuttingDown = true;
+        const deadline = Date.now() + config.shutdownTimeoutMs;
+        // No new connections; requests under way finish (they are answered 503 from now on).
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        buffer.flushAll('shutdown');
+        await Promise.all(downstreams.map((downstream) => downstream.drain(deadline)));
+        await alerts?.shutdown();
+        refusals.flush();
+        server.closeAllConnections();
+        await closed;
+      })();
+      return stopping;
+    },
+  };
+}
+
+function createAlertDispatcher(config: CollectorConfig, budgets: Budgets | undefined, log: Logger): AlertDispatcher | undefined {
+  if (budgets === undefined) return undefined;
+  const sinks: AlertSink[] = [];
+  if (config.alertLog) sinks.push(new LogAlertSink());
+  if (config.alertmanagerUrl !== undefined) {
+    sinks.push(new AlertmanagerAlertSink({ url: config.alertmanagerUrl, resendIntervalMs: config.alertResendIntervalMs, resolveAfterMs: config.alertResolveAfterMs, reportProblem: log }));
+  }
+  if (config.webhookUrl !== undefined) sinks.push(new WebhookAlertSink({ url: config.webhookUrl, reportProblem: log }));
+  return sinks.length > 0 ? new AlertDispatcher(sinks) : undefined;
+}
+
+/** One line per streak of the same problem, with a count, at most every `intervalMs`. */
+class RateLimitedLog {
+  private readonly pending = new Map<string, { count: number; format: (total: number) => string }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly intervalMs: number,
+  ) {}
+
+  report(key: string, count: number, format: (total: number) => string): void {
+    if (this.timer === undefined) {
+      this.log(format(count));
+      this.timer = setTimeout(() => this.flush(), this.intervalMs).unref();
+      return;
+    }
+    const entry = this.pending.get(key);
+    if (entry === undefined) this.pending.set(key, { count, format });
+    else entry.count += count;
+  }
+
+  flush(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const { count, format } of this.pending.values()) this.log(`${format(count)} (since the last report)`);
+    this.pending.clear();
+  }
+}
+
+function defaultLogger(message: string): void {
+  try {
+    process.stderr.write(`request-budget-collector: ${message}\n`);
+  } catch {
+    // stderr closed: nothing left to tell.
+  }
+}

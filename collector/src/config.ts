@@ -1,0 +1,413 @@
+/**
+ * The collector's configuration: command-line flags, REQUEST_BUDGET_COLLECTOR_* environment
+ * variables and a YAML or JSON file (`--config`), in that order of precedence over the defaults.
+ * Every option is described once, in OPTIONS: its flag, variable, file key, type, default and help
+ * text (`--help` is generated from it). Every problem is reported, all at once, naming where the
+ * value came from: `--max-traces: expected a positive integer, got "lots"`,
+ * `REQUEST_BUDGET_COLLECTOR_LISTEN: …`, `collector.yaml: graceMs: …`.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseByteSize } from '@request-budget/core';
+import { parse as parseYaml } from 'yaml';
+
+export interface CollectorConfig {
+  readonly listenHost: string;
+  readonly listenPort: number;
+  readonly budgetsPath: string | undefined;
+  /** Full OTLP/HTTP traces URL (…/v1/traces). */
+  readonly otlpEndpoint: string | undefined;
+  readonly otlpHeaders: Readonly<Record<string, string>>;
+  readonly zipkinEndpoint: string | undefined;
+  readonly alertmanagerUrl: string | undefined;
+  readonly webhookUrl: string | undefined;
+  readonly alertLog: boolean;
+  readonly alertResendIntervalMs: number;
+  readonly alertResolveAfterMs: number;
+  readonly errorOnCritical: boolean;
+  readonly authToken: string | undefined;
+  readonly maxBodyBytes: number;
+  readonly graceMs: number;
+  readonly maxTraceWaitMs: number;
+  readonly maxTraces: number;
+  readonly maxSpansPerTrace: number;
+  readonly maxQueueSpans: number;
+  readonly maxBatchSpans: number;
+  readonly forwardTimeoutMs: number;
+  readonly retryInitialBackoffMs: number;
+  readonly retryMaxBackoffMs: number;
+  readonly retryMaxElapsedMs: number;
+  readonly shutdownTimeoutMs: number;
+}
+
+type ValueType = 'listen' | 'path' | 'url' | 'text' | 'headers' | 'boolean' | 'count' | 'duration' | 'size';
+
+interface OptionSpec {
+  /** The file key (camelCase); the flag is its kebab-case form. */
+  readonly key: keyof CollectorConfig | 'listen' | 'config';
+  readonly type: ValueType;
+  readonly arg: string;
+  readonly help: string;
+  readonly defaultText: string;
+  /** Smallest allowed value for counts and durations. */
+  readonly min?: number;
+}
+
+/** Every option, in --help order. Flags are `--` + the key in kebab-case. */
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'config', type: 'path', arg: 'FILE', defaultText: 'none', help: 'YAML or JSON file with any of these options (keys in camelCase, e.g. maxTraces); paths in it are relative to it' },
+  { key: 'listen', type: 'listen', arg: 'HOST:PORT', defaultText: '127.0.0.1:4318', help: 'where to receive OTLP/HTTP (POST /v1/traces) and serve /metrics, /healthz, /readyz; port 0 picks a free one' },
+  { key: 'budgetsPath', type: 'path', arg: 'FILE', defaultText: 'none (costs derived, nothing judged)', help: 'the budget file (YAML or JSON), as for @request-budget/node' },
+  { key: 'otlpEndpoint', type: 'url', arg: 'URL', defaultText: 'none', help: 'forward OTLP/HTTP protobuf here, e.g. http://jaeger:4318 (/v1/traces is appended unless the path ends with it)' },
+  { key: 'otlpHeaders', type: 'headers', arg: 'K=V,…', defaultText: 'none', help: 'extra headers for the OTLP downstream, e.g. authorization=Bearer%20xyz (values URL-decoded)' },
+  { key: 'zipkinEndpoint', type: 'url', arg: 'URL', defaultText: 'none', help: 'forward Zipkin v2 JSON here, e.g. http://zipkin:9411/api/v2/spans' },
+  { key: 'alertmanagerUrl', type: 'url', arg: 'URL', defaultText: 'none', help: 'send breaches to this Alertmanager (POST /api/v2/alerts), e.g. http://alertmanager:9093' },
+  { key: 'webhookUrl', type: 'url', arg: 'URL', defaultText: 'none', help: 'POST breaches to this webhook as {"breaches":[…]}' },
+  { key: 'alertLog', type: 'boolean', arg: 'true|false', defaultText: 'true', help: 'one JSON line per breach on stderr' },
+  { key: 'alertResendIntervalMs', type: 'duration', arg: 'DURATION', defaultText: '60s', min: 100, help: 'how often firing Alertmanager alerts are re-sent' },
+  { key: 'alertResolveAfterMs', type: 'duration', arg: 'DURATION', defaultText: '5m', min: 100, help: 'quiet period after which an Alertmanager alert is resolved (longer than the resend interval)' },
+  { key: 'errorOnCritical', type: 'boolean', arg: 'true|false', defaultText: 'false', help: 'a critical breach also sets the root span status to ERROR' },
+  { key: 'authToken', type: 'text', arg: 'TOKEN', defaultText: 'none (no auth)', help: 'require "Authorization: Bearer TOKEN" on /v1/traces (prefer the environment variable to the flag)' },
+  { key: 'maxBodyBytes', type: 'size', arg: 'SIZE', defaultText: '10MiB', help: 'largest request body, compressed or inflated (larger: 413)' },
+  { key: 'graceMs', type: 'duration', arg: 'DURATION', defaultText: '2s', min: 0, help: 'wait after a trace\'s root span arrives for the rest of its spans' },
+  { key: 'maxTraceWaitMs', type: 'duration', arg: 'DURATION', defaultText: '30s', min: 0, help: 'longest a trace is held from its first span, root or not' },
+  { key: 'maxTraces', type: 'count', arg: 'N', defaultText: '10000', min: 1, help: 'traces held at once; a new one beyond this flushes (processes) the oldest' },
+  { key: 'maxSpansPerTrace', type: 'count', arg: 'N', defaultText: '2000', min: 1, help: 'spans held per trace; a trace reaching it is processed at once' },
+  { key: 'maxQueueSpans', type: 'count', arg: 'N', defaultText: '100000', min: 1, help: 'spans held in all (in traces and waiting for a downstream); beyond it senders get 503 with Retry-After' },
+  { key: 'maxBatchSpans', type: 'count', arg: 'N', defaultText: '512', min: 1, help: 'most spans in one request to a downstream' },
+  { key: 'forwardTimeoutMs', type: 'duration', arg: 'DURATION', defaultText: '10s', min: 1, help: 'timeout of one request to a downstream' },
+  { key: 'retryInitialBackoffMs', type: 'duration', arg: 'DURATION', defaultText: '500ms', min: 1, help: 'first retry delay after a failed send (doubles each time, ±20 %) unless the downstream sent Retry-After' },
+  { key: 'retryMaxBackoffMs', type: 'duration', arg: 'DURATION', defaultText: '30s', min: 1, help: 'longest retry delay' },
+  { key: 'retryMaxElapsedMs', type: 'duration', arg: 'DURATION', defaultText: '5m', min: 1, help: 'give up on a batch (drop it, counted and logged) after retrying this long' },
+  { key: 'shutdownTimeoutMs', type: 'duration', arg: 'DURATION', defaultText: '10s', min: 0, help: 'on SIGTERM/SIGINT, how long to deliver what is held before exiting' },
+];
+
+/** Flags that name an option more briefly than its kebab-case key. */
+const FLAG_ALIASES: Record<string, string> = {
+  budgets: 'budgetsPath',
+  'max-body-size': 'maxBodyBytes',
+  'grace-period': 'graceMs',
+  'max-trace-wait': 'maxTraceWaitMs',
+  'forward-timeout': 'forwardTimeoutMs',
+  'retry-initial-backoff': 'retryInitialBackoffMs',
+  'retry-max-backoff': 'retryMaxBackoffMs',
+  'retry-max-elapsed': 'retryMaxElapsedMs',
+  'shutdown-timeout': 'shutdownTimeoutMs',
+  'alert-resend-interval': 'alertResendIntervalMs',
+  'alert-resolve-after': 'alertResolveAfterMs',
+};
+
+const DEFAULTS: Record<string, unknown> = {
+  listen: '127.0.0.1:4318',
+  alertLog: true,
+  alertResendIntervalMs: 60_000,
+  alertResolveAfterMs: 300_000,
+  errorOnCritical: false,
+  maxBodyBytes: 10 * 1024 * 1024,
+  graceMs: 2000,
+  maxTraceWaitMs: 30_000,
+  maxTraces: 10_000,
+  maxSpansPerTrace: 2000,
+  maxQueueSpans: 100_000,
+  maxBatchSpans: 512,
+  forwardTimeoutMs: 10_000,
+  retryInitialBackoffMs: 500,
+  retryMaxBackoffMs: 30_000,
+  retryMaxElapsedMs: 300_000,
+  shutdownTimeoutMs: 10_000,
+  otlpHeaders: {},
+};
+
+export const ENV_PREFIX = 'REQUEST_BUDGET_COLLECTOR_';
+
+const kebab = (key: string) => key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+/** The flag of an option: its alias when it has one, else its key in kebab-case. */
+export const flagOf = (spec: OptionSpec): string => `--${Object.entries(FLAG_ALIASES).find(([, key]) => key === spec.key)?.[0] ?? kebab(spec.key)}`;
+/** The environment variable of an option: REQUEST_BUDGET_COLLECTOR_ + its flag in upper snake case. */
+export const envOf = (spec: OptionSpec): string => `${ENV_PREFIX}${flagOf(spec).slice(2).replace(/-/g, '_').toUpperCase()}`;
+
+/** The configuration cannot be used; `problems` holds one line per problem. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export type CliRequest = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: CollectorConfig };
+
+interface RawValue {
+  readonly value: unknown;
+  /** `--flag`, `ENV_NAME` or `file.yaml: key`: named in messages. */
+  readonly source: string;
+  /** Directory relative paths are resolved against. */
+  readonly baseDir: string;
+}
+
+/**
+ * Reads flags, environment and config file. Throws {@link ConfigError} listing every problem.
+ * `cwd` resolves relative paths given on the command line or in the environment.
+ */
+export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): CliRequest {
+  const problems: string[] = [];
+  const flags = parseFlags(argv, cwd, problems);
+  if (flags === 'help' || flags === 'version') return { kind: flags };
+  const fromEnv = new Map<string, RawValue>();
+  for (const spec of OPTIONS) {
+    const value = env[envOf(spec)];
+    if (value !== undefined && value !== '') fromEnv.set(spec.key, { value, source: envOf(spec), baseDir: cwd });
+  }
+  const configSource = flags.get('config') ?? fromEnv.get('config');
+  const fromFile = configSource === undefined ? new Map<string, RawValue>() : readConfigFile(configSource, problems);
+
+  const values: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    if (spec.key === 'config') continue;
+    const raw = flags.get(spec.key) ?? fromEnv.get(spec.key) ?? fromFile.get(spec.key);
+    if (raw === undefined) {
+      values[spec.key] = DEFAULTS[spec.key];
+      continue;
+    }
+    try {
+      values[spec.key] = convert(spec, raw);
+    } catch (error) {
+      problems.push(`${raw.source}: ${(error as Error).message}`);
+    }
+  }
+  const listen = values.listen as { host: string; port: number } | string | undefined;
+  const { host, port } = typeof listen === 'string' ? parseListen(listen) : (listen ?? { host: '127.0.0.1', port: 4318 });
+  const config = { ...values, listenHost: host, listenPort: port } as Record<string, unknown>;
+  delete config.listen;
+  if ((config.alertResolveAfterMs as number) <= (config.alertResendIntervalMs as number)) {
+    problems.push(`alert resolve period (${config.alertResolveAfterMs} ms) must be longer than the resend interval (${config.alertResendIntervalMs} ms)`);
+  }
+  if ((config.retryMaxBackoffMs as number) < (config.retryInitialBackoffMs as number)) {
+    problems.push(`retry max backoff (${config.retryMaxBackoffMs} ms) is shorter than the initial backoff (${config.retryInitialBackoffMs} ms)`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { kind: 'run', config: config as unknown as CollectorConfig };
+}
+
+function parseFlags(argv: readonly string[], cwd: string, problems: string[]): Map<string, RawValue> | 'help' | 'version' {
+  const flags = new Map<string, RawValue>();
+  const byFlag = new Map(OPTIONS.map((spec) => [flagOf(spec), spec]));
+  for (const spec of OPTIONS) byFlag.set(`--${kebab(spec.key)}`, spec);
+  for (let index = 0; index < argv.length; index += 1) {
+    const arg = argv[index]!;
+    if (arg === '--help' || arg === '-h') return 'help';
+    if (arg === '--version') return 'version';
+    if (!arg.startsWith('--')) {
+      problems.push(`unexpected argument "${arg}" (options start with --)`);
+      continue;
+    }
+    const equals = arg.indexOf('=');
+    let name = equals >= 0 ? arg.slice(0, equals) : arg;
+    let value: string | undefined = equals >= 0 ? arg.slice(equals + 1) : undefined;
+    let spec = byFlag.get(name);
+    if (spec === undefined && name.startsWith('--no-') && value === undefined) {
+      const positive = byFlag.get(`--${name.slice(5)}`);
+      if (positive?.type === 'boolean') {
+        spec = positive;
+        name = `--${name.slice(5)}`;
+        value = 'false';
+      }
+    }
+    if (spec === undefined) {
+      problems.push(`unknown option ${name}`);
+      continue;
+    }
+    if (value === undefined) {
+      const next = argv[index + 1];
+      if (spec.type === 'boolean' && (next === undefined || !/^(true|false)$/i.test(next))) value = 'true';
+      else if (next === undefined || next.startsWith('--')) {
+        problems.push(`${name}: expects ${spec.arg}`);
+        continue;
+      } else {
+        value = next;
+        index += 1;
+      }
+    }
+    if (flags.has(spec.key)) problems.push(`${name}: given twice`);
+    flags.set(spec.key, { value, source: name, baseDir: cwd });
+  }
+  return flags;
+}
+
+function readConfigFile(source: RawValue, problems: string[]): Map<string, RawValue> {
+  const path = resolve(source.baseDir, String(source.value));
+  const values = new Map<string, RawValue>();
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(path, 'utf8'));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    problems.push(`${source.source}: cannot read config file ${path}: ${code ?? (error as Error).message.split('\n')[0]}`);
+    return values;
+  }
+  if (parsed === null || parsed === undefined) return values;
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+    problems.push(`${path}: expected a mapping of options, got ${Array.isArray(parsed) ? 'a list' : JSON.stringify(parsed)}`);
+    return values;
+  }
+  const byKey = new Map<string, OptionSpec>();
+  for (const spec of OPTIONS) {
+    byKey.set(spec.key, spec);
+    byKey.set(flagOf(spec).slice(2), spec);
+    byKey.set(kebab(spec.key), spec);
+    byKey.set(flagOf(spec).slice(2).replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase()), spec);
+  }
+  for (const [key, value] of Object.entries(parsed)) {
+    const spec = byKey.get(key);
+    if (spec === undefined || spec.key === 'config') {
+      problems.push(`${path}: ${key}: unknown option (expected one of ${OPTIONS.filter((s) => s.key !== 'config').map((s) => s.key).join(', ')})`);
+      continue;
+    }
+    if (value !== null) values.set(spec.key, { value, source: `${path}: ${key}`, baseDir: dirname(path) });
+  }
+  return values;
+}
+
+function convert(spec: OptionSpec, raw: RawValue): unknown {
+  const { value } = raw;
+  const text = typeof value === 'string' ? value.trim() : value;
+  switch (spec.type) {
+    case 'listen':
+      if (typeof text !== 'string') throw new Error(`expected HOST:PORT, got ${JSON.stringify(value)}`);
+      return parseListen(text);
+    case 'path':
+      if (typeof text !== 'string' || text === '') throw new Error(`expected a file path, got ${JSON.stringify(value)}`);
+      return resolve(raw.baseDir, text);
+    case 'text':
+      if (typeof text !== 'string' || text === '') throw new Error(`expected a non-empty string, got ${JSON.stringify(value)}`);
+      return text;
+    case 'url':
+      return parseUrl(spec, text);
+    case 'headers':
+      return parseHeaders(value);
+    case 'boolean':
+      if (typeof value === 'boolean') return value;
+      if (typeof text === 'string' && /^(true|false)$/i.test(text)) return text.toLowerCase() === 'true';
+      throw new Error(`expected true or false, got ${JSON.stringify(value)}`);
+    case 'count': {
+      const number = typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : text;
+      if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < (spec.min ?? 0)) throw new Error(`expected an integer ≥ ${spec.min ?? 0}, got ${JSON.stringify(value)}`);
+      return number;
+    }
+    case 'duration': {
+      const ms = parseDuration(text);
+      if (ms === undefined) throw new Error(`expected a duration such as 500ms, 2s, 1m (a plain number is milliseconds), got ${JSON.stringify(value)}`);
+      if (ms < (spec.min ?? 0)) throw new Error(`must be at least ${spec.min} ms, got ${JSON.stringify(value)}`);
+      return ms;
+    }
+    case 'size': {
+      const bytes = typeof text === 'string' || typeof text === 'number' ? parseByteSize(text) : undefined;
+      if (bytes === undefined || bytes < 1) throw new Error(`expected a size such as 10MiB, 512KiB or a number of bytes, got ${JSON.stringify(value)}`);
+      return bytes;
+    }
+  }
+}
+
+/** `host:port`, `:port` (all interfaces) or `[::1]:port`. */
+export function parseListen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
+  const port = match === null ? NaN : Number(match[3]);
+  if (match === null || port > 65535) throw new Error(`expected HOST:PORT (e.g. 127.0.0.1:4318, 0.0.0.0:4318, [::1]:4318), got ${JSON.stringify(text)}`);
+  return { host: match[1] ?? (match[2] === '' ? '0.0.0.0' : match[2]!), port };
+}
+
+function parseUrl(spec: OptionSpec, value: unknown): string {
+  if (typeof value !== 'string') throw new Error(`expected an http(s) URL, got ${JSON.stringify(value)}`);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Error(`expected an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`expected an http(s) URL, got ${JSON.stringify(value)}`);
+  if (spec.key === 'otlpEndpoint' && !url.pathname.endsWith('/v1/traces')) url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/traces`;
+  return url.toString();
+}
+
+function parseHeaders(value: unknown): Record<string, string> {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const headers: Record<string, string> = {};
+    for (const [key, inner] of Object.entries(value)) {
+      if (typeof inner !== 'string') throw new Error(`header ${key}: expected a string value, got ${JSON.stringify(inner)}`);
+      headers[key.toLowerCase()] = inner;
+    }
+    return headers;
+  }
+  if (typeof value !== 'string') throw new Error(`expected key=value pairs separated by commas, got ${JSON.stringify(value)}`);
+  const headers: Record<string, string> = {};
+  for (const pair of value.split(',').filter((part) => part.trim() !== '')) {
+    const equals = pair.indexOf('=');
+    const key = pair.slice(0, Math.max(0, equals)).trim();
+    if (equals <= 0 || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(key)) throw new Error(`expected key=value pairs separated by commas, got ${JSON.stringify(pair)}`);
+    let headerValue: string;
+    try {
+      headerValue = decodeURIComponent(pair.slice(equals + 1).trim());
+    } catch {
+      throw new Error(`header ${key}: value is not URL-encoded text`);
+    }
+    headers[key.toLowerCase()] = headerValue;
+  }
+  return headers;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `250ms`, `2s`, `1.5m`, `1h`, or a number of milliseconds. */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
+  if (typeof value !== 'string') return undefined;
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/i.exec(value.trim());
+  if (match === null) return undefined;
+  return Math.round(Number(match[1]) * DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()]!);
+}
+
+/** The --help text: every option with its variable and default. */
+export function helpText(): string {
+  const lines = [
+    'request-budget-collector — per-request cost budgets, out of process, for any language.',
+    '',
+    'Receives OTLP/HTTP traces (protobuf or JSON, gzip or not) on POST /v1/traces, waits for each',
+    "trace's root span, derives the cost record of roots that have none from their own DB and",
+    'HTTP-client spans, judges it against the budget file, forwards to Jaeger (OTLP) and/or Zipkin,',
+    'and sends breaches to Alertmanager, a webhook and the log.',
+    '',
+    'Usage: request-budget-collector [options]',
+    '  e.g. request-budget-collector --listen 127.0.0.1:4318 --budgets budgets.yaml \\',
+    '         --otlp-endpoint http://jaeger:4318 --zipkin-endpoint http://zipkin:9411/api/v2/spans \\',
+    '         --alertmanager-url http://alertmanager:9093',
+    '',
+    'Options (flag, then environment variable; a flag wins over the environment, which wins over',
+    'the --config file, which wins over the default):',
+  ];
+  for (const spec of OPTIONS) {
+    lines.push('', `  ${flagOf(spec)} ${spec.arg}`, `  ${envOf(spec)}`, ...wrap(`${spec.help}. Default: ${spec.defaultText}.`, 76).map((line) => `      ${line}`));
+  }
+  lines.push(
+    '',
+    '  --help, -h       this text',
+    '  --version        the version',
+    '',
+    'Durations: 500ms, 2s, 1m, 1h (a plain number is milliseconds). Sizes: 10MiB, 512KiB, 1GB, bytes.',
+    'Booleans: --name / --no-name, or --name=true|false. Exit status 2: bad options or budget file.',
+    '',
+    'Endpoints: POST /v1/traces (OTLP/HTTP), GET /metrics (Prometheus), /healthz, /readyz.',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}

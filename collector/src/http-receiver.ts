@@ -1,0 +1,242 @@
+/**
+ * The collector's HTTP side: OTLP/HTTP traces in (POST /v1/traces), Prometheus metrics, health and
+ * readiness. Answers follow the OTLP/HTTP specification: 200 with an ExportTraceServiceResponse
+ * (with partial_success when some spans were refused) in the encoding of the request; errors with
+ * a google.rpc.Status body in that encoding; 503 or 429 with Retry-After when the collector cannot
+ * take more. No request can take the service down: every failure is answered, counted and, when
+ * unexpected, logged.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import type { CollectorMetrics } from './metrics';
+import { decodeTraceRequest, OtlpDecodeError, type OtlpEncoding } from './otlp-decode';
+import { CONTENT_TYPES, encodeExportResponse, encodeStatus } from './otlp-encode';
+import type { CollectedSpan } from './otlp-model';
+
+const gunzip = promisify(zlib.gunzip);
+
+export interface ReceiverOptions {
+  readonly maxBodyBytes: number;
+  readonly authToken: string | undefined;
+  readonly metrics: CollectorMetrics;
+  /** Spans held now, the most that may be held, and when to come back (s) when full. */
+  capacity(): { held: number; max: number; retryAfterSeconds: number };
+  /** Takes decoded spans in (must not throw). */
+  accept(spans: CollectedSpan[]): void;
+  /** Why the collector is not ready ([] when it is). */
+  notReadyReasons(): string[];
+  isShuttingDown(): boolean;
+  reportProblem(message: string): void;
+  /** Counts a refused-or-invalid span drop (reason label). */
+  onRefusedSpans(count: number, reason: 'queue_full' | 'invalid'): void;
+}
+
+/** An answer other than success. */
+class HttpFailure extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** Request bodies are read past the limit (and thrown away) up to this multiple, then cut off. */
+const DISCARD_FACTOR = 4;
+
+export function createRequestHandler(options: ReceiverOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const tokenDigest = options.authToken === undefined ? undefined : digest(`Bearer ${options.authToken}`);
+
+  async function receiveTraces(req: IncomingMessage): Promise<{ encoding: OtlpEncoding; body: Uint8Array; spans: number }> {
+    // What the request says it is decides the encoding of the answer, failures included.
+    const encoding = encodingOf(req.headers['content-type']);
+    const failure = (status: number, message: string, headers?: Record<string, string>) => new HttpFailure(status, message, headers);
+    if (options.isShuttingDown()) throw failure(503, 'shutting down; send to another instance', { 'retry-after': '5', connection: 'close' });
+    if (tokenDigest !== undefined && !timingSafeEqual(digest(req.headers.authorization ?? ''), tokenDigest)) {
+      throw failure(401, 'missing or wrong bearer token (Authorization: Bearer …)', { 'www-authenticate': 'Bearer' });
+    }
+    if (encoding === undefined) {
+      throw failure(415, `unsupported Content-Type "${req.headers['content-type'] ?? ''}"; use application/x-protobuf or application/json`);
+    }
+    const coding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (coding !== 'gzip' && coding !== 'identity' && coding !== '') throw failure(415, `unsupported Content-Encoding "${req.headers['content-encoding']}"; use gzip or none`);
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (declared > options.maxBodyBytes) throw failure(413, `body of ${declared} bytes is larger than the limit of ${options.maxBodyBytes} bytes`);
+
+    let raw: Uint8Array | undefined;
+    try {
+      raw = await readBody(req, options.maxBodyBytes);
+    } catch (error) {
+      throw failure(400, `request body incomplete: ${(error as Error).message}`);
+    }
+    if (raw === undefined) throw failure(413, `body larger than the limit of ${options.maxBodyBytes} bytes`);
+    let body: Uint8Array = raw;
+    if (coding === 'gzip') {
+      try {
+        body = await gunzip(raw, { maxOutputLength: options.maxBodyBytes });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError) throw failure(413, `inflated body larger than the limit of ${options.maxBodyBytes} bytes`);
+        throw failure(400, `gzip body did not inflate: ${(error as Error).message}`);
+      }
+    }
+    let decoded;
+    try {
+      decoded = decodeTraceRequest(body, encoding);
+    } catch (error) {
+      if (error instanceof OtlpDecodeError) throw failure(400, error.message);
+      // A decoder bug or a pathological payload (too deep): still the payload's fault.
+      throw failure(400, `payload could not be decoded: ${(error as Error).message}`);
+    }
+    const { spans, rejected } = decoded;
+    // Decoded even when full, so that what is refused is counted span by span.
+    const now = options.capacity();
+    if (now.held > 0 && now.held + spans.length > now.max) {
+      options.onRefusedSpans(spans.length + rejected, 'queue_full');
+      throw failure(503, `queue full (${now.held} spans held, ${spans.length} more would pass the limit of ${now.max}); retry later`, { 'retry-after': String(now.retryAfterSeconds) });
+    }
+    if (spans.length > 0) options.accept(spans);
+    options.metrics.receivedSpans.inc({ encoding }, spans.length);
+    if (rejected > 0) options.onRefusedSpans(rejected, 'invalid');
+    const partial = rejected > 0 ? { rejectedSpans: rejected, errorMessage: `${rejected} span(s) refused: ${decoded.rejectionReason}` } : undefined;
+    return { encoding, body: encodeExportResponse(encoding, partial), spans: spans.length };
+  }
+
+  async function handleTraces(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const encoding = encodingOf(req.headers['content-type']);
+    try {
+      const result = await receiveTraces(req);
+      options.metrics.receivedRequests.inc({ encoding: result.encoding, code: '200' });
+      res.writeHead(200, { 'content-type': CONTENT_TYPES[result.encoding] }).end(result.body);
+    } catch (error) {
+      const failure = error instanceof HttpFailure ? error : new HttpFailure(500, 'internal error');
+      if (!(error instanceof HttpFailure)) {
+        options.metrics.internalErrors.inc();
+        options.reportProblem(`unexpected error while receiving traces: ${(error as Error)?.stack ?? String(error)}`);
+      }
+      options.metrics.receivedRequests.inc({ encoding: encoding ?? 'unknown', code: String(failure.status) });
+      const answerEncoding = encoding ?? 'json';
+      // The rest of the body is read and thrown away (within a bound), so the sender sees the
+      // answer instead of a reset connection.
+      await discardBody(req, options.maxBodyBytes * DISCARD_FACTOR);
+      if (res.headersSent || res.destroyed) return;
+      res.writeHead(failure.status, { 'content-type': CONTENT_TYPES[answerEncoding], ...failure.headers }).end(encodeStatus(answerEncoding, failure.status, failure.message));
+    }
+  }
+
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    let handled: Promise<void>;
+    try {
+      if (path === '/v1/traces') {
+        if (req.method !== 'POST') handled = plain(req, res, 405, `${req.method} not allowed on /v1/traces; use POST\n`, { allow: 'POST' });
+        else handled = handleTraces(req, res);
+      } else if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+        handled = options.metrics.registry.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': options.metrics.registry.contentType }).end(text);
+        });
+      } else if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
+        handled = plain(req, res, 200, 'ok\n');
+      } else if (path === '/readyz' && (req.method === 'GET' || req.method === 'HEAD')) {
+        const reasons = options.notReadyReasons();
+        handled = reasons.length === 0 ? plain(req, res, 200, 'ready\n') : plain(req, res, 503, `not ready: ${reasons.join('; ')}\n`);
+      } else {
+        handled = plain(req, res, 404, `no such endpoint: ${req.method} ${path}; traces go to POST /v1/traces\n`);
+      }
+    } catch (error) {
+      handled = Promise.reject(error);
+    }
+    handled.catch((error: unknown) => {
+      options.metrics.internalErrors.inc();
+      options.reportProblem(`unexpected error answering ${req.method} ${path}: ${(error as Error)?.stack ?? String(error)}`);
+      if (!res.headersSent && !res.destroyed) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('internal error\n');
+      else res.destroy();
+    });
+  };
+}
+
+function encodingOf(contentType: string | undefined): OtlpEncoding | undefined {
+  const mime = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (mime === 'application/x-protobuf') return 'protobuf';
+  if (mime === 'application/json') return 'json';
+  return undefined;
+}
+
+async function plain(req: IncomingMessage, res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): Promise<void> {
+  await discardBody(req, 1024 * 1024);
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers }).end(req.method === 'HEAD' ? undefined : text);
+}
+
+/** The whole body, or undefined when it is larger than `limit` (then read to its end and dropped). */
+function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        tooLarge = true;
+        chunks.length = 0;
+        if (size > limit * DISCARD_FACTOR) {
+          cleanup();
+          req.destroy();
+          resolve(undefined);
+        }
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(tooLarge ? undefined : Buffer.concat(chunks, size));
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    const onClose = () => onError(new Error('connection closed before the body ended'));
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
+/** Reads what is left of the body and drops it; past `limit` bytes the connection is cut. */
+function discardBody(req: IncomingMessage, limit: number): Promise<void> {
+  if (req.readableEnded || req.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let size = 0;
+    const done = () => {
+      req.off('data', onData);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.destroy();
+        done();
+      }
+    };
+    req.on('data', onData);
+    req.once('end', done);
+    req.once('error', done);
+    req.once('close', done);
+    req.resume();
+  });
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}

@@ -1,0 +1,13 @@
+export { startCollector } from './collector';
+export type { RunningCollector, Logger } from './collector';
+export { resolveConfig, helpText, ConfigError, OPTIONS, ENV_PREFIX, parseDuration } from './config';
+export type { CollectorConfig, CliRequest } from './config';
+export { TraceProcessor, normaliseRouteTemplate } from './trace-processor';
+export type { TraceOutcome, TraceProcessorOptions } from './trace-processor';
+export { decodeTraceRequest, OtlpDecodeError } from './otlp-decode';
+export type { DecodedRequest, OtlpEncoding } from './otlp-decode';
+export { encodeTraceRequest } from './otlp-encode';
+export { toZipkinSpan } from './zipkin';
+export type { ZipkinSpan } from './zipkin';
+export { otlpRoot } from './otlp-schema';
+export type { CollectedSpan } from './otlp-model';

@@ -1,0 +1,170 @@
+/**
+ * The span model the collector works on: each span keeps its decoded OTLP message (re-encoded as
+ * it came, plus the attributes and events written on roots) beside the fields the collector reads
+ * (hex ids, nanosecond times as bigint, attributes as a plain map for core's classifier).
+ */
+import type { Long } from 'protobufjs';
+import type { AttributeMap } from '@request-budget/core';
+
+/** A 64-bit integer as protobufjs holds it (Long), or as the collector writes it. */
+export type Int64 = Long | number | string;
+
+/** opentelemetry.proto.common.v1.AnyValue as decoded; `value` names the member that is set. */
+export interface WireAnyValue {
+  value?: string;
+  stringValue?: string | null;
+  boolValue?: boolean | null;
+  intValue?: Int64 | null;
+  doubleValue?: number | null;
+  arrayValue?: { values?: WireAnyValue[] } | null;
+  kvlistValue?: { values?: WireKeyValue[] } | null;
+  bytesValue?: Uint8Array | null;
+}
+
+export interface WireKeyValue {
+  key: string;
+  value?: WireAnyValue | null;
+}
+
+export interface WireEvent {
+  timeUnixNano: Int64;
+  name: string;
+  attributes: WireKeyValue[];
+  droppedAttributesCount?: number;
+}
+
+export interface WireStatus {
+  message?: string;
+  code?: number;
+}
+
+/** opentelemetry.proto.trace.v1.Span as decoded (other fields are carried along untouched). */
+export interface WireSpan {
+  traceId: Uint8Array;
+  spanId: Uint8Array;
+  parentSpanId: Uint8Array;
+  flags?: number;
+  name: string;
+  kind: number;
+  startTimeUnixNano: Int64;
+  endTimeUnixNano: Int64;
+  attributes: WireKeyValue[];
+  events: WireEvent[];
+  status?: WireStatus | null;
+  droppedAttributesCount?: number;
+  droppedEventsCount?: number;
+  droppedLinksCount?: number;
+}
+
+/** One ResourceSpans of a request: shared by the spans that came in it. */
+export interface ResourceGroup {
+  /** The Resource message, re-encoded as it came. */
+  readonly resource: unknown;
+  readonly schemaUrl: string;
+  /** Resource attributes as a plain map (service.name, process.pid…). */
+  readonly attributes: Readonly<Record<string, unknown>>;
+  /** Stable text of the resource attributes: spans with the same key come from one process. */
+  readonly processKey: string;
+  /** `service.name`, or `unknown_service` when the resource has none. */
+  readonly serviceName: string;
+}
+
+/** One ScopeSpans of a request: shared by the spans that came in it. */
+export interface ScopeGroup {
+  readonly resource: ResourceGroup;
+  /** The InstrumentationScope message, re-encoded as it came. */
+  readonly scope: unknown;
+  readonly schemaUrl: string;
+  readonly scopeName: string;
+}
+
+/** A received span. */
+export interface CollectedSpan {
+  readonly wire: WireSpan;
+  readonly origin: ScopeGroup;
+  /** Lowercase hex: 32 characters. */
+  readonly traceId: string;
+  /** Lowercase hex: 16 characters. */
+  readonly spanId: string;
+  /** Lowercase hex, '' when the span has no parent. */
+  readonly parentSpanId: string;
+  readonly kind: number;
+  readonly startNs: bigint;
+  readonly endNs: bigint;
+  /** Span attributes as plain values: ints as numbers (bigint beyond 2^53), arrays, objects. */
+  readonly attributes: AttributeMap;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+
+/** A 64-bit wire integer as a bigint, signed or not. */
+export function int64ToBigInt(value: Int64 | null | undefined, unsigned: boolean): bigint {
+  if (value === null || value === undefined) return 0n;
+  if (typeof value === 'number') return BigInt(Math.trunc(value));
+  if (typeof value === 'string') return BigInt(value);
+  const bits = (BigInt(value.high >>> 0) << 32n) | BigInt(value.low >>> 0);
+  return unsigned || value.unsigned ? BigInt.asUintN(64, bits) : BigInt.asIntN(64, bits);
+}
+
+/** An AnyValue as a plain value: ints as numbers when safe (bigint beyond), bytes as base64. */
+export function anyValueToPlain(value: WireAnyValue | null | undefined): unknown {
+  if (value === null || value === undefined) return null;
+  switch (value.value ?? memberOf(value)) {
+    case 'stringValue':
+      return value.stringValue ?? '';
+    case 'boolValue':
+      return value.boolValue ?? false;
+    case 'intValue': {
+      const exact = int64ToBigInt(value.intValue, false);
+      return exact >= MIN_SAFE && exact <= MAX_SAFE ? Number(exact) : exact;
+    }
+    case 'doubleValue':
+      return value.doubleValue ?? 0;
+    case 'arrayValue':
+      return (value.arrayValue?.values ?? []).map(anyValueToPlain);
+    case 'kvlistValue':
+      return keyValuesToPlain(value.kvlistValue?.values);
+    case 'bytesValue':
+      return Buffer.from(value.bytesValue ?? new Uint8Array(0)).toString('base64');
+    default:
+      return null;
+  }
+}
+
+const ANY_VALUE_MEMBERS = ['stringValue', 'boolValue', 'intValue', 'doubleValue', 'arrayValue', 'kvlistValue', 'bytesValue'] as const;
+
+/** The member set on an AnyValue built here as a plain object (decoded messages name it in `value`). */
+function memberOf(value: WireAnyValue): string | undefined {
+  return ANY_VALUE_MEMBERS.find((member) => value[member] !== undefined && value[member] !== null);
+}
+
+/** A KeyValue list as a plain map (the last of duplicate keys wins, as in the SDKs). */
+export function keyValuesToPlain(list: readonly WireKeyValue[] | null | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const kv of list ?? []) out[kv.key] = anyValueToPlain(kv.value);
+  return out;
+}
+
+/** How a number is written: the contract's type for cost attributes, else as the JS SDK does. */
+export type NumberType = 'int' | 'double';
+
+/** A plain value as an AnyValue. Numbers are ints when whole unless `numberType` says double. */
+export function plainToAnyValue(value: unknown, numberType?: NumberType): WireAnyValue {
+  if (typeof value === 'string') return { stringValue: value };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (typeof value === 'bigint') return { intValue: value.toString() };
+  if (typeof value === 'number') {
+    const asInt = numberType === 'int' || (numberType === undefined && Number.isInteger(value));
+    return asInt && Number.isSafeInteger(value) ? { intValue: value } : { doubleValue: value };
+  }
+  if (Array.isArray(value)) return { arrayValue: { values: value.map((item) => plainToAnyValue(item)) } };
+  return {};
+}
+
+/** Stable text for a plain map: sorted keys, bigints as text. */
+export function canonicalText(map: Readonly<Record<string, unknown>>): string {
+  return JSON.stringify(Object.keys(map).sort().map((key) => [key, map[key]]), (_key, value: unknown) =>
+    typeof value === 'bigint' ? `${value}n` : value,
+  );
+}

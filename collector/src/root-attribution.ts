@@ -1,0 +1,64 @@
+/**
+ * Which local root (request or job span) each span of a trace belongs to — the rule the in-process
+ * CostSpanProcessor applies as spans start, applied here to a trace's spans after the fact:
+ *
+ * - a span marked `request_budget.root=true` is a root of its own (a background job);
+ * - a span whose parent is in the same process (same resource) and attributed to a root that had
+ *   not ended when the span started belongs to that root;
+ * - otherwise a SERVER span is a root of its own (its parent is remote, or unattributed);
+ * - otherwise the span belongs to no root.
+ *
+ * "Same process" is "same resource attributes": an SDK sends one resource per process. Where a
+ * span's flags say whether its parent is remote (OTLP 1.1+), that is believed; a parent that
+ * never arrived leaves its children unattributed (their local root cannot be known).
+ */
+import type { CollectedSpan } from './otlp-model';
+import { SpanFlags, SpanKind } from './otlp-schema';
+
+/** Marks a job's root span (written by withBudget). */
+export const ROOT_MARKER_ATTRIBUTE = 'request_budget.root';
+
+/** Each span's root (undefined: none), for every span of `spans`. */
+export function attributeToRoots(spans: readonly CollectedSpan[]): Map<CollectedSpan, CollectedSpan | undefined> {
+  const byId = new Map<string, CollectedSpan>();
+  for (const span of spans) if (!byId.has(span.spanId)) byId.set(span.spanId, span);
+  const rootOf = new Map<CollectedSpan, CollectedSpan | undefined>();
+
+  const localParent = (span: CollectedSpan): CollectedSpan | undefined => {
+    if (span.parentSpanId === '') return undefined;
+    const flags = span.wire.flags ?? 0;
+    if ((flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) !== 0) return undefined;
+    const parent = byId.get(span.parentSpanId);
+    return parent !== undefined && parent !== span && parent.origin.resource.processKey === span.origin.resource.processKey ? parent : undefined;
+  };
+  const parentIsLocalButMissing = (span: CollectedSpan): boolean => {
+    const flags = span.wire.flags ?? 0;
+    return span.parentSpanId !== '' && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !byId.has(span.parentSpanId);
+  };
+
+  for (const span of spans) {
+    if (rootOf.has(span)) continue;
+    // Walk up to a span already resolved (or the top), iteratively: chains can be long, and a
+    // malformed trace can loop.
+    const chain: CollectedSpan[] = [];
+    const onChain = new Set<CollectedSpan>();
+    for (let current: CollectedSpan | undefined = span; current !== undefined && !rootOf.has(current) && !onChain.has(current); current = localParent(current)) {
+      chain.push(current);
+      onChain.add(current);
+      if (current.attributes[ROOT_MARKER_ATTRIBUTE] === true) break;
+    }
+    for (let index = chain.length - 1; index >= 0; index -= 1) {
+      const current = chain[index]!;
+      if (current.attributes[ROOT_MARKER_ATTRIBUTE] === true) {
+        rootOf.set(current, current);
+        continue;
+      }
+      const parent = localParent(current);
+      const parentRoot = parent === undefined ? undefined : rootOf.get(parent);
+      if (parentRoot !== undefined && current.startNs <= parentRoot.endNs) rootOf.set(current, parentRoot);
+      else if (current.kind === SpanKind.SERVER && !parentIsLocalButMissing(current)) rootOf.set(current, current);
+      else rootOf.set(current, undefined);
+    }
+  }
+  return rootOf;
+}

@@ -1,0 +1,131 @@
+/**
+ * Holds spans by trace until the trace's cost can be judged: until its root (a SERVER span, a job
+ * root, or a span without a parent) has arrived and a grace period has passed for the children
+ * still in flight, and never longer than a maximum wait from the trace's first span. Bounded: at
+ * most `maxTraces` traces (a new one flushes the oldest) and `maxSpansPerTrace` spans per trace (a
+ * full trace is flushed at once). A flushed trace is handed on as it is: nothing is dropped here.
+ */
+import type { CollectedSpan } from './otlp-model';
+import { SpanKind } from './otlp-schema';
+import { ROOT_MARKER_ATTRIBUTE } from './root-attribution';
+
+/** Why a trace left the buffer. */
+export type FlushReason = 'root_grace' | 'max_wait' | 'traces_full' | 'trace_full' | 'shutdown';
+
+export interface TraceBufferOptions {
+  /** Wait after a root arrives. */
+  readonly graceMs: number;
+  /** Longest wait from a trace's first span. */
+  readonly maxWaitMs: number;
+  readonly maxTraces: number;
+  readonly maxSpansPerTrace: number;
+  /** Receives each flushed trace; must not throw (errors are caught and reported). */
+  readonly onFlush: (spans: CollectedSpan[], reason: FlushReason) => void;
+  /** Receives errors thrown by onFlush. */
+  readonly onError: (error: unknown) => void;
+  /** Late spans: spans of a trace flushed recently (they start a new window). */
+  readonly onLateSpans?: (count: number) => void;
+}
+
+interface PendingTrace {
+  readonly traceId: string;
+  readonly spans: CollectedSpan[];
+  readonly firstAtMs: number;
+  deadlineMs: number;
+}
+
+export class TraceBuffer {
+  private readonly options: TraceBufferOptions;
+  // Insertion order is age order: the first entry is the oldest trace.
+  private readonly traces = new Map<string, PendingTrace>();
+  // Trace ids flushed lately, to count late spans (bounded like the traces).
+  private readonly recentlyFlushed = new Map<string, true>();
+  private readonly sweepIntervalMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private spans = 0;
+
+  constructor(options: TraceBufferOptions) {
+    this.options = options;
+    this.sweepIntervalMs = Math.min(250, Math.max(10, Math.floor(options.graceMs / 4)));
+  }
+
+  /** Traces held now. */
+  get traceCount(): number {
+    return this.traces.size;
+  }
+
+  /** Spans held now. */
+  get spanCount(): number {
+    return this.spans;
+  }
+
+  add(spans: readonly CollectedSpan[]): void {
+    const now = Date.now();
+    let late = 0;
+    for (const span of spans) {
+      let trace = this.traces.get(span.traceId);
+      if (trace === undefined) {
+        if (this.traces.size >= this.options.maxTraces) this.flushOldest('traces_full');
+        if (this.recentlyFlushed.has(span.traceId)) late += 1;
+        trace = { traceId: span.traceId, spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
+        this.traces.set(span.traceId, trace);
+      } else if (this.recentlyFlushed.has(span.traceId)) {
+        late += 1;
+      }
+      trace.spans.push(span);
+      this.spans += 1;
+      if (isRootCandidate(span)) trace.deadlineMs = Math.min(trace.firstAtMs + this.options.maxWaitMs, now + this.options.graceMs);
+      if (trace.spans.length >= this.options.maxSpansPerTrace) this.flush(trace, 'trace_full');
+    }
+    if (late > 0) this.options.onLateSpans?.(late);
+    if (this.traces.size > 0) this.timer ??= setInterval(() => this.sweep(), this.sweepIntervalMs).unref();
+  }
+
+  /** Flushes every trace held (shutdown). */
+  flushAll(reason: FlushReason = 'shutdown'): void {
+    for (const trace of [...this.traces.values()]) this.flush(trace, reason);
+    this.stopTimer();
+  }
+
+  /** Stops the sweep timer (spans held stay until flushAll). */
+  close(): void {
+    this.stopTimer();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const trace of [...this.traces.values()]) {
+      if (trace.deadlineMs <= now) this.flush(trace, now - trace.firstAtMs >= this.options.maxWaitMs ? 'max_wait' : 'root_grace');
+    }
+    if (this.traces.size === 0) this.stopTimer();
+  }
+
+  private flushOldest(reason: FlushReason): void {
+    const oldest = this.traces.values().next();
+    if (!oldest.done) this.flush(oldest.value, reason);
+  }
+
+  private flush(trace: PendingTrace, reason: FlushReason): void {
+    if (this.traces.get(trace.traceId) !== trace) return;
+    this.traces.delete(trace.traceId);
+    this.spans -= trace.spans.length;
+    this.recentlyFlushed.delete(trace.traceId);
+    this.recentlyFlushed.set(trace.traceId, true);
+    if (this.recentlyFlushed.size > this.options.maxTraces) this.recentlyFlushed.delete(this.recentlyFlushed.keys().next().value!);
+    try {
+      this.options.onFlush(trace.spans, reason);
+    } catch (error) {
+      this.options.onError(error);
+    }
+  }
+
+  private stopTimer(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** A span after which little of its trace is still to come from its process. */
+function isRootCandidate(span: CollectedSpan): boolean {
+  return span.kind === SpanKind.SERVER || span.parentSpanId === '' || span.attributes[ROOT_MARKER_ATTRIBUTE] === true;
+}

@@ -1,0 +1,196 @@
+/**
+ * What happens to one trace's spans when its window closes: each local root without a cost record
+ * gets one derived from its own descendants (core's classifySpan and CostTally, as in-process),
+ * and each root not yet judged is judged against the budget file (core's BudgetRuleSet and
+ * evaluateBudget) and marked exactly as the in-process BudgetSpanProcessor marks it:
+ * `budget.rule`, `budget.breached`, `budget.violations` and one `budget.breach` event per
+ * violation, a microsecond apart from the span's end.
+ *
+ * Out of process there is no heap or GC data: the `cost.heap.*` and `cost.gc.*` attributes are
+ * not written (and heap limits are never judged: without a confidence they count as `low`).
+ * Roots that already carry a cost record (from the Node.js SDK) keep it untouched.
+ */
+import {
+  BUDGET_BREACH_EVENT,
+  BUDGET_BREACHED,
+  BUDGET_RULE,
+  BUDGET_VIOLATIONS,
+  COST_ATTRIBUTE_TYPES,
+  COST_DB_QUERIES,
+  CostTally,
+  FingerprintCache,
+  HTTP_METHOD_LEGACY,
+  HTTP_REQUEST_METHOD,
+  HTTP_ROUTE,
+  UNROUTED,
+  breachReports,
+  classifySpan,
+  costRecordFromAttributes,
+  evaluateBudget,
+  formatViolation,
+  type BreachReport,
+  type BudgetRuleSet,
+  type SpanKindName,
+} from '@request-budget/core';
+import { plainToAnyValue, type CollectedSpan, type NumberType, type WireKeyValue } from './otlp-model';
+import { SpanKind, StatusCode } from './otlp-schema';
+import { attributeToRoots } from './root-attribution';
+
+/** Names a background job on its root span (written by withBudget). */
+export const JOB_NAME_ATTRIBUTE = 'request_budget.job.name';
+/** Marks measureCost's root span: measured, never judged. */
+export const MEASUREMENT_ATTRIBUTE = 'request_budget.measurement';
+
+const KIND_NAMES: Record<number, SpanKindName> = {
+  [SpanKind.INTERNAL]: 'internal',
+  [SpanKind.SERVER]: 'server',
+  [SpanKind.CLIENT]: 'client',
+  [SpanKind.PRODUCER]: 'producer',
+  [SpanKind.CONSUMER]: 'consumer',
+};
+
+export interface TraceProcessorOptions {
+  /** Budget rules; without them costs are derived and nothing is judged. */
+  readonly rules?: BudgetRuleSet;
+  /** Set span status ERROR when a critical limit is exceeded. @default false */
+  readonly errorStatusOnCritical?: boolean;
+}
+
+/** What processing one trace did. */
+export interface TraceOutcome {
+  /** Local roots found. */
+  readonly roots: number;
+  /** Roots whose cost record was derived here. */
+  readonly derived: number;
+  /** Roots judged here. */
+  readonly judged: number;
+  /** One report per violation, for the alert sinks and metrics. */
+  readonly breaches: BreachReport[];
+}
+
+export class TraceProcessor {
+  private readonly rules: BudgetRuleSet | undefined;
+  private readonly errorStatusOnCritical: boolean;
+  private readonly fingerprints = new FingerprintCache();
+
+  constructor(options: TraceProcessorOptions = {}) {
+    this.rules = options.rules;
+    this.errorStatusOnCritical = options.errorStatusOnCritical ?? false;
+  }
+
+  /** Derives and judges the roots among `spans` (one trace), writing onto their messages. */
+  process(spans: readonly CollectedSpan[]): TraceOutcome {
+    const rootOf = attributeToRoots(spans);
+    const tallies = new Map<CollectedSpan, CostTally>();
+    const roots = new Set<CollectedSpan>();
+    for (const [span, root] of rootOf) {
+      if (root === undefined) continue;
+      roots.add(root);
+      if (root.attributes[COST_DB_QUERIES] !== undefined) continue;
+      let tally = tallies.get(root);
+      if (tally === undefined) tallies.set(root, (tally = new CostTally(this.fingerprints)));
+      // In-process, a span that ends after its root has ended is not counted; nor is the root.
+      if (span === root || span.endNs > root.endNs) continue;
+      const contribution = classifySpan(KIND_NAMES[span.kind] ?? 'internal', span.wire.name ?? '', span.attributes);
+      if (contribution !== undefined) tally.add(contribution, durationMs(span));
+    }
+    for (const [root, tally] of tallies) {
+      for (const [key, value] of Object.entries(tally.toAttributes())) setAttribute(root, key, value, numberTypeOf(key));
+    }
+    const breaches: BreachReport[] = [];
+    let judged = 0;
+    if (this.rules !== undefined) {
+      for (const root of roots) {
+        const attributes = root.attributes;
+        if (attributes[COST_DB_QUERIES] === undefined || attributes[BUDGET_RULE] !== undefined || attributes[MEASUREMENT_ATTRIBUTE] === true) continue;
+        judged += 1;
+        breaches.push(...this.judge(root, this.rules));
+      }
+    }
+    return { roots: roots.size, derived: tallies.size, judged, breaches };
+  }
+
+  /** As BudgetSpanProcessor.judge in @request-budget/node, on an OTLP span. */
+  private judge(root: CollectedSpan, rules: BudgetRuleSet): BreachReport[] {
+    const attributes = root.attributes;
+    const jobName = attributes[JOB_NAME_ATTRIBUTE];
+    const method = stringOr(attributes[HTTP_REQUEST_METHOD] ?? attributes[HTTP_METHOD_LEGACY]);
+    const route = stringOr(attributes[HTTP_ROUTE]);
+    const rule = typeof jobName === 'string' ? rules.forJob(jobName) : rules.forRoute(method, route === undefined ? undefined : normaliseRouteTemplate(route));
+    const violations = evaluateBudget(costRecordFromAttributes(attributes, durationMs(root)), rule);
+
+    setAttribute(root, BUDGET_RULE, rule.name);
+    setAttribute(root, BUDGET_BREACHED, violations.length > 0);
+    if (violations.length === 0) return [];
+    setAttribute(root, BUDGET_VIOLATIONS, violations.map(formatViolation));
+    violations.forEach((violation, index) => {
+      const eventAttributes: Record<string, unknown> = {
+        metric: violation.metric,
+        value: violation.value,
+        limit: violation.limit,
+        severity: violation.severity,
+        ...(violation.statement !== undefined ? { statement: violation.statement } : {}),
+      };
+      root.wire.events.push({
+        // One microsecond apart from the span's end, as in-process: Zipkin keeps only the time
+        // and the name of an event, and rejects identical annotations in one span.
+        timeUnixNano: (root.endNs + BigInt(index) * 1000n).toString(),
+        name: BUDGET_BREACH_EVENT,
+        attributes: Object.entries(eventAttributes).map(([key, value]): WireKeyValue => ({ key, value: plainToAnyValue(value) })),
+        droppedAttributesCount: 0,
+      });
+    });
+    if (this.errorStatusOnCritical && violations.some((violation) => violation.severity === 'critical')) {
+      root.wire.status = { code: StatusCode.ERROR, message: `budget exceeded: ${violations.map(formatViolation).join(', ')}` };
+    }
+    return breachReports(violations, {
+      service: root.origin.resource.serviceName,
+      route: typeof jobName === 'string' ? `job ${jobName}` : `${method ?? 'ANY'} ${route ?? UNROUTED}`,
+      rule: rule.name,
+      traceId: root.traceId,
+      spanId: root.spanId,
+      timeMs: Number(root.endNs / 1_000_000n),
+    });
+  }
+}
+
+/**
+ * Route templates as other frameworks write parameters — `{id}` (Spring, ASP.NET, FastAPI, Go),
+ * `<id>` and `<int:id>` (Flask, Django) — in the `:id` form budget rules match; a template
+ * without a leading slash gets one. Only for matching: reports keep the template as sent.
+ */
+export function normaliseRouteTemplate(route: string): string {
+  const path = route.startsWith('/') ? route : `/${route}`;
+  return path
+    .split('/')
+    .map((segment) => {
+      const braces = /^\{\*?([^}:=]+)(?:[:=][^}]*)?\}$/.exec(segment);
+      if (braces !== null) return `:${braces[1]}`;
+      const angle = /^<(?:[^:>]+:)?([^>]+)>$/.exec(segment);
+      return angle !== null ? `:${angle[1]}` : segment;
+    })
+    .join('/');
+}
+
+function durationMs(span: CollectedSpan): number {
+  const ns = span.endNs - span.startNs;
+  return ns > 0n ? Number(ns) / 1e6 : 0;
+}
+
+function numberTypeOf(key: string): NumberType | undefined {
+  const type = (COST_ATTRIBUTE_TYPES as Record<string, string>)[key];
+  return type === 'int' || type === 'double' ? type : undefined;
+}
+
+/** Sets an attribute on the span's message (replacing one of the same key) and its plain map. */
+function setAttribute(span: CollectedSpan, key: string, value: unknown, numberType?: NumberType): void {
+  const anyValue = plainToAnyValue(value, numberType);
+  const existing = span.wire.attributes.findIndex((kv) => kv.key === key);
+  if (existing >= 0) span.wire.attributes.splice(existing, 1);
+  span.wire.attributes.push({ key, value: anyValue });
+  (span.attributes as Record<string, unknown>)[key] = value;
+}
+
+function stringOr(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
