@@ -1,0 +1,133 @@
+/**
+ * Delivery to downstreams, with the collector as a child process: a downstream that is down is
+ * retried until it comes back and then gets every accepted span exactly once; Retry-After is
+ * honoured; when the queue is full, senders get 503 with Retry-After and the refused spans are
+ * counted; SIGTERM delivers the traces still held and the batches in flight before exiting.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../test/support/free-port';
+import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
+import { startDownstream, type DownstreamServer } from './support/downstream-server';
+import { ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
+
+const SPANS_PER_TRACE = ordersTrace().spans.length;
+const started: { collectors: CollectorProcess[]; downstreams: DownstreamServer[] } = { collectors: [], downstreams: [] };
+
+afterEach(async () => {
+  await Promise.all(started.collectors.splice(0).map((collector) => collector.stop('SIGKILL')));
+  await Promise.all(started.downstreams.splice(0).map((downstream) => downstream.close()));
+});
+
+async function collectorFor(otlpUrl: string, options: Record<string, string> = {}): Promise<CollectorProcess> {
+  const flags = { '--budgets': COLLECTOR_BUDGETS, '--otlp-endpoint': otlpUrl, '--grace-period': '100ms', '--retry-initial-backoff': '100ms', '--retry-max-backoff': '400ms', ...options };
+  const collector = await startCollectorProcess(Object.entries(flags).flat());
+  started.collectors.push(collector);
+  return collector;
+}
+
+async function downstreamOn(port?: number, answer?: Parameters<typeof startDownstream>[1]): Promise<DownstreamServer> {
+  const downstream = await startDownstream(port, answer);
+  started.downstreams.push(downstream);
+  return downstream;
+}
+
+async function sendTraces(collector: CollectorProcess, count: number): Promise<ReturnType<typeof ordersTrace>[]> {
+  const traces = Array.from({ length: count }, () => ordersTrace());
+  for (const trace of traces) expect((await postOtlp(collector.tracesUrl, toOtlpProtobuf(trace), 'application/x-protobuf')).status).toBe(200);
+  return traces;
+}
+
+/** Every span of `traces` arrived exactly once, and every root was judged on the way. */
+function expectDeliveredOnce(downstream: DownstreamServer, traces: ReturnType<typeof ordersTrace>[]): void {
+  const ids = downstream.spans.map((span) => span.spanId);
+  expect(new Set(ids).size).toBe(ids.length);
+  expect(ids.sort()).toEqual(traces.flatMap((trace) => trace.spans.map((span) => span.spanId)).sort());
+  for (const trace of traces) expect(downstream.spans.find((span) => span.spanId === trace.rootId)!.attributes['budget.violations']).toEqual(['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2']);
+}
+
+describe('a downstream that is down', () => {
+  it('is retried with backoff, and gets every accepted span exactly once when it comes back', async () => {
+    const port = await freePort();
+    const collector = await collectorFor(`http://127.0.0.1:${port}`);
+    const traces = await sendTraces(collector, 5);
+    await expect.poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    expect(await collector.metric('request_budget_collector_queue_spans{downstream="otlp"}')).toBe(5 * SPANS_PER_TRACE);
+    await collector.waitForLine(/otlp: could not send \d+ span\(s\) to http:\/\/127\.0\.0\.1:\d+\/v1\/traces: ECONNREFUSED; retrying with backoff/, 5000, 'stderr');
+
+    const downstream = await downstreamOn(port);
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(5 * SPANS_PER_TRACE);
+    expectDeliveredOnce(downstream, traces);
+    await expect.poll(() => collector.metric('request_budget_collector_forwarded_spans_total{downstream="otlp"}'), { timeout: 5000 }).toBe(5 * SPANS_PER_TRACE);
+    expect(await collector.metric('request_budget_collector_queue_spans{downstream="otlp"}')).toBe(0);
+    await collector.waitForLine(/otlp: http:\/\/127\.0\.0\.1:\d+\/v1\/traces accepts spans again/, 5000, 'stderr');
+  });
+
+  it('waits as long as its Retry-After says, and a refusal that is not retryable is dropped and counted', async () => {
+    const downstream = await downstreamOn(undefined, (attempt) => (attempt < 2 ? { status: 503, headers: { 'retry-after': '1' } } : { status: 200 }));
+    const collector = await collectorFor(downstream.url);
+    const traces = await sendTraces(collector, 1);
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(SPANS_PER_TRACE);
+    expect(downstream.attempts).toHaveLength(3);
+    // The collector's own backoff would have been 100–200 ms.
+    expect(downstream.attempts[1]! - downstream.attempts[0]!).toBeGreaterThanOrEqual(950);
+    expect(downstream.attempts[2]! - downstream.attempts[1]!).toBeGreaterThanOrEqual(950);
+    expectDeliveredOnce(downstream, traces);
+
+    const refusing = await downstreamOn(undefined, () => ({ status: 400 }));
+    const strict = await collectorFor(refusing.url);
+    await sendTraces(strict, 1);
+    await expect.poll(() => strict.metric('request_budget_collector_dropped_spans_total{reason="downstream_rejected",downstream="otlp"}'), { timeout: 5000 }).toBe(SPANS_PER_TRACE);
+    expect(refusing.attempts).toHaveLength(1);
+    await strict.waitForLine(new RegExp(`otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${SPANS_PER_TRACE} span\\(s\\) with HTTP 400: status 400; dropped \\(not retryable\\)`), 5000, 'stderr');
+  });
+});
+
+describe('a full queue', () => {
+  it('answers senders 503 with Retry-After, counts the refused spans, and is not ready until it drains', async () => {
+    const port = await freePort();
+    const collector = await collectorFor(`http://127.0.0.1:${port}`, { '--max-queue-spans': String(2 * SPANS_PER_TRACE) });
+    const accepted = await sendTraces(collector, 2);
+    await expect.poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+
+    const refused = await postOtlp(collector.tracesUrl, toOtlpProtobuf(ordersTrace()), 'application/x-protobuf');
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    await refused.arrayBuffer();
+    const ready = await fetch(`${collector.url}/readyz`);
+    expect([ready.status, await ready.text()]).toEqual([503, `not ready: queue full (${2 * SPANS_PER_TRACE} of ${2 * SPANS_PER_TRACE} spans held)\n`]);
+    expect(await collector.metric('request_budget_collector_dropped_spans_total{reason="queue_full",downstream="none"}')).toBe(SPANS_PER_TRACE);
+    expect(await collector.metric('request_budget_collector_received_requests_total{encoding="protobuf",code="503"}')).toBe(1);
+    await collector.waitForLine(new RegExp(`queue full: refused ${SPANS_PER_TRACE} span\\(s\\) with 503 \\+ Retry-After`), 5000, 'stderr');
+
+    const downstream = await downstreamOn(port);
+    await expect.poll(async () => (await fetch(`${collector.url}/readyz`)).status, { timeout: 10_000 }).toBe(200);
+    const later = await sendTraces(collector, 1);
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(3 * SPANS_PER_TRACE);
+    expectDeliveredOnce(downstream, [...accepted, ...later]);
+  });
+});
+
+describe('shutdown', () => {
+  it('on SIGTERM, judges and delivers the traces still held and the batches in flight, then exits 0', async () => {
+    const downstream = await downstreamOn(undefined, () => ({ status: 200, delayMs: 300 }));
+    // Traces are held for 30 s unless shutdown flushes them.
+    const collector = await collectorFor(downstream.url, { '--grace-period': '30s', '--max-batch-spans': String(SPANS_PER_TRACE) });
+    const traces = await sendTraces(collector, 4);
+    expect(await collector.metric('request_budget_collector_traces_in_memory')).toBe(4);
+    const stopping = Date.now();
+    expect(await collector.stop('SIGTERM', 10_000)).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(5000);
+    expectDeliveredOnce(downstream, traces);
+    expect(collector.stderrLines).toContain('request-budget-collector: SIGTERM: delivering what is held (at most 10000 ms), then exiting');
+    expect(collector.stderrLines.at(-1)).toBe('request-budget-collector: stopped');
+  });
+
+  it('with the downstream down, stops at --shutdown-timeout and says what it dropped', async () => {
+    const collector = await collectorFor(`http://127.0.0.1:${await freePort()}`, { '--shutdown-timeout': '500ms' });
+    await sendTraces(collector, 2);
+    const stopping = Date.now();
+    expect(await collector.stop('SIGTERM', 10_000)).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(3000);
+    expect(collector.stderrLines).toContainEqual(expect.stringMatching(new RegExp(`otlp: shutdown deadline reached with ${2 * SPANS_PER_TRACE} span\\(s\\) not delivered to http://127\\.0\\.0\\.1:\\d+/v1/traces; dropped`)));
+  });
+});

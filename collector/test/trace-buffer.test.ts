@@ -1,0 +1,83 @@
+/**
+ * The trace window: a trace is held until its root has arrived plus the grace period (at most the
+ * maximum wait from its first span), bounded in traces and spans per trace, and a full buffer
+ * hands on its oldest trace as it is — never drops it.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeTraceRequest } from '../src/otlp-decode';
+import type { CollectedSpan } from '../src/otlp-model';
+import { TraceBuffer, type FlushReason } from '../src/trace-buffer';
+import { Kind, newSpanId, newTraceId, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';
+
+const buffers: TraceBuffer[] = [];
+afterEach(() => buffers.splice(0).forEach((buffer) => buffer.close()));
+
+function spansOf(traceId: string, spans: Partial<SyntheticSpan>[]): CollectedSpan[] {
+  const full = spans.map((span) => ({ service: 'orders-py', name: 'x', kind: Kind.CLIENT, spanId: newSpanId(), parentSpanId: newSpanId(), startUs: 0, endUs: 10, ...span }));
+  return decodeTraceRequest(toOtlpProtobuf({ traceId, baseNs: 1_000_000_000n, spans: full }), 'protobuf').spans;
+}
+
+function bufferWith(options: Partial<ConstructorParameters<typeof TraceBuffer>[0]> = {}) {
+  const flushed: { traceId: string; spans: number; reason: FlushReason; atMs: number }[] = [];
+  let late = 0;
+  const buffer = new TraceBuffer({
+    graceMs: 100,
+    maxWaitMs: 400,
+    maxTraces: 100,
+    maxSpansPerTrace: 100,
+    onFlush: (spans, reason) => flushed.push({ traceId: spans[0]!.traceId, spans: spans.length, reason, atMs: Date.now() }),
+    onError: (error) => {
+      throw error;
+    },
+    onLateSpans: (count) => (late += count),
+    ...options,
+  });
+  buffers.push(buffer);
+  return { buffer, flushed, late: () => late };
+}
+
+describe('the trace window', () => {
+  it('holds a trace until its root plus the grace period, children arriving meanwhile included', async () => {
+    const { buffer, flushed } = bufferWith();
+    const traceId = newTraceId();
+    const started = Date.now();
+    buffer.add(spansOf(traceId, [{}, {}]));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(flushed).toEqual([]); // no root yet: waits up to maxWait
+    buffer.add(spansOf(traceId, [{ kind: Kind.SERVER }]));
+    const rootAt = Date.now();
+    buffer.add(spansOf(traceId, [{}]));
+    expect([buffer.traceCount, buffer.spanCount]).toEqual([1, 4]);
+    await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1);
+    expect(flushed[0]).toMatchObject({ traceId, spans: 4, reason: 'root_grace' });
+    expect(flushed[0]!.atMs - rootAt).toBeGreaterThanOrEqual(95);
+    expect(flushed[0]!.atMs - started).toBeLessThan(400);
+    expect([buffer.traceCount, buffer.spanCount]).toEqual([0, 0]);
+  });
+
+  it('flushes a trace whose root never comes after the maximum wait', async () => {
+    const { buffer, flushed } = bufferWith();
+    const traceId = newTraceId();
+    const started = Date.now();
+    buffer.add(spansOf(traceId, [{}]));
+    await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1);
+    expect(flushed[0]).toMatchObject({ traceId, spans: 1, reason: 'max_wait' });
+    expect(flushed[0]!.atMs - started).toBeGreaterThanOrEqual(395);
+  });
+
+  it('when full, hands on the oldest trace as it is; a full trace is handed on at once', () => {
+    const { buffer, flushed, late } = bufferWith({ maxTraces: 2, maxSpansPerTrace: 3, graceMs: 10_000, maxWaitMs: 10_000 });
+    const [a, b, c] = [newTraceId(), newTraceId(), newTraceId()];
+    buffer.add(spansOf(a, [{}]));
+    buffer.add(spansOf(b, [{}, {}]));
+    buffer.add(spansOf(c, [{}]));
+    expect(flushed.map((flush) => [flush.traceId, flush.spans, flush.reason])).toEqual([[a, 1, 'traces_full']]);
+    buffer.add(spansOf(b, [{}, {}]));
+    expect(flushed.map((flush) => [flush.traceId, flush.spans, flush.reason])).toEqual([[a, 1, 'traces_full'], [b, 3, 'trace_full']]);
+    expect([buffer.traceCount, buffer.spanCount]).toEqual([2, 2]); // c, and b's fourth span in a new window
+    expect(late()).toBe(1);
+    buffer.flushAll();
+    expect(flushed.map((flush) => flush.reason).slice(2)).toEqual(['shutdown', 'shutdown']);
+    expect(flushed.reduce((sum, flush) => sum + flush.spans, 0)).toBe(6);
+  });
+});
