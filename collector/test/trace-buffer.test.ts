@@ -38,9 +38,9 @@ function bufferWith(options: Partial<ConstructorParameters<typeof TraceBuffer>[0
 
 describe('the trace window', () => {
   it('holds a trace until its root plus the grace period, children arriving meanwhile included', async () => {
-    const { buffer, flushed } = bufferWith();
+    // A long maximum wait, so that only the root and the grace period can close this window.
+    const { buffer, flushed } = bufferWith({ maxWaitMs: 5000 });
     const traceId = newTraceId();
-    const started = Date.now();
     buffer.add(spansOf(traceId, [{}, {}]));
     await new Promise((resolve) => setTimeout(resolve, 150));
     expect(flushed).toEqual([]); // no root yet: waits up to maxWait
@@ -51,7 +51,6 @@ describe('the trace window', () => {
     await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1);
     expect(flushed[0]).toMatchObject({ traceId, spans: 4, reason: 'root_grace' });
     expect(flushed[0]!.atMs - rootAt).toBeGreaterThanOrEqual(95);
-    expect(flushed[0]!.atMs - started).toBeLessThan(400);
     expect([buffer.traceCount, buffer.spanCount]).toEqual([0, 0]);
   });
 
