@@ -54,7 +54,8 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
     // What the request says it is decides the encoding of the answer, failures included.
     const encoding = encodingOf(req.headers['content-type']);
     const failure = (status: number, message: string, headers?: Record<string, string>) => new HttpFailure(status, message, headers);
-    if (options.isShuttingDown()) throw failure(503, 'shutting down; send to another instance', { 'retry-after': '5', connection: 'close' });
+    const shuttingDown = () => failure(503, 'shutting down; send to another instance', { 'retry-after': '5', connection: 'close' });
+    if (options.isShuttingDown()) throw shuttingDown();
     if (tokenDigest !== undefined && !timingSafeEqual(digest(req.headers.authorization ?? ''), tokenDigest)) {
       throw failure(401, 'missing or wrong bearer token (Authorization: Bearer …)', { 'www-authenticate': 'Bearer' });
     }
@@ -92,6 +93,9 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
       throw failure(400, `payload could not be decoded: ${(error as Error).message}`);
     }
     const { spans, rejected } = decoded;
+    // Shutdown may have begun while the body was read: the traces held were flushed then, and
+    // spans taken in now would be answered 200 and never processed.
+    if (options.isShuttingDown()) throw shuttingDown();
     // Decoded even when full, so that what is refused is counted span by span.
     const now = options.capacity();
     if (now.held > 0 && now.held + spans.length > now.max) {

@@ -4,6 +4,7 @@
  * honoured; when the queue is full, senders get 503 with Retry-After and the refused spans are
  * counted; SIGTERM delivers the traces still held and the batches in flight before exiting.
  */
+import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/free-port';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
@@ -120,6 +121,27 @@ describe('shutdown', () => {
     expectDeliveredOnce(downstream, traces);
     expect(collector.stderrLines).toContain('request-budget-collector: SIGTERM: delivering what is held (at most 10000 ms), then exiting');
     expect(collector.stderrLines.at(-1)).toBe('request-budget-collector: stopped');
+  });
+
+  it('answers 503 to a request whose body was still arriving when shutdown began, instead of taking spans it would not deliver', async () => {
+    const downstream = await downstreamOn(undefined, () => ({ status: 200, delayMs: 1000 }));
+    const collector = await collectorFor(downstream.url, { '--grace-period': '30s' });
+    const held = await sendTraces(collector, 1); // delivered slowly at shutdown: the window this test needs
+    const body = Buffer.from(toOtlpProtobuf(ordersTrace()));
+    // 100-continue: the collector has the request's headers (its handler has run) when the client hears "continue".
+    const request = http.request(collector.tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-length': String(body.length), expect: '100-continue' } });
+    const answered = new Promise<http.IncomingMessage>((resolve, reject) => request.on('response', resolve).on('error', reject));
+    await new Promise<void>((resolve) => request.once('continue', resolve).flushHeaders());
+    request.write(body.subarray(0, 10));
+
+    const stopped = collector.stop('SIGTERM', 10_000);
+    await collector.waitForLine(/SIGTERM: delivering what is held/, 5000, 'stderr');
+    request.end(body.subarray(10));
+    const response = await answered;
+    response.resume();
+    expect([response.statusCode, response.headers['retry-after']]).toEqual([503, '5']);
+    expect(await stopped).toBe(0);
+    expectDeliveredOnce(downstream, held);
   });
 
   it('with the downstream down, stops at --shutdown-timeout and says what it dropped', async () => {
