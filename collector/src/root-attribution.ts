@@ -6,7 +6,7 @@
  * - a span whose parent is in the same process (same resource) and attributed to a root that had
  *   not ended when the span started belongs to that root;
  * - otherwise a SERVER span is a root of its own (its parent is remote, or unattributed);
- * - otherwise the span belongs to no root.
+ * - otherwise the span belongs to no root; so does a second copy of a span id (sent twice).
  *
  * "Same process" is "same resource attributes": an SDK sends one resource per process. Where a
  * span's flags say whether its parent is remote (OTLP 1.1+), that is believed; a parent that
@@ -38,6 +38,12 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
 
   for (const span of spans) {
     if (rootOf.has(span)) continue;
+    // A second copy of a span (a sender's retry) belongs to no root: children find their parent
+    // by id, so the first copy already counts them, and a root must not be judged twice.
+    if (byId.get(span.spanId) !== span) {
+      rootOf.set(span, undefined);
+      continue;
+    }
     // Walk up to a span already resolved (or the top), iteratively: chains can be long, and a
     // malformed trace can loop.
     const chain: CollectedSpan[] = [];

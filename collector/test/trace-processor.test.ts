@@ -198,6 +198,17 @@ describe('roots', () => {
     expect(spans.find((span) => span.spanId === request.spanId)!.attributes['cost.db.queries']).toBe(1);
   });
 
+  it('a trace sent twice (a sender\'s retry) is counted and judged once', () => {
+    const trace = ordersTrace();
+    const spans = [...decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf').spans, ...decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf').spans];
+    const outcome = new TraceProcessor({ rules }).process(spans);
+    expect(outcome).toMatchObject({ roots: 2, derived: 2, judged: 2 });
+    expect(outcome.breaches.map((breach) => `${breach.metric} ${breach.value}`)).toEqual(['db.queries 6', 'db.time_ms 9.75', 'db.repeated_count 3']);
+    const [first, second] = spans.filter((span) => span.spanId === trace.rootId);
+    expect(first!.attributes).toMatchObject({ 'cost.db.queries': 6, 'cost.db.time_ms': 9.75, 'cost.db.rows': 11, 'budget.violations': ['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2'] });
+    expect(second!.attributes['cost.db.queries']).toBeUndefined();
+  });
+
   it('survives parent loops', () => {
     const a = newSpanId();
     const b = newSpanId();
