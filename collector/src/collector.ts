@@ -8,6 +8,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BudgetRuleSet, loadBudgetFile, type Budgets } from '@request-budget/core';
 import { AlertDispatcher, AlertmanagerAlertSink, LogAlertSink, WebhookAlertSink, type AlertSink } from '@request-budget/node/alerts';
 import type { CollectorConfig } from './config';
@@ -188,8 +189,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         buffer.flushAll('shutdown');
-        await Promise.all(downstreams.map((downstream) => downstream.drain(deadline)));
-        await alerts?.shutdown();
+        await Promise.all([...downstreams.map((downstream) => downstream.drain(deadline)), flushAlerts(alerts, deadline, log)]);
         refusals.flush();
         server.closeAllConnections();
         await closed;
@@ -208,6 +208,17 @@ function createAlertDispatcher(config: CollectorConfig, budgets: Budgets | undef
   }
   if (config.webhookUrl !== undefined) sinks.push(new WebhookAlertSink({ url: config.webhookUrl, reportProblem: log }));
   return sinks.length > 0 ? new AlertDispatcher(sinks) : undefined;
+}
+
+/**
+ * Flushes the alert sinks within the shutdown deadline, beside the downstream queues: a webhook
+ * that does not answer would otherwise hold shutdown for its retries (a request timeout per batch).
+ */
+async function flushAlerts(alerts: AlertDispatcher | undefined, deadlineMs: number, log: Logger): Promise<void> {
+  if (alerts === undefined) return;
+  const timedOut = Symbol('timeout');
+  const outcome = await Promise.race([alerts.shutdown(), sleep(Math.max(0, deadlineMs - Date.now()), timedOut, { ref: false })]);
+  if (outcome === timedOut) log('shutdown deadline reached with alerts still being sent; those not delivered are dropped (see request_budget_collector_alerts)');
 }
 
 /** One line per streak of the same problem, with a count, at most every `intervalMs`. */

@@ -5,6 +5,7 @@
  * counted; SIGTERM delivers the traces still held and the batches in flight before exiting.
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/free-port';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
@@ -142,6 +143,25 @@ describe('shutdown', () => {
     expect([response.statusCode, response.headers['retry-after']]).toEqual([503, '5']);
     expect(await stopped).toBe(0);
     expectDeliveredOnce(downstream, held);
+  });
+
+  it('stops at --shutdown-timeout when the alert webhook does not answer', async () => {
+    const posts: http.IncomingMessage[] = [];
+    const silent = http.createServer((req) => posts.push(req)); // never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const downstream = await downstreamOn();
+      const collector = await collectorFor(downstream.url, { '--webhook-url': `http://127.0.0.1:${(silent.address() as AddressInfo).port}/`, '--shutdown-timeout': '500ms' });
+      await sendTraces(collector, 1);
+      await expect.poll(() => posts.length, { timeout: 5000 }).toBe(1);
+      const stopping = Date.now();
+      expect(await collector.stop('SIGTERM', 10_000)).toBe(0);
+      expect(Date.now() - stopping).toBeLessThan(3000);
+      expect(collector.stderrLines).toContain('request-budget-collector: shutdown deadline reached with alerts still being sent; those not delivered are dropped (see request_budget_collector_alerts)');
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it('with the downstream down, stops at --shutdown-timeout and says what it dropped', async () => {
