@@ -2,7 +2,7 @@
  * One downstream (Jaeger over OTLP/HTTP, or Zipkin): a queue of span batches, sent one request at
  * a time, in order. A failed send is retried — network errors, timeouts, 429, 502, 503 and 504, as
  * the OTLP specification lists them — with exponential backoff, or after the Retry-After the
- * downstream gave; other answers are final. Nothing leaves the queue without being counted:
+ * downstream gave when that is longer; other answers are final. Nothing leaves the queue without being counted:
  * delivered, refused by the downstream, given up after `maxElapsedMs` of retries, or cut off at
  * shutdown; each drop is also reported through `onProblem`.
  */
@@ -166,8 +166,10 @@ export class Downstream {
         if (signal.aborted) return false;
         problem = describe(error);
       }
-      const backoffMs = Math.min(options.maxBackoffMs, options.initialBackoffMs * 2 ** (attempt - 1));
-      const delayMs = retryAfterMs !== undefined ? Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) : jitter(backoffMs);
+      const backoffMs = jitter(Math.min(options.maxBackoffMs, options.initialBackoffMs * 2 ** (attempt - 1)));
+      // The longer of the two, as otelcol's exporters wait: a Retry-After of 0 (or of a date
+      // already passed) must not turn the retries into a tight loop.
+      const delayMs = retryAfterMs !== undefined ? Math.max(backoffMs, Math.min(retryAfterMs, MAX_RETRY_AFTER_MS)) : backoffMs;
       if (Date.now() + delayMs - firstAttemptMs > options.maxElapsedMs) {
         options.onDropped(spans.length, 'retries_exhausted');
         options.onProblem(`${this.name}: gave up on ${spans.length} span(s) after ${attempt} attempt(s) over ${Date.now() - firstAttemptMs} ms to ${options.url}: ${problem}; dropped`);

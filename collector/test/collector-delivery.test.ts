@@ -82,6 +82,18 @@ describe('a downstream that is down', () => {
     expect(refusing.attempts).toHaveLength(1);
     await strict.waitForLine(new RegExp(`otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${SPANS_PER_TRACE} span\\(s\\) with HTTP 400: status 400; dropped \\(not retryable\\)`), 5000, 'stderr');
   });
+
+  it('never retries sooner than its own backoff, whatever the Retry-After', async () => {
+    const downstream = await downstreamOn(undefined, (attempt) => (attempt < 3 ? { status: 503, headers: { 'retry-after': '0' } } : { status: 200 }));
+    const collector = await collectorFor(downstream.url);
+    const traces = await sendTraces(collector, 1);
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(SPANS_PER_TRACE);
+    // Backoff 100, 200, 400 ms, ±20 %: not the tight loop a Retry-After of 0 asks for.
+    const gaps = downstream.attempts.slice(1).map((at, index) => at - downstream.attempts[index]!);
+    expect(gaps).toHaveLength(3);
+    gaps.forEach((gap, index) => expect(gap).toBeGreaterThanOrEqual(75 * 2 ** index));
+    expectDeliveredOnce(downstream, traces);
+  });
 });
 
 describe('a full queue', () => {
