@@ -184,7 +184,8 @@ function prepareMessage(type: protobuf.Type, input: unknown, where: string, dept
   for (const [rawKey, value] of Object.entries(input)) {
     // proto3 JSON accepts lowerCamelCase and the original snake_case names.
     const key = toCamel(rawKey);
-    const field = type.fields[key];
+    // Own fields only: `constructor` or `toString` would find Object.prototype's members.
+    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     // Unknown fields are skipped so newer senders still work; null means absent.
     if (field === undefined || value === null) continue;
     const path = `${where}.${key}`;

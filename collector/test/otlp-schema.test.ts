@@ -251,6 +251,13 @@ describe('OTLP/JSON as other senders write it', () => {
     expect(spans[0]!.wire.status).toMatchObject({ code: 2, message: 'boom' });
   });
 
+  it('ignores unknown fields, those named like members of every JavaScript object included', () => {
+    const span = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', name: 'x', kind: 1, startTimeUnixNano: '1', endTimeUnixNano: '2', constructor: 1, futureField: 'y' };
+    const body = JSON.stringify({ resourceSpans: [{ toString: [], hasOwnProperty: {}, scopeSpans: [{ valueOf: 0, spans: [span] }] }] });
+    const { spans, rejected } = decodeTraceRequest(Buffer.from(body), 'json');
+    expect([spans.map((decoded) => decoded.spanId), rejected]).toEqual([['b7ad6b7169203331'], 0]);
+  });
+
   it('refuses spans with impossible ids one by one, and says why', () => {
     const span = (traceId: string, spanId: string) => ({ traceId, spanId, name: 'x', kind: 1, startTimeUnixNano: '1', endTimeUnixNano: '2' });
     const body = JSON.stringify({
