@@ -9,8 +9,9 @@
  * - otherwise the span belongs to no root; so does a second copy of a span id (sent twice).
  *
  * "Same process" is "same resource attributes": an SDK sends one resource per process. Where a
- * span's flags say whether its parent is remote (OTLP 1.1+), that is believed; a parent that
- * never arrived leaves its children unattributed (their local root cannot be known).
+ * span's flags say whether its parent is remote (OTLP 1.1+), that is believed; without them, a
+ * SERVER span's CLIENT parent is remote; a parent that never arrived leaves its children
+ * unattributed (their local root cannot be known).
  */
 import type { CollectedSpan } from './otlp-model';
 import { SpanFlags, SpanKind } from './otlp-schema';
@@ -27,9 +28,13 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
   const localParent = (span: CollectedSpan): CollectedSpan | undefined => {
     if (span.parentSpanId === '') return undefined;
     const flags = span.wire.flags ?? 0;
-    if ((flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) !== 0) return undefined;
+    const remoteKnown = (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0;
+    if (remoteKnown && (flags & SpanFlags.CONTEXT_IS_REMOTE) !== 0) return undefined;
     const parent = byId.get(span.parentSpanId);
-    return parent !== undefined && parent !== span && parent.origin.resource.processKey === span.origin.resource.processKey ? parent : undefined;
+    if (parent === undefined || parent === span || parent.origin.resource.processKey !== span.origin.resource.processKey) return undefined;
+    // Without flags: a client's context reaches a server over the wire, so in-process that parent
+    // is remote — even when the server is the same process, or a replica whose resource reads the same.
+    return !remoteKnown && span.kind === SpanKind.SERVER && parent.kind === SpanKind.CLIENT ? undefined : parent;
   };
   const parentIsLocalButMissing = (span: CollectedSpan): boolean => {
     const flags = span.wire.flags ?? 0;

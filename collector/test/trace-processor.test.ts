@@ -191,6 +191,20 @@ describe('roots', () => {
     expect(byId(request.spanId).attributes['cost.db.queries']).toBe(1);
   });
 
+  it('a SERVER span called by a CLIENT span is a root of its own, even from a process that looks the same', () => {
+    // A service calling itself, both replicas with the same resource, and no span flags (older
+    // SDKs): the client's context went over the wire, so in-process the server span is a root.
+    const outer = root();
+    const call: SyntheticSpan = { service: 'orders-py', name: 'GET', kind: Kind.CLIENT, spanId: newSpanId(), parentSpanId: outer.spanId, startUs: 200, endUs: 9000, attributes: { 'http.request.method': 'GET' } };
+    const inner: SyntheticSpan = { ...root(), parentSpanId: call.spanId, startUs: 300, endUs: 8000 };
+    const spans = decoded([outer, query(outer.spanId), call, inner, query(inner.spanId, 400), query(inner.spanId, 600)]);
+    const outcome = new TraceProcessor({ rules }).process(spans);
+    expect(outcome).toMatchObject({ roots: 2, derived: 2, judged: 2 });
+    const byId = (id: string) => spans.find((span) => span.spanId === id)!;
+    expect(byId(outer.spanId).attributes).toMatchObject({ 'cost.db.queries': 1, 'cost.http_client.calls': 1 });
+    expect(byId(inner.spanId).attributes).toMatchObject({ 'cost.db.queries': 2, 'cost.http_client.calls': 0, 'budget.rule': 'GET /queries/:n' });
+  });
+
   it('spans of another process are never a root\'s cost, even as its children', () => {
     const request = root();
     const spans = decoded([request, query(request.spanId, 100, 'inventory-go'), query(request.spanId, 300)]);
