@@ -136,6 +136,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
   const refusals = new RateLimitedLog(log, 10_000);
   const handler = createRequestHandler({
     maxBodyBytes: config.maxBodyBytes,
+    maxConcurrentRequests: config.maxConcurrentRequests,
     authToken: config.authToken,
     metrics,
     capacity: () => ({
@@ -158,6 +159,8 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       if (reason === 'queue_full') refusals.report('queue_full', count, (total) => `queue full: refused ${total} span(s) with 503 + Retry-After (senders may retry)`);
       else refusals.report('invalid', count, (total) => `refused ${total} span(s) with invalid ids (answered as partial success)`);
     },
+    // Counted in received_requests_total{code="503"}: its spans are unknown (the body is not read).
+    onTooManyRequests: () => refusals.report('too_many_requests', 1, (total) => `too many requests at once: refused ${total} request(s) beyond --max-concurrent-requests (${config.maxConcurrentRequests}) with 503 + Retry-After: 1 (senders may retry)`),
   });
 
   const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 15_000, keepAliveTimeout: 30_000 }, handler);

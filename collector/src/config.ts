@@ -27,6 +27,8 @@ export interface CollectorConfig {
   readonly errorOnCritical: boolean;
   readonly authToken: string | undefined;
   readonly maxBodyBytes: number;
+  /** Request bodies received and decoded at once; beyond it, 503 before the body is read. */
+  readonly maxConcurrentRequests: number;
   readonly graceMs: number;
   readonly maxTraceWaitMs: number;
   readonly maxTraces: number;
@@ -69,6 +71,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'errorOnCritical', type: 'boolean', arg: 'true|false', defaultText: 'false', help: 'a critical breach also sets the root span status to ERROR' },
   { key: 'authToken', type: 'text', arg: 'TOKEN', defaultText: 'none (no auth)', help: 'require "Authorization: Bearer TOKEN" on /v1/traces (prefer the environment variable to the flag)' },
   { key: 'maxBodyBytes', type: 'size', arg: 'SIZE', defaultText: '10MiB', help: 'largest request body, compressed or inflated (larger: 413)' },
+  { key: 'maxConcurrentRequests', type: 'count', arg: 'N', defaultText: '32', min: 1, help: 'request bodies received and decoded at once (with --max-body-size, bounds their memory); a request beyond it gets 503 with Retry-After: 1 before its body is read' },
   { key: 'graceMs', type: 'duration', arg: 'DURATION', defaultText: '2s', min: 0, help: 'wait after a trace\'s root span arrives for the rest of its spans' },
   { key: 'maxTraceWaitMs', type: 'duration', arg: 'DURATION', defaultText: '30s', min: 0, help: 'longest a trace is held from its first span, root or not' },
   { key: 'maxTraces', type: 'count', arg: 'N', defaultText: '10000', min: 1, help: 'traces held at once; a new one beyond this flushes (processes) the oldest' },
@@ -104,6 +107,7 @@ const DEFAULTS: Record<string, unknown> = {
   alertResolveAfterMs: 300_000,
   errorOnCritical: false,
   maxBodyBytes: 10 * 1024 * 1024,
+  maxConcurrentRequests: 32,
   graceMs: 2000,
   maxTraceWaitMs: 30_000,
   maxTraces: 10_000,

@@ -19,6 +19,8 @@ const gunzip = promisify(zlib.gunzip);
 
 export interface ReceiverOptions {
   readonly maxBodyBytes: number;
+  /** Request bodies received and decoded at once; a request beyond it is refused before its body is read. */
+  readonly maxConcurrentRequests: number;
   readonly authToken: string | undefined;
   readonly metrics: CollectorMetrics;
   /** Spans held now, the most that may be held, and when to come back (s) when full. */
@@ -31,6 +33,8 @@ export interface ReceiverOptions {
   reportProblem(message: string): void;
   /** Counts a refused-or-invalid span drop (reason label). */
   onRefusedSpans(count: number, reason: 'queue_full' | 'invalid'): void;
+  /** Reports a request refused because maxConcurrentRequests bodies were being received. */
+  onTooManyRequests(): void;
 }
 
 /** An answer other than success. */
@@ -39,6 +43,8 @@ class HttpFailure extends Error {
     readonly status: number,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** Answered before the rest of the body is read (and thrown away). */
+    readonly answerFirst = false,
   ) {
     super(message);
   }
@@ -49,6 +55,8 @@ const DISCARD_FACTOR = 4;
 
 export function createRequestHandler(options: ReceiverOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const tokenDigest = options.authToken === undefined ? undefined : digest(`Bearer ${options.authToken}`);
+  /** Requests whose bodies are being received or decoded now. */
+  let receiving = 0;
 
   async function receiveTraces(req: IncomingMessage): Promise<{ encoding: OtlpEncoding; body: Uint8Array; spans: number }> {
     // What the request says it is decides the encoding of the answer, failures included.
@@ -67,30 +75,41 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > options.maxBodyBytes) throw failure(413, `body of ${declared} bytes is larger than the limit of ${options.maxBodyBytes} bytes`);
 
-    let raw: Uint8Array | undefined;
-    try {
-      raw = await readBody(req, options.maxBodyBytes);
-    } catch (error) {
-      throw failure(400, `request body incomplete: ${(error as Error).message}`);
+    // Bodies are held whole while read and decoded: at most maxConcurrentRequests at once bounds
+    // their memory. One more is answered at once, before its body is read; the sender retries.
+    if (receiving >= options.maxConcurrentRequests) {
+      options.onTooManyRequests();
+      throw new HttpFailure(503, `too many requests at once (${receiving} already being received, the limit of --max-concurrent-requests); retry later`, { 'retry-after': '1' }, true);
     }
-    if (raw === undefined) throw failure(413, `body larger than the limit of ${options.maxBodyBytes} bytes`);
-    let body: Uint8Array = raw;
-    if (coding === 'gzip') {
-      try {
-        body = await gunzip(raw, { maxOutputLength: options.maxBodyBytes });
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError) throw failure(413, `inflated body larger than the limit of ${options.maxBodyBytes} bytes`);
-        throw failure(400, `gzip body did not inflate: ${(error as Error).message}`);
-      }
-    }
+    receiving += 1;
     let decoded;
     try {
-      decoded = decodeTraceRequest(body, encoding);
-    } catch (error) {
-      if (error instanceof OtlpDecodeError) throw failure(400, error.message);
-      // A decoder bug or a pathological payload (too deep): still the payload's fault.
-      throw failure(400, `payload could not be decoded: ${(error as Error).message}`);
+      let raw: Uint8Array | undefined;
+      try {
+        raw = await readBody(req, options.maxBodyBytes);
+      } catch (error) {
+        throw failure(400, `request body incomplete: ${(error as Error).message}`);
+      }
+      if (raw === undefined) throw failure(413, `body larger than the limit of ${options.maxBodyBytes} bytes`);
+      let body: Uint8Array = raw;
+      if (coding === 'gzip') {
+        try {
+          body = await gunzip(raw, { maxOutputLength: options.maxBodyBytes });
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError) throw failure(413, `inflated body larger than the limit of ${options.maxBodyBytes} bytes`);
+          throw failure(400, `gzip body did not inflate: ${(error as Error).message}`);
+        }
+      }
+      try {
+        decoded = decodeTraceRequest(body, encoding);
+      } catch (error) {
+        if (error instanceof OtlpDecodeError) throw failure(400, error.message);
+        // A decoder bug or a pathological payload (too deep): still the payload's fault.
+        throw failure(400, `payload could not be decoded: ${(error as Error).message}`);
+      }
+    } finally {
+      receiving -= 1;
     }
     const { spans, rejected } = decoded;
     // Shutdown may have begun while the body was read: the traces held were flushed then, and
@@ -123,11 +142,15 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
       }
       options.metrics.receivedRequests.inc({ encoding: encoding ?? 'unknown', code: String(failure.status) });
       const answerEncoding = encoding ?? 'json';
+      const answer = () => {
+        if (res.headersSent || res.destroyed) return;
+        res.writeHead(failure.status, { 'content-type': CONTENT_TYPES[answerEncoding], ...failure.headers }).end(encodeStatus(answerEncoding, failure.status, failure.message));
+      };
+      if (failure.answerFirst) answer();
       // The rest of the body is read and thrown away (within a bound), so the sender sees the
       // answer instead of a reset connection.
       await discardBody(req, options.maxBodyBytes * DISCARD_FACTOR);
-      if (res.headersSent || res.destroyed) return;
-      res.writeHead(failure.status, { 'content-type': CONTENT_TYPES[answerEncoding], ...failure.headers }).end(encodeStatus(answerEncoding, failure.status, failure.message));
+      answer();
     }
   }
 

@@ -2,12 +2,14 @@
  * Delivery to downstreams, with the collector as a child process: a downstream that is down is
  * retried until it comes back and then gets every accepted span exactly once; Retry-After is
  * honoured; when the queue is full, senders get 503 with Retry-After and the refused spans are
- * counted; SIGTERM delivers the traces still held and the batches in flight before exiting.
+ * counted; a request beyond --max-concurrent-requests gets 503 before its body is read;
+ * SIGTERM delivers the traces still held and the batches in flight before exiting.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/free-port';
+import { otlpRoot } from '../src/otlp-schema';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
 import { startDownstream, type DownstreamServer } from './support/downstream-server';
 import { ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
@@ -118,6 +120,60 @@ describe('a full queue', () => {
     const later = await sendTraces(collector, 1);
     await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(3 * SPANS_PER_TRACE);
     expectDeliveredOnce(downstream, [...accepted, ...later]);
+  });
+});
+
+/** A request whose headers and first bytes have reached the collector's handler; `finish()` sends the rest. */
+async function holdOpen(collector: CollectorProcess, body: Buffer) {
+  // 100-continue: the collector has the request's headers (its handler has run) when the client hears "continue".
+  const request = http.request(collector.tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-length': String(body.length), expect: '100-continue' }, signal: AbortSignal.timeout(10_000) });
+  const answered = new Promise<http.IncomingMessage>((resolve, reject) => request.on('response', resolve).on('error', reject));
+  await new Promise<void>((resolve) => request.once('continue', resolve).flushHeaders());
+  request.write(body.subarray(0, 10));
+  return {
+    answered,
+    finish: () => request.end(body.subarray(10)),
+  };
+}
+
+async function bodyOf(response: http.IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe('too many requests at once', () => {
+  it('answers a request beyond --max-concurrent-requests 503 with Retry-After: 1 before reading its body, counts it, and takes requests again once the others end', async () => {
+    const limit = 3;
+    const downstream = await downstreamOn();
+    const collector = await collectorFor(downstream.url, { '--max-concurrent-requests': String(limit) });
+    const traces = Array.from({ length: limit }, () => ordersTrace());
+    const held = [];
+    for (const trace of traces) held.push(await holdOpen(collector, Buffer.from(toOtlpProtobuf(trace))));
+
+    // One more, its body unfinished too: answered at once, without waiting for the rest of it.
+    const extra = await holdOpen(collector, Buffer.from(toOtlpProtobuf(ordersTrace())));
+    const refused = await extra.answered;
+    expect([refused.statusCode, refused.headers['retry-after'], refused.headers['content-type']]).toEqual([503, '1', 'application/x-protobuf']);
+    const RpcStatus = otlpRoot.lookupType('google.rpc.Status');
+    expect(RpcStatus.toObject(RpcStatus.decode(await bodyOf(refused)))).toEqual({ code: 14, message: `too many requests at once (${limit} already being received, the limit of --max-concurrent-requests); retry later` });
+    extra.finish();
+
+    for (const request of held) request.finish();
+    const answers = await Promise.all(
+      held.map(async ({ answered }) => {
+        const response = await answered;
+        response.resume();
+        return response.statusCode;
+      }),
+    );
+    expect(answers).toEqual(Array.from({ length: limit }, () => 200));
+    const later = await sendTraces(collector, 1);
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe((limit + 1) * SPANS_PER_TRACE);
+    expectDeliveredOnce(downstream, [...traces, ...later]);
+    expect(await collector.metric('request_budget_collector_received_requests_total{encoding="protobuf",code="503"}')).toBe(1);
+    expect(await collector.metric('request_budget_collector_received_requests_total{encoding="protobuf",code="200"}')).toBe(limit + 1);
+    await collector.waitForLine(/too many requests at once: refused 1 request\(s\) beyond --max-concurrent-requests \(3\) with 503 \+ Retry-After: 1/, 5000, 'stderr');
   });
 });
 

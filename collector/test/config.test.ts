@@ -44,6 +44,7 @@ describe('resolving the configuration', () => {
       errorOnCritical: false,
       authToken: undefined,
       maxBodyBytes: 10 * 1024 * 1024,
+      maxConcurrentRequests: 32,
       graceMs: 2000,
       maxTraceWaitMs: 30_000,
       maxTraces: 10_000,
@@ -109,6 +110,17 @@ describe('resolving the configuration', () => {
     });
     expect(run(['--listen', ':4318'])).toMatchObject({ listenHost: '0.0.0.0', listenPort: 4318 });
     expect([parseDuration('250'), parseDuration(250), parseDuration('1h'), parseDuration('soon'), parseDuration('-1s')]).toEqual([250, 250, 3_600_000, undefined, undefined]);
+  });
+
+  it('reads --max-concurrent-requests from a flag, the environment or the file, and refuses what is not a count ≥ 1', () => {
+    expect(run([]).maxConcurrentRequests).toBe(32);
+    expect(run(['--max-concurrent-requests', '4']).maxConcurrentRequests).toBe(4);
+    expect(run([], { REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: '8' }).maxConcurrentRequests).toBe(8);
+    expect(run(['--max-concurrent-requests=2'], { REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: '8' }).maxConcurrentRequests).toBe(2);
+    expect(run(['--config', path.join(FIXTURES, 'collector.yaml')]).maxConcurrentRequests).toBe(16);
+    expect(problems(['--max-concurrent-requests', 'many'])).toEqual(['--max-concurrent-requests: expected an integer ≥ 1, got "many"']);
+    expect(problems([], { REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: '0' })).toEqual(['REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: expected an integer ≥ 1, got "0"']);
+    expect(problems(['--max-concurrent-requests', '2.5'])).toEqual(['--max-concurrent-requests: expected an integer ≥ 1, got "2.5"']);
   });
 
   it('reports every problem at once, each with its source', () => {
