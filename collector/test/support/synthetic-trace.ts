@@ -101,6 +101,18 @@ export function postOtlp(url: string, body: Uint8Array | string, contentType: st
  * `SELECT * FROM items WHERE order_id = ?` 3 times, 1 HTTP call of 10 ms.
  * The inventory root's: 1 query of 0.75 ms, 5 rows.
  */
+/** The cost record the collector must derive for the order root of {@link ordersTrace} (worked out above). */
+export const ORDERS_ROOT_COST = {
+  'cost.db.queries': 6,
+  'cost.db.time_ms': 9.75,
+  'cost.db.rows': 11,
+  'cost.db.repeated_count': 3,
+  'cost.db.repeated_statement': 'SELECT * FROM items WHERE order_id = ?',
+  'cost.http_client.calls': 1,
+  'cost.http_client.time_ms': 10,
+  'cost.http_client.untimed': 0,
+} as const;
+
 export function ordersTrace(): SyntheticTrace & { readonly rootId: string; readonly inventoryRootId: string } {
   const traceId = newTraceId();
   const rootId = newSpanId();
