@@ -50,7 +50,7 @@ afterEach(() => receiver.close());
 
 describe('the contract as read from zipkin2-api.yaml', () => {
   it('is the shared Swagger 2.0 file, and POST /spans takes a ListOfSpans at /api/v2/spans', () => {
-    expect(ZIPKIN_CONTRACT_PATH.endsWith('/shared/contracts/zipkin2-api.yaml')).toBe(true);
+    expect(ZIPKIN_CONTRACT_PATH.endsWith('/test/contracts/zipkin2-api.yaml')).toBe(true);
     expect(contract.spansPath).toBe('/api/v2/spans');
     expect(receiver.spansUrl).toBe(`${receiver.url}/api/v2/spans`);
     expect(contract.consumes).toEqual(['application/json', 'application/x-protobuf']);

@@ -1,7 +1,7 @@
 /**
  * An in-process Zipkin v2 collector for tests: POST /api/v2/spans in JSON (optionally gzipped).
  * Zipkin itself cannot run here, so every payload is validated against the official Zipkin v2
- * API contract (Swagger 2.0, ../shared/contracts/zipkin2-api.yaml) and refused with 400 naming
+ * API contract (Swagger 2.0, test/contracts/zipkin2-api.yaml) and refused with 400 naming
  * the field when it breaks it, the way a strict collector would.
  */
 import type http from 'node:http';
@@ -19,7 +19,7 @@ import { waitersFor, type WaitForOptions } from './wait-for';
 export type { WaitForOptions } from './wait-for';
 
 /** The contract file, shared by every checkout of the project (outside the repo). */
-export const ZIPKIN_CONTRACT_PATH: string = path.resolve(repoRoot, '..', 'shared', 'contracts', 'zipkin2-api.yaml');
+export const ZIPKIN_CONTRACT_PATH: string = path.resolve(repoRoot, 'test', 'contracts', 'zipkin2-api.yaml');
 
 export interface ZipkinEndpoint {
   serviceName?: string;
