@@ -13,11 +13,9 @@
  * SERVER span's CLIENT parent is remote; a parent that never arrived leaves its children
  * unattributed (their local root cannot be known).
  */
+import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import type { CollectedSpan } from './otlp-model';
 import { SpanFlags, SpanKind } from './otlp-schema';
-
-/** Marks a job's root span (written by withBudget). */
-export const ROOT_MARKER_ATTRIBUTE = 'request_budget.root';
 
 /** Each span's root (undefined: none), for every span of `spans`. */
 export function attributeToRoots(spans: readonly CollectedSpan[]): Map<CollectedSpan, CollectedSpan | undefined> {

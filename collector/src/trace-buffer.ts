@@ -5,9 +5,9 @@
  * most `maxTraces` traces (a new one flushes the oldest) and `maxSpansPerTrace` spans per trace (a
  * full trace is flushed at once). A flushed trace is handed on as it is: nothing is dropped here.
  */
+import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import type { CollectedSpan } from './otlp-model';
 import { SpanKind } from './otlp-schema';
-import { ROOT_MARKER_ATTRIBUTE } from './root-attribution';
 
 /** Why a trace left the buffer. */
 export type FlushReason = 'root_grace' | 'max_wait' | 'traces_full' | 'trace_full' | 'shutdown';

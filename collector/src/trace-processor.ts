@@ -11,23 +11,13 @@
  * Roots that already carry a cost record (from the Node.js SDK) keep it untouched.
  */
 import {
-  BUDGET_BREACH_EVENT,
-  BUDGET_BREACHED,
-  BUDGET_RULE,
-  BUDGET_VIOLATIONS,
   COST_ATTRIBUTE_TYPES,
   COST_DB_QUERIES,
   CostTally,
   FingerprintCache,
-  HTTP_METHOD_LEGACY,
-  HTTP_REQUEST_METHOD,
-  HTTP_ROUTE,
-  UNROUTED,
-  breachReports,
   classifySpan,
-  costRecordFromAttributes,
-  evaluateBudget,
-  formatViolation,
+  isJudgeable,
+  judge,
   type BreachReport,
   type BudgetRuleSet,
   type SpanKindName,
@@ -36,10 +26,8 @@ import { plainToAnyValue, type CollectedSpan, type NumberType, type WireKeyValue
 import { SpanKind, StatusCode } from './otlp-schema';
 import { attributeToRoots } from './root-attribution';
 
-/** Names a background job on its root span (written by withBudget). */
-export const JOB_NAME_ATTRIBUTE = 'request_budget.job.name';
-/** Marks measureCost's root span: measured, never judged. */
-export const MEASUREMENT_ATTRIBUTE = 'request_budget.measurement';
+// The markers live with the attribute contract; re-exported here for existing imports.
+export { JOB_NAME_ATTRIBUTE, MEASUREMENT_ATTRIBUTE } from '@request-budget/core';
 
 const KIND_NAMES: Record<number, SpanKindName> = {
   [SpanKind.INTERNAL]: 'internal',
@@ -101,8 +89,7 @@ export class TraceProcessor {
     let judged = 0;
     if (this.rules !== undefined) {
       for (const root of roots) {
-        const attributes = root.attributes;
-        if (attributes[COST_DB_QUERIES] === undefined || attributes[BUDGET_RULE] !== undefined || attributes[MEASUREMENT_ATTRIBUTE] === true) continue;
+        if (!isJudgeable(root.attributes)) continue;
         judged += 1;
         breaches.push(...this.judge(root, this.rules));
       }
@@ -110,47 +97,24 @@ export class TraceProcessor {
     return { roots: roots.size, derived: tallies.size, judged, breaches };
   }
 
-  /** As BudgetSpanProcessor.judge in @request-budget/node, on an OTLP span. */
+  /** Applies core's judgement to an OTLP span. */
   private judge(root: CollectedSpan, rules: BudgetRuleSet): BreachReport[] {
-    const attributes = root.attributes;
-    const jobName = attributes[JOB_NAME_ATTRIBUTE];
-    const method = stringOr(attributes[HTTP_REQUEST_METHOD] ?? attributes[HTTP_METHOD_LEGACY]);
-    const route = stringOr(attributes[HTTP_ROUTE]);
-    const rule = typeof jobName === 'string' ? rules.forJob(jobName) : rules.forRoute(method, route === undefined ? undefined : normaliseRouteTemplate(route));
-    const violations = evaluateBudget(costRecordFromAttributes(attributes, durationMs(root)), rule);
-
-    setAttribute(root, BUDGET_RULE, rule.name);
-    setAttribute(root, BUDGET_BREACHED, violations.length > 0);
-    if (violations.length === 0) return [];
-    setAttribute(root, BUDGET_VIOLATIONS, violations.map(formatViolation));
-    violations.forEach((violation, index) => {
-      const eventAttributes: Record<string, unknown> = {
-        metric: violation.metric,
-        value: violation.value,
-        limit: violation.limit,
-        severity: violation.severity,
-        ...(violation.statement !== undefined ? { statement: violation.statement } : {}),
-      };
+    const judgement = judge({ attributes: root.attributes, durationMs: durationMs(root) }, rules, {
+      errorStatusOnCritical: this.errorStatusOnCritical,
+      normaliseRoute: normaliseRouteTemplate,
+    });
+    for (const [key, value] of Object.entries(judgement.attributes)) setAttribute(root, key, value);
+    for (const event of judgement.events) {
       root.wire.events.push({
-        // One microsecond apart from the span's end, as in-process: Zipkin keeps only the time
-        // and the name of an event, and rejects identical annotations in one span.
-        timeUnixNano: (root.endNs + BigInt(index) * 1000n).toString(),
-        name: BUDGET_BREACH_EVENT,
-        attributes: Object.entries(eventAttributes).map(([key, value]): WireKeyValue => ({ key, value: plainToAnyValue(value) })),
+        timeUnixNano: (root.endNs + BigInt(event.offsetNs)).toString(),
+        name: event.name,
+        attributes: Object.entries(event.attributes).map(([key, value]): WireKeyValue => ({ key, value: plainToAnyValue(value) })),
         droppedAttributesCount: 0,
       });
-    });
-    if (this.errorStatusOnCritical && violations.some((violation) => violation.severity === 'critical')) {
-      root.wire.status = { code: StatusCode.ERROR, message: `budget exceeded: ${violations.map(formatViolation).join(', ')}` };
     }
-    return breachReports(violations, {
-      service: root.origin.resource.serviceName,
-      route: typeof jobName === 'string' ? `job ${jobName}` : `${method ?? 'ANY'} ${route ?? UNROUTED}`,
-      rule: rule.name,
-      traceId: root.traceId,
-      spanId: root.spanId,
-      timeMs: Number(root.endNs / 1_000_000n),
-    });
+    if (judgement.errorStatusMessage !== undefined) root.wire.status = { code: StatusCode.ERROR, message: judgement.errorStatusMessage };
+    if (judgement.violations.length === 0) return [];
+    return judgement.reports({ service: root.origin.resource.serviceName, traceId: root.traceId, spanId: root.spanId, timeMs: Number(root.endNs / 1_000_000n) });
   }
 }
 
@@ -189,8 +153,4 @@ function setAttribute(span: CollectedSpan, key: string, value: unknown, numberTy
   if (existing >= 0) span.wire.attributes.splice(existing, 1);
   span.wire.attributes.push({ key, value: anyValue });
   (span.attributes as Record<string, unknown>)[key] = value;
-}
-
-function stringOr(value: unknown): string | undefined {
-  return typeof value === 'string' && value.length > 0 ? value : undefined;
 }

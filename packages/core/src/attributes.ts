@@ -43,6 +43,16 @@ export const BUDGET_VIOLATIONS = 'budget.violations';
 /** Name of the span event written once per violation (attributes: metric, value, limit, severity). */
 export const BUDGET_BREACH_EVENT = 'budget.breach';
 
+// ---------------------------------------------------------------------------------------------
+// Markers request-budget writes on root spans it opens itself, read in-process and by the collector.
+
+/** Marks a span as a root of its own even when it has a parent: a background job or a measurement. bool. */
+export const ROOT_MARKER_ATTRIBUTE = 'request_budget.root';
+/** Names a background job on its root span (set by withBudget). string. */
+export const JOB_NAME_ATTRIBUTE = 'request_budget.job.name';
+/** Marks a test measurement's root span (measureCost): measured, never judged, counted or alerted on. bool. */
+export const MEASUREMENT_ATTRIBUTE = 'request_budget.measurement';
+
 /**
  * Confidence in `cost.heap.delta_bytes`:
  * - `high`: the request ran alone and no GC completed during it: the delta is its own allocation

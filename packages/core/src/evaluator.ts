@@ -15,6 +15,7 @@ import {
   type HeapConfidence,
 } from './attributes';
 import type { LimitName, Severity } from './budget-file';
+import { compileGlob } from './glob';
 import type { ResolvedRule } from './budget-rules';
 import type { RepeatedStatement } from './cost-tally';
 import type { AttributeMap } from './span-classifier';
@@ -114,15 +115,25 @@ export function costRecordFromAttributes(attributes: AttributeMap, durationMs: n
  * positive.
  */
 function repeatedNotAllowed(cost: CostRecord, allowRepeated: readonly string[]): RepeatedStatement | undefined {
-  const allowed = allowRepeated.map(globToRegExp);
-  const isAllowed = (fingerprint: string) => allowed.some((pattern) => pattern.test(fingerprint));
+  const isAllowed = allowedRepeatsMatcher(allowRepeated);
   if (cost.statements !== undefined) return cost.statements.find((statement) => !isAllowed(statement.fingerprint));
   if (cost.repeatedStatement === undefined) return undefined;
   return isAllowed(cost.repeatedStatement) ? undefined : { fingerprint: cost.repeatedStatement, count: cost.repeatedCount };
 }
 
-function globToRegExp(pattern: string): RegExp {
-  return new RegExp(`^${pattern.split('*').map((piece) => piece.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+// A rule's allowRepeated list is one array for the rule's lifetime: its patterns are compiled
+// the first time it is judged, not on every request.
+const compiledAllowLists = new WeakMap<readonly string[], (fingerprint: string) => boolean>();
+
+function allowedRepeatsMatcher(allowRepeated: readonly string[]): (fingerprint: string) => boolean {
+  if (allowRepeated.length === 0) return () => false;
+  let matcher = compiledAllowLists.get(allowRepeated);
+  if (matcher === undefined) {
+    const patterns = allowRepeated.map((pattern) => compileGlob(pattern));
+    matcher = (fingerprint) => patterns.some((matches) => matches(fingerprint));
+    compiledAllowLists.set(allowRepeated, matcher);
+  }
+  return matcher;
 }
 
 function formatNumber(value: number): string {

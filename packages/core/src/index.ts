@@ -16,3 +16,9 @@ export { evaluateBudget, formatViolation, costRecordFromAttributes, BUDGET_METRI
 export type { CostRecord, Violation } from './evaluator';
 export { ALERT_NAME, UNROUTED, alertKey, breachReports, toAlertmanagerAlert, toBreachEvent } from './breach-report';
 export type { BreachReport, PostableAlert } from './breach-report';
+export { judge, isJudgeable, BREACH_EVENT_SPACING_NS } from './judge';
+export type { Judgement, JudgeInput, JudgeOptions, BreachEventToWrite } from './judge';
+export { routeOf } from './root-route';
+export type { RootRoute } from './root-route';
+export { compileGlob } from './glob';
+export type { GlobOptions } from './glob';

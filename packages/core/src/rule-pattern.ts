@@ -9,7 +9,10 @@
  * `/users/:id` does not match `/users/me` unless the app routes `/users/me` itself.
  *
  * Jobs: names such as `email.send`; `*` matches within one dot-separated part, `**` across parts.
+ *
+ * Matching takes time linear in the route or name for every pattern (no backtracking).
  */
+import { compileGlob } from './glob';
 
 /** Compared element by element, higher first; see {@link compareSpecificity}. */
 export type Specificity = readonly number[];
@@ -41,7 +44,7 @@ export function compileRoutePattern(pattern: string): CompiledPattern<[method: s
   return {
     specificity,
     matches: (requestMethod, route) =>
-      (method === '*' || requestMethod?.toUpperCase() === method) && matchSegments(segments, 0, splitPath(route), 0),
+      (method === '*' || requestMethod?.toUpperCase() === method) && matchSegments(segments, splitPath(route)),
   };
 }
 
@@ -49,14 +52,10 @@ export function compileRoutePattern(pattern: string): CompiledPattern<[method: s
 export function compileJobPattern(pattern: string): CompiledPattern<[name: string]> {
   const trimmed = pattern.trim();
   if (trimmed.length === 0) return { ...NEVER, problem: 'expected a job name pattern' };
-  const source = trimmed
-    .split(/(\*\*|\*)/)
-    .map((piece) => (piece === '**' ? '.*' : piece === '*' ? '[^.]*' : piece.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
-    .join('');
-  const regex = new RegExp(`^${source}$`);
+  const matches = compileGlob(trimmed, { starStopsAt: '.' });
   const literalChars = trimmed.replace(/\*/g, '').length;
   const wildcards = (trimmed.match(/\*\*|\*/g) ?? []).length;
-  return { specificity: [literalChars, -wildcards], matches: (name) => regex.test(name) };
+  return { specificity: [literalChars, -wildcards], matches };
 }
 
 /** Negative when `a` is more specific than `b` (sorts the most specific first). */
@@ -79,16 +78,37 @@ function toSegment(text: string): Segment {
   return { kind: 'literal', text };
 }
 
-function matchSegments(pattern: readonly Segment[], p: number, route: readonly string[], r: number): boolean {
-  if (p === pattern.length) return r === route.length;
-  const segment = pattern[p]!;
-  if (segment.kind === 'globstar') {
-    for (let skip = r; skip <= route.length; skip += 1) if (matchSegments(pattern, p + 1, route, skip)) return true;
-    return false;
+/**
+ * Whether the route's segments match the pattern's, in O(pattern × route) steps whatever the
+ * input: one pass over the route, keeping every pattern position reachable so far (`**` may
+ * match no segment, so reaching it reaches the position after it too).
+ */
+function matchSegments(pattern: readonly Segment[], route: readonly string[]): boolean {
+  let reachable = new Uint8Array(pattern.length + 1);
+  let next = new Uint8Array(pattern.length + 1);
+  reachable[0] = 1;
+  skipGlobstars(pattern, reachable);
+  for (const actual of route) {
+    next.fill(0);
+    let alive = false;
+    for (let p = 0; p < pattern.length; p += 1) {
+      if (reachable[p] === 0) continue;
+      const segment = pattern[p]!;
+      if (segment.kind === 'globstar') {
+        next[p] = 1;
+        alive = true;
+      } else if (segment.kind === 'star' || (segment.kind === 'param' ? actual.startsWith(':') : actual === segment.text)) {
+        next[p + 1] = 1;
+        alive = true;
+      }
+    }
+    if (!alive) return false;
+    skipGlobstars(pattern, next);
+    [reachable, next] = [next, reachable];
   }
-  if (r === route.length) return false;
-  const actual = route[r]!;
-  const ok =
-    segment.kind === 'star' || (segment.kind === 'param' ? actual.startsWith(':') : actual === segment.text);
-  return ok && matchSegments(pattern, p + 1, route, r + 1);
+  return reachable[pattern.length] === 1;
+}
+
+function skipGlobstars(pattern: readonly Segment[], reachable: Uint8Array): void {
+  for (let p = 0; p < pattern.length; p += 1) if (reachable[p] === 1 && pattern[p]!.kind === 'globstar') reachable[p + 1] = 1;
 }

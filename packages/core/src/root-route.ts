@@ -1,0 +1,29 @@
+/**
+ * What a root span is called in budgets, reports and metrics: a request by its method and route
+ * template, a job by its name. One place, so a label means the same in every output.
+ */
+import { HTTP_METHOD_LEGACY, HTTP_REQUEST_METHOD, HTTP_ROUTE, JOB_NAME_ATTRIBUTE } from './attributes';
+import { UNROUTED } from './breach-report';
+import type { AttributeMap } from './span-classifier';
+
+export interface RootRoute {
+  /** The job's name, for a job root. */
+  readonly job: string | undefined;
+  readonly method: string | undefined;
+  /** The route template (`http.route`), never the raw path. */
+  readonly template: string | undefined;
+  /** `GET /users/:id`, `GET (unrouted)`, `ANY (unrouted)` or `job email.send`. */
+  readonly label: string;
+}
+
+export function routeOf(attributes: AttributeMap): RootRoute {
+  const job = nonEmpty(attributes[JOB_NAME_ATTRIBUTE]);
+  const method = nonEmpty(attributes[HTTP_REQUEST_METHOD] ?? attributes[HTTP_METHOD_LEGACY]);
+  const template = nonEmpty(attributes[HTTP_ROUTE]);
+  const label = job !== undefined ? `job ${job}` : `${method ?? 'ANY'} ${template ?? UNROUTED}`;
+  return { job, method, template, label };
+}
+
+function nonEmpty(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
