@@ -189,6 +189,36 @@ describe('webhook', () => {
     }
   });
 
+  it('delivers alerts outside every trace: no span of the delivery in the breaching trace or any other', async () => {
+    const posts: string[] = [];
+    const server = http.createServer((req, res) => {
+      posts.push(String(req.headers.traceparent ?? 'none'));
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const app = await launch({ REQUEST_BUDGET_WEBHOOK_URL: `http://127.0.0.1:${port}/hook`, REQUEST_BUDGET_ALERT_LOG: 'false' });
+      const first = await costOf(receiver, `${app.url}/n-plus-one/7`);
+      await expect.poll(() => posts.length, { timeout: 10_000 }).toBe(1);
+      // A second breach whose delivery happens while another request is in flight.
+      const slow = tracedGet(`${app.url}/queries/3?yield=1`);
+      const second = await costOf(receiver, `${app.url}/n-plus-one/6`);
+      await expect.poll(() => posts.length, { timeout: 10_000 }).toBe(2);
+      await awaitServerSpan(receiver, await slow);
+      // Everything the app exported by now, the server spans' children included.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const toHook = receiver.spans.filter((s) => JSON.stringify(s.attributes).includes(`:${port}`) || s.attributes['server.port'] === port);
+      expect(toHook).toEqual([]);
+      expect(posts).toEqual(['none', 'none']);
+      expect(first.trace.filter((s) => s.kind === OtlpSpanKind.CLIENT && s.attributes['http.request.method'] === 'POST')).toEqual([]);
+      expect(second.server.attributes['budget.breached']).toBe(true);
+    } finally {
+      server.close();
+    }
+  });
+
   it('leaves the app unaffected when every receiver is down, and says so once per receiver', async () => {
     const closed = await new Promise<number>((resolve) => {
       const probe = http.createServer().listen(0, '127.0.0.1', () => {

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BudgetRuleSet, loadBudgetFile, type Budgets } from '@request-budget/core';
-import { AlertDispatcher, AlertmanagerAlertSink, LogAlertSink, WebhookAlertSink, type AlertSink } from '@request-budget/node/alerts';
+import { createAlertDispatcher, type AlertDispatcher } from '@request-budget/alerts';
 import type { CollectorConfig } from './config';
 import { Downstream, type DropReason } from './downstream';
 import { createRequestHandler } from './http-receiver';
@@ -40,7 +40,19 @@ export interface RunningCollector {
 export async function startCollector(config: CollectorConfig, log: Logger = defaultLogger): Promise<RunningCollector> {
   const budgets: Budgets | undefined = config.budgetsPath === undefined ? undefined : loadBudgetFile(config.budgetsPath);
   const processor = new TraceProcessor({ ...(budgets !== undefined ? { rules: new BudgetRuleSet(budgets) } : {}), errorStatusOnCritical: config.errorOnCritical });
-  const alerts = createAlertDispatcher(config, budgets, log);
+  const alerts =
+    budgets === undefined
+      ? undefined
+      : createAlertDispatcher(
+          {
+            log: config.alertLog,
+            alertmanagerUrl: config.alertmanagerUrl,
+            resendIntervalMs: config.alertResendIntervalMs,
+            resolveAfterMs: config.alertResolveAfterMs,
+            webhookUrl: config.webhookUrl,
+          },
+          log,
+        );
   const downstreams: Downstream[] = [];
   let shuttingDown = false;
   let noDownstreamReported = false;
@@ -200,17 +212,6 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       return stopping;
     },
   };
-}
-
-function createAlertDispatcher(config: CollectorConfig, budgets: Budgets | undefined, log: Logger): AlertDispatcher | undefined {
-  if (budgets === undefined) return undefined;
-  const sinks: AlertSink[] = [];
-  if (config.alertLog) sinks.push(new LogAlertSink());
-  if (config.alertmanagerUrl !== undefined) {
-    sinks.push(new AlertmanagerAlertSink({ url: config.alertmanagerUrl, resendIntervalMs: config.alertResendIntervalMs, resolveAfterMs: config.alertResolveAfterMs, reportProblem: log }));
-  }
-  if (config.webhookUrl !== undefined) sinks.push(new WebhookAlertSink({ url: config.webhookUrl, reportProblem: log }));
-  return sinks.length > 0 ? new AlertDispatcher(sinks) : undefined;
 }
 
 /**

@@ -6,6 +6,7 @@
  * delivered, refused by the downstream, given up after `maxElapsedMs` of retries, or cut off at
  * shutdown; each drop is also reported through `onProblem`.
  */
+import { backoffDelayMs, withJitter } from '@request-budget/core';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CollectedSpan } from './otlp-model';
 
@@ -166,7 +167,7 @@ export class Downstream {
         if (signal.aborted) return false;
         problem = describe(error);
       }
-      const backoffMs = jitter(Math.min(options.maxBackoffMs, options.initialBackoffMs * 2 ** (attempt - 1)));
+      const backoffMs = withJitter(backoffDelayMs(attempt, options.initialBackoffMs, options.maxBackoffMs));
       // The longer of the two, as otelcol's exporters wait: a Retry-After of 0 (or of a date
       // already passed) must not turn the retries into a tight loop.
       const delayMs = retryAfterMs !== undefined ? Math.max(backoffMs, Math.min(retryAfterMs, MAX_RETRY_AFTER_MS)) : backoffMs;
@@ -204,10 +205,6 @@ export function parseRetryAfter(value: string | null): number | undefined {
 }
 
 /** ±20 %, so that several collectors do not retry in step. */
-function jitter(ms: number): number {
-  return Math.round(ms * (0.8 + Math.random() * 0.4));
-}
-
 function excerpt(body: Uint8Array): string {
   if (body.length === 0) return '';
   const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8', 0, Math.min(body.length, 200)).replace(/[^\x20-\x7e]+/g, ' ').trim();

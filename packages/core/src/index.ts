@@ -22,3 +22,4 @@ export { routeOf } from './root-route';
 export type { RootRoute } from './root-route';
 export { compileGlob } from './glob';
 export type { GlobOptions } from './glob';
+export { backoffDelayMs, withJitter } from './backoff';

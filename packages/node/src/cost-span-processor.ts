@@ -28,11 +28,10 @@ import { describeError, reportProblem } from './diagnostics';
 import { GcMonitor } from './gc-monitor';
 import { HeapProbe } from './heap-probe';
 
-/**
- * Attribute that makes a span a root of its own even though it is not a SERVER span, and even
- * when started inside a request: background jobs (see withBudget).
- */
-export const ROOT_MARKER_ATTRIBUTE = 'request_budget.root';
+// Makes a span a root of its own even inside a request (jobs, measurements); defined with the
+// attribute contract, re-exported here for existing imports.
+import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
+export { ROOT_MARKER_ATTRIBUTE };
 
 /** What a root span carries while it runs. */
 interface RootState {

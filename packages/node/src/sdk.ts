@@ -7,11 +7,8 @@ import type { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { createAlwaysRecordSampler, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import { BudgetFileError, BudgetRuleSet, loadBudgetFile, parseBudgetObject, type Budgets } from '@request-budget/core';
-import { AlertDispatcher } from './alerts/alert-dispatcher';
-import type { AlertSink, AlertSinkStats } from './alerts/alert-sink';
-import { AlertmanagerAlertSink } from './alerts/alertmanager-alert-sink';
-import { LogAlertSink } from './alerts/log-alert-sink';
-import { WebhookAlertSink } from './alerts/webhook-alert-sink';
+import { createAlertDispatcher, type AlertDispatcher, type AlertSinkStats } from '@request-budget/alerts';
+import { outsideAnyTrace } from './outside-any-trace';
 import { BreachedTraceExportProcessor } from './breached-trace-export-processor';
 import { BudgetSpanProcessor } from './budget-span-processor';
 import { resolveConfig, type ResolvedConfig } from './config';
@@ -68,7 +65,7 @@ export function start(options: RequestBudgetOptions = {}): boolean {
       reportProblem('no trace exporter configured (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT): printing one summary line per request on stderr');
     }
     const budgets = loadBudgets(config);
-    const alerts = budgets === undefined ? undefined : createAlertDispatcher(config);
+    const alerts = budgets === undefined ? undefined : createAlertDispatcher(config.alerts, reportProblem, { runDetached: outsideAnyTrace });
     const rules = budgets === undefined ? undefined : new BudgetRuleSet(budgets);
     const exportProcessors = createExportProcessors(config);
     const instrumentations = [
@@ -176,22 +173,4 @@ function loadBudgets(config: ResolvedConfig): Budgets | undefined {
     for (const problem of error.problems) reportProblem(`  ${problem}`);
     return undefined;
   }
-}
-
-function createAlertDispatcher(config: ResolvedConfig): AlertDispatcher | undefined {
-  const { alerts } = config;
-  const sinks: AlertSink[] = [];
-  if (alerts.log) sinks.push(new LogAlertSink());
-  if (alerts.alertmanagerUrl !== undefined) {
-    sinks.push(
-      new AlertmanagerAlertSink({
-        url: alerts.alertmanagerUrl,
-        resendIntervalMs: alerts.resendIntervalMs,
-        resolveAfterMs: alerts.resolveAfterMs,
-        reportProblem,
-      }),
-    );
-  }
-  if (alerts.webhookUrl !== undefined) sinks.push(new WebhookAlertSink({ url: alerts.webhookUrl, reportProblem }));
-  return sinks.length > 0 ? new AlertDispatcher(sinks) : undefined;
 }

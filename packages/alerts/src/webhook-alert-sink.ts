@@ -3,9 +3,9 @@
  * retry and exponential backoff on network errors, timeouts, 408, 429 and 5xx. The queue is
  * bounded: breaches beyond it, and batches whose retries run out, are dropped and counted.
  */
-import { toBreachEvent, type BreachReport } from '@request-budget/core';
+import { backoffDelayMs, toBreachEvent, type BreachReport } from '@request-budget/core';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeError } from '../diagnostics';
+import { describeError } from './describe-error';
 import { emptyStats, type AlertSink } from './alert-sink';
 
 export interface WebhookAlertSinkOptions {
@@ -111,7 +111,7 @@ export class WebhookAlertSink implements AlertSink {
       }
       this.stats.failed += 1;
       if (attempt < attempts && !this.stopping) {
-        await sleep(Math.min(MAX_BACKOFF_MS, this.options.initialBackoffMs * 2 ** (attempt - 1)), undefined, { ref: false });
+        await sleep(backoffDelayMs(attempt, this.options.initialBackoffMs, MAX_BACKOFF_MS), undefined, { ref: false });
       }
     }
     this.options.reportProblem(`webhook: dropped ${batch.length} breach(es) after failing to post to ${this.options.url}: ${lastProblem}`);

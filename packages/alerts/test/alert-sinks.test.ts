@@ -2,9 +2,9 @@ import type { BreachReport } from '@request-budget/core';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { AlertmanagerAlertSink } from '../src/alerts/alertmanager-alert-sink';
-import { LogAlertSink } from '../src/alerts/log-alert-sink';
-import { WebhookAlertSink } from '../src/alerts/webhook-alert-sink';
+import { AlertmanagerAlertSink } from '../src/alertmanager-alert-sink';
+import { LogAlertSink } from '../src/log-alert-sink';
+import { WebhookAlertSink } from '../src/webhook-alert-sink';
 
 const report = (overrides: Partial<BreachReport> = {}): BreachReport => ({
   service: 'svc',

@@ -9,8 +9,8 @@
  * Failures are retried on the next ticks with exponential backoff (state is kept, so nothing is
  * lost but the intermediate values); the first failure of a streak is reported on stderr.
  */
-import { alertKey, toAlertmanagerAlert, type BreachReport, type PostableAlert } from '@request-budget/core';
-import { describeError } from '../diagnostics';
+import { alertKey, backoffDelayMs, toAlertmanagerAlert, type BreachReport, type PostableAlert } from '@request-budget/core';
+import { describeError } from './describe-error';
 import { emptyStats, type AlertSink } from './alert-sink';
 
 export interface AlertmanagerAlertSinkOptions {
@@ -28,6 +28,8 @@ export interface AlertmanagerAlertSinkOptions {
   readonly requestTimeoutMs?: number;
   /** Link shown by Alertmanager for the alert's source, e.g. a Jaeger search URL. */
   readonly generatorURL?: string;
+  /** Extra request headers, e.g. `authorization` for an Alertmanager behind a proxy. @default none */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Where the first failure of a streak is reported. */
   readonly reportProblem: (message: string) => void;
 }
@@ -54,6 +56,7 @@ export class AlertmanagerAlertSink implements AlertSink {
   private readonly maxAlerts: number;
   private readonly requestTimeoutMs: number;
   private readonly generatorURL: string | undefined;
+  private readonly headers: Record<string, string>;
   private readonly reportProblem: (message: string) => void;
   private readonly alerts = new Map<string, TrackedAlert>();
   private timer: NodeJS.Timeout | undefined;
@@ -69,6 +72,7 @@ export class AlertmanagerAlertSink implements AlertSink {
     this.maxAlerts = options.maxAlerts ?? 1000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     this.generatorURL = options.generatorURL;
+    this.headers = { ...options.headers, 'content-type': 'application/json' };
     this.reportProblem = options.reportProblem;
   }
 
@@ -130,7 +134,7 @@ export class AlertmanagerAlertSink implements AlertSink {
     try {
       const response = await fetch(this.endpoint, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: this.headers,
         body: JSON.stringify(due.map((entry) => entry.alert)),
         signal: AbortSignal.timeout(this.requestTimeoutMs),
       });
@@ -140,7 +144,7 @@ export class AlertmanagerAlertSink implements AlertSink {
       this.stats.failed += 1;
       if (this.consecutiveFailures === 0) this.reportProblem(`alertmanager: could not send ${due.length} alert(s) to ${this.endpoint}: ${describeError(error)}; retrying with backoff`);
       this.consecutiveFailures += 1;
-      this.nextAttemptMs = Date.now() + Math.min(MAX_BACKOFF_MS, this.sendIntervalMs * 2 ** this.consecutiveFailures);
+      this.nextAttemptMs = Date.now() + backoffDelayMs(this.consecutiveFailures + 1, this.sendIntervalMs, MAX_BACKOFF_MS);
       return;
     }
     this.consecutiveFailures = 0;
