@@ -6,7 +6,7 @@
  */
 import Ajv, { type ErrorObject } from 'ajv';
 import ajvErrors from 'ajv-errors';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import type { HeapConfidence } from './attributes';
@@ -66,15 +66,36 @@ export class BudgetFileError extends Error {
 
 const SCHEMA_PATH = join(__dirname, '..', 'schema', 'budget-file.schema.json');
 
-/** Reads and validates a budget file (`.yaml`, `.yml` or `.json`). Throws {@link BudgetFileError}. */
+/** Largest budget file read: far above any real one (20,000 rules take about 1 MiB). */
+export const MAX_BUDGET_FILE_BYTES = 8 * 1024 * 1024;
+/** YAML aliases expanded at most: a file of nested aliases could otherwise expand to gigabytes. */
+const MAX_YAML_ALIASES = 1000;
+
+/**
+ * Reads and validates a budget file (`.yaml`, `.yml` or `.json`). Only a regular file of at most
+ * {@link MAX_BUDGET_FILE_BYTES} is read: a device or a pipe would block the app's start or never
+ * end. Throws {@link BudgetFileError}.
+ */
 export function loadBudgetFile(path: string): Budgets {
   let text: string;
   try {
+    const stats = statSync(path);
+    if (!stats.isFile()) throw new BudgetFileError(path, [`cannot read ${path}: not a regular file (${fileKind(stats)}); give the path of a YAML or JSON file`]);
+    if (stats.size > MAX_BUDGET_FILE_BYTES) throw new BudgetFileError(path, [`cannot read ${path}: ${stats.size} bytes, more than the ${MAX_BUDGET_FILE_BYTES} a budget file may have`]);
     text = readFileSync(path, 'utf8');
   } catch (error) {
+    if (error instanceof BudgetFileError) throw error;
     throw new BudgetFileError(path, [`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`]);
   }
   return parseBudgetText(text, path);
+}
+
+function fileKind(stats: import('node:fs').Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a named pipe';
+  if (stats.isCharacterDevice() || stats.isBlockDevice()) return 'a device';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a file';
 }
 
 /** Validates budget file text; `fileName` names it in messages and decides nothing else. */
@@ -90,7 +111,13 @@ export function parseBudgetText(text: string, fileName: string): Budgets {
       document.errors.map((error) => `${name}:${error.linePos?.[0].line ?? 1} ${syntax} syntax: ${firstLine(error.message)}`),
     );
   }
-  return validateBudgets(document.toJS(), fileName, (path) => `${name}:${lineOf(document, lines, path)}`);
+  let input: unknown;
+  try {
+    input = document.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (error) {
+    throw new BudgetFileError(fileName, [`${name}:1 YAML: ${firstLine(error instanceof Error ? error.message : String(error))} (at most ${MAX_YAML_ALIASES} aliases are expanded)`]);
+  }
+  return validateBudgets(input, fileName, (path) => `${name}:${lineOf(document, lines, path)}`);
 }
 
 /**
@@ -104,33 +131,55 @@ export function parseBudgetObject(input: unknown, sourceName = 'budgets option')
 type Locate = (path: readonly (string | number)[]) => string;
 
 function validateBudgets(input: unknown, source: string, locate: Locate): Budgets {
-  const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strict: true });
-  ajvErrors(ajv);
-  const validate = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')));
-  if (!validate(input)) {
-    throw new BudgetFileError(source, byLine((validate.errors ?? []).map((error) => describeSchemaError(error, input, locate))));
-  }
-  const file = input as RawBudgetFile;
-  const problems: string[] = [];
-  const readRules = (key: 'routes' | 'jobs') =>
-    (file[key] ?? []).map((raw, index) => {
-      const path = [key, index];
-      const compile = key === 'routes' ? compileRoutePattern : compileJobPattern;
-      const patternProblem = compile(raw.match).problem;
-      if (patternProblem !== undefined) problems.push(`${locate([...path, 'match'])} ${formatPath([...path, 'match'])}: ${patternProblem}, got ${JSON.stringify(raw.match)}`);
-      return { match: raw.match, location: locate(path), ...readSettings(raw) } satisfies BudgetRule;
-    });
-  const budgets: Budgets = { source, defaults: readSettings(file.defaults ?? {}), routes: readRules('routes'), jobs: readRules('jobs') };
-  for (const key of ['routes', 'jobs'] as const) {
-    budgets[key].forEach((rule, index) => {
-      // Methods are case-insensitive, paths and job names are not.
-      const normalised = (match: string) => match.trim().split(/\s+/).map((part, i, all) => (all.length === 2 && i === 0 ? part.toUpperCase() : part)).join(' ');
-      const first = budgets[key].findIndex((other) => normalised(other.match) === normalised(rule.match));
-      if (first < index) problems.push(`${locate([key, index, 'match'])} ${key}[${index}].match: same as ${key}[${first}] (${rule.match}), which would always win`);
-    });
-  }
+  const validate = compiledSchema();
+  // Schema and meaning are checked together, so one pass over the problems fixes the file.
+  const problems = validate(input) ? [] : (validate.errors ?? []).map((error) => describeSchemaError(error, input, locate));
+  problems.push(...semanticProblems(input, locate));
   if (problems.length > 0) throw new BudgetFileError(source, byLine(problems));
-  return budgets;
+  const file = input as RawBudgetFile;
+  const readRules = (key: 'routes' | 'jobs') => (file[key] ?? []).map((raw, index) => ({ match: raw.match, location: locate([key, index]), ...readSettings(raw) }) satisfies BudgetRule);
+  return { source, defaults: readSettings(file.defaults ?? {}), routes: readRules('routes'), jobs: readRules('jobs') };
+}
+
+let schemaValidator: ReturnType<Ajv['compile']> | undefined;
+
+/** The schema, compiled on first use and kept: compiling costs more than validating a file. */
+function compiledSchema(): ReturnType<Ajv['compile']> {
+  if (schemaValidator === undefined) {
+    const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strict: true });
+    ajvErrors(ajv);
+    schemaValidator = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')));
+  }
+  return schemaValidator;
+}
+
+/**
+ * What the schema cannot say: patterns that are malformed or can never match, and rules that
+ * repeat an earlier one (which would always win). Looks only at the parts that have the right
+ * shape, so it runs beside the schema's own problems. Linear in the number of rules.
+ */
+function semanticProblems(input: unknown, locate: Locate): string[] {
+  const problems: string[] = [];
+  if (input === null || typeof input !== 'object') return problems;
+  const file = input as Record<string, unknown>;
+  for (const key of ['routes', 'jobs'] as const) {
+    const rules = file[key];
+    if (!Array.isArray(rules)) continue;
+    const firstByMatch = new Map<string, number>();
+    rules.forEach((raw: unknown, index) => {
+      const path = [key, index];
+      const match = (raw as { match?: unknown } | null)?.match;
+      if (typeof match !== 'string') return;
+      const problem = (key === 'routes' ? compileRoutePattern : compileJobPattern)(match).problem;
+      if (problem !== undefined) problems.push(`${locate([...path, 'match'])} ${formatPath([...path, 'match'])}: ${problem}, got ${JSON.stringify(match)}`);
+      // Methods are case-insensitive, paths and job names are not.
+      const normalised = match.trim().split(/\s+/).map((part, i, all) => (all.length === 2 && i === 0 ? part.toUpperCase() : part)).join(' ');
+      const first = firstByMatch.get(normalised);
+      if (first === undefined) firstByMatch.set(normalised, index);
+      else problems.push(`${locate([key, index, 'match'])} ${key}[${index}].match: same as ${key}[${first}] (${match}), which would always win`);
+    });
+  }
+  return problems;
 }
 
 /** Problems in file order (`name:line …`), the order a user fixes them in. */

@@ -38,6 +38,8 @@ export function compileRoutePattern(pattern: string): CompiledPattern<[method: s
   const [method, path] = parts.length === 2 ? [parts[0]!.toUpperCase(), parts[1]!] : ['*', parts[0]!];
   if (method !== '*' && !METHODS.includes(method)) return { ...NEVER, problem: `"${parts[0]}" is not an HTTP method (expected ${METHODS.join(', ')} or *)` };
   if (!path.startsWith('/')) return { ...NEVER, problem: 'the path must start with /' };
+  const never = neverMatchingPath(path);
+  if (never !== undefined) return { ...NEVER, problem: `it can never match a route template: ${never}` };
   const segments = splitPath(path).map(toSegment);
   // Path first, segment by segment; then a longer pattern; then a named method.
   const specificity = [...segments.map((s) => SEGMENT_RANK[s.kind]), END_OF_PATTERN, segments.length, method === '*' ? 0 : 1];
@@ -65,6 +67,16 @@ export function compareSpecificity(a: Specificity, b: Specificity): number {
     if (difference !== 0) return difference;
   }
   return 0;
+}
+
+/** Why a path pattern can never match a route template, if it cannot. */
+function neverMatchingPath(path: string): string | undefined {
+  if (/[?#]/.test(path)) return 'route templates have no query string or fragment';
+  for (const segment of splitPath(path)) {
+    if (segment.includes('*') && segment !== '*' && segment !== '**') return `"${segment}": * and ** stand for whole segments only`;
+    if (segment === ':') return 'a parameter needs a name, as in :id';
+  }
+  return undefined;
 }
 
 function splitPath(path: string): string[] {
