@@ -18,6 +18,8 @@ import {
   classifySpan,
   isJudgeable,
   judge,
+  operationIdentity,
+  outerDuplicateSpanIds,
   type BreachReport,
   type BudgetRuleSet,
   type SpanKindName,
@@ -69,6 +71,13 @@ export class TraceProcessor {
   /** Derives and judges the roots among `spans` (one trace), writing onto their messages. */
   process(spans: readonly CollectedSpan[]): TraceOutcome {
     const rootOf = attributeToRoots(spans);
+    // One operation two spans report (an ORM's span over its driver's) counts once: the inner one.
+    // Worked out only for traces with a cost to derive.
+    let outerDuplicates: Set<string> | undefined;
+    const isOuterDuplicate = (span: CollectedSpan) =>
+      (outerDuplicates ??= outerDuplicateSpanIds(
+        spans.map((s) => ({ spanId: s.spanId, parentSpanId: s.parentSpanId, identity: operationIdentity(KIND_NAMES[s.kind] ?? 'internal', s.wire.name ?? '', s.attributes) })),
+      )).has(span.spanId);
     const tallies = new Map<CollectedSpan, CostTally>();
     const roots = new Set<CollectedSpan>();
     for (const [span, root] of rootOf) {
@@ -78,7 +87,7 @@ export class TraceProcessor {
       let tally = tallies.get(root);
       if (tally === undefined) tallies.set(root, (tally = new CostTally(this.fingerprints)));
       // In-process, a span that ends after its root has ended is not counted; nor is the root.
-      if (span === root || span.endNs > root.endNs) continue;
+      if (span === root || span.endNs > root.endNs || isOuterDuplicate(span)) continue;
       const contribution = classifySpan(KIND_NAMES[span.kind] ?? 'internal', span.wire.name ?? '', span.attributes);
       if (contribution !== undefined) tally.add(contribution, durationMs(span));
     }

@@ -124,7 +124,8 @@ describe('startAlertmanager', () => {
     expect(isAlive(am.pid)).toBe(false);
     expect(fs.existsSync(am.dir)).toBe(false);
     await expect(get(`${am.url}/-/ready`, { timeoutMs: 1000 })).rejects.toThrow(/ECONNREFUSED/);
-    expect(am.logs.join('\n')).toMatch(/Received SIGTERM, exiting gracefully/);
+    // Not asserted: Alertmanager's "exiting gracefully" line. It installs its signal handler
+    // after it starts listening, so a SIGTERM right after readiness ends it without the line.
     await am.stop(); // a second call is harmless
   });
 

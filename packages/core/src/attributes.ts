@@ -110,3 +110,11 @@ export const HTTP_ROUTE = 'http.route';
  * had a timeout (or an abort signal). Absent means unknown, which never counts as untimed.
  */
 export const HTTP_CLIENT_TIMED = 'request_budget.http_client.timed';
+/**
+ * Written beside {@link HTTP_CLIENT_TIMED} when the delay is known: the timeout, in ms, that
+ * protects the outgoing call — its abort signal's delay, or the timeout of the client (socket
+ * inactivity, undici's headers/body timeouts: the longer of the two, got's request timeout).
+ * With several, the shortest. A call whose timeout is longer than the configured ceiling
+ * (`maxClientTimeoutMs`) carries it with `timed` false. Unit: ms. int.
+ */
+export const HTTP_CLIENT_TIMEOUT_MS = 'request_budget.http_client.timeout_ms';

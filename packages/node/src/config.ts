@@ -10,6 +10,7 @@ import {
   TraceIdRatioBasedSampler,
   type Sampler,
 } from '@opentelemetry/sdk-trace';
+import { DEFAULT_MAX_CLIENT_TIMEOUT_MS } from './http-client-timeouts';
 import { INSTRUMENTATION_NAMES, type InstrumentationName } from './instrumentations';
 import type { OtlpProtocol, RequestBudgetOptions, TraceExporterName } from './types';
 
@@ -35,7 +36,13 @@ export interface ResolvedConfig {
   readonly instrumentations: readonly InstrumentationName[];
   /** Keep express's per-layer spans. */
   readonly expressLayerSpans: boolean;
+  /** Keep @fastify/otel's per-hook and per-handler spans. */
+  readonly fastifyHookSpans: boolean;
+  /** Keep instrumentation-koa's per-layer spans. */
+  readonly koaLayerSpans: boolean;
   readonly shutdownOnExit: boolean;
+  /** An outgoing call whose timeout is longer than this (ms) counts as untimed. */
+  readonly maxClientTimeoutMs: number;
   /** Batch span processor settings (OTEL_BSP_*); unset ones keep the SDK defaults. */
   readonly batch: BatchSettings;
   /** Budget file path or content; undefined when none is configured. */
@@ -105,6 +112,7 @@ export const DEFAULTS = Object.freeze({
   prometheusPort: 9464,
   otlpHttpMetricsEndpoint: 'http://localhost:4318/v1/metrics',
   metricExportIntervalMs: 60_000,
+  maxClientTimeoutMs: DEFAULT_MAX_CLIENT_TIMEOUT_MS,
 });
 
 export function resolveConfig(options: RequestBudgetOptions, env: Environment, report: ProblemReporter): ResolvedConfig {
@@ -137,7 +145,10 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     sampler: options.sampler ?? samplerFromEnv(read),
     instrumentations: options.instrumentations ?? instrumentationsFromEnv(read),
     expressLayerSpans: options.expressLayerSpans ?? read.boolean('REQUEST_BUDGET_EXPRESS_LAYER_SPANS') ?? false,
+    fastifyHookSpans: options.fastifyHookSpans ?? read.boolean('REQUEST_BUDGET_FASTIFY_HOOK_SPANS') ?? false,
+    koaLayerSpans: options.koaLayerSpans ?? read.boolean('REQUEST_BUDGET_KOA_LAYER_SPANS') ?? false,
     shutdownOnExit: options.shutdownOnExit ?? DEFAULTS.shutdownOnExit,
+    maxClientTimeoutMs: options.maxClientTimeoutMs ?? read.number('REQUEST_BUDGET_MAX_CLIENT_TIMEOUT_MS', 1, 2_147_483_647) ?? DEFAULTS.maxClientTimeoutMs,
     batch: {
       scheduledDelayMillis: read.number('OTEL_BSP_SCHEDULE_DELAY', 0, 3_600_000),
       maxQueueSize: read.number('OTEL_BSP_MAX_QUEUE_SIZE', 1, 10_000_000),

@@ -26,6 +26,7 @@ import {
   type BudgetRuleSet,
 } from '@request-budget/core';
 import { JOB_NAME_ATTRIBUTE, MEASUREMENT_ATTRIBUTE } from './budget-span-processor';
+import { lateOperationOf, type LateOperation } from './late-operations';
 
 /** Metric names, as OpenTelemetry instruments (Prometheus replaces the dots with underscores). */
 export const METRIC_NAMES = {
@@ -36,6 +37,8 @@ export const METRIC_NAMES = {
   heapDelta: 'request_budget.heap.delta_bytes',
   breaches: 'request_budget.breaches',
   limit: 'request_budget.limit',
+  /** Queries and outgoing calls that ended after their request's response, by route and kind. */
+  lateOperations: 'request_budget.late_operations',
 } as const;
 
 /** Route label shared by every route beyond the cap. */
@@ -64,6 +67,7 @@ interface Instruments {
   readonly rows: Histogram;
   readonly heapDelta: Histogram;
   readonly breaches: Counter;
+  readonly lateOperations: Counter;
 }
 
 export class CostMetricsProcessor implements SpanProcessor {
@@ -84,6 +88,8 @@ export class CostMetricsProcessor implements SpanProcessor {
 
   onEnd(span: ReadableSpan): void {
     try {
+      const late = lateOperationOf(span);
+      if (late !== undefined) return this.countLate(late);
       const a = span.attributes;
       if (a[COST_DB_QUERIES] === undefined || a[MEASUREMENT_ATTRIBUTE] === true) return;
       const instruments = (this.instruments ??= this.createInstruments());
@@ -127,7 +133,16 @@ export class CostMetricsProcessor implements SpanProcessor {
       rows: histogram(METRIC_NAMES.rows, 'Rows returned per request', '{row}', BUCKETS.rows),
       heapDelta: histogram(METRIC_NAMES.heapDelta, 'Heap growth per request (0 when it shrank)', 'By', BUCKETS.bytes),
       breaches: meter.createCounter(METRIC_NAMES.breaches, { description: 'Budget limits exceeded, by route, metric and severity' }),
+      lateOperations: meter.createCounter(METRIC_NAMES.lateOperations, {
+        description: "Queries (kind db) and outgoing HTTP calls (kind http_client) that ended after their request's response, so are in no cost record, by route",
+      }),
     };
+  }
+
+  private countLate(late: LateOperation): void {
+    if (late.root.attributes[MEASUREMENT_ATTRIBUTE] === true) return;
+    const instruments = (this.instruments ??= this.createInstruments());
+    instruments.lateOperations.add(1, { route: this.routeLabel(late.root), kind: late.contribution.type });
   }
 
   private routeLabel(span: ReadableSpan): string {

@@ -25,8 +25,11 @@ import {
   type SpanKindName,
 } from '@request-budget/core';
 import { describeError, reportProblem } from './diagnostics';
+import { DuplicateOperations } from './duplicate-operations';
 import { GcMonitor } from './gc-monitor';
 import { HeapProbe } from './heap-probe';
+import { markLateOperation } from './late-operations';
+import { noteModulesLoadedAtStart, notifyRootStarted, notifySpanEnded } from './measurement-registry';
 
 // Makes a span a root of its own even inside a request (jobs, measurements); defined with the
 // attribute contract, re-exported here for existing imports.
@@ -73,9 +76,12 @@ export class CostSpanProcessor implements SpanProcessor {
   private rootsStarted = 0;
   private rootsInFlight = 0;
   private hookFailureReported = false;
+  // One operation reported by two spans (an ORM's over its driver's, two instrumentations) counts once.
+  private readonly duplicates = new DuplicateOperations();
 
   constructor() {
     this.gc.start();
+    noteModulesLoadedAtStart();
   }
 
   /** Roots started and not yet ended (or collected). Exposed for tests and metrics. */
@@ -95,7 +101,12 @@ export class CostSpanProcessor implements SpanProcessor {
         tracked[ROOT_STATE] = parentState;
       } else if (span.kind === SpanKind.SERVER) {
         tracked[ROOT_STATE] = this.openRoot(span);
+      } else if (parentState !== undefined) {
+        // Started after its request ended (a timer, an un-awaited call): a late operation.
+        tracked[ROOT_STATE] = parentState;
       }
+      if (tracked[ROOT_STATE]?.root === span) notifyRootStarted(span);
+      else if (tracked[ROOT_STATE] !== undefined) this.duplicates.onStart(span, KIND_NAMES[span.kind], parent);
     } catch (error) {
       this.reportHookFailure('onStart', error);
     }
@@ -114,9 +125,14 @@ export class CostSpanProcessor implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     try {
       const state = (span as ReadableSpan & TrackedSpan)[ROOT_STATE];
-      if (state === undefined || state.owner !== this || state.ended) return;
-      const contribution = classifySpan(KIND_NAMES[span.kind], span.name, span.attributes);
+      if (state === undefined || state.owner !== this) return;
+      // The root itself (closed in onEnding): only observers (measureCost, CI baseline) want it.
+      if ((span as unknown) === state.root) return notifySpanEnded(span, state.root);
+      const contribution = this.duplicates.admit(span, classifySpan(KIND_NAMES[span.kind], span.name, span.attributes));
+      // Ended after its root: too late for the cost record, counted per route by the others.
+      if (state.ended) return contribution === undefined ? undefined : markLateOperation(span, state.root, contribution);
       if (contribution !== undefined) state.tally.add(contribution, hrTimeToMilliseconds(span.duration));
+      notifySpanEnded(span, state.root);
     } catch (error) {
       this.reportHookFailure('onEnd', error);
     }

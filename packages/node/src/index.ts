@@ -1,5 +1,10 @@
 export { start, shutdown, flush, activeConfig, activeBudgets, alertStats, flushAlerts } from './sdk';
 export { withBudget } from './job';
+export { requestBudgetComponents } from './otel-setup';
+export type { RequestBudgetComponents, RequestBudgetComponentsOptions } from './otel-setup';
+export { addRequestBudgetHooks } from './adopted-instrumentations';
+export type { AddHooksOptions } from './adopted-instrumentations';
+export { setRoute } from './route-naming';
 export { BudgetSpanProcessor, JOB_NAME_ATTRIBUTE } from './budget-span-processor';
 export type { BudgetSpanProcessorOptions } from './budget-span-processor';
 export { BreachedTraceExportProcessor } from './breached-trace-export-processor';
@@ -12,5 +17,7 @@ export type { SummaryOptions } from './summary-span-processor';
 export type { ResolvedConfig, AlertSettings, BatchSettings } from './config';
 export { INSTRUMENTATION_NAMES } from './instrumentations';
 export type { InstrumentationName } from './instrumentations';
+export { PostgresJsInstrumentation } from './instrumentations/postgres-js-instrumentation';
+export type { PostgresJsInstrumentationConfig, PostgresJsResponseInfo } from './instrumentations/postgres-js-instrumentation';
 export { CostMetricsProcessor, METRIC_NAMES, OTHER_ROUTE } from './cost-metrics-processor';
 export type { CostMetricsOptions } from './cost-metrics-processor';

@@ -9,31 +9,48 @@ import type { Instrumentation } from '@opentelemetry/instrumentation';
 import { ExpressInstrumentation, ExpressLayerType } from '@opentelemetry/instrumentation-express';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
+import { KoaInstrumentation, KoaLayerType } from '@opentelemetry/instrumentation-koa';
 import { MongoDBInstrumentation } from '@opentelemetry/instrumentation-mongodb';
 import { MySQL2Instrumentation } from '@opentelemetry/instrumentation-mysql2';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
+import { RedisInstrumentation } from '@opentelemetry/instrumentation-redis';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { DB_RESPONSE_RETURNED_ROWS } from '@request-budget/core';
+import { BluebirdContextInstrumentation } from './bluebird-context-instrumentation';
+import { createFastifyInstrumentation } from './fastify-instrumentation';
+import { KoaRouteInstrumentation } from './koa-route-instrumentation';
+import { MysqlCallbackContextInstrumentation } from './mysql-callback-context-instrumentation';
+import { MysqlStreamInstrumentation, streamedRowCount } from './mysql-stream-instrumentation';
 import { PoolContextInstrumentation } from './pool-context-instrumentation';
-import { fetchTimedAttributes, judgeTimeoutListener, outgoingRequestTimedAttributes } from './http-client-timeouts';
+import { PostgresJsInstrumentation } from './instrumentations/postgres-js-instrumentation';
+import { RedisTransactionInstrumentation } from './redis-transaction-instrumentation';
+import { applyFrameworkRoute } from './route-naming';
+import { HttpClientTimeoutInstrumentation } from './http-client-timeouts';
 
 /** Names accepted in OTEL_NODE_ENABLED_INSTRUMENTATIONS / OTEL_NODE_DISABLED_INSTRUMENTATIONS. */
-export const INSTRUMENTATION_NAMES = ['http', 'express', 'pg', 'mysql2', 'ioredis', 'undici', 'mongodb'] as const;
+export const INSTRUMENTATION_NAMES = ['http', 'express', 'fastify', 'koa', 'pg', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb'] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 
 /** Settings the instrumentations are created with (from the resolved configuration). */
 export interface InstrumentationSettings {
   /** Keep express's per-layer spans (middleware, router, handler). */
   readonly expressLayerSpans: boolean;
+  /** Keep @fastify/otel's span per hook and per route handler. */
+  readonly fastifyHookSpans: boolean;
+  /** Keep instrumentation-koa's span per middleware and router layer. */
+  readonly koaLayerSpans: boolean;
   /** instrumentation-pg is installed: it rebinds pool callbacks of callers that have a span. */
   readonly pgInstrumented: boolean;
+  /** Judges outgoing calls timed or untimed; gives the http and undici instrumentations their hooks. */
+  readonly clientTimeouts: HttpClientTimeoutInstrumentation;
 }
 
 const FACTORIES: Record<InstrumentationName, (settings: InstrumentationSettings) => Instrumentation> = {
-  http: () =>
+  http: (settings) =>
     new HttpInstrumentation({
-      startOutgoingSpanHook: outgoingRequestTimedAttributes,
-      requestHook: judgeTimeoutListener,
+      ...settings.clientTimeouts.httpHooks(),
+      // The route from express's req.route when the express instrumentation could not patch it.
+      applyCustomAttributesOnSpan: applyFrameworkRoute,
     }),
   // The route template (http.route) comes from express's layers whether or not they get spans;
   // a span per middleware and handler costs every request and adds little beside the server span.
@@ -41,24 +58,72 @@ const FACTORIES: Record<InstrumentationName, (settings: InstrumentationSettings)
     new ExpressInstrumentation(
       settings.expressLayerSpans ? {} : { ignoreLayersType: [ExpressLayerType.MIDDLEWARE, ExpressLayerType.ROUTER, ExpressLayerType.REQUEST_HANDLER] },
     ),
-  pg: () => new PgInstrumentation({ responseHook: (span, { data }) => recordRows(span, pgRows(data)) }),
-  mysql2: () => new MySQL2Instrumentation({ responseHook: (span, { queryResults }) => recordRows(span, mysqlRows(queryResults)) }),
+  // @fastify/otel; its span per hook and handler only when asked for (see fastify-instrumentation.ts).
+  fastify: (settings) => createFastifyInstrumentation(settings.fastifyHookSpans),
+  // The route comes from KoaRouteInstrumentation either way; layer spans only when asked for.
+  koa: (settings) => new KoaInstrumentation(settings.koaLayerSpans ? {} : { ignoreLayersType: [KoaLayerType.MIDDLEWARE, KoaLayerType.ROUTER] }),
+  pg: () => new PgInstrumentation({ responseHook: pgResponseHook }),
+  // postgres.js (`postgres` 4.x), which has no upstream instrumentation; it sets the rows itself.
+  postgres: () => new PostgresJsInstrumentation(),
+  mysql2: () => new MySQL2Instrumentation({ responseHook: mysql2ResponseHook }),
   ioredis: () => new IORedisInstrumentation(),
-  undici: () => new UndiciInstrumentation({ startSpanHook: fetchTimedAttributes }),
+  // node-redis (`redis` and `@redis/client`), current majors.
+  redis: () => new RedisInstrumentation(),
+  undici: (settings) => new UndiciInstrumentation(settings.clientTimeouts.undiciHooks()),
   mongodb: () => new MongoDBInstrumentation(),
 };
 
 /**
  * Creates the named instrumentations, in the order given, plus the pool-context fix whenever a
  * pooled database driver is instrumented (without it, queries under pool contention can be
- * attributed to the wrong request).
+ * attributed to the wrong request), and the Koa route bridge with Koa.
  */
-export function createInstrumentations(names: readonly InstrumentationName[], options: { expressLayerSpans?: boolean } = {}): Instrumentation[] {
-  const settings: InstrumentationSettings = { expressLayerSpans: options.expressLayerSpans ?? false, pgInstrumented: names.includes('pg') };
-  const instrumentations = names.map((name) => FACTORIES[name](settings));
-  if (names.includes('pg') || names.includes('mysql2')) instrumentations.push(new PoolContextInstrumentation({ pgBindsCallersWithSpan: settings.pgInstrumented }));
+export function createInstrumentations(
+  names: readonly InstrumentationName[],
+  options: { expressLayerSpans?: boolean; fastifyHookSpans?: boolean; koaLayerSpans?: boolean; maxClientTimeoutMs?: number } = {},
+): Instrumentation[] {
+  const settings: InstrumentationSettings = {
+    expressLayerSpans: options.expressLayerSpans ?? false,
+    fastifyHookSpans: options.fastifyHookSpans ?? false,
+    koaLayerSpans: options.koaLayerSpans ?? false,
+    pgInstrumented: names.includes('pg'),
+    // Enabled (it patches axios, got and undici) only when a client instrumentation uses it.
+    clientTimeouts: new HttpClientTimeoutInstrumentation({
+      enabled: names.includes('http') || names.includes('undici'),
+      maxClientTimeoutMs: options.maxClientTimeoutMs,
+    }),
+  };
+  return [...names.map((name) => FACTORIES[name](settings)), ...companionInstrumentations(names, settings)];
+}
+
+/**
+ * request-budget's own additions for the named libraries, beside their instrumentations (its own,
+ * or an app's own instances: see otel-setup.ts).
+ */
+export function companionInstrumentations(names: readonly InstrumentationName[], settings: InstrumentationSettings): Instrumentation[] {
+  const instrumentations: Instrumentation[] = [];
+  if (names.includes('pg') || names.includes('mysql2') || names.includes('redis')) {
+    instrumentations.push(new PoolContextInstrumentation({ pgBindsCallersWithSpan: settings.pgInstrumented }));
+  }
+  // mysql2 runs callbacks in the context of whoever opened the connection: bind them to the caller.
+  // Streamed queries: one query, ended at its last row (after instrumentation-mysql2, to wrap it).
+  if (names.includes('mysql2')) instrumentations.push(new MysqlCallbackContextInstrumentation(), new MysqlStreamInstrumentation());
+  // node-redis: MULTI and EXEC are commands the server runs, with no span of their own.
+  if (names.includes('redis')) instrumentations.push(new RedisTransactionInstrumentation());
+  if (names.includes('koa')) instrumentations.push(new KoaRouteInstrumentation());
+  // Bluebird's callbacks lose the request's context unless its asyncHooks option is on, whatever
+  // the driver: turned on as it loads (it patches nothing when the app has no Bluebird).
+  instrumentations.push(new BluebirdContextInstrumentation());
+  // What bounds axios, got and undici calls, for the http and undici hooks to judge.
+  if (settings.clientTimeouts.isEnabled()) instrumentations.push(settings.clientTimeouts);
   return instrumentations;
 }
+
+/** instrumentation-pg `responseHook`: the rows the query returned. */
+export const pgResponseHook = (span: Span, { data }: { data: unknown }): void => recordRows(span, pgRows(data));
+
+/** instrumentation-mysql2 `responseHook`: the rows the query returned. */
+export const mysql2ResponseHook = (span: Span, { queryResults }: { queryResults: unknown }): void => recordRows(span, mysqlRows(queryResults));
 
 function recordRows(span: Span, rows: number): void {
   span.setAttribute(DB_RESPONSE_RETURNED_ROWS, rows);
@@ -73,9 +138,12 @@ function pgRows(data: unknown): number {
 
 /**
  * mysql2: an array of rows; for multi-statement queries and CALL, an array of result sets (row
- * arrays) and result headers. Headers (INSERT, UPDATE) return no rows.
+ * arrays) and result headers. Headers (INSERT, UPDATE) return no rows. A streamed query hands
+ * over its row count instead (see mysql-stream-instrumentation.ts).
  */
 function mysqlRows(results: unknown): number {
+  const streamed = streamedRowCount(results);
+  if (streamed !== undefined) return streamed;
   if (!Array.isArray(results)) return 0;
   // A row is an object (or, with rowsAsArray, an array of values); a result set is an array
   // of object rows.

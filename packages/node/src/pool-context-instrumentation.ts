@@ -5,8 +5,9 @@
  * from whichever caller releases a connection, inside that caller's async context. A query made
  * in the callback is then parented to the wrong request. instrumentation-pg rebinds the callback
  * only when the caller has a span, so a query from background work (no span) is attributed to
- * the request that happened to release the connection; mysql2's pool is not rebound at all.
- * Binding every callback to the caller's context, the empty one included, fixes both.
+ * the request that happened to release the connection; mysql2's pool is not rebound at all,
+ * nor is node-redis's RedisClientPool (its `execute(fn)` queues `fn` the same way).
+ * Binding every callback to the caller's context, the empty one included, fixes all three.
  */
 import { context, trace } from '@opentelemetry/api';
 import {
@@ -23,6 +24,8 @@ const ORIGINAL = Symbol('request-budget.pool-callback-original');
 interface PoolPrototype {
   connect?: (callback?: Callback) => unknown;
   getConnection?: (callback?: Callback) => unknown;
+  /** node-redis RedisClientPool: runs `fn(client)` now, or queued until a client is returned. */
+  execute?: (fn?: Callback) => unknown;
 }
 interface PoolClass {
   prototype: PoolPrototype;
@@ -61,6 +64,18 @@ export class PoolContextInstrumentation extends InstrumentationBase<PoolContextC
           ['>=2 <3.11'],
           (Pool: PoolClass) => this.patch(Pool, 'getConnection', false),
           (Pool?: PoolClass) => this.unpatch(Pool, 'getConnection'),
+        ),
+      ]),
+      // node-redis runs a queued task from the `.finally` of whichever task returns a client.
+      new InstrumentationNodeModuleDefinition('@redis/client', ['^5.0.0', '^6.0.0'], undefined, undefined, [
+        new InstrumentationNodeModuleFile(
+          '@redis/client/dist/lib/client/pool.js',
+          ['^5.0.0', '^6.0.0'],
+          (exports: { RedisClientPool?: PoolClass }) => {
+            if (exports?.RedisClientPool !== undefined) this.patch(exports.RedisClientPool, 'execute', false);
+            return exports;
+          },
+          (exports?: { RedisClientPool?: PoolClass }) => this.unpatch(exports?.RedisClientPool, 'execute'),
         ),
       ]),
     ];

@@ -3,25 +3,19 @@
  * Everything is resolved once at start; a failure to start is reported and leaves the app
  * running uninstrumented, never crashing it.
  */
+import type { Instrumentation } from '@opentelemetry/instrumentation';
 import type { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { createAlwaysRecordSampler, type SpanProcessor } from '@opentelemetry/sdk-trace';
-import { BudgetFileError, BudgetRuleSet, loadBudgetFile, parseBudgetObject, type Budgets } from '@request-budget/core';
-import { createAlertDispatcher, type AlertDispatcher, type AlertSinkStats } from '@request-budget/alerts';
-import { outsideAnyTrace } from './outside-any-trace';
-import { BreachedTraceExportProcessor } from './breached-trace-export-processor';
-import { BudgetSpanProcessor } from './budget-span-processor';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { Budgets } from '@request-budget/core';
+import type { AlertDispatcher, AlertSinkStats } from '@request-budget/alerts';
 import { resolveConfig, type ResolvedConfig } from './config';
-import { CostSpanProcessor } from './cost-span-processor';
 import { describeError, reportProblem } from './diagnostics';
 import { installExitHooks } from './exit-hooks';
-import { CostMetricsProcessor } from './cost-metrics-processor';
-import { GuardedSpanProcessor } from './guarded-span-processor';
-import { createCostMeterProvider } from './meter-provider';
 import { wrapGlobalFetch } from './http-client-timeouts';
 import { createInstrumentations } from './instrumentations';
-import { SummarySpanProcessor } from './summary-span-processor';
-import { createExportProcessors } from './trace-exporters';
+import { watchLibraryCoverage } from './library-coverage';
+import { assemblePipeline, prepareForOtherSetups } from './pipeline';
 import type { RequestBudgetOptions } from './types';
 
 /** Longest wait for the last export when the process is stopping. */
@@ -35,6 +29,8 @@ interface Running {
   readonly spanProcessors: readonly SpanProcessor[];
   readonly meterProvider: MeterProvider | undefined;
   readonly restoreFetch: () => void;
+  /** The instrumentations installed (measureCost checks them; the jest setup patches with them). */
+  readonly instrumentations: readonly Instrumentation[];
   readonly removeExitHooks: () => void;
   stopping: Promise<void> | undefined;
 }
@@ -60,51 +56,37 @@ export function start(options: RequestBudgetOptions = {}): boolean {
   try {
     const config = resolveConfig(options, process.env, reportProblem);
     if (config.disabled) return false;
-    const serviceName = config.serviceName ?? 'unknown_service:node';
-    if (config.summaryByDefault) {
-      reportProblem('no trace exporter configured (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT): printing one summary line per request on stderr');
-    }
-    const budgets = loadBudgets(config);
-    const alerts = budgets === undefined ? undefined : createAlertDispatcher(config.alerts, reportProblem, { runDetached: outsideAnyTrace });
-    const rules = budgets === undefined ? undefined : new BudgetRuleSet(budgets);
-    const exportProcessors = createExportProcessors(config);
     const instrumentations = [
-      ...createInstrumentations(config.instrumentations, { expressLayerSpans: config.expressLayerSpans }),
+      ...createInstrumentations(config.instrumentations, {
+        expressLayerSpans: config.expressLayerSpans,
+        fastifyHookSpans: config.fastifyHookSpans,
+        koaLayerSpans: config.koaLayerSpans,
+        maxClientTimeoutMs: config.maxClientTimeoutMs,
+      }),
       ...(options.extraInstrumentations ?? []),
     ];
-    const meterProvider = createCostMeterProvider(config, instrumentations);
-    const spanProcessors: SpanProcessor[] = [
-      new CostSpanProcessor(),
-      ...(budgets !== undefined
-        ? [
-            new BudgetSpanProcessor({
-              rules: rules!,
-              serviceName,
-              errorStatusOnCritical: config.errorStatusOnCritical,
-              ...(alerts !== undefined ? { onBreach: (reports) => alerts.report(reports) } : {}),
-            }),
-          ]
-        : []),
-      ...(meterProvider !== undefined ? [new CostMetricsProcessor({ meter: meterProvider.getMeter('@request-budget/node'), ...(rules !== undefined ? { rules } : {}) })] : []),
-      ...(options.spanProcessors ?? []).map((processor) => new GuardedSpanProcessor(processor)),
-      ...(config.summary ? [new SummarySpanProcessor()] : []),
-      ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0
-        ? [new BreachedTraceExportProcessor(exportProcessors)]
-        : exportProcessors),
-    ];
+    // One line per known library loaded whose work cannot be counted, now and as libraries load.
+    watchLibraryCoverage({
+      instrumentations,
+      extraInstrumentations: options.extraInstrumentations ?? [],
+      enabledNames: config.instrumentations,
+      enabledFrom: options.instrumentations !== undefined ? 'option' : 'environment',
+    });
+    // Processors and sampler come from pipeline.ts, shared with requestBudgetComponents().
+    const { budgets, alerts, meterProvider, spanProcessors, sampler, probe } = assemblePipeline(config, options, instrumentations);
+    prepareForOtherSetups(instrumentations, probe);
     const sdk = new NodeSDK({
       ...(config.serviceName !== undefined ? { serviceName: config.serviceName } : {}),
       instrumentations,
       spanProcessors,
-      // Unsampled spans are still recorded (not exported) so every request gets its cost record.
-      sampler: createAlwaysRecordSampler(config.sampler),
+      sampler,
       // Metrics go through request-budget's own provider (see meter-provider.ts); logs nowhere.
       metricReaders: [],
       logRecordProcessors: [],
     });
     sdk.start();
     const restoreFetch = config.instrumentations.includes('undici') ? wrapGlobalFetch() : () => {};
-    const state: Running = { sdk, config, budgets, alerts, spanProcessors, meterProvider, restoreFetch, removeExitHooks: () => {}, stopping: undefined };
+    const state: Running = { sdk, config, budgets, alerts, spanProcessors, meterProvider, restoreFetch, instrumentations, removeExitHooks: () => {}, stopping: undefined };
     running = state;
     if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks({ flush, shutdown }, EXIT_FLUSH_TIMEOUT_MS) });
     return true;
@@ -142,6 +124,11 @@ export async function flush(): Promise<void> {
   await Promise.allSettled([...state.spanProcessors.map((processor) => processor.forceFlush()), state.alerts?.flush(), state.meterProvider?.forceFlush()]);
 }
 
+/** The instrumentations installed by start(); empty when not running. */
+export function activeInstrumentations(): readonly Instrumentation[] {
+  return running?.instrumentations ?? [];
+}
+
 /** The configuration in force, for diagnostics and tests; undefined when not running. */
 export function activeConfig(): ResolvedConfig | undefined {
   return running?.config;
@@ -162,15 +149,3 @@ export async function flushAlerts(): Promise<void> {
   await running?.alerts?.flush();
 }
 
-/** Loads the configured budgets; a bad file is reported, once, and the app runs without them. */
-function loadBudgets(config: ResolvedConfig): Budgets | undefined {
-  if (config.budgets === undefined) return undefined;
-  try {
-    return typeof config.budgets === 'string' ? loadBudgetFile(config.budgets) : parseBudgetObject(config.budgets);
-  } catch (error) {
-    if (!(error instanceof BudgetFileError)) throw error;
-    reportProblem(`budget file ${error.source} rejected; running without budgets (costs are still recorded):`);
-    for (const problem of error.problems) reportProblem(`  ${problem}`);
-    return undefined;
-  }
-}

@@ -5,6 +5,11 @@
  *   request-budget: GET /users/:id 200 12.4ms queries=3 db=4.1ms rows=3 heap=+1.2MiB(high) http=0
  *   request-budget: GET /users-with-orders 200 48.0ms queries=21 db=30.2ms rows=120 heap=+310KiB(low) http=0 repeated=20×"SELECT * FROM orders WHERE user_id = $1" OVER BUDGET (GET /users-with-orders): db.queries 21>10, db.repeated_count 20>5
  *
+ * A query or call that ends after its request's response is in no line above; it gets a `late:`
+ * line of its own, at most one per route every `lateIntervalMs` (see late-operations.ts):
+ *
+ *   request-budget: late: GET /after-response +1 query after the response (SELECT ? AS late)
+ *
  * It is a span processor rather than an exporter so that it sees every request, sampled or not.
  * Lines are buffered and written on a timer, never on the request path; the buffer is bounded and
  * lines beyond it are counted and reported as dropped.
@@ -28,6 +33,7 @@ import {
   HTTP_REQUEST_METHOD,
   HTTP_ROUTE,
 } from '@request-budget/core';
+import { LateOperationLines, lateOperationOf, type LateOperation } from './late-operations';
 
 // HTTP server attributes read only for the summary line (stable HTTP semantic conventions).
 const HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code';
@@ -40,6 +46,11 @@ export interface SummaryOptions {
   readonly flushIntervalMs?: number;
   /** Lines held before new ones are dropped. @default 2000 */
   readonly maxBufferedLines?: number;
+  /**
+   * Shortest time between two `late:` lines (queries or calls that ended after their request's
+   * response) for one route; those in between are summed into the next. @default 10000
+   */
+  readonly lateIntervalMs?: number;
 }
 
 const STATEMENT_PREVIEW_CHARS = 120;
@@ -52,21 +63,26 @@ export class SummarySpanProcessor implements SpanProcessor {
   private dropped = 0;
   private timer: NodeJS.Timeout | undefined;
   private isShutdown = false;
+  private readonly late: LateOperationLines;
 
   // process.exit() skips timers: what is buffered then is written synchronously on 'exit'.
-  private readonly flushOnExit = () => this.flush();
+  private readonly flushOnExit = () => this.flush(true);
 
   constructor(options: SummaryOptions = {}) {
     this.write = options.write ?? ((text) => process.stderr.write(text));
     this.flushIntervalMs = options.flushIntervalMs ?? 100;
     this.maxBufferedLines = options.maxBufferedLines ?? 2000;
+    this.late = new LateOperationLines({ intervalMs: options.lateIntervalMs ?? 10_000 });
     process.on('exit', this.flushOnExit);
   }
 
   onStart(): void {}
 
   onEnd(span: ReadableSpan): void {
-    if (this.isShutdown || span.attributes[COST_DB_QUERIES] === undefined) return;
+    if (this.isShutdown) return;
+    const late = lateOperationOf(span);
+    if (late !== undefined) return this.recordLate(late);
+    if (span.attributes[COST_DB_QUERIES] === undefined) return;
     if (this.buffered.length >= this.maxBufferedLines) {
       this.dropped += 1;
       return;
@@ -85,17 +101,35 @@ export class SummarySpanProcessor implements SpanProcessor {
   }
 
   shutdown(): Promise<void> {
-    this.flush();
+    this.flush(true);
     this.isShutdown = true;
     process.removeListener('exit', this.flushOnExit);
     return Promise.resolve();
   }
 
-  private flush(): void {
+  private recordLate(late: LateOperation): void {
+    try {
+      this.late.record(late);
+    } catch {
+      return;
+    }
+    this.timer ??= setTimeout(() => this.flush(), this.flushIntervalMs).unref();
+  }
+
+  /** Writes what is buffered; `all` also writes late counts still inside their interval. */
+  private flush(all = false): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     let text = this.buffered.join('');
     this.buffered = [];
+    try {
+      text += this.late.take(all);
+      // Late counts held back by the interval are written when it is over.
+      const due = this.late.nextDueInMs();
+      if (due !== undefined && !all) this.timer = setTimeout(() => this.flush(), Math.max(due, this.flushIntervalMs)).unref();
+    } catch {
+      // late lines are a convenience too
+    }
     if (this.dropped > 0) {
       text += `request-budget: ${this.dropped} summary lines dropped (more than ${this.maxBufferedLines} waiting to be written)\n`;
       this.dropped = 0;

@@ -58,7 +58,7 @@ export interface RequestBudgetOptions {
   /**
    * Instrumentations to install, by name. Env: OTEL_NODE_ENABLED_INSTRUMENTATIONS and
    * OTEL_NODE_DISABLED_INSTRUMENTATIONS.
-   * @default all: http, express, pg, mysql2, ioredis, undici, mongodb
+   * @default all: http, express, fastify, koa, pg, postgres, mysql2, ioredis, redis, undici, mongodb
    */
   instrumentations?: InstrumentationName[];
   /**
@@ -67,6 +67,19 @@ export interface RequestBudgetOptions {
    * @default false: they cost every request and add little beside the server span
    */
   expressLayerSpans?: boolean;
+  /**
+   * Keep @fastify/otel's span per hook (onRequest, preHandler, …) and per route handler. The
+   * route template is recorded either way, and its one `request` span per request stays.
+   * Env: REQUEST_BUDGET_FASTIFY_HOOK_SPANS.
+   * @default false: they cost every request and add no cost figure
+   */
+  fastifyHookSpans?: boolean;
+  /**
+   * Keep instrumentation-koa's span per middleware and router layer. The route template is
+   * recorded either way. Env: REQUEST_BUDGET_KOA_LAYER_SPANS.
+   * @default false: they cost every request and add no cost figure
+   */
+  koaLayerSpans?: boolean;
   /** Further instrumentations to install beside request-budget's own. @default [] */
   extraInstrumentations?: Instrumentation[];
   /** Further span processors, run after cost attribution and before export. @default [] */
@@ -76,6 +89,13 @@ export interface RequestBudgetOptions {
    * @default true
    */
   shutdownOnExit?: boolean;
+  /**
+   * The longest client timeout, in ms, that still counts as one: an outgoing call bounded only
+   * by a longer timeout (or abort-signal delay) counts in `cost.http_client.untimed`, since it
+   * does not protect the request that made it. Env: REQUEST_BUDGET_MAX_CLIENT_TIMEOUT_MS.
+   * @default 30000
+   */
+  maxClientTimeoutMs?: number;
   /**
    * The budget file: a path to YAML or JSON, or its content as an object. A file that fails
    * validation is reported (file, line, field) and the app runs without budgets.

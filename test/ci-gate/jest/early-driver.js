@@ -1,0 +1,2 @@
+// Loads pg before request-budget's setup runs.
+require('pg');
