@@ -44,89 +44,69 @@ export interface CollectorConfig {
 
 type ValueType = 'listen' | 'path' | 'url' | 'text' | 'headers' | 'boolean' | 'count' | 'duration' | 'size';
 
-interface OptionSpec {
-  /** The file key (camelCase); the flag is its kebab-case form. */
+interface OptionDeclaration {
+  /** The file key (camelCase); the flag is its kebab-case form unless `flag` says otherwise. */
   readonly key: keyof CollectorConfig | 'listen' | 'config';
+  /** A shorter flag than the key's kebab-case form, without the dashes. */
+  readonly flag?: string;
   readonly type: ValueType;
   readonly arg: string;
   readonly help: string;
-  readonly defaultText: string;
+  /** The value when none is given, in the option's own form (`listen`: HOST:PORT text); none when absent. */
+  readonly default?: unknown;
+  /** What --help says of an absent default, when "none" alone would not say enough. */
+  readonly noneText?: string;
   /** Smallest allowed value for counts and durations. */
   readonly min?: number;
 }
 
-/** Every option, in --help order. Flags are `--` + the key in kebab-case. */
-export const OPTIONS: readonly OptionSpec[] = [
-  { key: 'config', type: 'path', arg: 'FILE', defaultText: 'none', help: 'YAML or JSON file with any of these options (keys in camelCase, e.g. maxTraces); paths in it are relative to it' },
-  { key: 'listen', type: 'listen', arg: 'HOST:PORT', defaultText: '127.0.0.1:4318', help: 'where to receive OTLP/HTTP (POST /v1/traces) and serve /metrics, /healthz, /readyz; port 0 picks a free one' },
-  { key: 'budgetsPath', type: 'path', arg: 'FILE', defaultText: 'none (costs derived, nothing judged)', help: 'the budget file (YAML or JSON), as for @request-budget/node' },
-  { key: 'otlpEndpoint', type: 'url', arg: 'URL', defaultText: 'none', help: 'forward OTLP/HTTP protobuf here, e.g. http://jaeger:4318 (/v1/traces is appended unless the path ends with it)' },
-  { key: 'otlpHeaders', type: 'headers', arg: 'K=V,…', defaultText: 'none', help: 'extra headers for the OTLP downstream, e.g. authorization=Bearer%20xyz (values URL-decoded)' },
-  { key: 'zipkinEndpoint', type: 'url', arg: 'URL', defaultText: 'none', help: 'forward Zipkin v2 JSON here, e.g. http://zipkin:9411/api/v2/spans' },
-  { key: 'alertmanagerUrl', type: 'url', arg: 'URL', defaultText: 'none', help: 'send breaches to this Alertmanager (POST /api/v2/alerts), e.g. http://alertmanager:9093' },
-  { key: 'webhookUrl', type: 'url', arg: 'URL', defaultText: 'none', help: 'POST breaches to this webhook as {"breaches":[…]}' },
-  { key: 'alertLog', type: 'boolean', arg: 'true|false', defaultText: 'true', help: 'one JSON line per breach on stderr' },
-  { key: 'alertResendIntervalMs', type: 'duration', arg: 'DURATION', defaultText: '60s', min: 100, help: 'how often firing Alertmanager alerts are re-sent' },
-  { key: 'alertResolveAfterMs', type: 'duration', arg: 'DURATION', defaultText: '5m', min: 100, help: 'quiet period after which an Alertmanager alert is resolved (longer than the resend interval)' },
-  { key: 'errorOnCritical', type: 'boolean', arg: 'true|false', defaultText: 'false', help: 'a critical breach also sets the root span status to ERROR' },
-  { key: 'authToken', type: 'text', arg: 'TOKEN', defaultText: 'none (no auth)', help: 'require "Authorization: Bearer TOKEN" on /v1/traces (prefer the environment variable to the flag)' },
-  { key: 'maxBodyBytes', type: 'size', arg: 'SIZE', defaultText: '10MiB', help: 'largest request body, compressed or inflated (larger: 413)' },
-  { key: 'maxConcurrentRequests', type: 'count', arg: 'N', defaultText: '32', min: 1, help: 'request bodies received and decoded at once (with --max-body-size, bounds their memory); a request beyond it gets 503 with Retry-After: 1 before its body is read' },
-  { key: 'graceMs', type: 'duration', arg: 'DURATION', defaultText: '2s', min: 0, help: 'wait after a trace\'s root span arrives for the rest of its spans' },
-  { key: 'maxTraceWaitMs', type: 'duration', arg: 'DURATION', defaultText: '30s', min: 0, help: 'longest a trace is held from its first span, root or not' },
-  { key: 'maxTraces', type: 'count', arg: 'N', defaultText: '10000', min: 1, help: 'traces held at once; a new one beyond this flushes (processes) the oldest' },
-  { key: 'maxSpansPerTrace', type: 'count', arg: 'N', defaultText: '2000', min: 1, help: 'spans held per trace; a trace reaching it is processed at once' },
-  { key: 'maxQueueSpans', type: 'count', arg: 'N', defaultText: '100000', min: 1, help: 'spans held in all (in traces and waiting for a downstream); beyond it senders get 503 with Retry-After' },
-  { key: 'maxBatchSpans', type: 'count', arg: 'N', defaultText: '512', min: 1, help: 'most spans in one request to a downstream' },
-  { key: 'forwardTimeoutMs', type: 'duration', arg: 'DURATION', defaultText: '10s', min: 1, help: 'timeout of one request to a downstream' },
-  { key: 'retryInitialBackoffMs', type: 'duration', arg: 'DURATION', defaultText: '500ms', min: 1, help: 'first retry delay after a failed send (doubles each time, ±20 %) unless the downstream sent Retry-After' },
-  { key: 'retryMaxBackoffMs', type: 'duration', arg: 'DURATION', defaultText: '30s', min: 1, help: 'longest retry delay' },
-  { key: 'retryMaxElapsedMs', type: 'duration', arg: 'DURATION', defaultText: '5m', min: 1, help: 'give up on a batch (drop it, counted and logged) after retrying this long' },
-  { key: 'shutdownTimeoutMs', type: 'duration', arg: 'DURATION', defaultText: '10s', min: 0, help: 'on SIGTERM/SIGINT, how long to deliver what is held before exiting' },
+/** An option as declared, with the default as --help states it. */
+export interface OptionSpec extends OptionDeclaration {
+  readonly defaultText: string;
+}
+
+/**
+ * Every option, declared once, in --help order: its flag (`--` + the key in kebab-case, or
+ * `flag`), environment variable (derived from the flag), type, default and help text. Parsing,
+ * defaults and --help all come from here.
+ */
+const DECLARED: readonly OptionDeclaration[] = [
+  { key: 'config', type: 'path', arg: 'FILE', help: 'YAML or JSON file with any of these options (keys in camelCase, e.g. maxTraces); paths in it are relative to it' },
+  { key: 'listen', type: 'listen', arg: 'HOST:PORT', default: '127.0.0.1:4318', help: 'where to receive OTLP/HTTP (POST /v1/traces) and serve /metrics, /healthz, /readyz; port 0 picks a free one' },
+  { key: 'budgetsPath', flag: 'budgets', type: 'path', arg: 'FILE', noneText: 'none (costs derived, nothing judged)', help: 'the budget file (YAML or JSON), as for @request-budget/node' },
+  { key: 'otlpEndpoint', type: 'url', arg: 'URL', help: 'forward OTLP/HTTP protobuf here, e.g. http://jaeger:4318 (/v1/traces is appended unless the path ends with it)' },
+  { key: 'otlpHeaders', type: 'headers', arg: 'K=V,…', default: {}, help: 'extra headers for the OTLP downstream, e.g. authorization=Bearer%20xyz (values URL-decoded)' },
+  { key: 'zipkinEndpoint', type: 'url', arg: 'URL', help: 'forward Zipkin v2 JSON here, e.g. http://zipkin:9411/api/v2/spans' },
+  { key: 'alertmanagerUrl', type: 'url', arg: 'URL', help: 'send breaches to this Alertmanager (POST /api/v2/alerts), e.g. http://alertmanager:9093' },
+  { key: 'webhookUrl', type: 'url', arg: 'URL', help: 'POST breaches to this webhook as {"breaches":[…]}' },
+  { key: 'alertLog', type: 'boolean', arg: 'true|false', default: true, help: 'one JSON line per breach on stderr' },
+  { key: 'alertResendIntervalMs', flag: 'alert-resend-interval', type: 'duration', arg: 'DURATION', default: 60_000, min: 100, help: 'how often firing Alertmanager alerts are re-sent' },
+  { key: 'alertResolveAfterMs', flag: 'alert-resolve-after', type: 'duration', arg: 'DURATION', default: 300_000, min: 100, help: 'quiet period after which an Alertmanager alert is resolved (longer than the resend interval)' },
+  { key: 'errorOnCritical', type: 'boolean', arg: 'true|false', default: false, help: 'a critical breach also sets the root span status to ERROR' },
+  { key: 'authToken', type: 'text', arg: 'TOKEN', noneText: 'none (no auth)', help: 'require "Authorization: Bearer TOKEN" on /v1/traces (prefer the environment variable to the flag)' },
+  { key: 'maxBodyBytes', flag: 'max-body-size', type: 'size', arg: 'SIZE', default: 10 * 1024 * 1024, help: 'largest request body, compressed or inflated (larger: 413)' },
+  { key: 'maxConcurrentRequests', type: 'count', arg: 'N', default: 32, min: 1, help: 'request bodies received and decoded at once (with --max-body-size, bounds their memory); a request beyond it gets 503 with Retry-After: 1 before its body is read' },
+  { key: 'graceMs', flag: 'grace-period', type: 'duration', arg: 'DURATION', default: 2000, min: 0, help: "wait after a trace's root span arrives for the rest of its spans" },
+  { key: 'maxTraceWaitMs', flag: 'max-trace-wait', type: 'duration', arg: 'DURATION', default: 30_000, min: 0, help: 'longest a trace is held from its first span, root or not' },
+  { key: 'maxTraces', type: 'count', arg: 'N', default: 10_000, min: 1, help: 'traces held at once; a new one beyond this flushes (processes) the oldest' },
+  { key: 'maxSpansPerTrace', type: 'count', arg: 'N', default: 2000, min: 1, help: 'spans held per trace; a trace reaching it is processed at once' },
+  { key: 'maxQueueSpans', type: 'count', arg: 'N', default: 100_000, min: 1, help: 'spans held in all (in traces and waiting for a downstream); beyond it senders get 503 with Retry-After' },
+  { key: 'maxBatchSpans', type: 'count', arg: 'N', default: 512, min: 1, help: 'most spans in one request to a downstream' },
+  { key: 'forwardTimeoutMs', flag: 'forward-timeout', type: 'duration', arg: 'DURATION', default: 10_000, min: 1, help: 'timeout of one request to a downstream' },
+  { key: 'retryInitialBackoffMs', flag: 'retry-initial-backoff', type: 'duration', arg: 'DURATION', default: 500, min: 1, help: 'first retry delay after a failed send (doubles each time, ±20 %) unless the downstream sent Retry-After' },
+  { key: 'retryMaxBackoffMs', flag: 'retry-max-backoff', type: 'duration', arg: 'DURATION', default: 30_000, min: 1, help: 'longest retry delay' },
+  { key: 'retryMaxElapsedMs', flag: 'retry-max-elapsed', type: 'duration', arg: 'DURATION', default: 300_000, min: 1, help: 'give up on a batch (drop it, counted and logged) after retrying this long' },
+  { key: 'shutdownTimeoutMs', flag: 'shutdown-timeout', type: 'duration', arg: 'DURATION', default: 10_000, min: 0, help: 'on SIGTERM/SIGINT, how long to deliver what is held before exiting' },
 ];
 
-/** Flags that name an option more briefly than its kebab-case key. */
-const FLAG_ALIASES: Record<string, string> = {
-  budgets: 'budgetsPath',
-  'max-body-size': 'maxBodyBytes',
-  'grace-period': 'graceMs',
-  'max-trace-wait': 'maxTraceWaitMs',
-  'forward-timeout': 'forwardTimeoutMs',
-  'retry-initial-backoff': 'retryInitialBackoffMs',
-  'retry-max-backoff': 'retryMaxBackoffMs',
-  'retry-max-elapsed': 'retryMaxElapsedMs',
-  'shutdown-timeout': 'shutdownTimeoutMs',
-  'alert-resend-interval': 'alertResendIntervalMs',
-  'alert-resolve-after': 'alertResolveAfterMs',
-};
-
-const DEFAULTS: Record<string, unknown> = {
-  listen: '127.0.0.1:4318',
-  alertLog: true,
-  alertResendIntervalMs: 60_000,
-  alertResolveAfterMs: 300_000,
-  errorOnCritical: false,
-  maxBodyBytes: 10 * 1024 * 1024,
-  maxConcurrentRequests: 32,
-  graceMs: 2000,
-  maxTraceWaitMs: 30_000,
-  maxTraces: 10_000,
-  maxSpansPerTrace: 2000,
-  maxQueueSpans: 100_000,
-  maxBatchSpans: 512,
-  forwardTimeoutMs: 10_000,
-  retryInitialBackoffMs: 500,
-  retryMaxBackoffMs: 30_000,
-  retryMaxElapsedMs: 300_000,
-  shutdownTimeoutMs: 10_000,
-  otlpHeaders: {},
-};
+/** Every option with its default as --help states it. */
+export const OPTIONS: readonly OptionSpec[] = DECLARED.map((option) => ({ ...option, defaultText: describeDefault(option) }));
 
 export const ENV_PREFIX = 'REQUEST_BUDGET_COLLECTOR_';
 
 const kebab = (key: string) => key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
-/** The flag of an option: its alias when it has one, else its key in kebab-case. */
-export const flagOf = (spec: OptionSpec): string => `--${Object.entries(FLAG_ALIASES).find(([, key]) => key === spec.key)?.[0] ?? kebab(spec.key)}`;
+/** The flag of an option: its own when it has one, else its key in kebab-case. */
+export const flagOf = (spec: OptionSpec): string => `--${spec.flag ?? kebab(spec.key)}`;
 /** The environment variable of an option: REQUEST_BUDGET_COLLECTOR_ + its flag in upper snake case. */
 export const envOf = (spec: OptionSpec): string => `${ENV_PREFIX}${flagOf(spec).slice(2).replace(/-/g, '_').toUpperCase()}`;
 
@@ -168,28 +148,24 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
   for (const spec of OPTIONS) {
     if (spec.key === 'config') continue;
     const raw = flags.get(spec.key) ?? fromEnv.get(spec.key) ?? fromFile.get(spec.key);
-    if (raw === undefined) {
-      values[spec.key] = DEFAULTS[spec.key];
-      continue;
-    }
     try {
-      values[spec.key] = convert(spec, raw);
+      // A default is in the option's own form, so it goes through the same conversion.
+      if (raw !== undefined) values[spec.key] = convert(spec, raw);
+      else if (spec.default !== undefined) values[spec.key] = convert(spec, { value: spec.default, source: 'default', baseDir: cwd });
     } catch (error) {
-      problems.push(`${raw.source}: ${(error as Error).message}`);
+      problems.push(`${raw?.source ?? 'default'}: ${(error as Error).message}`);
     }
   }
-  const listen = values.listen as { host: string; port: number } | string | undefined;
-  const { host, port } = typeof listen === 'string' ? parseListen(listen) : (listen ?? { host: '127.0.0.1', port: 4318 });
-  const config = { ...values, listenHost: host, listenPort: port } as Record<string, unknown>;
-  delete config.listen;
-  if ((config.alertResolveAfterMs as number) <= (config.alertResendIntervalMs as number)) {
-    problems.push(`alert resolve period (${config.alertResolveAfterMs} ms) must be longer than the resend interval (${config.alertResendIntervalMs} ms)`);
+  const { listen, ...rest } = values as { listen?: { host: string; port: number } } & Omit<CollectorConfig, 'listenHost' | 'listenPort'>;
+  if (rest.alertResolveAfterMs <= rest.alertResendIntervalMs) {
+    problems.push(`alert resolve period (${rest.alertResolveAfterMs} ms) must be longer than the resend interval (${rest.alertResendIntervalMs} ms)`);
   }
-  if ((config.retryMaxBackoffMs as number) < (config.retryInitialBackoffMs as number)) {
-    problems.push(`retry max backoff (${config.retryMaxBackoffMs} ms) is shorter than the initial backoff (${config.retryInitialBackoffMs} ms)`);
+  if (rest.retryMaxBackoffMs < rest.retryInitialBackoffMs) {
+    problems.push(`retry max backoff (${rest.retryMaxBackoffMs} ms) is shorter than the initial backoff (${rest.retryInitialBackoffMs} ms)`);
   }
-  if (problems.length > 0) throw new ConfigError(problems);
-  return { kind: 'run', config: config as unknown as CollectorConfig };
+  if (problems.length > 0 || listen === undefined) throw new ConfigError(problems);
+  const config: CollectorConfig = { ...rest, listenHost: listen.host, listenPort: listen.port };
+  return { kind: 'run', config };
 }
 
 function parseFlags(argv: readonly string[], cwd: string, problems: string[]): Map<string, RawValue> | 'help' | 'version' {
@@ -401,6 +377,26 @@ export function helpText(): string {
     'Endpoints: POST /v1/traces (OTLP/HTTP), GET /metrics (Prometheus), /healthz, /readyz.',
   );
   return `${lines.join('\n')}\n`;
+}
+
+/** The default as --help states it: `60s`, `10MiB`, `none`… */
+function describeDefault(option: OptionDeclaration): string {
+  const value = option.default;
+  if (value === undefined) return option.noneText ?? 'none';
+  if (option.type === 'duration') return formatDuration(value as number);
+  if (option.type === 'size') return formatSize(value as number);
+  if (option.type === 'headers') return Object.keys(value as object).length === 0 ? 'none' : JSON.stringify(value);
+  return String(value);
+}
+
+function formatDuration(ms: number): string {
+  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}
+
+function formatSize(bytes: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  return String(bytes);
 }
 
 function wrap(text: string, width: number): string[] {

@@ -95,7 +95,9 @@ export class CostSpanProcessor implements SpanProcessor {
       if (tracked[ROOT_STATE] !== undefined) return; // attributed by another instance already
       const parent = trace.getSpan(parentContext) as (TrackedSpan & object) | undefined;
       const parentState = parent?.[ROOT_STATE];
-      if (span.attributes[ROOT_MARKER_ATTRIBUTE] === true) {
+      // Marked roots (jobs, measurements) and messages a consumer received are roots of their own
+      // even inside a request: a message is processed for its queue, not for whoever was running.
+      if (span.attributes[ROOT_MARKER_ATTRIBUTE] === true || span.kind === SpanKind.CONSUMER) {
         tracked[ROOT_STATE] = this.openRoot(span);
       } else if (parentState !== undefined && !parentState.ended) {
         tracked[ROOT_STATE] = parentState;
