@@ -32,8 +32,8 @@ afterAll(async () => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 
-function vitest(env: Record<string, string>, ...files: string[]): Promise<TestRun> {
-  return runNode([VITEST, 'run', ...files], { cwd: SUITE, env: { CIGATE_DATABASE_URL: truth.url, ...env } });
+function vitest(env: Record<string, string>, ...args: string[]): Promise<TestRun> {
+  return runNode([VITEST, 'run', ...args], { cwd: SUITE, env: { CIGATE_DATABASE_URL: truth.url, ...env } });
 }
 
 describe('the per-route baseline gate: explicit update and refusals', () => {
@@ -56,7 +56,7 @@ describe('the per-route baseline gate: explicit update and refusals', () => {
   it('fails the tests that measure when the driver was loaded before request-budget, naming it and the fix', async () => {
     const baseline = path.join(dir, 'early.json');
     copyFileSync(COMMITTED, baseline);
-    const run = await vitest({ REQUEST_BUDGET_BASELINE: baseline, CIGATE_EARLY_DRIVER: '1' }, 'budgets');
+    const run = await vitest({ REQUEST_BUDGET_BASELINE: baseline }, '--config', 'vitest.early-driver.config.mts', 'budgets');
     expect(run.code).toBe(1);
     const message =
       "measureCost: 'pg-pool' (pg's connection pool) was loaded before request-budget started and is not instrumented (@opentelemetry/instrumentation-pg never patched it), " +

@@ -13,8 +13,9 @@ import { repoRoot, requireFromRoot } from './support/paths';
 import { gateReport, plain, runNode, type TestRun } from './support/test-run';
 
 const SUITE = path.join(repoRoot, 'test/ci-gate/node-test');
-const CLI = path.join(repoRoot, 'packages/node/dist/cli.js');
-const GLOBAL_SETUP = path.join(repoRoot, 'packages/node/dist/testing/node-test-global-setup.js');
+// As a project runs them: the CLI through npm's bin link, the global setup through node_modules.
+const CLI = path.join(repoRoot, 'node_modules/.bin/request-budget');
+const GLOBAL_SETUP = path.relative(SUITE, path.join(repoRoot, 'node_modules/@request-budget/node/dist/testing/node-test-global-setup.js'));
 const COMMITTED = path.join(SUITE, 'request-budget.baseline.json');
 const ORDERS_BY_USER = 'SELECT id, total FROM rbcg_orders WHERE user_id = $1 ORDER BY id';
 const LIST = 'routes.spec.mjs > GET /users-with-orders > lists every user with their orders';

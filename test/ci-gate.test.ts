@@ -23,7 +23,7 @@ const ORDERS_BY_USER = 'SELECT id, total FROM rbcg_orders WHERE user_id = $1 ORD
 const T = {
   list: 'routes.spec.ts > GET /users-with-orders > lists every user with their orders',
   user: 'routes.spec.ts > GET /users/:id > returns the user and their number of orders',
-  missing: 'routes.spec.ts > GET /users/:id > answers 404 for an unknown user (the app object, as supertest serves it)',
+  missing: 'routes.spec.ts > GET /users/:id > answers 404 for an unknown user (supertest)',
   budget: 'budgets.spec.ts > budgets > GET /users-with-orders stays at 2 queries, whatever the number of users',
   total: 'budgets.spec.ts > budgets > orderTotal runs one query',
 };
@@ -79,9 +79,9 @@ afterAll(async () => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 
-/** `vitest run` of the sample suite, with the gate's settings and the service's switches. */
-function vitest(env: Record<string, string>, ...files: string[]): Promise<TestRun> {
-  return runNode([VITEST, 'run', ...files], {
+/** `vitest run [args]` of the sample suite, with the gate's settings and the service's switches. */
+function vitest(env: Record<string, string>, ...args: string[]): Promise<TestRun> {
+  return runNode([VITEST, 'run', ...args], {
     cwd: SUITE,
     env: { REQUEST_BUDGET_BASELINE: baseline, CIGATE_DATABASE_URL: truth.url, ...env },
   });
@@ -93,7 +93,7 @@ describe('the per-route baseline gate under vitest', () => {
   it('records every route per test in update mode (threads): the committed baseline, each figure what PostgreSQL ran', async () => {
     let run: TestRun | undefined;
     const server = await truth.during(async () => {
-      run = await vitest({ REQUEST_BUDGET_BASELINE_UPDATE: '1', CIGATE_POOL: 'threads' });
+      run = await vitest({ REQUEST_BUDGET_BASELINE_UPDATE: '1' }, '--pool=threads');
     });
     expect(run!.code, run!.output).toBe(0);
     expect(readBaseline()).toEqual(EXPECTED_BASELINE);
@@ -113,7 +113,7 @@ describe('the per-route baseline gate under vitest', () => {
   it('passes an unchanged service in check mode (forks), leaving the baseline as it was', async () => {
     copyFileSync(COMMITTED, baseline);
     const before = readFileSync(baseline, 'utf8');
-    const run = await vitest({ CIGATE_POOL: 'forks' });
+    const run = await vitest({}, '--pool=forks');
     expect(run.code, run.output).toBe(0);
     expect(readFileSync(baseline, 'utf8')).toBe(before);
     expect(gateReport(run.output)).toBe(
@@ -128,7 +128,7 @@ describe('the per-route baseline gate under vitest', () => {
     let run: TestRun | undefined;
     const server = await truth.during(async () => {
       // The functional tests only: they assert no cost, and pass; the gate alone fails the run.
-      run = await vitest({ CIGATE_N_PLUS_ONE: '1', REQUEST_BUDGET_REPORT_JUNIT: junit, REQUEST_BUDGET_REPORT_MARKDOWN: markdown }, 'routes');
+      run = await vitest({ CIGATE_N_PLUS_ONE: '1', REQUEST_BUDGET_REPORT_JUNIT: junit, REQUEST_BUDGET_REPORT_MARKDOWN: markdown }, '--pool=threads', 'routes');
     });
     expect(run!.code).toBe(1);
     expect(plain(run!.output)).toMatch(/Tests\s+3 passed \(3\)/);
@@ -162,7 +162,7 @@ describe('the per-route baseline gate under vitest', () => {
   });
 
   it('tightens the baseline when a query is removed (update mode), and never loosens it after', async () => {
-    const lean = await vitest({ CIGATE_LEAN: '1', REQUEST_BUDGET_BASELINE_UPDATE: '1', CIGATE_POOL: 'forks' });
+    const lean = await vitest({ CIGATE_LEAN: '1', REQUEST_BUDGET_BASELINE_UPDATE: '1' }, '--pool=forks');
     expect(lean.code, lean.output).toBe(0);
     expect(gateReport(lean.output)).toBe(
       [

@@ -48,7 +48,7 @@ function attr(span: ReceivedSpan, name: string) {
 describe('the cost record on the server span', () => {
   it('carries every contract attribute with its OTLP type', async () => {
     const { server } = await costOf(receiver, `${app.url}/queries/2`);
-    expect(COUNTS).toHaveLength(8);
+    expect(COUNTS).toHaveLength(9);
     for (const name of COUNTS) expect([name, server.attributeTypes[name]]).toEqual([name, 'int']);
     // The JS SDK sends whole numbers as OTLP ints, so a duration of exactly 0 arrives as int.
     for (const name of DURATIONS) expect(['int', 'double']).toContain(server.attributeTypes[name]);

@@ -8,7 +8,7 @@
  * imported JSON module is not a fresh object literal, so TypeScript would skip the excess-property
  * check and a misspelt field would pass.
  */
-import type { Dashboard, DataQuery, DataSourceRef, FieldConfig, FieldConfigSource, Panel } from '@grafana/schema';
+import type { Dashboard, DataQuery, DataSourceRef, FieldConfig, FieldConfigSource, Panel, RowPanel } from '@grafana/schema';
 import type * as Table from '@grafana/schema/dist/esm/raw/composable/table/panelcfg/x/TablePanelCfg_types.gen';
 import type * as TimeSeries from '@grafana/schema/dist/esm/raw/composable/timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen';
 
@@ -55,4 +55,7 @@ type PanelOf<TType extends string, TOptions, TCustom> = Omit<Panel, 'type' | 'da
 export type TimeSeriesPanel = PanelOf<'timeseries', TimeSeries.Options, TimeSeries.FieldConfig>;
 export type TablePanel = PanelOf<'table', Table.Options, Table.FieldConfig>;
 
-export type CheckedDashboard = JsonOf<Omit<Dashboard, 'panels'> & { panels: Array<TimeSeriesPanel | TablePanel> }>;
+/** A row that groups the panels below it (the Jobs row); it holds none itself while expanded. */
+export type Row = Omit<RowPanel, 'panels'> & { panels: [] };
+
+export type CheckedDashboard = JsonOf<Omit<Dashboard, 'panels'> & { panels: Array<TimeSeriesPanel | TablePanel | Row> }>;

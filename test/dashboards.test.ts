@@ -37,7 +37,8 @@ interface DashboardPanel {
   type: string;
   title: string;
   datasource: { type?: string; uid?: string };
-  targets: Target[];
+  /** Absent on a row. */
+  targets?: Target[];
   fieldConfig: {
     defaults: { links?: { title: string; url: string }[] };
     overrides: { matcher: { id: string; options?: unknown }; properties: { id: string; value?: unknown }[] }[];
@@ -67,7 +68,9 @@ const recordingRules = (parseYaml(fs.readFileSync(recordingRulesFile, 'utf8')) a
 const alertRules = (parseYaml(fs.readFileSync(alertRulesFile, 'utf8')) as RuleFile).groups.flatMap((g) => g.rules);
 const variables = new Map(dashboard.templating.list.map((v) => [v.name, v]));
 const variableQuery = (v: DashboardVariable | undefined): string => (typeof v?.query === 'string' ? v.query : (v?.query?.query ?? ''));
-const allTargets = dashboard.panels.flatMap((panel) => panel.targets.map((target) => ({ panel, target })));
+const allTargets = dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => ({ panel, target })));
+/** The panels of the Jobs row: every query is on job routes only (`route=~"job .*"`). */
+const isJobPanel = (panel: DashboardPanel) => (panel.targets ?? []).length > 0 && panel.targets!.every((t) => t.expr.includes('route=~"job .*"'));
 
 /** Grafana's substitution for a query run now: variables by value, built-ins by fixed intervals. */
 function substitute(expr: string, values: { service: string; route: string }): string {
@@ -269,8 +272,16 @@ describe('Grafana dashboard', () => {
       'Top routes by p95 heap growth',
       'Budget breaches by route and metric',
       'Routes against their query budget',
+      'Jobs',
+      'Job rate',
+      'Jobs: p95 duration',
+      'Jobs: top p95 DB queries',
+      'Job budget breaches by job and metric',
+      'Jobs enqueued by route',
     ]);
-    const exprOf = (title: string) => dashboard.panels.find((p) => p.title === title)!.targets.map((t) => t.expr).join('\n');
+    expect(dashboard.panels.filter(isJobPanel).map((p) => p.title)).toEqual(['Job rate', 'Jobs: p95 duration', 'Jobs: top p95 DB queries', 'Job budget breaches by job and metric']);
+    expect(dashboard.panels.find((p) => p.title === 'Jobs')).toMatchObject({ type: 'row', collapsed: false, panels: [] });
+    const exprOf = (title: string) => dashboard.panels.find((p) => p.title === title)!.targets!.map((t) => t.expr).join('\n');
     expect(exprOf('Top routes by p95 DB queries')).toContain(
       'histogram_quantile(0.95, sum by (job, route, le) (rate(request_budget_db_queries_bucket{job=~"$service", route=~"$route"}[$__rate_interval])))',
     );
@@ -287,8 +298,8 @@ describe('Grafana dashboard', () => {
     }
   });
 
-  it('links every route panel to the route\'s traces in Jaeger', () => {
-    for (const panel of dashboard.panels) {
+  it('links every route panel to the route\'s traces in Jaeger, and every job panel to the job\'s', () => {
+    for (const panel of dashboard.panels.filter((p) => p.type !== 'row')) {
       const links =
         panel.type === 'table'
           ? (panel.fieldConfig.overrides.find((o) => o.matcher.options === 'route')?.properties.find((p) => p.id === 'links')?.value as { url: string }[])
@@ -300,7 +311,8 @@ describe('Grafana dashboard', () => {
         const params = new URLSearchParams(url.slice(url.indexOf('?') + 1));
         expect(params.get('service')).toBe(`\${${source}.job:percentencode}`);
         const tags = JSON.parse(params.get('tags')!) as Record<string, string>;
-        expect(tags['http.route']).toBe(`\${${source}.http_route:percentencode}`);
+        if (isJobPanel(panel)) expect(tags['request_budget.job.name']).toBe(`\${${source}.job_name:percentencode}`);
+        else expect(tags['http.route']).toBe(`\${${source}.http_route:percentencode}`);
         expect(params.get('start')).toBe('${__from}000');
       }
     }
@@ -350,7 +362,8 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
     });
 
     // ~16 s of traffic, two requests at a time: every path breaches or never does.
-    const paths = ['/queries/12', '/n-plus-one/8', '/rows/500', '/health', '/health', '/fetch', '/fetch?timed=1', '/queries/12', '/no-such-route'];
+    // /enqueue/2 also runs two email.send jobs (1 query each) and an email.digest (3: over budget).
+    const paths = ['/queries/12', '/n-plus-one/8', '/rows/500', '/health', '/health', '/fetch', '/fetch?timed=1', '/queries/12', '/no-such-route', '/enqueue/2'];
     const stopAt = Date.now() + 16_000;
     let next = 0;
     const worker = async () => {
@@ -406,7 +419,14 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
         const result = await prometheus.queryVector(expr);
         expect(result.length, `${panel.title} ${target.refId} (service ${service}): ${expr}`).toBeGreaterThan(0);
         expect(new Set(result.map((s) => s.metric.job)), panel.title).toEqual(new Set(service === '.*' ? [DEFAULT_JOB, OTHER_JOB] : [DEFAULT_JOB]));
-        // The data links read job and http_route from each series (or table row).
+        // The data links read job and http_route (job_name, on a job panel) from each series (or table row).
+        if (isJobPanel(panel)) {
+          expect(new Set(result.map((s) => s.metric.job_name)), panel.title).toEqual(
+            new Set(panel.title.includes('breaches') ? ['email.digest'] : ['email.send', 'email.digest']),
+          );
+          for (const s of result) expect(s.metric.route, panel.title).toBe(`job ${s.metric.job_name}`);
+          continue;
+        }
         const httpRoutes = result.filter((s) => s.metric.route!.startsWith('GET /'));
         expect(httpRoutes.length, panel.title).toBeGreaterThan(0);
         for (const s of httpRoutes) expect(`GET ${s.metric.http_route}`, panel.title).toBe(s.metric.route);
@@ -424,18 +444,21 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
     expect(await labelValues(variableQuery(variables.get('service')))).toEqual([DEFAULT_JOB, OTHER_JOB]);
     expect(await labelValues(substitute(variableQuery(variables.get('route')), { service: 'cost-app', route: '' }))).toEqual([
       'GET (unrouted)',
+      'GET /enqueue/:n',
       'GET /fetch',
       'GET /health',
       'GET /n-plus-one/:n',
       'GET /queries/:n',
       'GET /rows/:n',
+      'job email.digest',
+      'job email.send',
     ]);
   });
 
   it('the budget table has one row per service and route, with exact p95, limit and ratio', async () => {
     const table = dashboard.panels.find((p) => p.type === 'table')!;
     const rows = async (refId: string, service: string) => {
-      const expr = substitute(table.targets.find((t) => t.refId === refId)!.expr, { service, route: '.*' });
+      const expr = substitute(table.targets!.find((t) => t.refId === refId)!.expr, { service, route: '.*' });
       return new Map((await prometheus.queryVector(expr)).map((s) => [`${s.metric.job} ${s.metric.route}`, num(s)]));
     };
     for (const service of ['cost-app', '.*']) {
@@ -474,6 +497,7 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
       'GET /fetch http_client.untimed warning',
       'GET /n-plus-one/:n db.repeated_count warning',
       'GET /queries/:n db.queries critical',
+      'job email.digest db.queries warning',
     ]);
     for (const s of breachSeries) expect(num(s), s.metric.route).toBeGreaterThan(0);
     expect(await value('request_budget:breaches:rate5m{route="GET /health"}')).toEqual([]);
@@ -484,9 +508,17 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
     const of = (name: string) => alerts.filter((a) => a.labels.alertname === name);
     expect(of('RequestBudgetP95OverBudget').map((a) => `${a.labels.job} ${a.labels.route} ${a.state} ${a.labels.severity}`).sort()).toEqual([
       'cost-app GET /queries/:n pending critical',
+      'cost-app job email.digest pending critical',
       'other-service GET /queries/:n pending critical',
+      'other-service job email.digest pending critical',
     ]);
-    expect(of('RequestBudgetP95OverBudget')[0]!.annotations.summary).toBe('GET /queries/:n p95 DB queries 19.50 is over its budget');
+    // Three queries each: all in the (2, 3] bucket, so p95 = 2 + 0.95.
+    expect(of('RequestBudgetP95OverBudget').map((a) => a.annotations.summary).sort()).toEqual([
+      'GET /queries/:n p95 DB queries 19.50 is over its budget',
+      'GET /queries/:n p95 DB queries 19.50 is over its budget',
+      'job email.digest p95 DB queries 2.95 is over its budget',
+      'job email.digest p95 DB queries 2.95 is over its budget',
+    ]);
     const breachRoutes = new Set(of('RequestBudgetBreachRateHigh').map((a) => a.labels.route));
     expect(breachRoutes.has('GET /queries/:n')).toBe(true);
     for (const route of ['GET /health', 'GET /rows/:n', 'GET (unrouted)']) expect(breachRoutes.has(route), route).toBe(false);
@@ -537,6 +569,7 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
       'request_budget_db_rows_bucket',
       'request_budget_db_time_ms_bucket',
       'request_budget_heap_delta_bytes_bucket',
+      'request_budget_jobs_enqueued_total',
       'request_budget_limit',
       'request_budget_request_duration_ms_bucket',
       'request_budget_request_duration_ms_count',

@@ -75,6 +75,17 @@ describe('exporters', () => {
   });
 });
 
+describe('span attribute limits', () => {
+  it('OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=10 no longer drops the cost record: raised by its room, said once', async () => {
+    const app = await launch({ script: 'test/fixtures/cost-app.js', env: { ...otlpEnv('http/protobuf'), OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: '10' } });
+    const { server } = await costOf(receiver, `${app.url}/n-plus-one/5`);
+    expect([server.attributes['cost.db.queries'], server.attributes['cost.db.repeated_count'], server.attributes['cost.db.rows']]).toEqual([6, 5, 10]);
+    expect(app.stderrLines.filter((line) => line.includes('attribute count limit'))).toEqual([
+      'request-budget: span attribute count limit 10 raised to 42, so the cost record (up to 32 attributes on a request\'s span) is not dropped',
+    ]);
+  });
+});
+
 describe('stopping', () => {
   it('leaves an app’s own SIGTERM drain alone and still exports what it served meanwhile', async () => {
     const app = await launch({ script: 'test/fixtures/drain-app.js', env: { ...otlpEnv('http/protobuf'), OTEL_BSP_SCHEDULE_DELAY: '60000' } });

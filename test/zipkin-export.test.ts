@@ -61,6 +61,7 @@ function expectCostTags(span: ZipkinSpan, counts: { queries: number; rows: numbe
     'cost.http_client.calls': '0',
     'cost.http_client.time_ms': '0',
     'cost.http_client.untimed': '0',
+    'cost.jobs.enqueued': '0',
     'cost.heap.delta_bytes': expect.stringMatching(INTEGER),
     'cost.heap.in_flight': '1',
     // A GC entry or a shrinking heap means medium; with neither, a full GC can still have been

@@ -173,7 +173,7 @@ function parseFlags(argv: readonly string[], cwd: string, problems: string[]): M
   const byFlag = new Map(OPTIONS.map((spec) => [flagOf(spec), spec]));
   for (const spec of OPTIONS) byFlag.set(`--${kebab(spec.key)}`, spec);
   for (let index = 0; index < argv.length; index += 1) {
-    const arg = argv[index]!;
+    const arg = argv[index];
     if (arg === '--help' || arg === '-h') return 'help';
     if (arg === '--version') return 'version';
     if (!arg.startsWith('--')) {
@@ -292,7 +292,7 @@ export function parseListen(text: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
   const port = match === null ? NaN : Number(match[3]);
   if (match === null || port > 65535) throw new Error(`expected HOST:PORT (e.g. 127.0.0.1:4318, 0.0.0.0:4318, [::1]:4318), got ${JSON.stringify(text)}`);
-  return { host: match[1] ?? (match[2] === '' ? '0.0.0.0' : match[2]!), port };
+  return { host: match[1] ?? (match[2] === '' ? '0.0.0.0' : match[2]), port };
 }
 
 function parseUrl(spec: OptionSpec, value: unknown): string {
@@ -342,7 +342,7 @@ export function parseDuration(value: unknown): number | undefined {
   if (typeof value !== 'string') return undefined;
   const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/i.exec(value.trim());
   if (match === null) return undefined;
-  return Math.round(Number(match[1]) * DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()]!);
+  return Math.round(Number(match[1]) * DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()]);
 }
 
 /** The --help text: every option with its variable and default. */

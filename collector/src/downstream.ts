@@ -108,7 +108,7 @@ export class Downstream {
   private async run(): Promise<void> {
     try {
       while (this.batches.length > 0 && !this.stopController.signal.aborted) {
-        const batch = this.batches[0]!;
+        const batch = this.batches[0];
         batch.sealed = true;
         const delivered = await this.deliver(batch.spans);
         if (!delivered) return; // stopped mid-retry: drain() counts what is left

@@ -186,7 +186,7 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
 }
 
 function encodingOf(contentType: string | undefined): OtlpEncoding | undefined {
-  const mime = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  const mime = (contentType ?? '').split(';')[0].trim().toLowerCase();
   if (mime === 'application/x-protobuf') return 'protobuf';
   if (mime === 'application/json') return 'json';
   return undefined;

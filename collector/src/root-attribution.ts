@@ -2,7 +2,8 @@
  * Which local root (request or job span) each span of a trace belongs to — the rule the in-process
  * CostSpanProcessor applies as spans start, applied here to a trace's spans after the fact:
  *
- * - a span marked `request_budget.root=true` is a root of its own (a background job);
+ * - a span marked `request_budget.root=true` (a background job, a measurement) or of kind CONSUMER
+ *   (a message a consumer received, processed for its queue) is a root of its own;
  * - a span whose parent is in the same process (same resource) and attributed to a root that had
  *   not ended when the span started belongs to that root;
  * - otherwise a SERVER span is a root of its own (its parent is remote, or unattributed);
@@ -54,11 +55,11 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
     for (let current: CollectedSpan | undefined = span; current !== undefined && !rootOf.has(current) && !onChain.has(current); current = localParent(current)) {
       chain.push(current);
       onChain.add(current);
-      if (current.attributes[ROOT_MARKER_ATTRIBUTE] === true) break;
+      if (isOwnRoot(current)) break;
     }
     for (let index = chain.length - 1; index >= 0; index -= 1) {
-      const current = chain[index]!;
-      if (current.attributes[ROOT_MARKER_ATTRIBUTE] === true) {
+      const current = chain[index];
+      if (isOwnRoot(current)) {
         rootOf.set(current, current);
         continue;
       }
@@ -70,4 +71,9 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
     }
   }
   return rootOf;
+}
+
+/** A root of its own wherever it starts: a marked root (a job, a measurement) or a CONSUMER span. */
+export function isOwnRoot(span: CollectedSpan): boolean {
+  return span.attributes[ROOT_MARKER_ATTRIBUTE] === true || span.kind === SpanKind.CONSUMER;
 }

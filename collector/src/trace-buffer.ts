@@ -1,7 +1,7 @@
 /**
  * Holds spans by trace until the trace's cost can be judged: until its root (a SERVER span, a job
- * root, or a span without a parent) has arrived and a grace period has passed for the children
- * still in flight, and never longer than a maximum wait from the trace's first span. Bounded: at
+ * root, a CONSUMER span, or a span without a parent) has arrived and a grace period has passed for
+ * the children still in flight, and never longer than a maximum wait from the trace's first span. Bounded: at
  * most `maxTraces` traces (a new one flushes the oldest) and `maxSpansPerTrace` spans per trace (a
  * full trace is flushed at once). A flushed trace is handed on as it is: nothing is dropped here.
  */
@@ -127,5 +127,5 @@ export class TraceBuffer {
 
 /** A span after which little of its trace is still to come from its process. */
 function isRootCandidate(span: CollectedSpan): boolean {
-  return span.kind === SpanKind.SERVER || span.parentSpanId === '' || span.attributes[ROOT_MARKER_ATTRIBUTE] === true;
+  return span.kind === SpanKind.SERVER || span.kind === SpanKind.CONSUMER || span.parentSpanId === '' || span.attributes[ROOT_MARKER_ATTRIBUTE] === true;
 }

@@ -1,7 +1,7 @@
 /**
  * What happens to one trace's spans when its window closes: each local root without a cost record
- * gets one derived from its own descendants (core's classifySpan and CostTally, as in-process),
- * and each root not yet judged is judged against the budget file (core's BudgetRuleSet and
+ * gets one derived from its own descendants (core's classifySpan, enqueue-classifier and CostTally,
+ * as in-process), and each root not yet judged is judged against the budget file (core's BudgetRuleSet and
  * evaluateBudget) and marked exactly as the in-process BudgetSpanProcessor marks it:
  * `budget.rule`, `budget.breached`, `budget.violations` and one `budget.breach` event per
  * violation, a microsecond apart from the span's end.
@@ -16,6 +16,7 @@ import {
   CostTally,
   FingerprintCache,
   classifySpan,
+  enqueuedMessages,
   isJudgeable,
   judge,
   operationIdentity,
@@ -26,6 +27,7 @@ import {
 } from '@request-budget/core';
 import { plainToAnyValue, type CollectedSpan, type NumberType, type WireKeyValue } from './otlp-model';
 import { SpanKind, StatusCode } from './otlp-schema';
+import { enqueueWorkOf } from './enqueue-work';
 import { attributeToRoots } from './root-attribution';
 
 // The markers live with the attribute contract; re-exported here for existing imports.
@@ -78,6 +80,9 @@ export class TraceProcessor {
       (outerDuplicates ??= outerDuplicateSpanIds(
         spans.map((s) => ({ spanId: s.spanId, parentSpanId: s.parentSpanId, identity: operationIdentity(KIND_NAMES[s.kind] ?? 'internal', s.wire.name ?? '', s.attributes) })),
       )).has(span.spanId);
+    // A queue library's own work beneath an enqueue span counts as the enqueue, not as queries.
+    let enqueueWork: Set<CollectedSpan> | undefined;
+    const isEnqueueWork = (span: CollectedSpan) => (enqueueWork ??= enqueueWorkOf(rootOf, kindNameOf)).has(span);
     const tallies = new Map<CollectedSpan, CostTally>();
     const roots = new Set<CollectedSpan>();
     for (const [span, root] of rootOf) {
@@ -87,8 +92,13 @@ export class TraceProcessor {
       let tally = tallies.get(root);
       if (tally === undefined) tallies.set(root, (tally = new CostTally(this.fingerprints)));
       // In-process, a span that ends after its root has ended is not counted; nor is the root.
-      if (span === root || span.endNs > root.endNs || isOuterDuplicate(span)) continue;
-      const contribution = classifySpan(KIND_NAMES[span.kind] ?? 'internal', span.wire.name ?? '', span.attributes);
+      if (span === root || span.endNs > root.endNs || isOuterDuplicate(span) || isEnqueueWork(span)) continue;
+      const enqueued = enqueuedMessages(kindNameOf(span), span.attributes);
+      if (enqueued !== undefined) {
+        tally.addEnqueued(enqueued);
+        continue;
+      }
+      const contribution = classifySpan(kindNameOf(span), span.wire.name ?? '', span.attributes);
       if (contribution !== undefined) tally.add(contribution, durationMs(span));
     }
     for (const [root, tally] of tallies) {
@@ -143,6 +153,10 @@ export function normaliseRouteTemplate(route: string): string {
       return angle !== null ? `:${angle[1]}` : segment;
     })
     .join('/');
+}
+
+function kindNameOf(span: CollectedSpan): SpanKindName {
+  return KIND_NAMES[span.kind] ?? 'internal';
 }
 
 function durationMs(span: CollectedSpan): number {

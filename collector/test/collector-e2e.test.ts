@@ -66,7 +66,7 @@ describe('the Node.js app through the collector', () => {
     expect(Object.keys(cost).sort()).toEqual([
       'cost.db.queries', 'cost.db.repeated_count', 'cost.db.repeated_statement', 'cost.db.rows', 'cost.db.time_ms',
       'cost.gc.count', 'cost.gc.time_ms', 'cost.heap.confidence', 'cost.heap.delta_bytes', 'cost.heap.in_flight',
-      'cost.http_client.calls', 'cost.http_client.time_ms', 'cost.http_client.untimed',
+      'cost.http_client.calls', 'cost.http_client.time_ms', 'cost.http_client.untimed', 'cost.jobs.enqueued',
     ]);
     expect(cost).toMatchObject({ 'cost.db.queries': 12, 'cost.db.rows': 12, 'cost.db.repeated_count': 12, 'cost.db.repeated_statement': 'SELECT $1::int AS i', 'cost.heap.in_flight': 1 });
     expect(server.attributeTypes['cost.db.queries']).toBe('int');
@@ -154,6 +154,7 @@ describe.each([
       'cost.http_client.calls': '1',
       'cost.http_client.time_ms': '10',
       'cost.http_client.untimed': '0',
+      'cost.jobs.enqueued': '0',
       'budget.rule': 'GET /orders/:id',
       'budget.breached': 'true',
       'budget.violations': 'db.queries 6>5,db.time_ms 9.8>8,db.repeated_count 3>2',

@@ -47,6 +47,7 @@ describe('a trace from another language', () => {
       'cost.http_client.calls': 'int',
       'cost.http_client.time_ms': 'double',
       'cost.http_client.untimed': 'int',
+      'cost.jobs.enqueued': 'int',
     });
     expect(order.attributes['budget.rule']).toBe('GET /orders/:id');
     expect(order.attributes['budget.breached']).toBe(true);
@@ -167,6 +168,42 @@ describe('roots', () => {
     const jobOut = out.find((span) => span.spanId === job.spanId)!;
     expect(jobOut.attributes).toMatchObject({ 'cost.db.queries': 3, 'budget.rule': 'email.*', 'budget.violations': ['db.queries 3>2'] });
     expect(outcome.breaches.map((breach) => breach.route)).toEqual(['job email.send']);
+  });
+
+  it('counts each enqueue (PRODUCER with messaging.system) as enqueued, and the queue library\'s own work beneath it as nothing else', () => {
+    const request = root();
+    const producer = (startUs: number, attributes: Record<string, string | number>): SyntheticSpan => ({
+      service: 'orders-py',
+      name: 'send email',
+      kind: Kind.PRODUCER,
+      spanId: newSpanId(),
+      parentSpanId: request.spanId,
+      startUs,
+      endUs: startUs + 400,
+      attributes,
+    });
+    const single = producer(100, { 'messaging.system': 'procrastinate', 'messaging.destination.name': 'email' });
+    const batch = producer(600, { 'messaging.system': 'procrastinate', 'messaging.batch.message_count': 4 });
+    // A PRODUCER without messaging.system is no enqueue (a library's own span, say), nor is a CLIENT.
+    const bare = producer(1100, { 'bullmq.queue.name': 'email' });
+    const inner: SyntheticSpan = { ...query(single.spanId, 150), attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'INSERT INTO procrastinate_jobs VALUES ($1)' } };
+    const deeper: SyntheticSpan = { service: 'orders-py', name: 'tx', kind: Kind.INTERNAL, spanId: newSpanId(), parentSpanId: batch.spanId, startUs: 650, endUs: 900 };
+    const spans = decoded([request, query(request.spanId, 50), single, inner, batch, deeper, query(deeper.spanId, 700), bare, query(bare.spanId, 1200)]);
+    new TraceProcessor({ rules }).process(spans);
+    // The request's own query, the one under the bare PRODUCER; 1 + 4 jobs enqueued.
+    expect(spans.find((span) => span.spanId === request.spanId)!.attributes).toMatchObject({ 'cost.db.queries': 2, 'cost.jobs.enqueued': 5 });
+  });
+
+  it('a CONSUMER span is a root of its own, even under a local PRODUCER of the request that sent the message', () => {
+    const request = root();
+    const send: SyntheticSpan = { service: 'orders-py', name: 'publish orders', kind: Kind.PRODUCER, spanId: newSpanId(), parentSpanId: request.spanId, startUs: 100, endUs: 300, attributes: { 'messaging.system': 'rabbitmq' } };
+    const receive: SyntheticSpan = { service: 'orders-py', name: 'orders process', kind: Kind.CONSUMER, spanId: newSpanId(), parentSpanId: send.spanId, startUs: 400, endUs: 4000, attributes: { 'messaging.system': 'rabbitmq' } };
+    const spans = decoded([request, query(request.spanId, 50), send, receive, query(receive.spanId, 500), query(receive.spanId, 800), query(receive.spanId, 1100)]);
+    const outcome = new TraceProcessor({ rules }).process(spans);
+    expect(outcome.roots).toBe(2);
+    const byId = (id: string) => spans.find((span) => span.spanId === id)!;
+    expect(byId(request.spanId).attributes).toMatchObject({ 'cost.db.queries': 1, 'cost.jobs.enqueued': 1 });
+    expect(byId(receive.spanId).attributes).toMatchObject({ 'cost.db.queries': 3, 'cost.jobs.enqueued': 0 });
   });
 
   it('a SERVER span under a local parent is not a root; a child started after its root ended is nobody\'s', () => {

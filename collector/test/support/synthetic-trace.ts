@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { ExportTraceServiceRequest } from '../../../test/support/otlp-schema';
 
-export const Kind = { INTERNAL: 1, SERVER: 2, CLIENT: 3 } as const;
+export const Kind = { INTERNAL: 1, SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 } as const;
 
 export interface SyntheticSpan {
   readonly service: string;
@@ -111,6 +111,7 @@ export const ORDERS_ROOT_COST = {
   'cost.http_client.calls': 1,
   'cost.http_client.time_ms': 10,
   'cost.http_client.untimed': 0,
+  'cost.jobs.enqueued': 0,
 } as const;
 
 export function ordersTrace(): SyntheticTrace & { readonly rootId: string; readonly inventoryRootId: string } {

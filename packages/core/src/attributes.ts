@@ -29,6 +29,12 @@ export const COST_HEAP_DELTA_BYTES = 'cost.heap.delta_bytes';
 export const COST_HEAP_IN_FLIGHT = 'cost.heap.in_flight';
 /** How far the heap delta can be trusted: see {@link HeapConfidence}. string. */
 export const COST_HEAP_CONFIDENCE = 'cost.heap.confidence';
+/**
+ * Jobs or messages the request (or job) put on a queue: one per message of each enqueue span (a
+ * PRODUCER span with `messaging.system`; a batch counts `messaging.batch.message_count`). The
+ * queue library's own work to enqueue them is not in `cost.db.*`. Unit: 1. int.
+ */
+export const COST_JOBS_ENQUEUED = 'cost.jobs.enqueued';
 /** Garbage collections that completed while the request ran. int. */
 export const COST_GC_COUNT = 'cost.gc.count';
 /** Time spent in those garbage collections. Unit: ms. double. */
@@ -50,6 +56,8 @@ export const BUDGET_BREACH_EVENT = 'budget.breach';
 export const ROOT_MARKER_ATTRIBUTE = 'request_budget.root';
 /** Names a background job on its root span (set by withBudget). string. */
 export const JOB_NAME_ATTRIBUTE = 'request_budget.job.name';
+/** Which attempt at the job this is, counting from 1: a retried or recovered job runs again. int. */
+export const JOB_ATTEMPT_ATTRIBUTE = 'request_budget.job.attempt';
 /** Marks a test measurement's root span (measureCost): measured, never judged, counted or alerted on. bool. */
 export const MEASUREMENT_ATTRIBUTE = 'request_budget.measurement';
 
@@ -74,6 +82,7 @@ export const COST_ATTRIBUTE_TYPES = {
   [COST_HTTP_CLIENT_CALLS]: 'int',
   [COST_HTTP_CLIENT_TIME_MS]: 'double',
   [COST_HTTP_CLIENT_UNTIMED]: 'int',
+  [COST_JOBS_ENQUEUED]: 'int',
   [COST_HEAP_DELTA_BYTES]: 'int',
   [COST_HEAP_IN_FLIGHT]: 'int',
   [COST_HEAP_CONFIDENCE]: 'string',
@@ -103,6 +112,12 @@ export const DB_RESPONSE_RETURNED_ROWS = 'db.response.returned_rows';
 export const HTTP_REQUEST_METHOD = 'http.request.method';
 /** Deprecated spelling of {@link HTTP_REQUEST_METHOD}. */
 export const HTTP_METHOD_LEGACY = 'http.method';
+/** Messaging semconv: the messaging system of a producer or consumer span, e.g. `rabbitmq`. */
+export const MESSAGING_SYSTEM = 'messaging.system';
+/** Messaging semconv: how many messages one producer span sent (absent: one). */
+export const MESSAGING_BATCH_MESSAGE_COUNT = 'messaging.batch.message_count';
+/** Messaging semconv: the queue or topic a message was sent to or received from. */
+export const MESSAGING_DESTINATION_NAME = 'messaging.destination.name';
 /** HTTP semconv: the route template of a server span, e.g. `/users/:id`. */
 export const HTTP_ROUTE = 'http.route';
 /**

@@ -25,6 +25,7 @@ export const LIMIT_NAMES = [
   'durationMs',
   'httpClientCalls',
   'untimedHttpCalls',
+  'enqueuedJobs',
 ] as const;
 export type LimitName = (typeof LIMIT_NAMES)[number];
 export type Limits = Partial<Record<LimitName, number>>;
@@ -270,5 +271,5 @@ function lineOf(document: Document, lines: LineCounter, path: readonly (string |
 
 /** The parser's message without the position it appends (the line is already in front). */
 function firstLine(message: string): string {
-  return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  return message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
 }

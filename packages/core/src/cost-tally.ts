@@ -11,6 +11,7 @@ import {
   COST_HTTP_CLIENT_CALLS,
   COST_HTTP_CLIENT_TIME_MS,
   COST_HTTP_CLIENT_UNTIMED,
+  COST_JOBS_ENQUEUED,
 } from './attributes';
 import type { CostContribution } from './span-classifier';
 import { FingerprintCache } from './fingerprint';
@@ -41,6 +42,8 @@ export class CostTally {
   httpClientCalls = 0;
   httpClientTimeMs = 0;
   httpClientUntimed = 0;
+  /** Jobs or messages enqueued (see enqueue-classifier.ts). */
+  jobsEnqueued = 0;
   private readonly countsByFingerprint = new Map<string, number>();
 
   constructor(private readonly fingerprints: FingerprintCache) {}
@@ -57,6 +60,11 @@ export class CostTally {
       this.httpClientTimeMs += durationMs;
       if (contribution.timed === false) this.httpClientUntimed += 1;
     }
+  }
+
+  /** Adds `messages` jobs or messages put on a queue by one enqueue span. */
+  addEnqueued(messages: number): void {
+    this.jobsEnqueued += messages;
   }
 
   /** The statement that ran most often (first seen wins a tie), or undefined with no queries. */
@@ -80,7 +88,7 @@ export class CostTally {
   }
 
   /**
-   * Writes the DB and HTTP-client part of the attribute contract through `target.setAttribute`
+   * Writes the DB, HTTP-client and enqueue part of the attribute contract through `target.setAttribute`
    * (a span), without building an intermediate object: this runs once per request.
    */
   writeAttributes(target: { setAttribute(key: string, value: string | number): unknown }): void {
@@ -93,9 +101,10 @@ export class CostTally {
     target.setAttribute(COST_HTTP_CLIENT_CALLS, this.httpClientCalls);
     target.setAttribute(COST_HTTP_CLIENT_TIME_MS, roundMs(this.httpClientTimeMs));
     target.setAttribute(COST_HTTP_CLIENT_UNTIMED, this.httpClientUntimed);
+    target.setAttribute(COST_JOBS_ENQUEUED, this.jobsEnqueued);
   }
 
-  /** The DB and HTTP-client part of the attribute contract, as an object. */
+  /** The DB, HTTP-client and enqueue part of the attribute contract, as an object. */
   toAttributes(): CostAttributes {
     const attributes: CostAttributes = {
       [COST_DB_QUERIES]: this.queries,
@@ -105,6 +114,7 @@ export class CostTally {
       [COST_HTTP_CLIENT_CALLS]: this.httpClientCalls,
       [COST_HTTP_CLIENT_TIME_MS]: roundMs(this.httpClientTimeMs),
       [COST_HTTP_CLIENT_UNTIMED]: this.httpClientUntimed,
+      [COST_JOBS_ENQUEUED]: this.jobsEnqueued,
     };
     const repeated = this.mostRepeated();
     if (repeated !== undefined) {

@@ -12,6 +12,7 @@ import {
   COST_HEAP_DELTA_BYTES,
   COST_HTTP_CLIENT_CALLS,
   COST_HTTP_CLIENT_UNTIMED,
+  COST_JOBS_ENQUEUED,
   type HeapConfidence,
 } from './attributes';
 import type { LimitName, Severity } from './budget-file';
@@ -30,6 +31,7 @@ export const BUDGET_METRICS: Record<LimitName, string> = {
   durationMs: 'duration_ms',
   httpClientCalls: 'http_client.calls',
   untimedHttpCalls: 'http_client.untimed',
+  enqueuedJobs: 'jobs.enqueued',
 };
 
 /** The figures a budget is judged on. */
@@ -46,6 +48,8 @@ export interface CostRecord {
   readonly heapConfidence?: HeapConfidence;
   readonly httpClientCalls: number;
   readonly httpClientUntimed: number;
+  /** Jobs or messages put on a queue; absent where nothing counted them (older records). */
+  readonly jobsEnqueued?: number;
 }
 
 export interface Violation {
@@ -78,6 +82,7 @@ export function evaluateBudget(cost: CostRecord, rule: ResolvedRule): Violation[
   check('durationMs', cost.durationMs);
   check('httpClientCalls', cost.httpClientCalls);
   check('untimedHttpCalls', cost.httpClientUntimed);
+  check('enqueuedJobs', cost.jobsEnqueued);
   return violations;
 }
 
@@ -106,6 +111,7 @@ export function costRecordFromAttributes(attributes: AttributeMap, durationMs: n
     ...(confidence === 'high' || confidence === 'medium' || confidence === 'low' ? { heapConfidence: confidence } : {}),
     httpClientCalls: int(COST_HTTP_CLIENT_CALLS),
     httpClientUntimed: int(COST_HTTP_CLIENT_UNTIMED),
+    ...(attributes[COST_JOBS_ENQUEUED] !== undefined ? { jobsEnqueued: int(COST_JOBS_ENQUEUED) } : {}),
   };
 }
 

@@ -44,7 +44,7 @@ export function fingerprintStatement(statement: string): string {
     .replace(REPEATED_TUPLES, '(?)')
     .replace(WHITESPACE, ' ')
     .trim()
-    .replace(IDENTIFIER_MARK, (_, index: string) => identifiers[Number(index)]!);
+    .replace(IDENTIFIER_MARK, (_, index: string) => identifiers[Number(index)]);
 }
 
 /**

@@ -24,12 +24,12 @@ export function compileGlob(pattern: string, options: GlobOptions = {}): (text: 
     current[0] = 1;
     close(tokens, current);
     for (let i = 0; i < text.length; i += 1) {
-      const char = text[i]!;
+      const char = text[i];
       next.fill(0);
       let alive = false;
       for (let state = 0; state < tokens.length; state += 1) {
         if (current[state] === 0) continue;
-        const token = tokens[state]!;
+        const token = tokens[state];
         if (token.kind === 'char' ? token.char === char : token.stopsAt !== char) {
           next[token.kind === 'char' ? state + 1 : state] = 1;
           alive = true;
@@ -46,7 +46,7 @@ export function compileGlob(pattern: string, options: GlobOptions = {}): (text: 
 /** A wildcard may match nothing: whoever reaches it reaches the state after it too. */
 function close(tokens: readonly Token[], states: Uint8Array): void {
   for (let state = 0; state < tokens.length; state += 1) {
-    if (states[state] === 1 && tokens[state]!.kind === 'any') states[state + 1] = 1;
+    if (states[state] === 1 && tokens[state].kind === 'any') states[state + 1] = 1;
   }
 }
 
@@ -54,7 +54,7 @@ function tokenize(pattern: string, starStopsAt: string | undefined): Token[] {
   const tokens: Token[] = [];
   for (let i = 0; i < pattern.length; i += 1) {
     if (pattern[i] !== '*') {
-      tokens.push({ kind: 'char', char: pattern[i]! });
+      tokens.push({ kind: 'char', char: pattern[i] });
       continue;
     }
     const double = pattern[i + 1] === '*';

@@ -1,6 +1,7 @@
 export * from './attributes';
 export { fingerprintStatement, FingerprintCache, FINGERPRINT_MAX_INPUT } from './fingerprint';
 export { classifySpan } from './span-classifier';
+export { enqueuedMessages, isEnqueueSpan } from './enqueue-classifier';
 export type { AttributeMap, CostContribution, DbOperation, HttpClientCall, SpanKindName } from './span-classifier';
 export { operationIdentity, operationKey, outerDuplicateSpanIds, sameOperation } from './nested-operations';
 export type { LinkedOperationSpan, OperationIdentity } from './nested-operations';

@@ -11,7 +11,6 @@ import {
   BUDGET_RULE,
   BUDGET_VIOLATIONS,
   COST_DB_QUERIES,
-  JOB_NAME_ATTRIBUTE,
   MEASUREMENT_ATTRIBUTE,
 } from './attributes';
 import { breachReports, type BreachReport } from './breach-report';
@@ -76,10 +75,9 @@ export function isJudgeable(attributes: AttributeMap): boolean {
 export function judge(input: JudgeInput, rules: BudgetRuleSet, options: JudgeOptions = {}): Judgement {
   const { attributes } = input;
   const route = routeOf(attributes);
-  const jobName = attributes[JOB_NAME_ATTRIBUTE];
   const rule =
-    typeof jobName === 'string'
-      ? rules.forJob(jobName)
+    route.job !== undefined
+      ? rules.forJob(route.job)
       : rules.forRoute(route.method, route.template === undefined ? undefined : (options.normaliseRoute?.(route.template) ?? route.template));
   const statements = rule.allowRepeated.length > 0 ? input.statements?.() : undefined;
   const cost = { ...costRecordFromAttributes(attributes, input.durationMs), ...(statements !== undefined ? { statements } : {}) };

@@ -2,7 +2,7 @@
  * What a root span is called in budgets, reports and metrics: a request by its method and route
  * template, a job by its name. One place, so a label means the same in every output.
  */
-import { HTTP_METHOD_LEGACY, HTTP_REQUEST_METHOD, HTTP_ROUTE, JOB_NAME_ATTRIBUTE } from './attributes';
+import { HTTP_METHOD_LEGACY, HTTP_REQUEST_METHOD, HTTP_ROUTE, JOB_NAME_ATTRIBUTE, MESSAGING_DESTINATION_NAME } from './attributes';
 import { UNROUTED } from './breach-report';
 import type { AttributeMap } from './span-classifier';
 
@@ -17,8 +17,9 @@ export interface RootRoute {
 }
 
 export function routeOf(attributes: AttributeMap): RootRoute {
-  const job = nonEmpty(attributes[JOB_NAME_ATTRIBUTE]);
   const method = nonEmpty(attributes[HTTP_REQUEST_METHOD] ?? attributes[HTTP_METHOD_LEGACY]);
+  // A message consumer's own span (a queue library's telemetry) names no job: its queue does.
+  const job = nonEmpty(attributes[JOB_NAME_ATTRIBUTE]) ?? (method === undefined ? nonEmpty(attributes[MESSAGING_DESTINATION_NAME]) : undefined);
   const template = nonEmpty(attributes[HTTP_ROUTE]);
   const label = job !== undefined ? `job ${job}` : `${method ?? 'ANY'} ${template ?? UNROUTED}`;
   return { job, method, template, label };

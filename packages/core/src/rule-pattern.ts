@@ -35,7 +35,7 @@ const NEVER: CompiledPattern<never[]> = { specificity: [], matches: () => false 
 export function compileRoutePattern(pattern: string): CompiledPattern<[method: string | undefined, route: string]> {
   const parts = pattern.trim().split(/\s+/);
   if (parts.length > 2) return { ...NEVER, problem: 'expected "METHOD /path" or "/path"' };
-  const [method, path] = parts.length === 2 ? [parts[0]!.toUpperCase(), parts[1]!] : ['*', parts[0]!];
+  const [method, path] = parts.length === 2 ? [parts[0].toUpperCase(), parts[1]] : ['*', parts[0]];
   if (method !== '*' && !METHODS.includes(method)) return { ...NEVER, problem: `"${parts[0]}" is not an HTTP method (expected ${METHODS.join(', ')} or *)` };
   if (!path.startsWith('/')) return { ...NEVER, problem: 'the path must start with /' };
   const never = neverMatchingPath(path);
@@ -105,7 +105,7 @@ function matchSegments(pattern: readonly Segment[], route: readonly string[]): b
     let alive = false;
     for (let p = 0; p < pattern.length; p += 1) {
       if (reachable[p] === 0) continue;
-      const segment = pattern[p]!;
+      const segment = pattern[p];
       if (segment.kind === 'globstar') {
         next[p] = 1;
         alive = true;
@@ -122,5 +122,5 @@ function matchSegments(pattern: readonly Segment[], route: readonly string[]): b
 }
 
 function skipGlobstars(pattern: readonly Segment[], reachable: Uint8Array): void {
-  for (let p = 0; p < pattern.length; p += 1) if (reachable[p] === 1 && pattern[p]!.kind === 'globstar') reachable[p + 1] = 1;
+  for (let p = 0; p < pattern.length; p += 1) if (reachable[p] === 1 && pattern[p].kind === 'globstar') reachable[p + 1] = 1;
 }

@@ -15,6 +15,7 @@ describe('CostTally', () => {
       'cost.http_client.calls': 0,
       'cost.http_client.time_ms': 0,
       'cost.http_client.untimed': 0,
+      'cost.jobs.enqueued': 0,
     });
   });
 
@@ -25,6 +26,8 @@ describe('CostTally', () => {
     tally.add({ type: 'http_client', timed: false }, 10);
     tally.add({ type: 'http_client', timed: true }, 5);
     tally.add({ type: 'http_client', timed: undefined }, 1);
+    tally.addEnqueued(1);
+    tally.addEnqueued(3);
     expect(tally.toAttributes()).toEqual({
       'cost.db.queries': 4,
       'cost.db.time_ms': 2.75,
@@ -34,6 +37,7 @@ describe('CostTally', () => {
       'cost.http_client.calls': 3,
       'cost.http_client.time_ms': 16,
       'cost.http_client.untimed': 1,
+      'cost.jobs.enqueued': 4,
     });
     expect(tally.statements()).toEqual([
       { fingerprint: 'SELECT * FROM orders WHERE user_id = ?', count: 3 },

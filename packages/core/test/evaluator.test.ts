@@ -82,3 +82,14 @@ describe('costRecordFromAttributes', () => {
     ).toEqual({ durationMs: 12.5, queries: 4, dbTimeMs: 2.5, rows: 9, repeatedCount: 3, repeatedStatement: 'SELECT ?', heapDeltaBytes: -5, heapConfidence: 'low', httpClientCalls: 0, httpClientUntimed: 0 });
   });
 });
+
+describe('enqueued jobs', () => {
+  it('judges cost.jobs.enqueued against enqueuedJobs, and skips records that do not carry it', () => {
+    const rule = { name: 'POST /signup', limits: { enqueuedJobs: 2 }, severity: 'warning', heapMinConfidence: 'medium', allowRepeated: [] } as const;
+    const base = { durationMs: 1, queries: 0, dbTimeMs: 0, rows: 0, repeatedCount: 0, httpClientCalls: 0, httpClientUntimed: 0 };
+    expect(evaluateBudget({ ...base, jobsEnqueued: 3 }, rule).map(formatViolation)).toEqual(['jobs.enqueued 3>2']);
+    expect(evaluateBudget({ ...base, jobsEnqueued: 2 }, rule)).toEqual([]);
+    expect(evaluateBudget(base, rule)).toEqual([]);
+    expect(costRecordFromAttributes({ 'cost.db.queries': 0, 'cost.jobs.enqueued': 4 }, 1).jobsEnqueued).toBe(4);
+  });
+});

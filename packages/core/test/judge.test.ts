@@ -60,6 +60,9 @@ describe('judge', () => {
   it('labels jobs and unrouted requests; normalises routes for matching only', () => {
     expect(judge({ attributes: { 'request_budget.job.name': 'email.send', 'cost.db.queries': 2 }, durationMs: 1 }, rules).attributes['budget.violations']).toEqual(['db.queries 2>1']);
     expect(judge({ attributes: { 'http.request.method': 'GET', 'cost.db.queries': 0 }, durationMs: 1 }, rules).label).toBe('GET (unrouted)');
+    // A queue library's own consumer span names no job: it is judged and labelled by its queue.
+    const consumer = judge({ attributes: { 'messaging.destination.name': 'email.bulk', 'cost.db.queries': 3 }, durationMs: 1 }, rules);
+    expect([consumer.label, consumer.rule.name, consumer.attributes['budget.violations']]).toEqual(['job email.bulk', 'email.*', ['db.queries 3>1']]);
     const normalised = judge({ attributes: request('/users/{id}', { 'cost.db.queries': 4 }), durationMs: 1 }, rules, { normaliseRoute: (r) => r.replace('{id}', ':id') });
     expect([normalised.rule.name, normalised.label]).toEqual(['GET /users/:id', 'GET /users/{id}']);
   });

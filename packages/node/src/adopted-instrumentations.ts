@@ -13,6 +13,7 @@ import type { Instrumentation, InstrumentationConfig } from '@opentelemetry/inst
 import { MySQL2Instrumentation } from '@opentelemetry/instrumentation-mysql2';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { describeError, reportProblem } from './diagnostics';
+import { amqplibPublishHook } from './jobs/amqplib-jobs';
 import { applyFrameworkRoute } from './route-naming';
 import { HttpClientTimeoutInstrumentation } from './http-client-timeouts';
 import { companionInstrumentations, mysql2ResponseHook, pgResponseHook, type InstrumentationName } from './instrumentations';
@@ -35,6 +36,7 @@ const NAMES_BY_SCOPE: Readonly<Record<string, InstrumentationName>> = {
   '@opentelemetry/instrumentation-redis': 'redis',
   '@opentelemetry/instrumentation-undici': 'undici',
   '@opentelemetry/instrumentation-mongodb': 'mongodb',
+  '@opentelemetry/instrumentation-amqplib': 'amqplib',
 };
 
 /** Options of {@link addRequestBudgetHooks}. */
@@ -65,9 +67,10 @@ export function addRequestBudgetHooks(instrumentations: readonly (Instrumentatio
     pg: { responseHook: pgResponseHook },
     mysql2: { responseHook: mysql2ResponseHook },
     undici: clientTimeouts.undiciHooks(),
+    amqplib: { publishHook: amqplibPublishHook },
   };
   for (const instrumentation of flat) {
-    const set = hooks[NAMES_BY_SCOPE[instrumentation.instrumentationName]!];
+    const set = hooks[NAMES_BY_SCOPE[instrumentation.instrumentationName]];
     if (set !== undefined) setHooks(instrumentation, set);
   }
   const settings = { expressLayerSpans: true, fastifyHookSpans: true, koaLayerSpans: true, pgInstrumented: names.includes('pg'), clientTimeouts };

@@ -29,6 +29,8 @@ export interface ResolvedConfig {
   readonly otlpProtocol: OtlpProtocol;
   readonly otlpEndpoint: string;
   readonly zipkinEndpoint: string;
+  /** OTEL_EXPORTER_ZIPKIN_TIMEOUT: longest wait for Zipkin to answer one batch. */
+  readonly zipkinTimeoutMs: number;
   readonly summary: boolean;
   /** The summary is on only because nothing at all was configured (start() says so once). */
   readonly summaryByDefault: boolean;
@@ -45,6 +47,11 @@ export interface ResolvedConfig {
   readonly maxClientTimeoutMs: number;
   /** Batch span processor settings (OTEL_BSP_*); unset ones keep the SDK defaults. */
   readonly batch: BatchSettings;
+  /**
+   * OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT (or OTEL_ATTRIBUTE_COUNT_LIMIT) as the user set it; undefined
+   * when unset. start() raises it by the room the cost record needs, so the limit cannot drop it.
+   */
+  readonly spanAttributeCountLimit: number | undefined;
   /** Budget file path or content; undefined when none is configured. */
   readonly budgets: string | Record<string, unknown> | undefined;
   readonly errorStatusOnCritical: boolean;
@@ -96,11 +103,12 @@ const SAMPLERS = [
 
 /** Every default of the configuration in one place. */
 export const DEFAULTS = Object.freeze({
-  otlpProtocol: 'http/protobuf' as OtlpProtocol,
+  otlpProtocol: 'http/protobuf',
   otlpHttpEndpoint: 'http://localhost:4318/v1/traces',
   otlpGrpcEndpoint: 'http://localhost:4317',
   zipkinEndpoint: 'http://localhost:9411/api/v2/spans',
-  sampler: 'parentbased_always_on' as (typeof SAMPLERS)[number],
+  zipkinTimeoutMs: 10_000,
+  sampler: 'parentbased_always_on',
   samplerRatio: 1,
   shutdownOnExit: true,
   errorStatusOnCritical: false,
@@ -140,6 +148,7 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     otlpProtocol,
     otlpEndpoint: options.otlpEndpoint ?? otlpEndpointFromEnv(read, otlpProtocol),
     zipkinEndpoint: options.zipkinEndpoint ?? read.url('OTEL_EXPORTER_ZIPKIN_ENDPOINT') ?? DEFAULTS.zipkinEndpoint,
+    zipkinTimeoutMs: read.number('OTEL_EXPORTER_ZIPKIN_TIMEOUT', 1, 600_000) ?? DEFAULTS.zipkinTimeoutMs,
     summary: summary ?? nothingConfigured,
     summaryByDefault: summary === undefined && nothingConfigured,
     sampler: options.sampler ?? samplerFromEnv(read),
@@ -149,6 +158,7 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     koaLayerSpans: options.koaLayerSpans ?? read.boolean('REQUEST_BUDGET_KOA_LAYER_SPANS') ?? false,
     shutdownOnExit: options.shutdownOnExit ?? DEFAULTS.shutdownOnExit,
     maxClientTimeoutMs: options.maxClientTimeoutMs ?? read.number('REQUEST_BUDGET_MAX_CLIENT_TIMEOUT_MS', 1, 2_147_483_647) ?? DEFAULTS.maxClientTimeoutMs,
+    spanAttributeCountLimit: read.number('OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT', 0, 1_000_000) ?? read.number('OTEL_ATTRIBUTE_COUNT_LIMIT', 0, 1_000_000),
     batch: {
       scheduledDelayMillis: read.number('OTEL_BSP_SCHEDULE_DELAY', 0, 3_600_000),
       maxQueueSize: read.number('OTEL_BSP_MAX_QUEUE_SIZE', 1, 10_000_000),

@@ -18,6 +18,7 @@ import {
   COST_DB_ROWS,
   COST_DB_TIME_MS,
   COST_HEAP_DELTA_BYTES,
+  COST_JOBS_ENQUEUED,
   HTTP_METHOD_LEGACY,
   HTTP_REQUEST_METHOD,
   HTTP_ROUTE,
@@ -37,6 +38,8 @@ export const METRIC_NAMES = {
   heapDelta: 'request_budget.heap.delta_bytes',
   breaches: 'request_budget.breaches',
   limit: 'request_budget.limit',
+  /** Jobs and messages put on a queue, by the route (or job) that enqueued them. */
+  jobsEnqueued: 'request_budget.jobs.enqueued',
   /** Queries and outgoing calls that ended after their request's response, by route and kind. */
   lateOperations: 'request_budget.late_operations',
 } as const;
@@ -67,6 +70,7 @@ interface Instruments {
   readonly rows: Histogram;
   readonly heapDelta: Histogram;
   readonly breaches: Counter;
+  readonly jobsEnqueued: Counter;
   readonly lateOperations: Counter;
 }
 
@@ -101,6 +105,8 @@ export class CostMetricsProcessor implements SpanProcessor {
       instruments.rows.record(Number(a[COST_DB_ROWS] ?? 0), labels);
       // Histograms take no negative values: a shrinking heap (a GC ran) records as no growth.
       instruments.heapDelta.record(Math.max(0, Number(a[COST_HEAP_DELTA_BYTES] ?? 0)), labels);
+      const enqueued = Number(a[COST_JOBS_ENQUEUED] ?? 0);
+      if (enqueued > 0) instruments.jobsEnqueued.add(enqueued, { route });
       for (const event of span.events) {
         if (event.name !== BUDGET_BREACH_EVENT) continue;
         instruments.breaches.add(1, { route, metric: String(event.attributes?.metric), severity: String(event.attributes?.severity) });
@@ -133,6 +139,7 @@ export class CostMetricsProcessor implements SpanProcessor {
       rows: histogram(METRIC_NAMES.rows, 'Rows returned per request', '{row}', BUCKETS.rows),
       heapDelta: histogram(METRIC_NAMES.heapDelta, 'Heap growth per request (0 when it shrank)', 'By', BUCKETS.bytes),
       breaches: meter.createCounter(METRIC_NAMES.breaches, { description: 'Budget limits exceeded, by route, metric and severity' }),
+      jobsEnqueued: meter.createCounter(METRIC_NAMES.jobsEnqueued, { description: 'Jobs and messages put on a queue, by the route (or job) that enqueued them', unit: '{job}' }),
       lateOperations: meter.createCounter(METRIC_NAMES.lateOperations, {
         description: "Queries (kind db) and outgoing HTTP calls (kind http_client) that ended after their request's response, so are in no cost record, by route",
       }),

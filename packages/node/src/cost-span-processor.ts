@@ -19,7 +19,9 @@ import {
   CostTally,
   FingerprintCache,
   classifySpan,
+  enqueuedMessages,
   heapConfidence,
+  isEnqueueSpan,
   roundMs,
   type RepeatedStatement,
   type SpanKindName,
@@ -54,7 +56,10 @@ interface RootState {
 }
 
 const ROOT_STATE = Symbol('request-budget.root-state');
-type TrackedSpan = { [ROOT_STATE]?: RootState };
+// Set on spans started beneath an enqueue span (see core's enqueue-classifier.ts): the queue
+// library's own work to enqueue, counted as the enqueue and not as queries or calls.
+const UNDER_ENQUEUE = Symbol('request-budget.under-enqueue');
+type TrackedSpan = { [ROOT_STATE]?: RootState; [UNDER_ENQUEUE]?: true };
 
 const KIND_NAMES: Record<SpanKind, SpanKindName> = {
   [SpanKind.INTERNAL]: 'internal',
@@ -108,7 +113,10 @@ export class CostSpanProcessor implements SpanProcessor {
         tracked[ROOT_STATE] = parentState;
       }
       if (tracked[ROOT_STATE]?.root === span) notifyRootStarted(span);
-      else if (tracked[ROOT_STATE] !== undefined) this.duplicates.onStart(span, KIND_NAMES[span.kind], parent);
+      else if (tracked[ROOT_STATE] !== undefined) {
+        if (parent !== undefined && (parent[UNDER_ENQUEUE] === true || isEnqueueSpanObject(parent))) tracked[UNDER_ENQUEUE] = true;
+        this.duplicates.onStart(span, KIND_NAMES[span.kind], parent);
+      }
     } catch (error) {
       this.reportHookFailure('onStart', error);
     }
@@ -130,6 +138,12 @@ export class CostSpanProcessor implements SpanProcessor {
       if (state === undefined || state.owner !== this) return;
       // The root itself (closed in onEnding): only observers (measureCost, CI baseline) want it.
       if ((span as unknown) === state.root) return notifySpanEnded(span, state.root);
+      if ((span as ReadableSpan & TrackedSpan)[UNDER_ENQUEUE] === true) return;
+      const enqueued = enqueuedMessages(KIND_NAMES[span.kind], span.attributes);
+      if (enqueued !== undefined) {
+        if (!state.ended) state.tally.addEnqueued(enqueued);
+        return;
+      }
       const contribution = this.duplicates.admit(span, classifySpan(KIND_NAMES[span.kind], span.name, span.attributes));
       // Ended after its root: too late for the cost record, counted per route by the others.
       if (state.ended) return contribution === undefined ? undefined : markLateOperation(span, state.root, contribution);
@@ -192,6 +206,12 @@ export class CostSpanProcessor implements SpanProcessor {
     this.hookFailureReported = true;
     reportProblem(`cost attribution failed in ${hook} and skipped that span (reported once): ${describeError(error)}`);
   }
+}
+
+/** Whether a parent span object (an SDK span, read through its public fields) is an enqueue span. */
+function isEnqueueSpanObject(parent: object): boolean {
+  const { kind, attributes } = parent as Partial<ReadableSpan>;
+  return kind !== undefined && attributes !== undefined && isEnqueueSpan(KIND_NAMES[kind], attributes);
 }
 
 /** The local root (request or job span) a span was attributed to, and whether it has ended. */

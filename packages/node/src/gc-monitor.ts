@@ -31,7 +31,7 @@ export class GcMonitor {
   start(): void {
     if (this.observer !== undefined) return;
     this.observer = new PerformanceObserver((list) => {
-      for (const entry of list.getEntries() as PerformanceEntry[]) {
+      for (const entry of list.getEntries()) {
         this.count += 1;
         this.timeMs += entry.duration;
       }

@@ -19,5 +19,7 @@ export { INSTRUMENTATION_NAMES } from './instrumentations';
 export type { InstrumentationName } from './instrumentations';
 export { PostgresJsInstrumentation } from './instrumentations/postgres-js-instrumentation';
 export type { PostgresJsInstrumentationConfig, PostgresJsResponseInfo } from './instrumentations/postgres-js-instrumentation';
+export { BullMqInstrumentation } from './jobs/bullmq-instrumentation';
+export type { BullMqInstrumentationConfig } from './jobs/bullmq-instrumentation';
 export { CostMetricsProcessor, METRIC_NAMES, OTHER_ROUTE } from './cost-metrics-processor';
 export type { CostMetricsOptions } from './cost-metrics-processor';

@@ -11,6 +11,7 @@ import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { KoaInstrumentation, KoaLayerType } from '@opentelemetry/instrumentation-koa';
 import { MongoDBInstrumentation } from '@opentelemetry/instrumentation-mongodb';
+import { AmqplibInstrumentation } from '@opentelemetry/instrumentation-amqplib';
 import { MySQL2Instrumentation } from '@opentelemetry/instrumentation-mysql2';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { RedisInstrumentation } from '@opentelemetry/instrumentation-redis';
@@ -24,11 +25,14 @@ import { MysqlStreamInstrumentation, streamedRowCount } from './mysql-stream-ins
 import { PoolContextInstrumentation } from './pool-context-instrumentation';
 import { PostgresJsInstrumentation } from './instrumentations/postgres-js-instrumentation';
 import { RedisTransactionInstrumentation } from './redis-transaction-instrumentation';
+import { BullMqInstrumentation } from './jobs/bullmq-instrumentation';
+import { AmqplibJobInstrumentation, amqplibPublishHook } from './jobs/amqplib-jobs';
+import { PgBossInstrumentation } from './jobs/pg-boss-instrumentation';
 import { applyFrameworkRoute } from './route-naming';
 import { HttpClientTimeoutInstrumentation } from './http-client-timeouts';
 
 /** Names accepted in OTEL_NODE_ENABLED_INSTRUMENTATIONS / OTEL_NODE_DISABLED_INSTRUMENTATIONS. */
-export const INSTRUMENTATION_NAMES = ['http', 'express', 'fastify', 'koa', 'pg', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb'] as const;
+export const INSTRUMENTATION_NAMES = ['http', 'express', 'fastify', 'koa', 'pg', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb', 'bullmq', 'amqplib', 'pg-boss'] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 
 /** Settings the instrumentations are created with (from the resolved configuration). */
@@ -71,6 +75,12 @@ const FACTORIES: Record<InstrumentationName, (settings: InstrumentationSettings)
   redis: () => new RedisInstrumentation(),
   undici: (settings) => new UndiciInstrumentation(settings.clientTimeouts.undiciHooks()),
   mongodb: () => new MongoDBInstrumentation(),
+  // BullMQ: each processed job a root of its own, each add an enqueue (jobs/bullmq-instrumentation.ts).
+  bullmq: () => new BullMqInstrumentation(),
+  // RabbitMQ: each consumed message a job root, each publish an enqueue (jobs/amqplib-jobs.ts).
+  amqplib: () => new AmqplibInstrumentation({ publishHook: amqplibPublishHook }),
+  // pg-boss: each handler call a job root, pg-boss's own bookkeeping set aside.
+  'pg-boss': () => new PgBossInstrumentation(),
 };
 
 /**
@@ -111,6 +121,9 @@ export function companionInstrumentations(names: readonly InstrumentationName[],
   // node-redis: MULTI and EXEC are commands the server runs, with no span of their own.
   if (names.includes('redis')) instrumentations.push(new RedisTransactionInstrumentation());
   if (names.includes('koa')) instrumentations.push(new KoaRouteInstrumentation());
+  // After instrumentation-amqplib, to run inside each message's span: names it as a job and
+  // keeps it open until the handler's promise settles.
+  if (names.includes('amqplib')) instrumentations.push(new AmqplibJobInstrumentation());
   // Bluebird's callbacks lose the request's context unless its asyncHooks option is on, whatever
   // the driver: turned on as it loads (it patches nothing when the app has no Bluebird).
   instrumentations.push(new BluebirdContextInstrumentation());

@@ -6,7 +6,7 @@
  */
 
 /** What a library's requests are missing from when it is not instrumented. */
-export type LibraryWork = 'queries' | 'commands' | 'routes' | 'calls';
+export type LibraryWork = 'queries' | 'commands' | 'routes' | 'calls' | 'jobs';
 
 export interface KnownLibrary {
   /** The package, as the app requires it. */
@@ -40,6 +40,12 @@ export const KNOWN_LIBRARIES: readonly KnownLibrary[] = [
   { name: 'koa', instrumentation: 'koa', work: 'routes' },
   { name: 'fastify', instrumentation: 'fastify', work: 'routes', throughChannel: true },
   { name: 'undici', instrumentation: 'undici', work: 'calls', throughChannel: true },
+  // Queues: each processed job a root of its own (jobs/).
+  { name: 'bullmq', instrumentation: 'bullmq', work: 'jobs' },
+  // RabbitMQ consumers and publishers (instrumentation-amqplib and jobs/amqplib-jobs.ts).
+  { name: 'amqplib', instrumentation: 'amqplib', work: 'jobs' },
+  // An ES module: seen under --import, and under --require when the app require()s it (Node 22.12+).
+  { name: 'pg-boss', instrumentation: 'pg-boss', work: 'jobs' },
   // Nothing request-budget installs instruments these.
   { name: 'better-sqlite3', work: 'queries' },
   { name: 'sqlite3', work: 'queries' },

@@ -114,5 +114,5 @@ export class KoaRouteInstrumentation extends InstrumentationBase {
 function koaClassOf(exports: unknown): KoaClass | undefined {
   const module = exports as { [Symbol.toStringTag]?: unknown; default?: unknown } | undefined;
   const candidate = module?.[Symbol.toStringTag] === 'Module' ? module.default : module;
-  return typeof candidate === 'function' ? (candidate as unknown as KoaClass) : undefined;
+  return typeof candidate === 'function' ? (candidate) : undefined;
 }

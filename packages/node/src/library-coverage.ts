@@ -27,6 +27,7 @@ import {
 import { describeError, reportProblem } from './diagnostics';
 import { INSTRUMENTATION_NAMES } from './instrumentations';
 import { KNOWN_LIBRARIES, type KnownLibrary, type LibraryWork } from './known-libraries';
+import { jestSetupRan } from './testing/measure-hooks';
 import { satisfiesAny } from './testing/version-range';
 
 export interface LibraryCoverageOptions {
@@ -65,6 +66,7 @@ const LOST: Record<LibraryWork, string> = {
   commands: 'its commands are not counted',
   routes: 'its route templates (http.route) are not recorded',
   calls: 'its HTTP calls are not counted',
+  jobs: 'its jobs get no cost record',
 };
 
 // Lines already written, process-wide: a second watcher (a second setup) repeats none of them.
@@ -151,7 +153,8 @@ export class LibraryCoverage {
     const supported = this.supports(library, version);
     if (supported === undefined) return 'uncounted';
     if (!supported) return 'unsupported';
-    return loadedBeforeStart && library.throughChannel !== true ? 'loaded-before' : 'ok';
+    // Inside jest, its setup patches what jest's registry loaded before it (testing/jest-patch.ts).
+    return loadedBeforeStart && library.throughChannel !== true && !jestSetupRan() ? 'loaded-before' : 'ok';
   }
 
   /** Whether the version is covered; undefined when nothing instruments the library at all. */

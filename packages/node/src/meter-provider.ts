@@ -9,14 +9,15 @@ import type { Instrumentation } from '@opentelemetry/instrumentation';
 import { defaultResource, detectResources, envDetector, hostDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { ResolvedConfig } from './config';
+import type { ExporterConnections } from './exporter-connections';
 import { createMetricReaders } from './metric-readers';
 
 /** A meter provider with the configured readers, or undefined when metrics are not exported. */
-export function createCostMeterProvider(config: ResolvedConfig, instrumentations: readonly Instrumentation[]): MeterProvider | undefined {
+export function createCostMeterProvider(config: ResolvedConfig, instrumentations: readonly Instrumentation[], connections: ExporterConnections): MeterProvider | undefined {
   if (config.metrics.exporters.length === 0) return undefined;
   let resource = defaultResource().merge(detectResources({ detectors: [envDetector, processDetector, hostDetector] }));
   if (config.serviceName !== undefined) resource = resource.merge(resourceFromAttributes({ 'service.name': config.serviceName }));
-  const provider = new MeterProvider({ resource, readers: createMetricReaders(config) });
+  const provider = new MeterProvider({ resource, readers: createMetricReaders(config, connections) });
   if (config.metrics.instrumentationMetrics) {
     metrics.setGlobalMeterProvider(provider);
     for (const instrumentation of instrumentations) instrumentation.setMeterProvider(provider);

@@ -62,7 +62,7 @@ export interface RequestBudgetComponents {
  */
 export function requestBudgetComponents(options: RequestBudgetComponentsOptions = {}): RequestBudgetComponents {
   const given = options.instrumentations;
-  const names = given !== undefined && given.every((item) => typeof item === 'string') ? (given as InstrumentationName[]) : undefined;
+  const names = given !== undefined && given.every((item) => typeof item === 'string') ? (given) : undefined;
   const instances = given !== undefined && names === undefined ? (given as readonly (Instrumentation | readonly Instrumentation[])[]) : undefined;
   try {
     if (activeConfig() !== undefined) {

@@ -21,6 +21,8 @@ import { createCostMeterProvider } from './meter-provider';
 import { outsideAnyTrace } from './outside-any-trace';
 import { markOwnSpans } from './own-spans';
 import { SummarySpanProcessor } from './summary-span-processor';
+import { UnpatchedPgBossCheck } from './jobs/unpatched-pg-boss-check';
+import { ExporterConnections } from './exporter-connections';
 import { createExportProcessors } from './trace-exporters';
 
 export interface CostPipeline {
@@ -33,6 +35,8 @@ export interface CostPipeline {
   readonly sampler: Sampler;
   /** Tells whether the processors receive the process's spans (see global-registration.ts). */
   readonly probe: RegistrationProbe;
+  /** The exporters' connections, dropped when shutdown reaches its bound. */
+  readonly connections: ExporterConnections;
 }
 
 /**
@@ -46,12 +50,15 @@ export function assemblePipeline(config: ResolvedConfig, options: { spanProcesso
   const budgets = loadBudgets(config);
   const alerts = budgets === undefined ? undefined : createAlertDispatcher(config.alerts, reportProblem, { runDetached: outsideAnyTrace });
   const rules = budgets === undefined ? undefined : new BudgetRuleSet(budgets);
-  const exportProcessors = createExportProcessors(config);
-  const meterProvider = createCostMeterProvider(config, instrumentations);
+  const connections = new ExporterConnections();
+  const exportProcessors = createExportProcessors(config, connections);
+  const meterProvider = createCostMeterProvider(config, instrumentations, connections);
   const probe = new RegistrationProbe();
   const spanProcessors: SpanProcessor[] = [
     probe,
     new CostSpanProcessor(),
+    // pg-boss's own job spans, unpatched (an ES module under --require): said once (jobs/).
+    new UnpatchedPgBossCheck(),
     ...(rules !== undefined
       ? [
           new BudgetSpanProcessor({
@@ -68,7 +75,7 @@ export function assemblePipeline(config: ResolvedConfig, options: { spanProcesso
     ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0 ? [new BreachedTraceExportProcessor(exportProcessors)] : exportProcessors),
   ];
   // Unsampled spans are still recorded (not exported) so every request gets its cost record.
-  return { budgets, alerts, meterProvider, spanProcessors, sampler: createAlwaysRecordSampler(config.sampler), probe };
+  return { budgets, alerts, meterProvider, spanProcessors, sampler: createAlwaysRecordSampler(config.sampler), probe, connections };
 }
 
 /**

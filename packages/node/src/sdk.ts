@@ -11,7 +11,9 @@ import type { Budgets } from '@request-budget/core';
 import type { AlertDispatcher, AlertSinkStats } from '@request-budget/alerts';
 import { resolveConfig, type ResolvedConfig } from './config';
 import { describeError, reportProblem } from './diagnostics';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { installExitHooks } from './exit-hooks';
+import type { ExporterConnections } from './exporter-connections';
 import { wrapGlobalFetch } from './http-client-timeouts';
 import { createInstrumentations } from './instrumentations';
 import { watchLibraryCoverage } from './library-coverage';
@@ -32,6 +34,7 @@ interface Running {
   /** The instrumentations installed (measureCost checks them; the jest setup patches with them). */
   readonly instrumentations: readonly Instrumentation[];
   readonly removeExitHooks: () => void;
+  readonly connections: ExporterConnections;
   stopping: Promise<void> | undefined;
 }
 
@@ -73,10 +76,11 @@ export function start(options: RequestBudgetOptions = {}): boolean {
       enabledFrom: options.instrumentations !== undefined ? 'option' : 'environment',
     });
     // Processors and sampler come from pipeline.ts, shared with requestBudgetComponents().
-    const { budgets, alerts, meterProvider, spanProcessors, sampler, probe } = assemblePipeline(config, options, instrumentations);
+    const { budgets, alerts, meterProvider, spanProcessors, sampler, probe, connections } = assemblePipeline(config, options, instrumentations);
     prepareForOtherSetups(instrumentations, probe);
     const sdk = new NodeSDK({
       ...(config.serviceName !== undefined ? { serviceName: config.serviceName } : {}),
+      ...spanLimitsWithRoomForCost(config),
       instrumentations,
       spanProcessors,
       sampler,
@@ -86,9 +90,9 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     });
     sdk.start();
     const restoreFetch = config.instrumentations.includes('undici') ? wrapGlobalFetch() : () => {};
-    const state: Running = { sdk, config, budgets, alerts, spanProcessors, meterProvider, restoreFetch, instrumentations, removeExitHooks: () => {}, stopping: undefined };
+    const state: Running = { sdk, config, budgets, alerts, spanProcessors, meterProvider, restoreFetch, instrumentations, removeExitHooks: () => {}, connections, stopping: undefined };
     running = state;
-    if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks({ flush, shutdown }, EXIT_FLUSH_TIMEOUT_MS) });
+    if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks({ flush: () => flushOnSignal(state), shutdown }, EXIT_FLUSH_TIMEOUT_MS) });
     return true;
   } catch (error) {
     reportProblem(`could not start, the app runs without request-budget: ${describeError(error)}`);
@@ -104,11 +108,27 @@ export function shutdown(): Promise<void> {
     state.removeExitHooks();
     state.restoreFetch();
     try {
-      await state.sdk.shutdown();
-      // After the SDK: the last spans' breaches and metrics are recorded by now.
-      await Promise.all([state.alerts?.shutdown(), state.meterProvider?.shutdown()]);
-    } catch (error) {
-      reportProblem(`shutdown: ${describeError(error)}`);
+      let boundReached = false;
+      const work = (async () => {
+        await state.sdk.shutdown();
+        // After the SDK: the last spans' breaches and metrics are recorded by now.
+        await Promise.all([state.alerts?.shutdown(), state.meterProvider?.shutdown()]);
+      })().then(
+        () => true,
+        (error: unknown) => {
+          // Past the bound, the failure is the one just reported: connections closed on purpose.
+          if (!boundReached) reportProblem(`shutdown: ${describeError(error)}`);
+          return true;
+        },
+      );
+      // Bounded whatever the backends do: past the bound their connections are dropped, so a
+      // backend that never answers cannot keep the process alive.
+      const finished = await Promise.race([work, sleep(EXIT_FLUSH_TIMEOUT_MS, false, { ref: false })]);
+      if (!finished) {
+        boundReached = true;
+        reportProblem(`shutdown: the trace backends did not finish within ${EXIT_FLUSH_TIMEOUT_MS} ms; their connections are closed and spans not yet exported are dropped`);
+        state.connections.destroy();
+      }
     } finally {
       if (running === state) running = undefined;
       stopped = true;
@@ -117,11 +137,36 @@ export function shutdown(): Promise<void> {
   return state.stopping;
 }
 
+/**
+ * A stop signal the app handles itself: export what has ended (bounded), then let the exporters'
+ * connections stop holding the process, so it exits when the app's own drain is done even if a
+ * backend never answers.
+ */
+async function flushOnSignal(state: Running): Promise<void> {
+  await Promise.race([flush(), sleep(EXIT_FLUSH_TIMEOUT_MS, undefined, { ref: false })]);
+  state.connections.release();
+}
+
 /** Exports what has ended so far and delivers queued alerts, without stopping anything. */
 export async function flush(): Promise<void> {
   const state = running;
   if (state === undefined) return;
   await Promise.allSettled([...state.spanProcessors.map((processor) => processor.forceFlush()), state.alerts?.flush(), state.meterProvider?.forceFlush()]);
+}
+
+/**
+ * Attributes the cost record and the budget marks may add to a root span. A span attribute
+ * count limit set by the user would otherwise drop them silently (they are written last, just
+ * before the span ends): the limit is raised by this much, and that is said once.
+ */
+export const COST_RECORD_ATTRIBUTE_ROOM = 32;
+
+function spanLimitsWithRoomForCost(config: ResolvedConfig): { spanLimits?: { attributeCountLimit: number } } {
+  const limit = config.spanAttributeCountLimit;
+  if (limit === undefined) return {};
+  const raised = limit + COST_RECORD_ATTRIBUTE_ROOM;
+  reportProblem(`span attribute count limit ${limit} raised to ${raised}, so the cost record (up to ${COST_RECORD_ATTRIBUTE_ROOM} attributes on a request's span) is not dropped`);
+  return { spanLimits: { attributeCountLimit: raised } };
 }
 
 /** The instrumentations installed by start(); empty when not running. */

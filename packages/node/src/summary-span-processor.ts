@@ -5,6 +5,12 @@
  *   request-budget: GET /users/:id 200 12.4ms queries=3 db=4.1ms rows=3 heap=+1.2MiB(high) http=0
  *   request-budget: GET /users-with-orders 200 48.0ms queries=21 db=30.2ms rows=120 heap=+310KiB(low) http=0 repeated=20×"SELECT * FROM orders WHERE user_id = $1" OVER BUDGET (GET /users-with-orders): db.queries 21>10, db.repeated_count 20>5
  *
+ * A job (withBudget, or a job of a queue: see jobs/) gets its line too, named after the job, with
+ * `ok` or `error` for a status; a request or job that put jobs on a queue shows how many:
+ *
+ *   request-budget: POST /signup 200 31.0ms queries=2 db=3.2ms rows=1 heap=+96KiB(high) http=0 enqueued=1
+ *   request-budget: job email.welcome ok 812.3ms queries=3 db=2.9ms rows=3 heap=+1.1MiB(high) http=1
+ *
  * A query or call that ends after its request's response is in no line above; it gets a `late:`
  * line of its own, at most one per route every `lateIntervalMs` (see late-operations.ts):
  *
@@ -30,7 +36,9 @@ import {
   COST_HEAP_DELTA_BYTES,
   COST_HTTP_CLIENT_CALLS,
   COST_HTTP_CLIENT_UNTIMED,
+  COST_JOBS_ENQUEUED,
   HTTP_REQUEST_METHOD,
+  JOB_NAME_ATTRIBUTE,
   HTTP_ROUTE,
 } from '@request-budget/core';
 import { LateOperationLines, lateOperationOf, type LateOperation } from './late-operations';
@@ -150,7 +158,8 @@ export function formatSummaryLine(span: ReadableSpan): string {
   // The route template when the framework set one; else the path, so unrouted requests
   // (a bare http server, a 404) are still recognisable.
   const target = a[HTTP_ROUTE] ?? a[URL_PATH];
-  const route = target !== undefined ? `${a[HTTP_REQUEST_METHOD] ?? ''} ${target}`.trim() : span.name;
+  const job = a[JOB_NAME_ATTRIBUTE];
+  const route = typeof job === 'string' ? `job ${job}` : target !== undefined ? `${a[HTTP_REQUEST_METHOD] ?? ''} ${target}`.trim() : span.name;
   const status = a[HTTP_RESPONSE_STATUS_CODE] ?? (span.status.code === SpanStatusCode.ERROR ? 'error' : 'ok');
   const parts = [
     `request-budget: ${route} ${status} ${durationMs.toFixed(1)}ms`,
@@ -162,6 +171,8 @@ export function formatSummaryLine(span: ReadableSpan): string {
   ];
   const untimed = Number(a[COST_HTTP_CLIENT_UNTIMED]);
   if (untimed > 0) parts.push(`untimed=${untimed}`);
+  const enqueued = Number(a[COST_JOBS_ENQUEUED] ?? 0);
+  if (enqueued > 0) parts.push(`enqueued=${enqueued}`);
   const repeated = Number(a[COST_DB_REPEATED_COUNT]);
   if (repeated > 1) parts.push(`repeated=${repeated}×${JSON.stringify(preview(String(a[COST_DB_REPEATED_STATEMENT])))}`);
   const violations = a[BUDGET_VIOLATIONS];

@@ -1,6 +1,8 @@
 /**
  * Builds the export pipeline named by the configuration: one batch span processor per exporter,
- * so a slow or unreachable backend never blocks the request path or the other exporters.
+ * so a slow or unreachable backend never blocks the request path or the other exporters. Every
+ * HTTP exporter sends through {@link ExporterConnections} (dropped at the exit bound) and has a
+ * timeout; a failing export is said on stderr with its cause, at most once a minute.
  */
 import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -8,25 +10,41 @@ import { OTLPTraceExporter as OtlpProtobufExporter } from '@opentelemetry/export
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { ResolvedConfig } from './config';
+import { reportProblem } from './diagnostics';
+import type { ExporterConnections } from './exporter-connections';
+import { ReportingExporter } from './reporting-exporter';
+import { useTimedZipkinSender } from './zipkin-sender';
 
-export function createExportProcessors(config: ResolvedConfig): SpanProcessor[] {
+export function createExportProcessors(config: ResolvedConfig, connections: ExporterConnections): SpanProcessor[] {
   return config.traceExporters.map((name) => {
-    const exporter = createExporter(name, config);
+    const exporter = new ReportingExporter(createExporter(name, config, connections), describeTarget(name, config), reportProblem);
     return new BatchSpanProcessor({ exporter, ...definedOnly(config.batch) });
   });
 }
 
-function createExporter(name: ResolvedConfig['traceExporters'][number], config: ResolvedConfig): SpanExporter {
+function createExporter(name: ResolvedConfig['traceExporters'][number], config: ResolvedConfig, connections: ExporterConnections): SpanExporter {
   switch (name) {
-    case 'otlp':
+    case 'otlp': {
       if (config.otlpProtocol === 'grpc') return new OtlpGrpcExporter({ url: config.otlpEndpoint });
-      if (config.otlpProtocol === 'http/json') return new OtlpJsonExporter({ url: config.otlpEndpoint });
-      return new OtlpProtobufExporter({ url: config.otlpEndpoint });
-    case 'zipkin':
-      return new ZipkinExporter({ url: config.zipkinEndpoint, serviceName: config.serviceName });
+      const http = { url: config.otlpEndpoint, httpAgentOptions: connections.agentFor };
+      return config.otlpProtocol === 'http/json' ? new OtlpJsonExporter(http) : new OtlpProtobufExporter(http);
+    }
+    case 'zipkin': {
+      const exporter = new ZipkinExporter({ url: config.zipkinEndpoint, serviceName: config.serviceName });
+      if (!useTimedZipkinSender(exporter, { url: config.zipkinEndpoint, timeoutMs: config.zipkinTimeoutMs, agentFor: connections.agentFor })) {
+        reportProblem('this @opentelemetry/exporter-zipkin has no sender request-budget can give a timeout: a Zipkin that does not answer may hold connections and delay exit');
+      }
+      return exporter;
+    }
     case 'console':
       return new ConsoleSpanExporter();
   }
+}
+
+function describeTarget(name: ResolvedConfig['traceExporters'][number], config: ResolvedConfig): string {
+  if (name === 'otlp') return `OTLP (${config.otlpProtocol}) ${config.otlpEndpoint}`;
+  if (name === 'zipkin') return `Zipkin ${config.zipkinEndpoint}`;
+  return 'console';
 }
 
 function definedOnly<T extends object>(settings: T): Partial<T> {

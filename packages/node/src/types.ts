@@ -58,7 +58,7 @@ export interface RequestBudgetOptions {
   /**
    * Instrumentations to install, by name. Env: OTEL_NODE_ENABLED_INSTRUMENTATIONS and
    * OTEL_NODE_DISABLED_INSTRUMENTATIONS.
-   * @default all: http, express, fastify, koa, pg, postgres, mysql2, ioredis, redis, undici, mongodb
+   * @default all: http, express, fastify, koa, pg, postgres, mysql2, ioredis, redis, undici, mongodb, bullmq, amqplib, pg-boss
    */
   instrumentations?: InstrumentationName[];
   /**

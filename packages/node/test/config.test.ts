@@ -13,7 +13,7 @@ describe('resolveConfig', () => {
     expect(config.traceExporters).toEqual([]);
     expect(config.summary).toBe(true);
     expect(config.disabled).toBe(false);
-    expect(config.instrumentations).toEqual(['http', 'express', 'fastify', 'koa', 'pg', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb']);
+    expect(config.instrumentations).toEqual(['http', 'express', 'fastify', 'koa', 'pg', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb', 'bullmq', 'amqplib', 'pg-boss']);
     expect(config.sampler.toString()).toBe('ParentBased{root=AlwaysOnSampler, remoteParentSampled=AlwaysOnSampler, remoteParentNotSampled=AlwaysOffSampler, localParentSampled=AlwaysOnSampler, localParentNotSampled=AlwaysOffSampler}');
     expect(problems).toEqual([]);
   });
@@ -72,7 +72,7 @@ describe('resolveConfig', () => {
       'OTEL_SDK_DISABLED="maybe" is not a boolean (expected true or false); ignoring it',
       'OTEL_EXPORTER_ZIPKIN_ENDPOINT="not a url" is not an http(s) URL; ignoring it',
       'OTEL_TRACES_SAMPLER="sometimes" is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio; ignoring it',
-      'OTEL_NODE_DISABLED_INSTRUMENTATIONS="pg,kafka": unknown "kafka" (expected http, express, fastify, koa, pg, postgres, mysql2, ioredis, redis, undici, mongodb); ignoring it',
+      'OTEL_NODE_DISABLED_INSTRUMENTATIONS="pg,kafka": unknown "kafka" (expected http, express, fastify, koa, pg, postgres, mysql2, ioredis, redis, undici, mongodb, bullmq, amqplib, pg-boss); ignoring it',
       'OTEL_BSP_SCHEDULE_DELAY="-5" is not a number from 0 to 3600000; ignoring it',
     ]);
     expect(config.traceExporters).toEqual([]);
@@ -80,7 +80,7 @@ describe('resolveConfig', () => {
     expect(config.otlpProtocol).toBe('http/protobuf');
     expect(config.zipkinEndpoint).toBe('http://localhost:9411/api/v2/spans');
     expect(config.disabled).toBe(false);
-    expect(config.instrumentations).toEqual(['http', 'express', 'fastify', 'koa', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb']);
+    expect(config.instrumentations).toEqual(['http', 'express', 'fastify', 'koa', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb', 'bullmq', 'amqplib', 'pg-boss']);
     expect(config.batch.scheduledDelayMillis).toBeUndefined();
   });
 

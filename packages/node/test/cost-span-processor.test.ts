@@ -76,6 +76,44 @@ describe('CostSpanProcessor', () => {
     expect(exporter.getFinishedSpans().filter((s) => s.attributes['cost.db.queries'] !== undefined)).toHaveLength(1);
   });
 
+  it('counts enqueues (PRODUCER with messaging.system) as cost.jobs.enqueued, and the queue library\'s work beneath them as nothing else', () => {
+    const root = tracer.startSpan('GET /signup', { kind: SpanKind.SERVER });
+    withSpan(root, () => {
+      query('SELECT 1 AS own');
+      const add = tracer.startSpan('add mail', { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq' } });
+      withSpan(add, () => {
+        const script = tracer.startSpan('evalsha', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'redis', 'db.query.text': 'evalsha abc 9 bull:mail:wait' } });
+        withSpan(script, () => query('SELECT 2 AS nested_beneath'));
+        script.end();
+      });
+      add.end();
+      const bulk = tracer.startSpan('addBulk mail', { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq', 'messaging.batch.message_count': 5 } });
+      bulk.end();
+      // BullMQ's own telemetry span: a PRODUCER without messaging.system is no enqueue.
+      const own = tracer.startSpan('add mail', { kind: SpanKind.PRODUCER, attributes: { 'bullmq.queue.name': 'mail' } });
+      withSpan(own, () => query('SELECT 3 AS under_bare_producer'));
+      own.end();
+    });
+    root.end();
+    expect(finished('GET /signup').attributes).toMatchObject({ 'cost.db.queries': 2, 'cost.jobs.enqueued': 6 });
+  });
+
+  it('makes a CONSUMER span a root of its own, even inside a request', () => {
+    const root = tracer.startSpan('GET /inline', { kind: SpanKind.SERVER });
+    withSpan(root, () => {
+      query('SELECT 1 AS request');
+      const message = tracer.startSpan('mail process', { kind: SpanKind.CONSUMER, attributes: { 'messaging.system': 'rabbitmq' } });
+      withSpan(message, () => {
+        query('SELECT 1 AS message');
+        query('SELECT 2 AS message');
+      });
+      message.end();
+    });
+    root.end();
+    expect(finished('GET /inline').attributes['cost.db.queries']).toBe(1);
+    expect(finished('mail process').attributes['cost.db.queries']).toBe(2);
+  });
+
   it('treats a SERVER span under a local root as part of that request, and a job-marked span as a root', () => {
     const root = tracer.startSpan('GET /outer', { kind: SpanKind.SERVER });
     withSpan(root, () => {

@@ -1,4 +1,5 @@
-// The sample service, served on an ephemeral port in the test file's sandbox.
+// The sample service, served on an ephemeral port in the test file's sandbox (supertest serves
+// the app object on a port of its own for each request).
 const http = require('node:http');
 
 // Required from the test file, after the preset's setup has started request-budget.
@@ -21,20 +22,4 @@ function serveSample() {
   return service;
 }
 
-/** What supertest does with an app object: serve it on an ephemeral port for one request. */
-function requestApp(app, path) {
-  const server = http.createServer(app);
-  return new Promise((resolve, reject) => {
-    server.listen(0, '127.0.0.1', () => {
-      http
-        .get({ host: '127.0.0.1', port: server.address().port, path }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (chunk) => (body += chunk));
-          res.on('end', () => server.close(() => resolve({ status: res.statusCode, body })));
-        })
-        .on('error', reject);
-    });
-  });
-}
-
-module.exports = { sample, serveSample, requestApp };
+module.exports = { sample, serveSample };

@@ -1,4 +1,5 @@
-// Cost assertions: a route measured over HTTP and a function called directly.
+// Cost assertions: a route measured through supertest, and a function called directly.
+import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { measureCost, type BudgetMatchers } from '@request-budget/node/testing';
 import { sample, serveSample } from './sample-server';
@@ -11,9 +12,9 @@ const service = serveSample();
 
 describe('budgets', () => {
   it('GET /users-with-orders stays at 2 queries, whatever the number of users', async () => {
-    const cost = await measureCost(() => fetch(`${service.base()}/users-with-orders`).then((response) => response.json()));
+    const cost = await measureCost(() => request(service.app()).get('/users-with-orders').expect(200));
     expect(cost).toBeWithinBudget({ queries: 2, repeatedQueries: 1 });
-    expect(cost.requests.map((request) => [request.route, request.status, request.queries, request.rows])).toEqual([['GET /users-with-orders', 200, 2, 60]]);
+    expect(cost.requests.map((r) => [r.route, r.status, r.queries, r.rows])).toEqual([['GET /users-with-orders', 200, 2, 60]]);
   });
 
   it('orderTotal runs one query', async () => {

@@ -1,8 +1,9 @@
-// Functional tests over HTTP, with no cost assertion at all: the per-route baseline gate
-// watches what each route costs in each of them.
+// Functional tests over HTTP (fetch, http.get, supertest), with no cost assertion at all: the
+// per-route baseline gate watches what each route costs in each of them.
 import http from 'node:http';
+import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { requestApp, serveSample } from './sample-server';
+import { serveSample } from './sample-server';
 
 const service = serveSample();
 
@@ -28,8 +29,7 @@ describe('GET /users/:id', () => {
     expect(JSON.parse(body)).toEqual({ id: 7, name: 'user 7', orders: 2 });
   });
 
-  it('answers 404 for an unknown user (the app object, as supertest serves it)', async () => {
-    const response = await requestApp(service.app(), '/users/999');
-    expect(response.status).toBe(404);
+  it('answers 404 for an unknown user (supertest)', async () => {
+    await request(service.app()).get('/users/999').expect(404);
   });
 });

@@ -1,4 +1,5 @@
-// The sample service, served on an ephemeral port in the test process, as teams test routes.
+// The sample service, served on an ephemeral port in the test process, as teams test routes
+// (supertest serves the app object on a port of its own for each request).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
@@ -36,19 +37,3 @@ export function serveSample(): { base: () => string; pool: () => Pool; app: () =
   };
 }
 
-/** What supertest does with an app object: serve it on an ephemeral port for one request. */
-export function requestApp(app: http.RequestListener, path: string): Promise<{ status: number; body: string }> {
-  const server = http.createServer(app);
-  return new Promise((resolve, reject) => {
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      http
-        .get({ host: '127.0.0.1', port, path }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          res.on('end', () => server.close(() => resolve({ status: res.statusCode ?? 0, body })));
-        })
-        .on('error', reject);
-    });
-  });
-}

@@ -80,7 +80,7 @@ function axiosClassOf(moduleExports: unknown): AxiosClass | undefined {
   const candidates = [moduleExports, (moduleExports as { default?: unknown } | undefined)?.default];
   for (const candidate of candidates) {
     const Axios: unknown = (candidate as { Axios?: unknown } | undefined)?.Axios;
-    if (typeof Axios === 'function' && typeof Axios.prototype === 'object') return Axios as AxiosClass;
+    if (typeof Axios === 'function' && typeof Axios.prototype === 'object') return Axios;
   }
   return undefined;
 }

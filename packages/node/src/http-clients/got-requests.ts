@@ -74,5 +74,5 @@ function protectionsOf(options: GotOptionsLike): Protection[] {
 
 function optionsClassOf(moduleExports: unknown): GotOptionsClass | undefined {
   const Options: unknown = (moduleExports as { Options?: unknown } | undefined)?.Options;
-  return typeof Options === 'function' && typeof Options.prototype === 'object' ? (Options as GotOptionsClass) : undefined;
+  return typeof Options === 'function' && typeof Options.prototype === 'object' ? (Options) : undefined;
 }

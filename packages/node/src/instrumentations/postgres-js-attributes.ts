@@ -33,7 +33,7 @@ export interface QueryDescription {
 export function operationOf(text: string | null | undefined): string | undefined {
   if (typeof text !== 'string') return undefined;
   const match = FIRST_KEYWORD.exec(text);
-  return match === null ? undefined : match[1]!.toUpperCase();
+  return match === null ? undefined : match[1].toUpperCase();
 }
 
 /** A single query from its text (parameterised, as sent: never with parameter values). */
@@ -63,7 +63,7 @@ export function describeBatch(texts: readonly string[], size: number): QueryDesc
  */
 export function describeBatchResult(result: unknown): QueryDescription | undefined {
   if (!Array.isArray(result) || isResult(result) || result.length === 0 || !result.every(isResult)) return undefined;
-  const commands = new Set(result.map((item) => (item as ResultLike).command));
+  const commands = new Set(result.map((item) => (item).command));
   const [command] = commands;
   return { text: undefined, operation: commands.size === 1 && typeof command === 'string' ? `BATCH ${command}` : undefined, batchSize: result.length };
 }

@@ -105,8 +105,8 @@ export function compareBaseline(baseline: RouteTable, observed: RouteTable, opti
   const added: (EntryRef & { figures: Figures })[] = [];
   const unexercised: EntryRef[] = [];
   for (const route of sortedKeys(observed)) {
-    for (const test of sortedKeys(observed[route]!)) {
-      const after = observed[route]![test]!;
+    for (const test of sortedKeys(observed[route])) {
+      const after = observed[route][test];
       const before = baseline[route]?.[test];
       if (before === undefined) {
         added.push({ route, test, figures: after });
@@ -117,12 +117,12 @@ export function compareBaseline(baseline: RouteTable, observed: RouteTable, opti
       if (after.queries > before.queries) found(regressions, 'queries', before.queries, after.queries, grownStatements(before, after));
       else if (after.queries < before.queries) found(improvements, 'queries', before.queries, after.queries);
       for (const statement of sortedStatements(after.statements)) {
-        const now = after.statements[statement]!;
+        const now = after.statements[statement];
         const was = before.statements[statement];
         if (now > 1 && now > (was ?? 0)) found(regressions, 'repeated statement', was, now, statement);
       }
       for (const statement of sortedStatements(before.statements)) {
-        const was = before.statements[statement]!;
+        const was = before.statements[statement];
         const now = after.statements[statement] ?? 0;
         if (was > 1 && now < was) found(improvements, 'repeated statement', was, now, statement);
       }
@@ -132,7 +132,7 @@ export function compareBaseline(baseline: RouteTable, observed: RouteTable, opti
       else if (after.untimedHttpCalls < before.untimedHttpCalls) found(improvements, 'untimed HTTP calls', before.untimedHttpCalls, after.untimedHttpCalls);
     }
   }
-  for (const route of sortedKeys(baseline)) for (const test of sortedKeys(baseline[route]!)) if (observed[route]?.[test] === undefined) unexercised.push({ route, test });
+  for (const route of sortedKeys(baseline)) for (const test of sortedKeys(baseline[route])) if (observed[route]?.[test] === undefined) unexercised.push({ route, test });
   return { regressions, improvements, added, unexercised };
 }
 
@@ -184,8 +184,8 @@ export function canonicalTable(table: RouteTable): RouteTable {
   const out: RouteTable = {};
   for (const route of sortedKeys(table)) {
     const tests: Record<string, Figures> = {};
-    for (const test of sortedKeys(table[route]!)) {
-      const figures = table[route]![test]!;
+    for (const test of sortedKeys(table[route])) {
+      const figures = table[route][test];
       const statements: Record<string, number> = {};
       for (const statement of sortedKeys(figures.statements)) statements[statement] = figures.statements[statement]!;
       tests[test] = { queries: figures.queries, repeated: figures.repeated, rows: figures.rows, untimedHttpCalls: figures.untimedHttpCalls, statements };
@@ -202,7 +202,7 @@ export function sortedKeys(object: object): string[] {
 
 /** The statements that ran more often than in the baseline (new ones included), for the queries row. */
 function grownStatements(before: Figures, after: Figures): string | undefined {
-  const grown = sortedStatements(after.statements).filter((statement) => after.statements[statement]! > (before.statements[statement] ?? 0));
+  const grown = sortedStatements(after.statements).filter((statement) => after.statements[statement] > (before.statements[statement] ?? 0));
   return grown.length === 0 ? undefined : grown.join(' ; ');
 }
 

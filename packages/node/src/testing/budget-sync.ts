@@ -38,7 +38,7 @@ export function parseRouteLabel(label: string): { job?: string; method?: string;
 export function perRouteMaxima(table: RouteTable): Map<string, Figures> {
   const maxima = new Map<string, Figures>();
   for (const route of sortedKeys(table)) {
-    for (const figures of Object.values(table[route]!)) {
+    for (const figures of Object.values(table[route])) {
       const known = maxima.get(route);
       maxima.set(
         route,
@@ -68,10 +68,10 @@ export function checkAgainstBudgets(table: RouteTable, budgetPath: string): Find
     const parsed = parseRouteLabel(route);
     if (parsed === undefined) continue;
     const rule = parsed.job !== undefined ? rules.forJob(parsed.job) : rules.forRoute(parsed.method, parsed.template);
-    for (const test of sortedKeys(table[route]!)) {
-      const figures = table[route]![test]!;
+    for (const test of sortedKeys(table[route])) {
+      const figures = table[route][test];
       const statements = sortedKeys(figures.statements)
-        .map((fingerprint) => ({ fingerprint, count: figures.statements[fingerprint]! }))
+        .map((fingerprint) => ({ fingerprint, count: figures.statements[fingerprint] }))
         .sort((a, b) => b.count - a.count);
       // Only the figures a test run measures the same way as production are judged.
       const limits: Limits = Object.fromEntries(Object.entries(rule.limits).filter(([name]) => name === 'queries' || name === 'rows' || name === 'repeatedQueries' || name === 'untimedHttpCalls'));
@@ -106,7 +106,7 @@ export function writeBudgets(table: RouteTable, budgetPath: string): void {
     const match = parsed.job ?? `${parsed.method ?? '*'} ${parsed.template}`;
     const observed: Limits = { queries: figures.queries, repeatedQueries: figures.repeated, untimedHttpCalls: figures.untimedHttpCalls };
     const index = list.findIndex((rule) => normaliseMatch(rule.match) === normaliseMatch(match));
-    if (index >= 0) list[index] = { ...list[index]!, limits: { ...list[index]!.limits, ...observed } };
+    if (index >= 0) list[index] = { ...list[index], limits: { ...list[index].limits, ...observed } };
     else list.push({ match, location: '', limits: observed });
   }
   const text = extname(budgetPath).toLowerCase() === '.json' ? budgetsJson(existing?.defaults, routes, jobs) : budgetsYaml(existing?.defaults, routes, jobs);
@@ -118,7 +118,7 @@ export function writeBudgets(table: RouteTable, budgetPath: string): void {
 
 function normaliseMatch(match: string): string {
   const parts = match.trim().split(/\s+/);
-  return parts.length === 2 ? `${parts[0]!.toUpperCase()} ${parts[1]}` : parts.join(' ');
+  return parts.length === 2 ? `${parts[0].toUpperCase()} ${parts[1]}` : parts.join(' ');
 }
 
 /** A rule's keys in the schema's order. */

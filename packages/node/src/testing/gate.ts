@@ -46,7 +46,7 @@ export function runGate(observed: RouteTable, settings: GateSettings): GateOutco
   }
   // The budget file gets the baseline's figures: never a regression, unless accepted.
   if (settings.budgetsWritePath !== undefined) writeBudgets(nextBaseline(baseline, observed, settings.mode === 'accept' ? 'accept' : 'tighten'), settings.budgetsWritePath);
-  const observedEntries: EntryRef[] = sortedKeys(observed).flatMap((route) => sortedKeys(observed[route]!).map((test) => ({ route, test })));
+  const observedEntries: EntryRef[] = sortedKeys(observed).flatMap((route) => sortedKeys(observed[route]).map((test) => ({ route, test })));
   const partial = { mode: settings.mode, comparison, budgetViolations };
   const result: GateResult = {
     baselinePath: settings.baselinePath,

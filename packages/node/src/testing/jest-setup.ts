@@ -19,12 +19,14 @@ interface JestGlobals {
   afterAll?(fn: () => unknown): void;
 }
 
-const jest = globalThis as JestGlobals;
+// Not named `jest`: jest's module wrapper declares that name in every module it loads.
+const runner = globalThis as JestGlobals;
 // This module's require is jest's: its cache is the registry the test file's modules live in.
 const registry = require as unknown as ModuleRegistry;
 
-startForTests();
+// Marked first: start()'s library check then knows that what jest loaded already gets patched below.
 markJestSetup();
+startForTests();
 const instrumentations = activeInstrumentations();
 const patchNow = () => {
   patchLoadedModules(registry, instrumentations);
@@ -32,24 +34,24 @@ const patchNow = () => {
 // What setupFiles loaded already; what the test file imports, before its first test; what a
 // test requires lazily, before each measurement.
 patchNow();
-jest.beforeAll?.(patchNow);
+runner.beforeAll?.(patchNow);
 const removeHook = beforeEachMeasurement(patchNow);
-jest.expect?.extend(budgetMatchers);
+runner.expect?.extend(budgetMatchers);
 
 const runDir = process.env[RUN_DIR_ENV];
 const recorder =
-  runDir !== undefined && runDir !== '' && jest.expect !== undefined
+  runDir !== undefined && runDir !== '' && runner.expect !== undefined
     ? new BaselineRecorder({
         runDir,
         runningTest: () => {
-          const state = jest.expect!.getState();
+          const state = runner.expect!.getState();
           return { file: state.testPath, name: state.currentTestName };
         },
       })
     : undefined;
 recorder?.start();
 
-jest.afterAll?.(async () => {
+runner.afterAll?.(async () => {
   recorder?.stop();
   removeHook();
   // node:http and the diagnostics channels are shared by the worker's next test file.

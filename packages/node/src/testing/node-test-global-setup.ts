@@ -1,6 +1,8 @@
 /**
- * node:test `--test-global-setup=@request-budget/node/node-test/global-setup` (Node 24): the
- * per-route baseline gate. Gives the test processes a run directory to record into; once every
+ * node:test `--test-global-setup=node_modules/@request-budget/node/dist/testing/node-test-global-setup.js`
+ * (Node 24; node resolves this option as a path from the working directory, never as a package
+ * name): the per-route baseline gate. `npx request-budget run -- node --test …` does the same
+ * around any test command. Gives the test processes a run directory to record into; once every
  * test file has run, compares what they recorded with the committed baseline, prints the report
  * and fails the run on a regression.
  */

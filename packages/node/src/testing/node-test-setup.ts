@@ -1,8 +1,9 @@
 /**
  * node:test: `node --test --import @request-budget/node/node-test` (or `--require`). Starts
  * request-budget in each test process before the test file loads its database driver, and —
- * when the global setup `@request-budget/node/node-test/global-setup` is given with
- * `--test-global-setup` — records each request's cost per route and test for the baseline gate.
+ * when the baseline gate runs around the tests (`npx request-budget run -- node --test …`, or
+ * node-test-global-setup.js given to `--test-global-setup`) — records each request's cost per
+ * route and test for it.
  * Assertions: `assertCost` / `assertWithinBudget` from `@request-budget/node/testing`.
  */
 import { after, beforeEach } from 'node:test';

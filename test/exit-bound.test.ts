@@ -1,0 +1,85 @@
+/**
+ * The host app's exit is bounded whatever the trace backend does: a backend that accepts the
+ * connection and never answers must not keep a finished script alive (OTLP retried for its full
+ * timeout; the Zipkin exporter had none and never exited), and a backend that refuses is said on
+ * stderr with its cause, once.
+ */
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from './support/paths';
+
+let hanging: net.Server;
+let hangingPort: number;
+const held = new Set<net.Socket>();
+
+beforeAll(async () => {
+  // Accepts connections, reads the request, never answers.
+  hanging = net.createServer((socket) => {
+    held.add(socket);
+    socket.on('data', () => {});
+    socket.on('close', () => held.delete(socket));
+  });
+  await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+  hangingPort = (hanging.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  for (const socket of held) socket.destroy();
+  await new Promise((resolve) => hanging.close(resolve));
+});
+
+/** Runs the script under --require and resolves with how long it lived and what it printed. */
+function runScript(env: Record<string, string>, limitMs = 40_000): Promise<{ ms: number; code: number | null; stderr: string[] }> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, ['--require', '@request-budget/node/register', 'test/fixtures/short-script.js'], {
+      cwd: repoRoot,
+      env: { ...process.env, OTEL_SERVICE_NAME: 'short-script', REQUEST_BUDGET_SUMMARY: 'false', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const killer = setTimeout(() => child.kill('SIGKILL'), limitMs);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      resolve({ ms: performance.now() - started, code, stderr: stderr.split('\n').filter((line) => line !== '') });
+    });
+  });
+}
+
+describe('a finished script exits within the bound whatever the backend does', () => {
+  it('Zipkin that never answers: exits (it never did), saying the backend did not finish', async () => {
+    const run = await runScript({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${hangingPort}/api/v2/spans` });
+    expect(run.code).toBe(0);
+    // 3 s bound plus start-up; without the bound the script was killed at the 40 s limit.
+    expect(run.ms).toBeLessThan(15_000);
+    expect(run.stderr).toContain('request-budget: shutdown: the trace backends did not finish within 3000 ms; their connections are closed and spans not yet exported are dropped');
+  });
+
+  it('OTLP that never answers, with a 30 s exporter timeout: exits within the bound, not after 30 s', async () => {
+    const run = await runScript({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${hangingPort}/v1/traces`,
+      OTEL_EXPORTER_OTLP_TIMEOUT: '30000',
+    });
+    expect(run.code).toBe(0);
+    expect(run.ms).toBeLessThan(15_000);
+    expect(run.stderr.filter((line) => line.includes('did not finish within 3000 ms'))).toHaveLength(1);
+  });
+
+  it('a backend that refuses: one line with the cause, and a prompt exit', async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const run = await runScript({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${closed}/api/v2/spans` });
+    expect(run.code).toBe(0);
+    expect(run.ms).toBeLessThan(15_000);
+    const lines = run.stderr.filter((line) => line.includes('could not export'));
+    expect(lines).toEqual([`request-budget: could not export 2 span(s) to Zipkin http://127.0.0.1:${closed}/api/v2/spans: connect ECONNREFUSED 127.0.0.1:${closed} — ECONNREFUSED; they are dropped (said at most once a minute)`]);
+  });
+});
