@@ -46,7 +46,11 @@ describe('budget marks on exported spans', () => {
     expect(over.attributes['budget.violations']).toEqual(['db.queries 12>10']);
     expect(over.attributeTypes['budget.violations']).toBe('array');
     expect(over.events.map((e) => [e.name, e.attributes, e.attributeTypes])).toEqual([
-      ['budget.breach', { metric: 'db.queries', value: 12, limit: 10, severity: 'critical' }, { metric: 'string', value: 'int', limit: 'int', severity: 'string' }],
+      [
+        'budget.breach',
+        { metric: 'db.queries', value: 12, limit: 10, severity: 'critical' },
+        { metric: 'string', value: 'int', limit: 'int', severity: 'string' },
+      ],
     ]);
 
     const within = (await costOf(receiver, `${app.url}/queries/3`)).server;
@@ -59,7 +63,13 @@ describe('budget marks on exported spans', () => {
 
     const nPlusOne = (await costOf(receiver, `${app.url}/n-plus-one/8`)).server;
     expect(nPlusOne.attributes['budget.violations']).toEqual(['db.repeated_count 8>5']);
-    expect(nPlusOne.events[0]?.attributes).toEqual({ metric: 'db.repeated_count', value: 8, limit: 5, severity: 'warning', statement: 'SELECT $1::int AS id, md5($1::text) AS name' });
+    expect(nPlusOne.events[0]?.attributes).toEqual({
+      metric: 'db.repeated_count',
+      value: 8,
+      limit: 5,
+      severity: 'warning',
+      statement: 'SELECT $1::int AS id, md5($1::text) AS name',
+    });
 
     const untimed = (await costOf(receiver, `${app.url}/fetch`)).server;
     expect(untimed.attributes['budget.violations']).toEqual(['http_client.untimed 1>0']);
@@ -94,7 +104,11 @@ describe('sampling', () => {
     const unsampledGet = (path: string) => {
       const traceId = randomBytes(16).toString('hex');
       const parentSpanId = randomBytes(8).toString('hex');
-      return get(`${app.url}${path}`, { headers: { traceparent: `00-${traceId}-${parentSpanId}-00` } }).then((response) => ({ response, traceId, parentSpanId }));
+      return get(`${app.url}${path}`, { headers: { traceparent: `00-${traceId}-${parentSpanId}-00` } }).then((response) => ({
+        response,
+        traceId,
+        parentSpanId,
+      }));
     };
     const breached = await concurrently(10, () => unsampledGet('/queries/12'));
     const within = await concurrently(10, () => unsampledGet('/queries/2'));
@@ -140,7 +154,13 @@ describe('alerts to a real Alertmanager', () => {
     for (let i = 0; i < 5; i += 1) requests.push(await tracedGet(`${app.url}/queries/${11 + i}`));
     await expect.poll(() => alertmanager.alerts({ service: 'cost-app' }), { timeout: 5000 }).toHaveLength(1);
     const [alert] = await alertmanager.alerts({ service: 'cost-app' });
-    expect(alert!.labels).toEqual({ alertname: 'RequestBudgetExceeded', service: 'cost-app', route: 'GET /queries/:n', metric: 'db.queries', severity: 'critical' });
+    expect(alert!.labels).toEqual({
+      alertname: 'RequestBudgetExceeded',
+      service: 'cost-app',
+      route: 'GET /queries/:n',
+      metric: 'db.queries',
+      severity: 'critical',
+    });
     expect(alert!.status.state).toBe('active');
     expect(alert!.annotations).toMatchObject({ limit: '10', rule: 'GET /queries/:n' });
     expect(requests.map((r) => r.traceId)).toContain(alert!.annotations.trace_id);
@@ -176,11 +196,21 @@ describe('webhook', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const app = await launch({ REQUEST_BUDGET_WEBHOOK_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, REQUEST_BUDGET_ALERT_LOG: 'false' });
+      const app = await launch({
+        REQUEST_BUDGET_WEBHOOK_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+        REQUEST_BUDGET_ALERT_LOG: 'false',
+      });
       const { server: span } = await costOf(receiver, `${app.url}/n-plus-one/7`);
       await expect.poll(() => bodies.length, { timeout: 10_000 }).toBe(1);
       expect(bodies[0]!.breaches).toEqual([
-        expect.objectContaining({ event: 'budget.breach', route: 'GET /n-plus-one/:n', metric: 'db.repeated_count', value: 7, limit: 5, trace_id: span.traceId }),
+        expect.objectContaining({
+          event: 'budget.breach',
+          route: 'GET /n-plus-one/:n',
+          metric: 'db.repeated_count',
+          value: 7,
+          limit: 5,
+          trace_id: span.traceId,
+        }),
       ]);
       expect(failuresLeft).toBe(0);
       expect(breachLines(app)).toEqual([]);
@@ -232,7 +262,11 @@ describe('webhook', () => {
     });
     const results = await concurrently(30, (i) => get(`${app.url}/queries/${11 + (i % 3)}`));
     expect(results.every((r) => r.status === 200)).toBe(true);
-    await app.waitForLine(/request-budget: alertmanager: could not send \d+ alert\(s\) to http:\/\/127\.0\.0\.1:\d+\/api\/v2\/alerts: .*retrying with backoff/, 10_000, 'stderr');
+    await app.waitForLine(
+      /request-budget: alertmanager: could not send \d+ alert\(s\) to http:\/\/127\.0\.0\.1:\d+\/api\/v2\/alerts: .*retrying with backoff/,
+      10_000,
+      'stderr',
+    );
     expect(app.stderrLines.filter((l) => l.includes('alertmanager: could not send'))).toHaveLength(1);
     expect((await get(`${app.url}/health`)).status).toBe(200);
   });

@@ -85,7 +85,11 @@ describe('nextBaseline: the ratchet', () => {
 
   it('keeps a statement that took another’s place, once, with no more queries', () => {
     const after = table(fig(3, { 'SELECT a': 1, 'SELECT b': 1, 'SELECT d': 1 }, { rows: 10, untimedHttpCalls: 1 }));
-    expect(nextBaseline(before, after, 'tighten')['GET /orders']!['orders.test.ts > lists']!.statements).toEqual({ 'SELECT a': 1, 'SELECT b': 1, 'SELECT d': 1 });
+    expect(nextBaseline(before, after, 'tighten')['GET /orders']!['orders.test.ts > lists']!.statements).toEqual({
+      'SELECT a': 1,
+      'SELECT b': 1,
+      'SELECT d': 1,
+    });
   });
 
   it('writes nothing in check mode; takes everything exercised in accept mode', () => {
@@ -107,7 +111,11 @@ describe('the baseline file', () => {
   });
 
   it('reports every problem of an invalid file at once', () => {
-    const text = JSON.stringify({ version: 2, extra: 1, routes: { 'GET /a': { t: { queries: -1, repeated: 1, rows: 'x', untimedHttpCalls: 0, statements: { s: 1.5 }, other: 1 } } } });
+    const text = JSON.stringify({
+      version: 2,
+      extra: 1,
+      routes: { 'GET /a': { t: { queries: -1, repeated: 1, rows: 'x', untimedHttpCalls: 0, statements: { s: 1.5 }, other: 1 } } },
+    });
     expect(() => parseBaseline(text, 'b.json')).toThrow(
       [
         'invalid baseline file b.json:',
@@ -124,7 +132,10 @@ describe('the baseline file', () => {
 
 describe('settings', () => {
   it('reads the environment', () => {
-    const settings = gateSettings({ REQUEST_BUDGET_BASELINE: 'ci/base.json', REQUEST_BUDGET_BASELINE_UPDATE: 'accept', REQUEST_BUDGET_ROWS_TOLERANCE: '25%' }, '/repo');
+    const settings = gateSettings(
+      { REQUEST_BUDGET_BASELINE: 'ci/base.json', REQUEST_BUDGET_BASELINE_UPDATE: 'accept', REQUEST_BUDGET_ROWS_TOLERANCE: '25%' },
+      '/repo',
+    );
     expect(settings).toMatchObject({ baselinePath: '/repo/ci/base.json', mode: 'accept', rowsTolerance: 0.25, markdownPath: undefined });
     expect(gateSettings({}, '/repo')).toMatchObject({ baselinePath: '/repo/request-budget.baseline.json', mode: 'check', rowsTolerance: 0.1 });
     expect(gateSettings({ REQUEST_BUDGET_BASELINE_UPDATE: '1' }, '/repo').mode).toBe('tighten');
@@ -157,7 +168,21 @@ describe('one per-route budget for CI and production', () => {
 
   it('writes each route’s and job’s limits into the budget file, keeping its other rules and settings', () => {
     const file = path.join(dir, 'budgets.yaml');
-    writeFileSync(file, ['version: 1', 'defaults:', '  queries: 50', 'routes:', '  - match: GET /health', '    queries: 0', '  - match: get /users/:id', '    durationMs: 200', '    severity: critical', ''].join('\n'));
+    writeFileSync(
+      file,
+      [
+        'version: 1',
+        'defaults:',
+        '  queries: 50',
+        'routes:',
+        '  - match: GET /health',
+        '    queries: 0',
+        '  - match: get /users/:id',
+        '    durationMs: 200',
+        '    severity: critical',
+        '',
+      ].join('\n'),
+    );
     writeBudgets(observed, file);
     expect(readFileSync(file, 'utf8')).toBe(
       [
@@ -203,7 +228,11 @@ describe('the CLI', () => {
     writeFileSync(bad, ['version: 1', 'routes:', '  - match: GET /a', '    queries: three', ''].join('\n'));
     const baseline = path.join(dir, 'base.json');
     writeFileSync(baseline, formatBaseline(table(fig(1, { 'SELECT a': 1 }))));
-    const status = await main(['lint', bad, '--baseline', baseline], (t) => out.push(t), (t) => err.push(t));
+    const status = await main(
+      ['lint', bad, '--baseline', baseline],
+      (t) => out.push(t),
+      (t) => err.push(t),
+    );
     expect(status).toBe(1);
     expect(err.join('')).toBe('bad.yaml:4 routes[0].queries: expected a non-negative integer, got "three"\n');
     expect(out.join('')).toBe(`${baseline}: ok (1 route)\n`);
@@ -215,10 +244,28 @@ describe('the CLI', () => {
     const budgets = path.join(dir, 'b2.yaml');
     writeFileSync(budgets, ['version: 1', 'routes:', '  - match: GET /orders', '    queries: 3', ''].join('\n'));
     const err: string[] = [];
-    expect(await main(['budgets', '--baseline', baseline, '--check', budgets], () => {}, (t) => err.push(t))).toBe(1);
+    expect(
+      await main(
+        ['budgets', '--baseline', baseline, '--check', budgets],
+        () => {},
+        (t) => err.push(t),
+      ),
+    ).toBe(1);
     expect(err.join('')).toContain('| GET /orders | orders.test.ts > lists | db.queries (rule GET /orders) | 3 → 4 |  |');
-    expect(await main(['check'], () => {}, () => {})).toBe(2);
-    expect(await main(['frobnicate'], () => {}, () => {})).toBe(2);
+    expect(
+      await main(
+        ['check'],
+        () => {},
+        () => {},
+      ),
+    ).toBe(2);
+    expect(
+      await main(
+        ['frobnicate'],
+        () => {},
+        () => {},
+      ),
+    ).toBe(2);
   });
 });
 
@@ -254,7 +301,10 @@ describe('TypeScript with moduleResolution node (node10)', () => {
       );
       writeFileSync(
         path.join(project, 'tsconfig.json'),
-        JSON.stringify({ compilerOptions: { module: 'commonjs', moduleResolution: 'node10', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] }, files: ['a.ts'] }),
+        JSON.stringify({
+          compilerOptions: { module: 'commonjs', moduleResolution: 'node10', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] },
+          files: ['a.ts'],
+        }),
       );
       const run = await runNode([path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project });
       expect(run.output.trim()).toBe('');

@@ -62,10 +62,13 @@ interface JestResults {
 /** `jest --config <config> --runInBand [patterns]` in the sample suite, its results read from jest's JSON report. */
 async function jest(config: string, options: { env?: Record<string, string>; patterns?: string[]; args?: string[] } = {}): Promise<JestRun> {
   const results = path.join(dir, `results-${++runs}.json`);
-  const run = await runNode([JEST, '--config', config, ...(options.args ?? ['--runInBand']), '--json', `--outputFile=${results}`, ...(options.patterns ?? [])], {
-    cwd: SUITE,
-    env: { CIGATE_DATABASE_URL: truth.url, ...options.env },
-  });
+  const run = await runNode(
+    [JEST, '--config', config, ...(options.args ?? ['--runInBand']), '--json', `--outputFile=${results}`, ...(options.patterns ?? [])],
+    {
+      cwd: SUITE,
+      env: { CIGATE_DATABASE_URL: truth.url, ...options.env },
+    },
+  );
   // jest's note of where the JSON report went comes after the gate's report: not part of it.
   const output = run.output.replace(/^Test results written to: .*\n?/m, '');
   if (!existsSync(results)) return { ...run, output, tests: undefined, failures: {} };
@@ -159,7 +162,10 @@ describe("jest 30 with preset '@request-budget/node'", () => {
   it('works the same with jest’s worker processes', async () => {
     const baseline = baselineCopy('workers.json');
     // An empty cache: with the timings of earlier runs, jest would run these fast files in band.
-    const run = await jest('jest.config.js', { env: { REQUEST_BUDGET_BASELINE: baseline }, args: ['--maxWorkers=2', `--cacheDirectory=${path.join(dir, 'jest-cache')}`] });
+    const run = await jest('jest.config.js', {
+      env: { REQUEST_BUDGET_BASELINE: baseline },
+      args: ['--maxWorkers=2', `--cacheDirectory=${path.join(dir, 'jest-cache')}`],
+    });
     expect(run.code, run.output).toBe(0);
     expect(run.tests).toEqual([`${T.budget}: passed`, `${T.total}: passed`, `${T.list}: passed`, `${T.user}: passed`, `${T.missing}: passed`]);
     expect(gateReport(run.output)).toBe(
@@ -175,7 +181,10 @@ describe("jest 30 with preset '@request-budget/node'", () => {
       "and every query would count as 0. Use `preset: '@request-budget/node'` in the jest configuration (or add '@request-budget/node/jest' to setupFilesAfterEnv) instead of calling start() in a setup file.";
     expect(inSetup.failures).toEqual({ [T.budget]: [setupMissing], [T.total]: [setupMissing] });
 
-    const preloaded = await jest('jest.require.config.js', { env: { NODE_OPTIONS: '--require @request-budget/node/register', OTEL_TRACES_EXPORTER: 'none' }, patterns: ['budgets'] });
+    const preloaded = await jest('jest.require.config.js', {
+      env: { NODE_OPTIONS: '--require @request-budget/node/register', OTEL_TRACES_EXPORTER: 'none' },
+      patterns: ['budgets'],
+    });
     expect(preloaded.code).toBe(1);
     const notRunning =
       'Error: measureCost: request-budget is not running in this jest test file. NODE_OPTIONS has --require @request-budget/node/register, but jest loads test files and their modules ' +

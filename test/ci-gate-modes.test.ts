@@ -49,7 +49,11 @@ describe('the per-route baseline gate: explicit update and refusals', () => {
       '### Regressions (accepted into the baseline)',
     ]);
     const accepted = JSON.parse(readFileSync(baseline, 'utf8')) as Baseline;
-    expect(accepted.routes['GET /users-with-orders']![LIST]).toMatchObject({ queries: 21, repeated: 20, statements: { [ORDERS_BY_USER]: 20, 'SELECT id, name FROM rbcg_users ORDER BY id': 1 } });
+    expect(accepted.routes['GET /users-with-orders']![LIST]).toMatchObject({
+      queries: 21,
+      repeated: 20,
+      statements: { [ORDERS_BY_USER]: 20, 'SELECT id, name FROM rbcg_users ORDER BY id': 1 },
+    });
     expect(accepted.routes['measureCost orderTotal']).toEqual(committed.routes['measureCost orderTotal']);
   });
 

@@ -50,7 +50,9 @@ describe('the per-route baseline gate under node:test', () => {
     expect(readFileSync(baseline, 'utf8')).toBe(readFileSync(COMMITTED, 'utf8'));
     expect(server.statements).toBe(2 + 3 + 2 + 1);
     const committed = JSON.parse(readFileSync(COMMITTED, 'utf8')) as { routes: Record<string, Record<string, { queries: number }>> };
-    expect(Object.entries(committed.routes).flatMap(([route, tests]) => Object.entries(tests).map(([test, figures]) => [route, test, figures.queries]))).toEqual([
+    expect(
+      Object.entries(committed.routes).flatMap(([route, tests]) => Object.entries(tests).map(([test, figures]) => [route, test, figures.queries])),
+    ).toEqual([
       ['GET /users-with-orders', 'budgets.spec.mjs > budgets > GET /users-with-orders stays at 2 queries', 2],
       ['GET /users-with-orders', LIST, 2],
       ['GET /users/:id', 'routes.spec.mjs > GET /users/:id > returns the user and their number of orders', 3],
@@ -61,13 +63,18 @@ describe('the per-route baseline gate under node:test', () => {
   it('fails an N+1 through --test-global-setup, with the table; assertCost fails the test that budgets it', async () => {
     const baseline = path.join(dir, 'check.json');
     copyFileSync(COMMITTED, baseline);
-    const run = await runNode(['--test', '--import', '@request-budget/node/node-test', `--test-global-setup=${GLOBAL_SETUP}`, 'routes.spec.mjs', 'budgets.spec.mjs'], {
-      cwd: SUITE,
-      env: { CIGATE_DATABASE_URL: truth.url, CIGATE_N_PLUS_ONE: '1', REQUEST_BUDGET_BASELINE: baseline },
-    });
+    const run = await runNode(
+      ['--test', '--import', '@request-budget/node/node-test', `--test-global-setup=${GLOBAL_SETUP}`, 'routes.spec.mjs', 'budgets.spec.mjs'],
+      {
+        cwd: SUITE,
+        env: { CIGATE_DATABASE_URL: truth.url, CIGATE_N_PLUS_ONE: '1', REQUEST_BUDGET_BASELINE: baseline },
+      },
+    );
     expect(run.code).toBe(1);
     // node:test's reporter indents the assertion message.
-    const lines = plain(run.output).split('\n').map((line) => line.trim());
+    const lines = plain(run.output)
+      .split('\n')
+      .map((line) => line.trim());
     const at = lines.indexOf('AssertionError [ERR_ASSERTION]: cost exceeded the budget {"queries":2,"repeatedQueries":1}:');
     expect(at, run.output).toBeGreaterThanOrEqual(0);
     expect(lines.slice(at + 1, at + 8)).toEqual([

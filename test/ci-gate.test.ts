@@ -58,7 +58,13 @@ const EXPECTED_BASELINE = {
       [T.user]: USER_FIGURES,
     },
     'measureCost orderTotal': {
-      [T.total]: { queries: 1, repeated: 1, rows: 1, untimedHttpCalls: 0, statements: { 'SELECT coalesce(sum(total), ?)::int AS total FROM rbcg_orders WHERE user_id = $1': 1 } },
+      [T.total]: {
+        queries: 1,
+        repeated: 1,
+        rows: 1,
+        untimedHttpCalls: 0,
+        statements: { 'SELECT coalesce(sum(total), ?)::int AS total FROM rbcg_orders WHERE user_id = $1': 1 },
+      },
     },
   },
 };
@@ -184,7 +190,13 @@ describe('the per-route baseline gate under vitest', () => {
         ...EXPECTED_BASELINE.routes,
         'GET /users/:id': {
           ...EXPECTED_BASELINE.routes['GET /users/:id'],
-          [T.user]: { queries: 2, repeated: 1, rows: 2, untimedHttpCalls: 0, statements: { 'SELECT count(*)::int AS orders FROM rbcg_orders WHERE user_id = $1': 1, 'SELECT id, name FROM rbcg_users WHERE id = $1': 1 } },
+          [T.user]: {
+            queries: 2,
+            repeated: 1,
+            rows: 2,
+            untimedHttpCalls: 0,
+            statements: { 'SELECT count(*)::int AS orders FROM rbcg_orders WHERE user_id = $1': 1, 'SELECT id, name FROM rbcg_users WHERE id = $1': 1 },
+          },
         },
       },
     };

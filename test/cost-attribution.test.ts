@@ -119,7 +119,12 @@ describe('concurrency on a pool smaller than the requests in flight, with backgr
     for (const [i, request] of started.entries()) {
       expect(request.response.status).toBe(200);
       const { server } = await awaitServerSpan(receiver, request);
-      expect({ n: counts[i], queries: attr(server, 'cost.db.queries'), repeated: attr(server, 'cost.db.repeated_count'), rows: attr(server, 'cost.db.rows') }).toEqual({
+      expect({
+        n: counts[i],
+        queries: attr(server, 'cost.db.queries'),
+        repeated: attr(server, 'cost.db.repeated_count'),
+        rows: attr(server, 'cost.db.rows'),
+      }).toEqual({
         n: counts[i],
         queries: counts[i],
         repeated: counts[i],

@@ -13,13 +13,7 @@ import type * as Table from '@grafana/schema/dist/esm/raw/composable/table/panel
 import type * as TimeSeries from '@grafana/schema/dist/esm/raw/composable/timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen';
 
 /** JSON spells a string enum member by its value: accept `"absolute"` where the schema says `ThresholdsMode.Absolute`. */
-export type JsonOf<T> = T extends string
-  ? `${T}`
-  : T extends readonly (infer U)[]
-    ? JsonOf<U>[]
-    : T extends object
-      ? { [K in keyof T]: JsonOf<T[K]> }
-      : T;
+export type JsonOf<T> = T extends string ? `${T}` : T extends readonly (infer U)[] ? JsonOf<U>[] : T extends object ? { [K in keyof T]: JsonOf<T[K]> } : T;
 
 /** The Prometheus data source's query model (Grafana's `PromQuery`; @grafana/schema does not ship it). */
 export interface PrometheusTarget extends DataQuery {

@@ -59,7 +59,10 @@ interface DashboardJson {
   panels: DashboardPanel[];
 }
 interface RuleFile {
-  groups: { name: string; rules: { record?: string; alert?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }[] }[];
+  groups: {
+    name: string;
+    rules: { record?: string; alert?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }[];
+  }[];
 }
 
 const dashboardText = fs.readFileSync(dashboardFile, 'utf8');
@@ -113,14 +116,18 @@ function readExpr(expr: string): ExprUse {
   // Identifiers outside strings and selectors.
   const bare = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/\{[^}]*\}/g, '{}');
   for (const m of bare.matchAll(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g)) {
-    for (const label of m[1]!.split(',').map((s) => s.trim()).filter(Boolean)) use.labels.add(label);
+    for (const label of m[1]!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean))
+      use.labels.add(label);
   }
   for (const m of bare.matchAll(/(?<![\w:])request_budget_\w+/g)) use.metrics.add(m[0]);
   for (const m of bare.matchAll(/(?<![\w:])request_budget:[\w:]+/g)) use.recorded.add(m[0]);
   return use;
 }
 
-describe('readExpr (the test\'s PromQL reader)', () => {
+describe("readExpr (the test's PromQL reader)", () => {
   it('finds metrics, matchers, clause labels and label_replace labels', () => {
     const use = readExpr(
       'label_replace(sum by (job, route, le) (rate(request_budget_db_queries_bucket{job=~"$service", route=~"a|b"}[1m])) / on (route) group_left max by (route) (request_budget:x:y{metric="db.queries"}), "dst", "$1", "route", "(.*)")',
@@ -149,7 +156,10 @@ describe('Prometheus rules (promtool)', () => {
   });
 
   it('promtool test rules passes every file in dashboards/prometheus/tests', async () => {
-    const files = fs.readdirSync(ruleTestsDir).filter((f) => f.endsWith('.yaml')).map((f) => path.join('dashboards/prometheus/tests', f));
+    const files = fs
+      .readdirSync(ruleTestsDir)
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => path.join('dashboards/prometheus/tests', f));
     expect(files.length).toBeGreaterThan(0);
     // Exit code 0 or execFile rejects with promtool's output.
     const { stdout } = await run('promtool', ['test', 'rules', ...files], { cwd: repoRoot });
@@ -279,26 +289,38 @@ describe('Grafana dashboard', () => {
       'Job budget breaches by job and metric',
       'Jobs enqueued by route',
     ]);
-    expect(dashboard.panels.filter(isJobPanel).map((p) => p.title)).toEqual(['Job rate', 'Jobs: p95 duration', 'Jobs: top p95 DB queries', 'Job budget breaches by job and metric']);
+    expect(dashboard.panels.filter(isJobPanel).map((p) => p.title)).toEqual([
+      'Job rate',
+      'Jobs: p95 duration',
+      'Jobs: top p95 DB queries',
+      'Job budget breaches by job and metric',
+    ]);
     expect(dashboard.panels.find((p) => p.title === 'Jobs')).toMatchObject({ type: 'row', collapsed: false, panels: [] });
-    const exprOf = (title: string) => dashboard.panels.find((p) => p.title === title)!.targets!.map((t) => t.expr).join('\n');
+    const exprOf = (title: string) =>
+      dashboard.panels
+        .find((p) => p.title === title)!
+        .targets!.map((t) => t.expr)
+        .join('\n');
     expect(exprOf('Top routes by p95 DB queries')).toContain(
       'histogram_quantile(0.95, sum by (job, route, le) (rate(request_budget_db_queries_bucket{job=~"$service", route=~"$route"}[$__rate_interval])))',
     );
     expect(exprOf('Budget breaches by route and metric')).toContain('sum by (job, route, metric) (rate(request_budget_breaches_total{');
-    expect(exprOf('Routes against their query budget')).toContain('/ on (job, route)\n  max by (job, route) (request_budget_limit{job=~"$service", route=~"$route", metric="db.queries"})');
+    expect(exprOf('Routes against their query budget')).toContain(
+      '/ on (job, route)\n  max by (job, route) (request_budget_limit{job=~"$service", route=~"$route", metric="db.queries"})',
+    );
     for (const { panel, target } of allTargets) {
       const matchers = readExpr(target.expr).matchers.filter((m) => m.metric.startsWith('request_budget_'));
       expect(matchers.length, panel.title).toBeGreaterThan(0);
       for (const m of matchers) {
-        expect(matchers.filter((x) => x.metric === m.metric).map((x) => `${x.label}${x.op}${x.value}`), panel.title).toEqual(
-          expect.arrayContaining(['job=~$service', 'route=~$route']),
-        );
+        expect(
+          matchers.filter((x) => x.metric === m.metric).map((x) => `${x.label}${x.op}${x.value}`),
+          panel.title,
+        ).toEqual(expect.arrayContaining(['job=~$service', 'route=~$route']));
       }
     }
   });
 
-  it('links every route panel to the route\'s traces in Jaeger, and every job panel to the job\'s', () => {
+  it("links every route panel to the route's traces in Jaeger, and every job panel to the job's", () => {
     for (const panel of dashboard.panels.filter((p) => p.type !== 'row')) {
       const links =
         panel.type === 'table'
@@ -363,7 +385,18 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
 
     // ~16 s of traffic, two requests at a time: every path breaches or never does.
     // /enqueue/2 also runs two email.send jobs (1 query each) and an email.digest (3: over budget).
-    const paths = ['/queries/12', '/n-plus-one/8', '/rows/500', '/health', '/health', '/fetch', '/fetch?timed=1', '/queries/12', '/no-such-route', '/enqueue/2'];
+    const paths = [
+      '/queries/12',
+      '/n-plus-one/8',
+      '/rows/500',
+      '/health',
+      '/health',
+      '/fetch',
+      '/fetch?timed=1',
+      '/queries/12',
+      '/no-such-route',
+      '/enqueue/2',
+    ];
     const stopAt = Date.now() + 16_000;
     let next = 0;
     const worker = async () => {
@@ -406,7 +439,10 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
     expect(await count('GET (unrouted)', '4xx')).toEqual([sent.get('/no-such-route')]);
     // Every /queries/12 request breaches its critical 10-query limit; only untimed fetches breach.
     const breaches = async (route: string, metric: string) =>
-      (await prometheus.queryVector(`request_budget_breaches_total{job="cost-app", route="${route}", metric="${metric}"}`)).map((s) => [s.metric.severity, num(s)]);
+      (await prometheus.queryVector(`request_budget_breaches_total{job="cost-app", route="${route}", metric="${metric}"}`)).map((s) => [
+        s.metric.severity,
+        num(s),
+      ]);
     expect(await breaches('GET /queries/:n', 'db.queries')).toEqual([['critical', sent.get('/queries/12')]]);
     expect(await breaches('GET /n-plus-one/:n', 'db.repeated_count')).toEqual([['warning', sent.get('/n-plus-one/8')]]);
     expect(await breaches('GET /fetch', 'http_client.untimed')).toEqual([['warning', sent.get('/fetch')]]);
@@ -506,14 +542,22 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
   it('alerts: p95 over budget is pending for GET /queries/:n only; no breach alert for routes within budget', async () => {
     const alerts = await prometheus.alerts();
     const of = (name: string) => alerts.filter((a) => a.labels.alertname === name);
-    expect(of('RequestBudgetP95OverBudget').map((a) => `${a.labels.job} ${a.labels.route} ${a.state} ${a.labels.severity}`).sort()).toEqual([
+    expect(
+      of('RequestBudgetP95OverBudget')
+        .map((a) => `${a.labels.job} ${a.labels.route} ${a.state} ${a.labels.severity}`)
+        .sort(),
+    ).toEqual([
       'cost-app GET /queries/:n pending critical',
       'cost-app job email.digest pending critical',
       'other-service GET /queries/:n pending critical',
       'other-service job email.digest pending critical',
     ]);
     // Three queries each: all in the (2, 3] bucket, so p95 = 2 + 0.95.
-    expect(of('RequestBudgetP95OverBudget').map((a) => a.annotations.summary).sort()).toEqual([
+    expect(
+      of('RequestBudgetP95OverBudget')
+        .map((a) => a.annotations.summary)
+        .sort(),
+    ).toEqual([
       'GET /queries/:n p95 DB queries 19.50 is over its budget',
       'GET /queries/:n p95 DB queries 19.50 is over its budget',
       'job email.digest p95 DB queries 2.95 is over its budget',

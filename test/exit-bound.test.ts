@@ -55,7 +55,9 @@ describe('a finished script exits within the bound whatever the backend does', (
     expect(run.code).toBe(0);
     // 3 s bound plus start-up; without the bound the script was killed at the 40 s limit.
     expect(run.ms).toBeLessThan(15_000);
-    expect(run.stderr).toContain('request-budget: shutdown: the trace backends did not finish within 3000 ms; their connections are closed and spans not yet exported are dropped');
+    expect(run.stderr).toContain(
+      'request-budget: shutdown: the trace backends did not finish within 3000 ms; their connections are closed and spans not yet exported are dropped',
+    );
   });
 
   it('OTLP that never answers, with a 30 s exporter timeout: exits within the bound, not after 30 s', async () => {
@@ -80,6 +82,8 @@ describe('a finished script exits within the bound whatever the backend does', (
     expect(run.code).toBe(0);
     expect(run.ms).toBeLessThan(15_000);
     const lines = run.stderr.filter((line) => line.includes('could not export'));
-    expect(lines).toEqual([`request-budget: could not export 2 span(s) to Zipkin http://127.0.0.1:${closed}/api/v2/spans: connect ECONNREFUSED 127.0.0.1:${closed} — ECONNREFUSED; they are dropped (said at most once a minute)`]);
+    expect(lines).toEqual([
+      `request-budget: could not export 2 span(s) to Zipkin http://127.0.0.1:${closed}/api/v2/spans: connect ECONNREFUSED 127.0.0.1:${closed} — ECONNREFUSED; they are dropped (said at most once a minute)`,
+    ]);
   });
 });

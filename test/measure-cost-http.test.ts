@@ -180,7 +180,10 @@ describe('measureCost over HTTP in the same process', () => {
     expect(cost.requests.map((r) => r.queries)).toEqual([3, 3]);
     // Each request ran the user lookup once: no request repeated it.
     expect(cost).toBeWithinBudget({ queries: 7, repeatedQueries: 1 });
-    expect(cost.statements.find((s) => s.fingerprint === 'SELECT id, name FROM rbcg_users WHERE id = $1')).toEqual({ fingerprint: 'SELECT id, name FROM rbcg_users WHERE id = $1', count: 2 });
+    expect(cost.statements.find((s) => s.fingerprint === 'SELECT id, name FROM rbcg_users WHERE id = $1')).toEqual({
+      fingerprint: 'SELECT id, name FROM rbcg_users WHERE id = $1',
+      count: 2,
+    });
   });
 
   it('measures a function called directly, as before', async () => {
@@ -190,7 +193,11 @@ describe('measureCost over HTTP in the same process', () => {
 
   it('says so, once, when a request to this machine was served by another process', async () => {
     const { spawn } = await import('node:child_process');
-    const other = spawn(process.execPath, ['-e', "require('http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { console.log(this.address().port) })"], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const other = spawn(
+      process.execPath,
+      ['-e', "require('http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', function () { console.log(this.address().port) })"],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     try {
       const port = await new Promise<string>((resolve) => other.stdout!.once('data', (chunk: Buffer) => resolve(chunk.toString().trim())));
       const written: string[] = [];
@@ -222,7 +229,9 @@ describe('measureCost over HTTP in the same process', () => {
       const users = Array.from({ length: 30 }, (_, i) => (i % 20) + 1);
       const server = await truth.during(async () => {
         const costs = await Promise.all(
-          users.map((user, i) => measureCost(() => fetch(`${i % 2 === 0 ? base : nPlusOneBase}/${i % 3 === 0 ? `users/${user}` : 'users-with-orders'}`).then((r) => r.text()))),
+          users.map((user, i) =>
+            measureCost(() => fetch(`${i % 2 === 0 ? base : nPlusOneBase}/${i % 3 === 0 ? `users/${user}` : 'users-with-orders'}`).then((r) => r.text())),
+          ),
         );
         costs.forEach((cost, i) => {
           const expected = i % 3 === 0 ? 3 : i % 2 === 0 ? 2 : 21;
@@ -249,7 +258,13 @@ describe('measureCost over HTTP in the same process', () => {
       const expected = (i: number) => (i % 3 === 0 ? 3 : i % 2 === 0 ? 2 : 21);
       const server = await truth.during(async () => {
         const costs = await Promise.all(
-          Array.from({ length: 30 }, (_, i) => measureCost(() => request(apps[i % 2]!).get(i % 3 === 0 ? `/users/${(i % 20) + 1}` : '/users-with-orders').expect(200))),
+          Array.from({ length: 30 }, (_, i) =>
+            measureCost(() =>
+              request(apps[i % 2]!)
+                .get(i % 3 === 0 ? `/users/${(i % 20) + 1}` : '/users-with-orders')
+                .expect(200),
+            ),
+          ),
         );
         costs.forEach((cost, i) => {
           expect([i, cost.queries, cost.requests.map((r) => r.queries), cost.direct.queries]).toEqual([i, expected(i), [expected(i)], 0]);

@@ -34,7 +34,13 @@ async function listOrders(users: number): Promise<void> {
 describe('measureCost', () => {
   it('returns the exact cost of the work inside it, with every statement', async () => {
     const cost = await measureCost(() => listOrders(4));
-    expect(cost).toMatchObject({ queries: 5, rows: 8, repeatedCount: 4, repeatedStatement: 'SELECT $1::int AS user_id, md5($1::text) AS total', httpClientCalls: 0 });
+    expect(cost).toMatchObject({
+      queries: 5,
+      rows: 8,
+      repeatedCount: 4,
+      repeatedStatement: 'SELECT $1::int AS user_id, md5($1::text) AS total',
+      httpClientCalls: 0,
+    });
     expect(cost.statements).toEqual([
       { fingerprint: 'SELECT $1::int AS user_id, md5($1::text) AS total', count: 4 },
       { fingerprint: 'SELECT g AS id FROM generate_series(?, $1::int) AS g', count: 1 },

@@ -27,7 +27,9 @@ describe('with nothing configured', () => {
     const app = await launch({ script: 'test/fixtures/cost-app.js', env: { OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_TRACES_EXPORTER: undefined } });
     expect((await get(`${app.url}/queries/2`)).status).toBe(200);
     const [line] = await app.waitForLine(/request-budget: GET \/queries\/:n .*/, 10_000, 'stderr');
-    expect(line).toMatch(/^request-budget: GET \/queries\/:n 200 \d+\.\dms queries=2 db=\d+\.\dms rows=2 heap=[+-][\d.]+(B|KiB|MiB)\((high|medium|low)\) http=0 repeated=2×"SELECT \$1::int AS i"$/);
+    expect(line).toMatch(
+      /^request-budget: GET \/queries\/:n 200 \d+\.\dms queries=2 db=\d+\.\dms rows=2 heap=[+-][\d.]+(B|KiB|MiB)\((high|medium|low)\) http=0 repeated=2×"SELECT \$1::int AS i"$/,
+    );
     expect((await get(`${app.url}/fetch`)).status).toBe(200);
     await app.waitForLine(/request-budget: GET \/fetch 200 .* http=1 untimed=1$/, 10_000, 'stderr');
     expect(receiver.spans).toHaveLength(0);
@@ -81,7 +83,7 @@ describe('span attribute limits', () => {
     const { server } = await costOf(receiver, `${app.url}/n-plus-one/5`);
     expect([server.attributes['cost.db.queries'], server.attributes['cost.db.repeated_count'], server.attributes['cost.db.rows']]).toEqual([6, 5, 10]);
     expect(app.stderrLines.filter((line) => line.includes('attribute count limit'))).toEqual([
-      'request-budget: span attribute count limit 10 raised to 42, so the cost record (up to 32 attributes on a request\'s span) is not dropped',
+      "request-budget: span attribute count limit 10 raised to 42, so the cost record (up to 32 attributes on a request's span) is not dropped",
     ]);
   });
 });
@@ -125,7 +127,10 @@ describe('bad environment values', () => {
   });
 
   it('OTEL_SDK_DISABLED=true leaves the app uninstrumented', async () => {
-    const app = await launch({ script: 'test/fixtures/cost-app.js', env: { ...otlpEnv('http/protobuf'), OTEL_SDK_DISABLED: 'true', REQUEST_BUDGET_SUMMARY: 'true' } });
+    const app = await launch({
+      script: 'test/fixtures/cost-app.js',
+      env: { ...otlpEnv('http/protobuf'), OTEL_SDK_DISABLED: 'true', REQUEST_BUDGET_SUMMARY: 'true' },
+    });
     expect((await get(`${app.url}/queries/2`)).status).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(receiver.spans).toHaveLength(0);

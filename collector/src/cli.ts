@@ -40,7 +40,8 @@ async function main(): Promise<void> {
     const code = (error as NodeJS.ErrnoException).code;
     fail(1, [`cannot start: ${code === 'EADDRINUSE' ? `${config.listenHost}:${config.listenPort} is in use` : (error as Error).message}`]);
   }
-  const downstreams = [config.otlpEndpoint && `OTLP ${config.otlpEndpoint}`, config.zipkinEndpoint && `Zipkin ${config.zipkinEndpoint}`].filter(Boolean).join(', ') || 'none';
+  const downstreams =
+    [config.otlpEndpoint && `OTLP ${config.otlpEndpoint}`, config.zipkinEndpoint && `Zipkin ${config.zipkinEndpoint}`].filter(Boolean).join(', ') || 'none';
   process.stdout.write(`${NAME} listening on ${collector.url} (budgets: ${config.budgetsPath ?? 'none'}; forwarding to: ${downstreams})\n`);
 
   // Bad input is answered where it arrives; anything that still escapes is logged, counted and
@@ -62,7 +63,10 @@ async function main(): Promise<void> {
     }
     process.stderr.write(`${NAME}: ${signal}: delivering what is held (at most ${config.shutdownTimeoutMs} ms), then exiting\n`);
     // Held (ref'd) until shutdown ends: the collector's own timers do not keep the process alive.
-    const watchdog = setTimeout(() => fail(1, [`shutdown did not finish within ${config.shutdownTimeoutMs + 5000} ms; exiting`]), config.shutdownTimeoutMs + 5000);
+    const watchdog = setTimeout(
+      () => fail(1, [`shutdown did not finish within ${config.shutdownTimeoutMs + 5000} ms; exiting`]),
+      config.shutdownTimeoutMs + 5000,
+    );
     collector.shutdown().then(
       () => {
         clearTimeout(watchdog);

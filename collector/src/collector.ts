@@ -39,7 +39,10 @@ export interface RunningCollector {
 /** Starts a collector. Throws BudgetFileError for a bad budget file, or a listen error. */
 export async function startCollector(config: CollectorConfig, log: Logger = defaultLogger): Promise<RunningCollector> {
   const budgets: Budgets | undefined = config.budgetsPath === undefined ? undefined : loadBudgetFile(config.budgetsPath);
-  const processor = new TraceProcessor({ ...(budgets !== undefined ? { rules: new BudgetRuleSet(budgets) } : {}), errorStatusOnCritical: config.errorOnCritical });
+  const processor = new TraceProcessor({
+    ...(budgets !== undefined ? { rules: new BudgetRuleSet(budgets) } : {}),
+    errorStatusOnCritical: config.errorOnCritical,
+  });
   const alerts =
     budgets === undefined
       ? undefined
@@ -86,7 +89,9 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
         encode: (spans) => ({ body: encodeTraceRequest(spans), contentType: CONTENT_TYPES.protobuf }),
         rejectedIn: (response, body) => {
           if (body.length === 0 || !(response.headers.get('content-type') ?? '').startsWith(CONTENT_TYPES.protobuf)) return 0;
-          const decoded = ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(body), { longs: Number }) as { partialSuccess?: { rejectedSpans?: number } };
+          const decoded = ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(body), { longs: Number }) as {
+            partialSuccess?: { rejectedSpans?: number };
+          };
           return decoded.partialSuccess?.rejectedSpans ?? 0;
         },
       }),
@@ -101,7 +106,8 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       }),
     );
   }
-  if (downstreams.length === 0) log('no --otlp-endpoint or --zipkin-endpoint: spans are judged and alerted on, then dropped (counted as no_downstream); /readyz answers 503');
+  if (downstreams.length === 0)
+    log('no --otlp-endpoint or --zipkin-endpoint: spans are judged and alerted on, then dropped (counted as no_downstream); /readyz answers 503');
 
   const processTrace = (spans: CollectedSpan[], reason: FlushReason): void => {
     metrics.flushedTraces.inc({ reason });
@@ -168,11 +174,18 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     reportProblem: log,
     onRefusedSpans: (count, reason) => {
       metrics.droppedSpans.inc({ reason, downstream: 'none' }, count);
-      if (reason === 'queue_full') refusals.report('queue_full', count, (total) => `queue full: refused ${total} span(s) with 503 + Retry-After (senders may retry)`);
+      if (reason === 'queue_full')
+        refusals.report('queue_full', count, (total) => `queue full: refused ${total} span(s) with 503 + Retry-After (senders may retry)`);
       else refusals.report('invalid', count, (total) => `refused ${total} span(s) with invalid ids (answered as partial success)`);
     },
     // Counted in received_requests_total{code="503"}: its spans are unknown (the body is not read).
-    onTooManyRequests: () => refusals.report('too_many_requests', 1, (total) => `too many requests at once: refused ${total} request(s) beyond --max-concurrent-requests (${config.maxConcurrentRequests}) with 503 + Retry-After: 1 (senders may retry)`),
+    onTooManyRequests: () =>
+      refusals.report(
+        'too_many_requests',
+        1,
+        (total) =>
+          `too many requests at once: refused ${total} request(s) beyond --max-concurrent-requests (${config.maxConcurrentRequests}) with 503 + Retry-After: 1 (senders may retry)`,
+      ),
   });
 
   const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 15_000, keepAliveTimeout: 30_000 }, handler);
@@ -222,7 +235,8 @@ async function flushAlerts(alerts: AlertDispatcher | undefined, deadlineMs: numb
   if (alerts === undefined) return;
   const timedOut = Symbol('timeout');
   const outcome = await Promise.race([alerts.shutdown(), sleep(Math.max(0, deadlineMs - Date.now()), timedOut, { ref: false })]);
-  if (outcome === timedOut) log('shutdown deadline reached with alerts still being sent; those not delivered are dropped (see request_budget_collector_alerts)');
+  if (outcome === timedOut)
+    log('shutdown deadline reached with alerts still being sent; those not delivered are dropped (see request_budget_collector_alerts)');
 }
 
 /** One line per streak of the same problem, with a count, at most every `intervalMs`. */

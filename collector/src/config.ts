@@ -71,32 +71,152 @@ export interface OptionSpec extends OptionDeclaration {
  * defaults and --help all come from here.
  */
 const DECLARED: readonly OptionDeclaration[] = [
-  { key: 'config', type: 'path', arg: 'FILE', help: 'YAML or JSON file with any of these options (keys in camelCase, e.g. maxTraces); paths in it are relative to it' },
-  { key: 'listen', type: 'listen', arg: 'HOST:PORT', default: '127.0.0.1:4318', help: 'where to receive OTLP/HTTP (POST /v1/traces) and serve /metrics, /healthz, /readyz; port 0 picks a free one' },
-  { key: 'budgetsPath', flag: 'budgets', type: 'path', arg: 'FILE', noneText: 'none (costs derived, nothing judged)', help: 'the budget file (YAML or JSON), as for @request-budget/node' },
-  { key: 'otlpEndpoint', type: 'url', arg: 'URL', help: 'forward OTLP/HTTP protobuf here, e.g. http://jaeger:4318 (/v1/traces is appended unless the path ends with it)' },
-  { key: 'otlpHeaders', type: 'headers', arg: 'K=V,…', default: {}, help: 'extra headers for the OTLP downstream, e.g. authorization=Bearer%20xyz (values URL-decoded)' },
+  {
+    key: 'config',
+    type: 'path',
+    arg: 'FILE',
+    help: 'YAML or JSON file with any of these options (keys in camelCase, e.g. maxTraces); paths in it are relative to it',
+  },
+  {
+    key: 'listen',
+    type: 'listen',
+    arg: 'HOST:PORT',
+    default: '127.0.0.1:4318',
+    help: 'where to receive OTLP/HTTP (POST /v1/traces) and serve /metrics, /healthz, /readyz; port 0 picks a free one',
+  },
+  {
+    key: 'budgetsPath',
+    flag: 'budgets',
+    type: 'path',
+    arg: 'FILE',
+    noneText: 'none (costs derived, nothing judged)',
+    help: 'the budget file (YAML or JSON), as for @request-budget/node',
+  },
+  {
+    key: 'otlpEndpoint',
+    type: 'url',
+    arg: 'URL',
+    help: 'forward OTLP/HTTP protobuf here, e.g. http://jaeger:4318 (/v1/traces is appended unless the path ends with it)',
+  },
+  {
+    key: 'otlpHeaders',
+    type: 'headers',
+    arg: 'K=V,…',
+    default: {},
+    help: 'extra headers for the OTLP downstream, e.g. authorization=Bearer%20xyz (values URL-decoded)',
+  },
   { key: 'zipkinEndpoint', type: 'url', arg: 'URL', help: 'forward Zipkin v2 JSON here, e.g. http://zipkin:9411/api/v2/spans' },
   { key: 'alertmanagerUrl', type: 'url', arg: 'URL', help: 'send breaches to this Alertmanager (POST /api/v2/alerts), e.g. http://alertmanager:9093' },
   { key: 'webhookUrl', type: 'url', arg: 'URL', help: 'POST breaches to this webhook as {"breaches":[…]}' },
   { key: 'alertLog', type: 'boolean', arg: 'true|false', default: true, help: 'one JSON line per breach on stderr' },
-  { key: 'alertResendIntervalMs', flag: 'alert-resend-interval', type: 'duration', arg: 'DURATION', default: 60_000, min: 100, help: 'how often firing Alertmanager alerts are re-sent' },
-  { key: 'alertResolveAfterMs', flag: 'alert-resolve-after', type: 'duration', arg: 'DURATION', default: 300_000, min: 100, help: 'quiet period after which an Alertmanager alert is resolved (longer than the resend interval)' },
+  {
+    key: 'alertResendIntervalMs',
+    flag: 'alert-resend-interval',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 60_000,
+    min: 100,
+    help: 'how often firing Alertmanager alerts are re-sent',
+  },
+  {
+    key: 'alertResolveAfterMs',
+    flag: 'alert-resolve-after',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 300_000,
+    min: 100,
+    help: 'quiet period after which an Alertmanager alert is resolved (longer than the resend interval)',
+  },
   { key: 'errorOnCritical', type: 'boolean', arg: 'true|false', default: false, help: 'a critical breach also sets the root span status to ERROR' },
-  { key: 'authToken', type: 'text', arg: 'TOKEN', noneText: 'none (no auth)', help: 'require "Authorization: Bearer TOKEN" on /v1/traces (prefer the environment variable to the flag)' },
-  { key: 'maxBodyBytes', flag: 'max-body-size', type: 'size', arg: 'SIZE', default: 10 * 1024 * 1024, help: 'largest request body, compressed or inflated (larger: 413)' },
-  { key: 'maxConcurrentRequests', type: 'count', arg: 'N', default: 32, min: 1, help: 'request bodies received and decoded at once (with --max-body-size, bounds their memory); a request beyond it gets 503 with Retry-After: 1 before its body is read' },
-  { key: 'graceMs', flag: 'grace-period', type: 'duration', arg: 'DURATION', default: 2000, min: 0, help: "wait after a trace's root span arrives for the rest of its spans" },
-  { key: 'maxTraceWaitMs', flag: 'max-trace-wait', type: 'duration', arg: 'DURATION', default: 30_000, min: 0, help: 'longest a trace is held from its first span, root or not' },
+  {
+    key: 'authToken',
+    type: 'text',
+    arg: 'TOKEN',
+    noneText: 'none (no auth)',
+    help: 'require "Authorization: Bearer TOKEN" on /v1/traces (prefer the environment variable to the flag)',
+  },
+  {
+    key: 'maxBodyBytes',
+    flag: 'max-body-size',
+    type: 'size',
+    arg: 'SIZE',
+    default: 10 * 1024 * 1024,
+    help: 'largest request body, compressed or inflated (larger: 413)',
+  },
+  {
+    key: 'maxConcurrentRequests',
+    type: 'count',
+    arg: 'N',
+    default: 32,
+    min: 1,
+    help: 'request bodies received and decoded at once (with --max-body-size, bounds their memory); a request beyond it gets 503 with Retry-After: 1 before its body is read',
+  },
+  {
+    key: 'graceMs',
+    flag: 'grace-period',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 2000,
+    min: 0,
+    help: "wait after a trace's root span arrives for the rest of its spans",
+  },
+  {
+    key: 'maxTraceWaitMs',
+    flag: 'max-trace-wait',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 30_000,
+    min: 0,
+    help: 'longest a trace is held from its first span, root or not',
+  },
   { key: 'maxTraces', type: 'count', arg: 'N', default: 10_000, min: 1, help: 'traces held at once; a new one beyond this flushes (processes) the oldest' },
   { key: 'maxSpansPerTrace', type: 'count', arg: 'N', default: 2000, min: 1, help: 'spans held per trace; a trace reaching it is processed at once' },
-  { key: 'maxQueueSpans', type: 'count', arg: 'N', default: 100_000, min: 1, help: 'spans held in all (in traces and waiting for a downstream); beyond it senders get 503 with Retry-After' },
+  {
+    key: 'maxQueueSpans',
+    type: 'count',
+    arg: 'N',
+    default: 100_000,
+    min: 1,
+    help: 'spans held in all (in traces and waiting for a downstream); beyond it senders get 503 with Retry-After',
+  },
   { key: 'maxBatchSpans', type: 'count', arg: 'N', default: 512, min: 1, help: 'most spans in one request to a downstream' },
-  { key: 'forwardTimeoutMs', flag: 'forward-timeout', type: 'duration', arg: 'DURATION', default: 10_000, min: 1, help: 'timeout of one request to a downstream' },
-  { key: 'retryInitialBackoffMs', flag: 'retry-initial-backoff', type: 'duration', arg: 'DURATION', default: 500, min: 1, help: 'first retry delay after a failed send (doubles each time, ±20 %) unless the downstream sent Retry-After' },
+  {
+    key: 'forwardTimeoutMs',
+    flag: 'forward-timeout',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 10_000,
+    min: 1,
+    help: 'timeout of one request to a downstream',
+  },
+  {
+    key: 'retryInitialBackoffMs',
+    flag: 'retry-initial-backoff',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 500,
+    min: 1,
+    help: 'first retry delay after a failed send (doubles each time, ±20 %) unless the downstream sent Retry-After',
+  },
   { key: 'retryMaxBackoffMs', flag: 'retry-max-backoff', type: 'duration', arg: 'DURATION', default: 30_000, min: 1, help: 'longest retry delay' },
-  { key: 'retryMaxElapsedMs', flag: 'retry-max-elapsed', type: 'duration', arg: 'DURATION', default: 300_000, min: 1, help: 'give up on a batch (drop it, counted and logged) after retrying this long' },
-  { key: 'shutdownTimeoutMs', flag: 'shutdown-timeout', type: 'duration', arg: 'DURATION', default: 10_000, min: 0, help: 'on SIGTERM/SIGINT, how long to deliver what is held before exiting' },
+  {
+    key: 'retryMaxElapsedMs',
+    flag: 'retry-max-elapsed',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 300_000,
+    min: 1,
+    help: 'give up on a batch (drop it, counted and logged) after retrying this long',
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    flag: 'shutdown-timeout',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 10_000,
+    min: 0,
+    help: 'on SIGTERM/SIGINT, how long to deliver what is held before exiting',
+  },
 ];
 
 /** Every option with its default as --help states it. */
@@ -234,12 +354,21 @@ function readConfigFile(source: RawValue, problems: string[]): Map<string, RawVa
     byKey.set(spec.key, spec);
     byKey.set(flagOf(spec).slice(2), spec);
     byKey.set(kebab(spec.key), spec);
-    byKey.set(flagOf(spec).slice(2).replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase()), spec);
+    byKey.set(
+      flagOf(spec)
+        .slice(2)
+        .replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase()),
+      spec,
+    );
   }
   for (const [key, value] of Object.entries(parsed)) {
     const spec = byKey.get(key);
     if (spec === undefined || spec.key === 'config') {
-      problems.push(`${path}: ${key}: unknown option (expected one of ${OPTIONS.filter((s) => s.key !== 'config').map((s) => s.key).join(', ')})`);
+      problems.push(
+        `${path}: ${key}: unknown option (expected one of ${OPTIONS.filter((s) => s.key !== 'config')
+          .map((s) => s.key)
+          .join(', ')})`,
+      );
       continue;
     }
     if (value !== null) values.set(spec.key, { value, source: `${path}: ${key}`, baseDir: dirname(path) });
@@ -270,7 +399,8 @@ function convert(spec: OptionSpec, raw: RawValue): unknown {
       throw new Error(`expected true or false, got ${JSON.stringify(value)}`);
     case 'count': {
       const number = typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : text;
-      if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < (spec.min ?? 0)) throw new Error(`expected an integer ≥ ${spec.min ?? 0}, got ${JSON.stringify(value)}`);
+      if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < (spec.min ?? 0))
+        throw new Error(`expected an integer ≥ ${spec.min ?? 0}, got ${JSON.stringify(value)}`);
       return number;
     }
     case 'duration': {
@@ -364,7 +494,12 @@ export function helpText(): string {
     'the --config file, which wins over the default):',
   ];
   for (const spec of OPTIONS) {
-    lines.push('', `  ${flagOf(spec)} ${spec.arg}`, `  ${envOf(spec)}`, ...wrap(`${spec.help}. Default: ${spec.defaultText}.`, 76).map((line) => `      ${line}`));
+    lines.push(
+      '',
+      `  ${flagOf(spec)} ${spec.arg}`,
+      `  ${envOf(spec)}`,
+      ...wrap(`${spec.help}. Default: ${spec.defaultText}.`, 76).map((line) => `      ${line}`),
+    );
   }
   lines.push(
     '',
@@ -390,12 +525,22 @@ function describeDefault(option: OptionDeclaration): string {
 }
 
 function formatDuration(ms: number): string {
-  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const)
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
   return `${ms}ms`;
 }
 
 function formatSize(bytes: number): string {
-  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  for (const [unit, size] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const)
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
   return String(bytes);
 }
 

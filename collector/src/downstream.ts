@@ -146,7 +146,13 @@ export class Downstream {
         });
         const body = new Uint8Array(await response.arrayBuffer());
         if (response.ok) {
-          const rejected = Math.min(spans.length, Math.max(0, safe(() => options.rejectedIn?.(response, body) ?? 0)));
+          const rejected = Math.min(
+            spans.length,
+            Math.max(
+              0,
+              safe(() => options.rejectedIn?.(response, body) ?? 0),
+            ),
+          );
           if (rejected > 0) {
             options.onDropped(rejected, 'downstream_partial');
             options.onProblem(`${this.name}: ${options.url} refused ${rejected} of ${spans.length} span(s) (partial success)`);
@@ -173,12 +179,15 @@ export class Downstream {
       const delayMs = retryAfterMs !== undefined ? Math.max(backoffMs, Math.min(retryAfterMs, MAX_RETRY_AFTER_MS)) : backoffMs;
       if (Date.now() + delayMs - firstAttemptMs > options.maxElapsedMs) {
         options.onDropped(spans.length, 'retries_exhausted');
-        options.onProblem(`${this.name}: gave up on ${spans.length} span(s) after ${attempt} attempt(s) over ${Date.now() - firstAttemptMs} ms to ${options.url}: ${problem}; dropped`);
+        options.onProblem(
+          `${this.name}: gave up on ${spans.length} span(s) after ${attempt} attempt(s) over ${Date.now() - firstAttemptMs} ms to ${options.url}: ${problem}; dropped`,
+        );
         this.backoffUntilMs = 0;
         return true;
       }
       options.onRetry();
-      if (!this.failing) options.onProblem(`${this.name}: could not send ${spans.length} span(s) to ${options.url}: ${problem}; retrying with backoff (spans stay queued)`);
+      if (!this.failing)
+        options.onProblem(`${this.name}: could not send ${spans.length} span(s) to ${options.url}: ${problem}; retrying with backoff (spans stay queued)`);
       this.failing = true;
       this.backoffUntilMs = Date.now() + delayMs;
       try {
@@ -207,7 +216,10 @@ export function parseRetryAfter(value: string | null): number | undefined {
 /** ±20 %, so that several collectors do not retry in step. */
 function excerpt(body: Uint8Array): string {
   if (body.length === 0) return '';
-  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8', 0, Math.min(body.length, 200)).replace(/[^\x20-\x7e]+/g, ' ').trim();
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+    .toString('utf8', 0, Math.min(body.length, 200))
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .trim();
   return text === '' ? '' : `: ${text}`;
 }
 

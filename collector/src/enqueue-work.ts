@@ -20,7 +20,7 @@ export function enqueueWorkOf(
   const isUnder = (span: CollectedSpan, root: CollectedSpan): boolean => {
     const chain = new Set<CollectedSpan>();
     let answer = false;
-    for (let current = span; ; ) {
+    for (let current = span; ;) {
       const known = under.get(current);
       if (known !== undefined) {
         answer = known;

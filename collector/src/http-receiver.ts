@@ -71,7 +71,8 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
       throw failure(415, `unsupported Content-Type "${req.headers['content-type'] ?? ''}"; use application/x-protobuf or application/json`);
     }
     const coding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-    if (coding !== 'gzip' && coding !== 'identity' && coding !== '') throw failure(415, `unsupported Content-Encoding "${req.headers['content-encoding']}"; use gzip or none`);
+    if (coding !== 'gzip' && coding !== 'identity' && coding !== '')
+      throw failure(415, `unsupported Content-Encoding "${req.headers['content-encoding']}"; use gzip or none`);
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > options.maxBodyBytes) throw failure(413, `body of ${declared} bytes is larger than the limit of ${options.maxBodyBytes} bytes`);
 
@@ -79,7 +80,12 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
     // their memory. One more is answered at once, before its body is read; the sender retries.
     if (receiving >= options.maxConcurrentRequests) {
       options.onTooManyRequests();
-      throw new HttpFailure(503, `too many requests at once (${receiving} already being received, the limit of --max-concurrent-requests); retry later`, { 'retry-after': '1' }, true);
+      throw new HttpFailure(
+        503,
+        `too many requests at once (${receiving} already being received, the limit of --max-concurrent-requests); retry later`,
+        { 'retry-after': '1' },
+        true,
+      );
     }
     receiving += 1;
     let decoded;
@@ -97,7 +103,8 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
           body = await gunzip(raw, { maxOutputLength: options.maxBodyBytes });
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
-          if (code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError) throw failure(413, `inflated body larger than the limit of ${options.maxBodyBytes} bytes`);
+          if (code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError)
+            throw failure(413, `inflated body larger than the limit of ${options.maxBodyBytes} bytes`);
           throw failure(400, `gzip body did not inflate: ${(error as Error).message}`);
         }
       }
@@ -119,7 +126,9 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
     const now = options.capacity();
     if (now.held > 0 && now.held + spans.length > now.max) {
       options.onRefusedSpans(spans.length + rejected, 'queue_full');
-      throw failure(503, `queue full (${now.held} spans held, ${spans.length} more would pass the limit of ${now.max}); retry later`, { 'retry-after': String(now.retryAfterSeconds) });
+      throw failure(503, `queue full (${now.held} spans held, ${spans.length} more would pass the limit of ${now.max}); retry later`, {
+        'retry-after': String(now.retryAfterSeconds),
+      });
     }
     if (spans.length > 0) options.accept(spans);
     options.metrics.receivedSpans.inc({ encoding }, spans.length);
@@ -144,7 +153,9 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
       const answerEncoding = encoding ?? 'json';
       const answer = () => {
         if (res.headersSent || res.destroyed) return;
-        res.writeHead(failure.status, { 'content-type': CONTENT_TYPES[answerEncoding], ...failure.headers }).end(encodeStatus(answerEncoding, failure.status, failure.message));
+        res
+          .writeHead(failure.status, { 'content-type': CONTENT_TYPES[answerEncoding], ...failure.headers })
+          .end(encodeStatus(answerEncoding, failure.status, failure.message));
       };
       if (failure.answerFirst) answer();
       // The rest of the body is read and thrown away (within a bound), so the sender sees the

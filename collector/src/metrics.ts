@@ -32,21 +32,55 @@ export class CollectorMetrics {
   constructor(live: LiveFigures) {
     const registers = [this.registry];
     const prefix = 'request_budget_collector_';
-    this.receivedRequests = new Counter({ name: `${prefix}received_requests_total`, help: 'OTLP export requests received, by encoding and HTTP status answered', labelNames: ['encoding', 'code'], registers });
+    this.receivedRequests = new Counter({
+      name: `${prefix}received_requests_total`,
+      help: 'OTLP export requests received, by encoding and HTTP status answered',
+      labelNames: ['encoding', 'code'],
+      registers,
+    });
     this.receivedSpans = new Counter({ name: `${prefix}received_spans_total`, help: 'Spans accepted', labelNames: ['encoding'], registers });
-    this.forwardedSpans = new Counter({ name: `${prefix}forwarded_spans_total`, help: 'Spans delivered to a downstream', labelNames: ['downstream'], registers });
-    this.forwardRetries = new Counter({ name: `${prefix}forward_retries_total`, help: 'Failed sends to a downstream that will be retried', labelNames: ['downstream'], registers });
+    this.forwardedSpans = new Counter({
+      name: `${prefix}forwarded_spans_total`,
+      help: 'Spans delivered to a downstream',
+      labelNames: ['downstream'],
+      registers,
+    });
+    this.forwardRetries = new Counter({
+      name: `${prefix}forward_retries_total`,
+      help: 'Failed sends to a downstream that will be retried',
+      labelNames: ['downstream'],
+      registers,
+    });
     this.droppedSpans = new Counter({
       name: `${prefix}dropped_spans_total`,
       help: 'Spans not delivered, by reason: queue_full and invalid (refused at receipt, the sender was told), downstream_rejected, downstream_partial, retries_exhausted, shutdown, no_downstream',
       labelNames: ['reason', 'downstream'],
       registers,
     });
-    this.flushedTraces = new Counter({ name: `${prefix}flushed_traces_total`, help: 'Traces processed, by what closed their window', labelNames: ['reason'], registers });
-    this.lateSpans = new Counter({ name: `${prefix}late_spans_total`, help: 'Spans that arrived after their trace had been processed (processed in a window of their own)', registers });
-    this.roots = new Counter({ name: `${prefix}roots_total`, help: 'Local root spans (requests and jobs), by where their cost record came from: derived here, or sdk', labelNames: ['cost_source'], registers });
+    this.flushedTraces = new Counter({
+      name: `${prefix}flushed_traces_total`,
+      help: 'Traces processed, by what closed their window',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.lateSpans = new Counter({
+      name: `${prefix}late_spans_total`,
+      help: 'Spans that arrived after their trace had been processed (processed in a window of their own)',
+      registers,
+    });
+    this.roots = new Counter({
+      name: `${prefix}roots_total`,
+      help: 'Local root spans (requests and jobs), by where their cost record came from: derived here, or sdk',
+      labelNames: ['cost_source'],
+      registers,
+    });
     this.judgedRoots = new Counter({ name: `${prefix}judged_roots_total`, help: 'Root spans judged against the budget file here', registers });
-    this.breaches = new Counter({ name: `${prefix}breaches_total`, help: 'Budget violations found here, by metric and severity', labelNames: ['metric', 'severity'], registers });
+    this.breaches = new Counter({
+      name: `${prefix}breaches_total`,
+      help: 'Budget violations found here, by metric and severity',
+      labelNames: ['metric', 'severity'],
+      registers,
+    });
     this.processSeconds = new Histogram({
       name: `${prefix}process_duration_seconds`,
       help: 'Time to derive and judge the cost of one trace',
@@ -54,8 +88,22 @@ export class CollectorMetrics {
       registers,
     });
     this.internalErrors = new Counter({ name: `${prefix}internal_errors_total`, help: 'Unexpected errors caught (each is logged)', registers });
-    new Gauge({ name: `${prefix}traces_in_memory`, help: 'Traces held, waiting for their root and grace period', registers, collect() { this.set(live.tracesInMemory()); } });
-    new Gauge({ name: `${prefix}spans_in_memory`, help: 'Spans held in traces not yet processed', registers, collect() { this.set(live.spansInMemory()); } });
+    new Gauge({
+      name: `${prefix}traces_in_memory`,
+      help: 'Traces held, waiting for their root and grace period',
+      registers,
+      collect() {
+        this.set(live.tracesInMemory());
+      },
+    });
+    new Gauge({
+      name: `${prefix}spans_in_memory`,
+      help: 'Spans held in traces not yet processed',
+      registers,
+      collect() {
+        this.set(live.spansInMemory());
+      },
+    });
     new Gauge({
       name: `${prefix}queue_spans`,
       help: 'Spans waiting for (or being sent to) a downstream',
@@ -65,7 +113,14 @@ export class CollectorMetrics {
         for (const [downstream, depth] of Object.entries(live.queueDepth())) this.set({ downstream }, depth);
       },
     });
-    new Gauge({ name: `${prefix}queue_capacity_spans`, help: 'Spans that may be held (traces plus queues) before senders are refused with 503', registers, collect() { this.set(live.queueCapacity()); } });
+    new Gauge({
+      name: `${prefix}queue_capacity_spans`,
+      help: 'Spans that may be held (traces plus queues) before senders are refused with 503',
+      registers,
+      collect() {
+        this.set(live.queueCapacity());
+      },
+    });
     new Gauge({
       name: `${prefix}alerts`,
       help: 'Alert deliveries by sink and outcome (delivered, failed attempts, dropped breaches)',

@@ -25,7 +25,11 @@ export function encodeTraceRequest(spans: readonly CollectedSpan[]): Uint8Array 
       resource: resource.resource,
       // Empty strings are proto3 defaults: left out, as senders leave them out.
       ...(resource.schemaUrl !== '' ? { schemaUrl: resource.schemaUrl } : {}),
-      scopeSpans: [...byScope].map(([scope, wires]) => ({ scope: scope.scope, ...(scope.schemaUrl !== '' ? { schemaUrl: scope.schemaUrl } : {}), spans: wires })),
+      scopeSpans: [...byScope].map(([scope, wires]) => ({
+        scope: scope.scope,
+        ...(scope.schemaUrl !== '' ? { schemaUrl: scope.schemaUrl } : {}),
+        spans: wires,
+      })),
     })),
   };
   return ExportTraceServiceRequest.encode(request).finish();

@@ -164,7 +164,10 @@ export function plainToAnyValue(value: unknown, numberType?: NumberType): WireAn
 
 /** Stable text for a plain map: sorted keys, bigints as text. */
 export function canonicalText(map: Readonly<Record<string, unknown>>): string {
-  return JSON.stringify(Object.keys(map).sort().map((key) => [key, map[key]]), (_key, value: unknown) =>
-    typeof value === 'bigint' ? `${value}n` : value,
+  return JSON.stringify(
+    Object.keys(map)
+      .sort()
+      .map((key) => [key, map[key]]),
+    (_key, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value),
   );
 }

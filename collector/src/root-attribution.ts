@@ -37,7 +37,9 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
   };
   const parentIsLocalButMissing = (span: CollectedSpan): boolean => {
     const flags = span.wire.flags ?? 0;
-    return span.parentSpanId !== '' && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !byId.has(span.parentSpanId);
+    return (
+      span.parentSpanId !== '' && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !byId.has(span.parentSpanId)
+    );
   };
 
   for (const span of spans) {
@@ -52,7 +54,11 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
     // malformed trace can loop.
     const chain: CollectedSpan[] = [];
     const onChain = new Set<CollectedSpan>();
-    for (let current: CollectedSpan | undefined = span; current !== undefined && !rootOf.has(current) && !onChain.has(current); current = localParent(current)) {
+    for (
+      let current: CollectedSpan | undefined = span;
+      current !== undefined && !rootOf.has(current) && !onChain.has(current);
+      current = localParent(current)
+    ) {
       chain.push(current);
       onChain.add(current);
       if (isOwnRoot(current)) break;

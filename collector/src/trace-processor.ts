@@ -78,7 +78,11 @@ export class TraceProcessor {
     let outerDuplicates: Set<string> | undefined;
     const isOuterDuplicate = (span: CollectedSpan) =>
       (outerDuplicates ??= outerDuplicateSpanIds(
-        spans.map((s) => ({ spanId: s.spanId, parentSpanId: s.parentSpanId, identity: operationIdentity(KIND_NAMES[s.kind] ?? 'internal', s.wire.name ?? '', s.attributes) })),
+        spans.map((s) => ({
+          spanId: s.spanId,
+          parentSpanId: s.parentSpanId,
+          identity: operationIdentity(KIND_NAMES[s.kind] ?? 'internal', s.wire.name ?? '', s.attributes),
+        })),
       )).has(span.spanId);
     // A queue library's own work beneath an enqueue span counts as the enqueue, not as queries.
     let enqueueWork: Set<CollectedSpan> | undefined;
@@ -133,7 +137,12 @@ export class TraceProcessor {
     }
     if (judgement.errorStatusMessage !== undefined) root.wire.status = { code: StatusCode.ERROR, message: judgement.errorStatusMessage };
     if (judgement.violations.length === 0) return [];
-    return judgement.reports({ service: root.origin.resource.serviceName, traceId: root.traceId, spanId: root.spanId, timeMs: Number(root.endNs / 1_000_000n) });
+    return judgement.reports({
+      service: root.origin.resource.serviceName,
+      traceId: root.traceId,
+      spanId: root.spanId,
+      timeMs: Number(root.endNs / 1_000_000n),
+    });
   }
 }
 

@@ -74,4 +74,3 @@ function tagText(value: unknown): string {
   }
   return String(value);
 }
-

@@ -23,7 +23,14 @@ afterEach(async () => {
 });
 
 async function collectorFor(otlpUrl: string, options: Record<string, string> = {}): Promise<CollectorProcess> {
-  const flags = { '--budgets': COLLECTOR_BUDGETS, '--otlp-endpoint': otlpUrl, '--grace-period': '100ms', '--retry-initial-backoff': '100ms', '--retry-max-backoff': '400ms', ...options };
+  const flags = {
+    '--budgets': COLLECTOR_BUDGETS,
+    '--otlp-endpoint': otlpUrl,
+    '--grace-period': '100ms',
+    '--retry-initial-backoff': '100ms',
+    '--retry-max-backoff': '400ms',
+    ...options,
+  };
   const collector = await startCollectorProcess(Object.entries(flags).flat());
   started.collectors.push(collector);
   return collector;
@@ -46,7 +53,12 @@ function expectDeliveredOnce(downstream: DownstreamServer, traces: ReturnType<ty
   const ids = downstream.spans.map((span) => span.spanId);
   expect(new Set(ids).size).toBe(ids.length);
   expect(ids.sort()).toEqual(traces.flatMap((trace) => trace.spans.map((span) => span.spanId)).sort());
-  for (const trace of traces) expect(downstream.spans.find((span) => span.spanId === trace.rootId)!.attributes['budget.violations']).toEqual(['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2']);
+  for (const trace of traces)
+    expect(downstream.spans.find((span) => span.spanId === trace.rootId)!.attributes['budget.violations']).toEqual([
+      'db.queries 6>5',
+      'db.time_ms 9.8>8',
+      'db.repeated_count 3>2',
+    ]);
 }
 
 describe('a downstream that is down', () => {
@@ -54,9 +66,15 @@ describe('a downstream that is down', () => {
     const port = await freePort();
     const collector = await collectorFor(`http://127.0.0.1:${port}`);
     const traces = await sendTraces(collector, 5);
-    await expect.poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    await expect
+      .poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(3);
     expect(await collector.metric('request_budget_collector_queue_spans{downstream="otlp"}')).toBe(5 * SPANS_PER_TRACE);
-    await collector.waitForLine(/otlp: could not send \d+ span\(s\) to http:\/\/127\.0\.0\.1:\d+\/v1\/traces: ECONNREFUSED; retrying with backoff/, 5000, 'stderr');
+    await collector.waitForLine(
+      /otlp: could not send \d+ span\(s\) to http:\/\/127\.0\.0\.1:\d+\/v1\/traces: ECONNREFUSED; retrying with backoff/,
+      5000,
+      'stderr',
+    );
 
     const downstream = await downstreamOn(port);
     await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(5 * SPANS_PER_TRACE);
@@ -80,9 +98,15 @@ describe('a downstream that is down', () => {
     const refusing = await downstreamOn(undefined, () => ({ status: 400 }));
     const strict = await collectorFor(refusing.url);
     await sendTraces(strict, 1);
-    await expect.poll(() => strict.metric('request_budget_collector_dropped_spans_total{reason="downstream_rejected",downstream="otlp"}'), { timeout: 5000 }).toBe(SPANS_PER_TRACE);
+    await expect
+      .poll(() => strict.metric('request_budget_collector_dropped_spans_total{reason="downstream_rejected",downstream="otlp"}'), { timeout: 5000 })
+      .toBe(SPANS_PER_TRACE);
     expect(refusing.attempts).toHaveLength(1);
-    await strict.waitForLine(new RegExp(`otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${SPANS_PER_TRACE} span\\(s\\) with HTTP 400: status 400; dropped \\(not retryable\\)`), 5000, 'stderr');
+    await strict.waitForLine(
+      new RegExp(`otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${SPANS_PER_TRACE} span\\(s\\) with HTTP 400: status 400; dropped \\(not retryable\\)`),
+      5000,
+      'stderr',
+    );
   });
 
   it('never retries sooner than its own backoff, whatever the Retry-After', async () => {
@@ -103,7 +127,9 @@ describe('a full queue', () => {
     const port = await freePort();
     const collector = await collectorFor(`http://127.0.0.1:${port}`, { '--max-queue-spans': String(2 * SPANS_PER_TRACE) });
     const accepted = await sendTraces(collector, 2);
-    await expect.poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+    await expect
+      .poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(1);
 
     const refused = await postOtlp(collector.tracesUrl, toOtlpProtobuf(ordersTrace()), 'application/x-protobuf');
     expect(refused.status).toBe(503);
@@ -126,7 +152,11 @@ describe('a full queue', () => {
 /** A request whose headers and first bytes have reached the collector's handler; `finish()` sends the rest. */
 async function holdOpen(collector: CollectorProcess, body: Buffer) {
   // 100-continue: the collector has the request's headers (its handler has run) when the client hears "continue".
-  const request = http.request(collector.tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-length': String(body.length), expect: '100-continue' }, signal: AbortSignal.timeout(10_000) });
+  const request = http.request(collector.tracesUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-protobuf', 'content-length': String(body.length), expect: '100-continue' },
+    signal: AbortSignal.timeout(10_000),
+  });
   const answered = new Promise<http.IncomingMessage>((resolve, reject) => request.on('response', resolve).on('error', reject));
   await new Promise<void>((resolve) => request.once('continue', resolve).flushHeaders());
   request.write(body.subarray(0, 10));
@@ -156,7 +186,10 @@ describe('too many requests at once', () => {
     const refused = await extra.answered;
     expect([refused.statusCode, refused.headers['retry-after'], refused.headers['content-type']]).toEqual([503, '1', 'application/x-protobuf']);
     const RpcStatus = otlpRoot.lookupType('google.rpc.Status');
-    expect(RpcStatus.toObject(RpcStatus.decode(await bodyOf(refused)))).toEqual({ code: 14, message: `too many requests at once (${limit} already being received, the limit of --max-concurrent-requests); retry later` });
+    expect(RpcStatus.toObject(RpcStatus.decode(await bodyOf(refused)))).toEqual({
+      code: 14,
+      message: `too many requests at once (${limit} already being received, the limit of --max-concurrent-requests); retry later`,
+    });
     extra.finish();
 
     for (const request of held) request.finish();
@@ -173,7 +206,11 @@ describe('too many requests at once', () => {
     expectDeliveredOnce(downstream, [...traces, ...later]);
     expect(await collector.metric('request_budget_collector_received_requests_total{encoding="protobuf",code="503"}')).toBe(1);
     expect(await collector.metric('request_budget_collector_received_requests_total{encoding="protobuf",code="200"}')).toBe(limit + 1);
-    await collector.waitForLine(/too many requests at once: refused 1 request\(s\) beyond --max-concurrent-requests \(3\) with 503 \+ Retry-After: 1/, 5000, 'stderr');
+    await collector.waitForLine(
+      /too many requests at once: refused 1 request\(s\) beyond --max-concurrent-requests \(3\) with 503 \+ Retry-After: 1/,
+      5000,
+      'stderr',
+    );
   });
 });
 
@@ -198,7 +235,10 @@ describe('shutdown', () => {
     const held = await sendTraces(collector, 1); // delivered slowly at shutdown: the window this test needs
     const body = Buffer.from(toOtlpProtobuf(ordersTrace()));
     // 100-continue: the collector has the request's headers (its handler has run) when the client hears "continue".
-    const request = http.request(collector.tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-length': String(body.length), expect: '100-continue' } });
+    const request = http.request(collector.tracesUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-protobuf', 'content-length': String(body.length), expect: '100-continue' },
+    });
     const answered = new Promise<http.IncomingMessage>((resolve, reject) => request.on('response', resolve).on('error', reject));
     await new Promise<void>((resolve) => request.once('continue', resolve).flushHeaders());
     request.write(body.subarray(0, 10));
@@ -219,13 +259,18 @@ describe('shutdown', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     try {
       const downstream = await downstreamOn();
-      const collector = await collectorFor(downstream.url, { '--webhook-url': `http://127.0.0.1:${(silent.address() as AddressInfo).port}/`, '--shutdown-timeout': '500ms' });
+      const collector = await collectorFor(downstream.url, {
+        '--webhook-url': `http://127.0.0.1:${(silent.address() as AddressInfo).port}/`,
+        '--shutdown-timeout': '500ms',
+      });
       await sendTraces(collector, 1);
       await expect.poll(() => posts.length, { timeout: 5000 }).toBe(1);
       const stopping = Date.now();
       expect(await collector.stop('SIGTERM', 10_000)).toBe(0);
       expect(Date.now() - stopping).toBeLessThan(3000);
-      expect(collector.stderrLines).toContain('request-budget-collector: shutdown deadline reached with alerts still being sent; those not delivered are dropped (see request_budget_collector_alerts)');
+      expect(collector.stderrLines).toContain(
+        'request-budget-collector: shutdown deadline reached with alerts still being sent; those not delivered are dropped (see request_budget_collector_alerts)',
+      );
     } finally {
       silent.closeAllConnections();
       await new Promise((resolve) => silent.close(resolve));
@@ -238,6 +283,10 @@ describe('shutdown', () => {
     const stopping = Date.now();
     expect(await collector.stop('SIGTERM', 10_000)).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(3000);
-    expect(collector.stderrLines).toContainEqual(expect.stringMatching(new RegExp(`otlp: shutdown deadline reached with ${2 * SPANS_PER_TRACE} span\\(s\\) not delivered to http://127\\.0\\.0\\.1:\\d+/v1/traces; dropped`)));
+    expect(collector.stderrLines).toContainEqual(
+      expect.stringMatching(
+        new RegExp(`otlp: shutdown deadline reached with ${2 * SPANS_PER_TRACE} span\\(s\\) not delivered to http://127\\.0\\.0\\.1:\\d+/v1/traces; dropped`),
+      ),
+    );
   });
 });

@@ -36,15 +36,26 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve));
   collector = await startCollectorProcess([
-    '--budgets', COLLECTOR_BUDGETS,
-    '--otlp-endpoint', receiver.url,
-    '--zipkin-endpoint', zipkin.spansUrl,
-    '--webhook-url', `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/breaches`,
-    '--grace-period', '300ms',
+    '--budgets',
+    COLLECTOR_BUDGETS,
+    '--otlp-endpoint',
+    receiver.url,
+    '--zipkin-endpoint',
+    zipkin.spansUrl,
+    '--webhook-url',
+    `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/breaches`,
+    '--grace-period',
+    '300ms',
   ]);
   app = await startApp({
     script: 'test/fixtures/cost-app.js',
-    env: { OTEL_SERVICE_NAME: 'cost-app', OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, OTEL_BSP_SCHEDULE_DELAY: '50', REQUEST_BUDGET_FILE: undefined },
+    env: {
+      OTEL_SERVICE_NAME: 'cost-app',
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+      OTEL_BSP_SCHEDULE_DELAY: '50',
+      REQUEST_BUDGET_FILE: undefined,
+    },
   });
 });
 afterAll(async () => {
@@ -54,30 +65,54 @@ afterAll(async () => {
 });
 
 const costOf = (span: ReceivedSpan) => Object.fromEntries(Object.entries(span.attributes).filter(([key]) => key.startsWith('cost.')));
-const breachLines = () => collector.stderrLines.filter((line) => line.startsWith('{"event":"budget.breach"')).map((line) => JSON.parse(line) as Record<string, unknown>);
+const breachLines = () =>
+  collector.stderrLines.filter((line) => line.startsWith('{"event":"budget.breach"')).map((line) => JSON.parse(line) as Record<string, unknown>);
 
 describe('the Node.js app through the collector', () => {
-  it('keeps the app\'s own cost record and adds the budget marks the app did not make', async () => {
+  it("keeps the app's own cost record and adds the budget marks the app did not make", async () => {
     const request = await tracedGet(`${app.url}/queries/12`);
     expect(request.response.status).toBe(200);
     const { server } = await awaitServerSpan(receiver, request);
     const cost = costOf(server);
     // The app's record, whole: the heap and GC figures only the app can measure are there.
     expect(Object.keys(cost).sort()).toEqual([
-      'cost.db.queries', 'cost.db.repeated_count', 'cost.db.repeated_statement', 'cost.db.rows', 'cost.db.time_ms',
-      'cost.gc.count', 'cost.gc.time_ms', 'cost.heap.confidence', 'cost.heap.delta_bytes', 'cost.heap.in_flight',
-      'cost.http_client.calls', 'cost.http_client.time_ms', 'cost.http_client.untimed', 'cost.jobs.enqueued',
+      'cost.db.queries',
+      'cost.db.repeated_count',
+      'cost.db.repeated_statement',
+      'cost.db.rows',
+      'cost.db.time_ms',
+      'cost.gc.count',
+      'cost.gc.time_ms',
+      'cost.heap.confidence',
+      'cost.heap.delta_bytes',
+      'cost.heap.in_flight',
+      'cost.http_client.calls',
+      'cost.http_client.time_ms',
+      'cost.http_client.untimed',
+      'cost.jobs.enqueued',
     ]);
-    expect(cost).toMatchObject({ 'cost.db.queries': 12, 'cost.db.rows': 12, 'cost.db.repeated_count': 12, 'cost.db.repeated_statement': 'SELECT $1::int AS i', 'cost.heap.in_flight': 1 });
+    expect(cost).toMatchObject({
+      'cost.db.queries': 12,
+      'cost.db.rows': 12,
+      'cost.db.repeated_count': 12,
+      'cost.db.repeated_statement': 'SELECT $1::int AS i',
+      'cost.heap.in_flight': 1,
+    });
     expect(server.attributeTypes['cost.db.queries']).toBe('int');
     expect(server.attributes['budget.rule']).toBe('GET /queries/:n');
     expect(server.attributes['budget.breached']).toBe(true);
     expect(server.attributes['budget.violations']).toEqual(['db.queries 12>10']);
     expect(server.events.map((event) => [event.name, event.attributes, event.attributeTypes])).toEqual([
-      ['budget.breach', { metric: 'db.queries', value: 12, limit: 10, severity: 'critical' }, { metric: 'string', value: 'int', limit: 'int', severity: 'string' }],
+      [
+        'budget.breach',
+        { metric: 'db.queries', value: 12, limit: 10, severity: 'critical' },
+        { metric: 'string', value: 'int', limit: 'int', severity: 'string' },
+      ],
     ]);
     // The whole trace came through: the root and its 12 queries.
-    const trace = await receiver.waitFor((all) => all.filter((span) => span.traceId === request.traceId && span.attributes['db.query.text'] === 'SELECT $1::int AS i').length === 12);
+    const trace = await receiver.waitFor(
+      (all) => all.filter((span) => span.traceId === request.traceId && span.attributes['db.query.text'] === 'SELECT $1::int AS i').length === 12,
+    );
     expect(trace.filter((span) => span.traceId === request.traceId && span.kind === 2)).toHaveLength(1);
 
     const within = await tracedGet(`${app.url}/queries/3`);
@@ -87,7 +122,12 @@ describe('the Node.js app through the collector', () => {
 
     const zipkinRoot = (await zipkin.waitFor((all) => all.some((span) => span.id === server.spanId))).find((span) => span.id === server.spanId)!;
     expect(zipkinRoot).toMatchObject({ traceId: request.traceId, parentId: request.parentSpanId, kind: 'SERVER', localEndpoint: { serviceName: 'cost-app' } });
-    expect(zipkinRoot.tags).toMatchObject({ 'cost.db.queries': '12', 'budget.breached': 'true', 'budget.violations': 'db.queries 12>10', 'budget.rule': 'GET /queries/:n' });
+    expect(zipkinRoot.tags).toMatchObject({
+      'cost.db.queries': '12',
+      'budget.breached': 'true',
+      'budget.violations': 'db.queries 12>10',
+      'budget.rule': 'GET /queries/:n',
+    });
 
     await collector.waitForLine(/"trace_id":"/, 5000, 'stderr');
     expect(breachLines().find((line) => line.trace_id === request.traceId)).toEqual({
@@ -112,10 +152,15 @@ describe.each([
   { encoding: 'json', gzip: true },
   { encoding: 'protobuf', gzip: true },
 ] as const)('a Python and a Go service, sent as $encoding (gzip: $gzip)', ({ encoding, gzip }) => {
-  it('gets its cost record derived from its own spans and judged, in Jaeger\'s OTLP and in Zipkin', async () => {
+  it("gets its cost record derived from its own spans and judged, in Jaeger's OTLP and in Zipkin", async () => {
     const trace = ordersTrace();
     const raw = encoding === 'json' ? Buffer.from(JSON.stringify(toOtlpJson(trace))) : Buffer.from(toOtlpProtobuf(trace));
-    const response = await postOtlp(collector.tracesUrl, gzip ? zlib.gzipSync(raw) : raw, encoding === 'json' ? 'application/json' : 'application/x-protobuf', gzip ? { 'content-encoding': 'gzip' } : {});
+    const response = await postOtlp(
+      collector.tracesUrl,
+      gzip ? zlib.gzipSync(raw) : raw,
+      encoding === 'json' ? 'application/json' : 'application/x-protobuf',
+      gzip ? { 'content-encoding': 'gzip' } : {},
+    );
     expect(response.status).toBe(200);
     const answer = new Uint8Array(await response.arrayBuffer());
     if (encoding === 'json') {
@@ -126,13 +171,19 @@ describe.each([
       expect(ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(answer))).toEqual({});
     }
 
-    const spans = (await receiver.waitFor((all) => all.filter((span) => span.traceId === trace.traceId).length === trace.spans.length)).filter((span) => span.traceId === trace.traceId);
+    const spans = (await receiver.waitFor((all) => all.filter((span) => span.traceId === trace.traceId).length === trace.spans.length)).filter(
+      (span) => span.traceId === trace.traceId,
+    );
     const order = spans.find((span) => span.spanId === trace.rootId)!;
     expect(costOf(order)).toEqual(ORDERS_ROOT_COST);
     expect(order.attributeTypes['cost.db.time_ms']).toBe('double');
     expect(order.attributeTypes['cost.http_client.time_ms']).toBe('double');
     expect(order.resource['service.name']).toBe('orders-py');
-    expect(order.attributes).toMatchObject({ 'budget.rule': 'GET /orders/:id', 'budget.breached': true, 'budget.violations': ['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2'] });
+    expect(order.attributes).toMatchObject({
+      'budget.rule': 'GET /orders/:id',
+      'budget.breached': true,
+      'budget.violations': ['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2'],
+    });
     expect(order.events.map((event) => [event.name, event.timeUnixNano - order.endTimeUnixNano, event.attributes])).toEqual([
       ['budget.breach', 0n, { metric: 'db.queries', value: 6, limit: 5, severity: 'warning' }],
       ['budget.breach', 1000n, { metric: 'db.time_ms', value: 9.75, limit: 8, severity: 'warning' }],
@@ -142,7 +193,9 @@ describe.each([
     expect(costOf(inventory)).toMatchObject({ 'cost.db.queries': 1, 'cost.db.time_ms': 0.75, 'cost.db.rows': 5 });
     expect(inventory.attributes).toMatchObject({ 'budget.rule': 'GET /stock/:sku', 'budget.breached': false });
 
-    const zipkinSpans = (await zipkin.waitFor((all) => all.filter((span) => span.traceId === trace.traceId).length === trace.spans.length)).filter((span) => span.traceId === trace.traceId);
+    const zipkinSpans = (await zipkin.waitFor((all) => all.filter((span) => span.traceId === trace.traceId).length === trace.spans.length)).filter(
+      (span) => span.traceId === trace.traceId,
+    );
     const zipkinOrder = zipkinSpans.find((span) => span.id === trace.rootId)!;
     expect(zipkinOrder).toMatchObject({ name: 'GET /orders/{order_id}', kind: 'SERVER', duration: 50_000, localEndpoint: { serviceName: 'orders-py' } });
     expect(Object.fromEntries(Object.entries(zipkinOrder.tags!).filter(([key]) => key.startsWith('cost.') || key.startsWith('budget.')))).toEqual({
@@ -168,7 +221,11 @@ describe.each([
     expect(zipkin.rejections).toEqual([]);
 
     await collector.waitForLine(new RegExp(`"trace_id":"${trace.traceId}"`), 5000, 'stderr');
-    expect(breachLines().filter((line) => line.trace_id === trace.traceId).map((line) => [line.service, line.route, line.rule, line.metric, line.value, line.limit, line.span_id])).toEqual([
+    expect(
+      breachLines()
+        .filter((line) => line.trace_id === trace.traceId)
+        .map((line) => [line.service, line.route, line.rule, line.metric, line.value, line.limit, line.span_id]),
+    ).toEqual([
       ['orders-py', 'GET /orders/{order_id}', 'GET /orders/:id', 'db.queries', 6, 5, trace.rootId],
       ['orders-py', 'GET /orders/{order_id}', 'GET /orders/:id', 'db.time_ms', 9.75, 8, trace.rootId],
       ['orders-py', 'GET /orders/{order_id}', 'GET /orders/:id', 'db.repeated_count', 3, 2, trace.rootId],
@@ -182,7 +239,9 @@ describe('accounting', () => {
     // Everything sent so far has been delivered (the tests above waited for it).
     await expect.poll(async () => collector.metric('request_budget_collector_spans_in_memory'), { timeout: 5000 }).toBe(0);
     const metrics = await collector.metrics();
-    const received = (metrics.get('request_budget_collector_received_spans_total{encoding="protobuf"}') ?? 0) + (metrics.get('request_budget_collector_received_spans_total{encoding="json"}') ?? 0);
+    const received =
+      (metrics.get('request_budget_collector_received_spans_total{encoding="protobuf"}') ?? 0) +
+      (metrics.get('request_budget_collector_received_spans_total{encoding="json"}') ?? 0);
     expect(received).toBe(receiver.spans.length);
     expect(metrics.get('request_budget_collector_forwarded_spans_total{downstream="otlp"}')).toBe(receiver.spans.length);
     expect(metrics.get('request_budget_collector_forwarded_spans_total{downstream="zipkin"}')).toBe(zipkin.spans.length);

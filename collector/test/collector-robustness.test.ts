@@ -21,9 +21,12 @@ let collector: CollectorProcess;
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
-  collector = await startCollectorProcess(['--budgets', COLLECTOR_BUDGETS, '--otlp-endpoint', receiver.url, '--max-body-size', '64KiB', '--grace-period', '100ms'], {
-    REQUEST_BUDGET_COLLECTOR_AUTH_TOKEN: TOKEN,
-  });
+  collector = await startCollectorProcess(
+    ['--budgets', COLLECTOR_BUDGETS, '--otlp-endpoint', receiver.url, '--max-body-size', '64KiB', '--grace-period', '100ms'],
+    {
+      REQUEST_BUDGET_COLLECTOR_AUTH_TOKEN: TOKEN,
+    },
+  );
 });
 afterAll(async () => {
   await collector?.stop();
@@ -31,8 +34,10 @@ afterAll(async () => {
 });
 
 const auth = { authorization: `Bearer ${TOKEN}` };
-const protobufPost = (body: Uint8Array, headers: Record<string, string> = {}) => postOtlp(collector.tracesUrl, body, 'application/x-protobuf', { ...auth, ...headers });
-const jsonPost = (body: string | Uint8Array, headers: Record<string, string> = {}) => postOtlp(collector.tracesUrl, body, 'application/json', { ...auth, ...headers });
+const protobufPost = (body: Uint8Array, headers: Record<string, string> = {}) =>
+  postOtlp(collector.tracesUrl, body, 'application/x-protobuf', { ...auth, ...headers });
+const jsonPost = (body: string | Uint8Array, headers: Record<string, string> = {}) =>
+  postOtlp(collector.tracesUrl, body, 'application/json', { ...auth, ...headers });
 
 /** The google.rpc.Status of an error answer, in the answer's encoding. */
 async function statusOf(response: Response): Promise<{ code: number; message: string }> {
@@ -72,7 +77,8 @@ describe('payloads that cannot be used', () => {
     expect(misShaped.status).toBe(400);
     expect(await statusOf(misShaped)).toEqual({
       code: 3,
-      message: 'ExportTraceServiceRequest.resourceSpans[0].scopeSpans[0].spans[1].startTimeUnixNano: expected an integer (number or decimal string), got "yesterday"',
+      message:
+        'ExportTraceServiceRequest.resourceSpans[0].scopeSpans[0].spans[1].startTimeUnixNano: expected an integer (number or decimal string), got "yesterday"',
     });
 
     const badGzip = await protobufPost(Buffer.from('not gzip'), { 'content-encoding': 'gzip' });
@@ -142,7 +148,9 @@ describe('payloads that cannot be used', () => {
     spans[2]!.traceId = 'abcd';
     const response = await jsonPost(JSON.stringify(json));
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ partialSuccess: { rejectedSpans: '2', errorMessage: '2 span(s) refused: span "connect": invalid span id (8 bytes; 8 non-zero bytes expected)' } });
+    expect(await response.json()).toEqual({
+      partialSuccess: { rejectedSpans: '2', errorMessage: '2 span(s) refused: span "connect": invalid span id (8 bytes; 8 non-zero bytes expected)' },
+    });
     const asProtobuf = toOtlpJson(ordersTrace()) as typeof json;
     asProtobuf.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.traceId = '00'.repeat(16);
     const { ExportTraceServiceRequest } = await import('../../test/support/otlp-schema');
@@ -151,8 +159,13 @@ describe('payloads that cannot be used', () => {
     }
     const protobufResponse = await protobufPost(ExportTraceServiceRequest.encode(ExportTraceServiceRequest.fromObject(asProtobuf)).finish());
     expect(protobufResponse.status).toBe(200);
-    expect(ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(new Uint8Array(await protobufResponse.arrayBuffer())), { longs: Number })).toEqual({
-      partialSuccess: { rejectedSpans: 1, errorMessage: '1 span(s) refused: span "GET /orders/{order_id}": invalid trace id (16 bytes; 16 non-zero bytes expected)' },
+    expect(
+      ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(new Uint8Array(await protobufResponse.arrayBuffer())), { longs: Number }),
+    ).toEqual({
+      partialSuccess: {
+        rejectedSpans: 1,
+        errorMessage: '1 span(s) refused: span "GET /orders/{order_id}": invalid trace id (16 bytes; 16 non-zero bytes expected)',
+      },
     });
     expect(await collector.metric('request_budget_collector_dropped_spans_total{reason="invalid",downstream="none"}')).toBe(3);
   });

@@ -60,7 +60,18 @@ describe('resolving the configuration', () => {
   });
 
   it('reads the example command line of the README', () => {
-    const config = run(['--listen', '127.0.0.1:4318', '--budgets', 'budgets.yaml', '--otlp-endpoint', 'http://jaeger:4318', '--zipkin-endpoint', 'http://zipkin:9411/api/v2/spans', '--alertmanager-url', 'http://alertmanager:9093']);
+    const config = run([
+      '--listen',
+      '127.0.0.1:4318',
+      '--budgets',
+      'budgets.yaml',
+      '--otlp-endpoint',
+      'http://jaeger:4318',
+      '--zipkin-endpoint',
+      'http://zipkin:9411/api/v2/spans',
+      '--alertmanager-url',
+      'http://alertmanager:9093',
+    ]);
     expect(config).toMatchObject({
       budgetsPath: '/srv/app/budgets.yaml',
       otlpEndpoint: 'http://jaeger:4318/v1/traces',
@@ -88,14 +99,20 @@ describe('resolving the configuration', () => {
 
   it('reads every kind of value', () => {
     const config = run([
-      '--listen', '[::1]:0',
+      '--listen',
+      '[::1]:0',
       '--no-alert-log',
       '--error-on-critical',
-      '--max-body-size', '512KiB',
-      '--shutdown-timeout', '1.5s',
-      '--retry-max-elapsed', '2m',
-      '--otlp-headers', 'authorization=Bearer%20abc,X-Tenant=t1',
-      '--otlp-endpoint', 'https://otlp.example:4318/custom/v1/traces',
+      '--max-body-size',
+      '512KiB',
+      '--shutdown-timeout',
+      '1.5s',
+      '--retry-max-elapsed',
+      '2m',
+      '--otlp-headers',
+      'authorization=Bearer%20abc,X-Tenant=t1',
+      '--otlp-endpoint',
+      'https://otlp.example:4318/custom/v1/traces',
     ]);
     expect(config).toMatchObject({
       listenHost: '::1',
@@ -109,7 +126,13 @@ describe('resolving the configuration', () => {
       otlpEndpoint: 'https://otlp.example:4318/custom/v1/traces',
     });
     expect(run(['--listen', ':4318'])).toMatchObject({ listenHost: '0.0.0.0', listenPort: 4318 });
-    expect([parseDuration('250'), parseDuration(250), parseDuration('1h'), parseDuration('soon'), parseDuration('-1s')]).toEqual([250, 250, 3_600_000, undefined, undefined]);
+    expect([parseDuration('250'), parseDuration(250), parseDuration('1h'), parseDuration('soon'), parseDuration('-1s')]).toEqual([
+      250,
+      250,
+      3_600_000,
+      undefined,
+      undefined,
+    ]);
   });
 
   it('reads --max-concurrent-requests from a flag, the environment or the file, and refuses what is not a count ≥ 1', () => {
@@ -119,7 +142,9 @@ describe('resolving the configuration', () => {
     expect(run(['--max-concurrent-requests=2'], { REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: '8' }).maxConcurrentRequests).toBe(2);
     expect(run(['--config', path.join(FIXTURES, 'collector.yaml')]).maxConcurrentRequests).toBe(16);
     expect(problems(['--max-concurrent-requests', 'many'])).toEqual(['--max-concurrent-requests: expected an integer ≥ 1, got "many"']);
-    expect(problems([], { REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: '0' })).toEqual(['REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: expected an integer ≥ 1, got "0"']);
+    expect(problems([], { REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: '0' })).toEqual([
+      'REQUEST_BUDGET_COLLECTOR_MAX_CONCURRENT_REQUESTS: expected an integer ≥ 1, got "0"',
+    ]);
     expect(problems(['--max-concurrent-requests', '2.5'])).toEqual(['--max-concurrent-requests: expected an integer ≥ 1, got "2.5"']);
   });
 
@@ -143,16 +168,22 @@ describe('resolving the configuration', () => {
     ]);
     expect(problems(['--max-traces'])).toEqual(['--max-traces: expects N']);
     expect(problems(['--max-traces', '1', '--max-traces', '2'])).toEqual(['--max-traces: given twice']);
-    expect(problems(['--alert-resend-interval', '10s', '--alert-resolve-after', '5s'])).toEqual(['alert resolve period (5000 ms) must be longer than the resend interval (10000 ms)']);
+    expect(problems(['--alert-resend-interval', '10s', '--alert-resolve-after', '5s'])).toEqual([
+      'alert resolve period (5000 ms) must be longer than the resend interval (10000 ms)',
+    ]);
   });
 
   it('names the file and the key for problems in the config file', () => {
-    expect(problems(['--config', path.join(FIXTURES, 'missing.yaml')])).toEqual([`--config: cannot read config file ${path.join(FIXTURES, 'missing.yaml')}: ENOENT`]);
+    expect(problems(['--config', path.join(FIXTURES, 'missing.yaml')])).toEqual([
+      `--config: cannot read config file ${path.join(FIXTURES, 'missing.yaml')}: ENOENT`,
+    ]);
     const file = path.join(FIXTURES, 'collector.yaml');
     // The file's own values are fine: break one through a copy with a bad key and value.
     const bad = path.join(FIXTURES, 'bad-collector.yaml');
     expect(problems(['--config', bad])).toEqual([
-      `${bad}: maxTracez: unknown option (expected one of ${OPTIONS.filter((spec) => spec.key !== 'config').map((spec) => spec.key).join(', ')})`,
+      `${bad}: maxTracez: unknown option (expected one of ${OPTIONS.filter((spec) => spec.key !== 'config')
+        .map((spec) => spec.key)
+        .join(', ')})`,
       `${bad}: graceMs: expected a duration such as 500ms, 2s, 1m (a plain number is milliseconds), got "later"`,
     ]);
     expect(run([], { REQUEST_BUDGET_COLLECTOR_CONFIG: file }).graceMs).toBe(1500);

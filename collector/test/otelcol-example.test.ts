@@ -23,7 +23,10 @@ const sidecar = read('otelcol-sidecar-example.yaml');
 const portOf = (endpoint: string) => Number(/:(\d+)$/.exec(endpoint)![1]);
 
 describe('otelcol examples', () => {
-  it.each([['gateway', gateway], ['sidecar', sidecar]] as const)('%s: every component a pipeline uses is defined', (_name, config) => {
+  it.each([
+    ['gateway', gateway],
+    ['sidecar', sidecar],
+  ] as const)('%s: every component a pipeline uses is defined', (_name, config) => {
     for (const pipeline of Object.values(config.service.pipelines)) {
       for (const receiver of pipeline.receivers) expect(config.receivers).toHaveProperty([receiver]);
       for (const processor of pipeline.processors ?? []) expect(config.processors).toHaveProperty([processor]);
@@ -33,7 +36,11 @@ describe('otelcol examples', () => {
   });
 
   it('balances traces by trace ID onto the sidecars, which hand them to request-budget-collector', () => {
-    const loadbalancing = gateway.exporters.loadbalancing as { routing_key: string; protocol: { otlp: unknown }; resolver: { static: { hostnames: string[] } } };
+    const loadbalancing = gateway.exporters.loadbalancing as {
+      routing_key: string;
+      protocol: { otlp: unknown };
+      resolver: { static: { hostnames: string[] } };
+    };
     expect(loadbalancing.routing_key).toBe('traceID');
     expect(loadbalancing.protocol.otlp).toBeDefined();
     const sidecarGrpcPort = portOf(sidecar.receivers.otlp!.protocols.grpc!.endpoint);

@@ -121,13 +121,17 @@ async function exportWithRealSdk(encoding: OtlpEncoding, gzip: boolean): Promise
       'big.int': 2 ** 40,
       'budget.violations': ['db.queries 3>1', 'db.rows 9>2'],
       'budget.breached': true,
-      'numbers': [1, 2.5],
-      'flags': [true, false],
+      numbers: [1, 2.5],
+      flags: [true, false],
     },
   });
   server.addEvent('budget.breach', { metric: 'db.queries', value: 3, limit: 1, severity: 'critical', ratio: 0.25 });
   server.addLink({ context: { traceId: 'ab'.repeat(16), spanId: 'cd'.repeat(8), traceFlags: 1 }, attributes: { why: 'link' } });
-  const query = tracer.startSpan('SELECT', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 1' } }, trace.setSpan(context.active(), server));
+  const query = tracer.startSpan(
+    'SELECT',
+    { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 1' } },
+    trace.setSpan(context.active(), server),
+  );
   query.setStatus({ code: SpanStatusCode.ERROR, message: 'relation does not exist' });
   query.end();
   server.end();
@@ -189,7 +193,11 @@ describe.each([
     const officialMessage = officialRoot.lookupType('opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest');
     const reencoded = officialMessage.toObject(officialMessage.decode(encodeTraceRequest(spans)), { longs: String, bytes: String });
     const original = officialMessage.toObject(
-      encoding === 'protobuf' ? officialMessage.decode(body) : officialMessage.decode(officialMessage.encode(officialMessage.fromObject(jsonToProtoObject(JSON.parse(body.toString('utf8'))) as Record<string, unknown>)).finish()),
+      encoding === 'protobuf'
+        ? officialMessage.decode(body)
+        : officialMessage.decode(
+            officialMessage.encode(officialMessage.fromObject(jsonToProtoObject(JSON.parse(body.toString('utf8'))) as Record<string, unknown>)).finish(),
+          ),
       { longs: String, bytes: String },
     );
     expect(reencoded).toEqual(original);
@@ -207,9 +215,13 @@ function jsonToProtoObject(value: unknown, key = ''): unknown {
 describe('answers', () => {
   it('encodes the ExportTraceServiceResponse and its partial success as the official schema reads them', () => {
     expect(OfficialResponse.toObject(OfficialResponse.decode(encodeExportResponse('protobuf')))).toEqual({});
-    const partial = OfficialResponse.toObject(OfficialResponse.decode(encodeExportResponse('protobuf', { rejectedSpans: 2, errorMessage: 'bad ids' })), { longs: Number });
+    const partial = OfficialResponse.toObject(OfficialResponse.decode(encodeExportResponse('protobuf', { rejectedSpans: 2, errorMessage: 'bad ids' })), {
+      longs: Number,
+    });
     expect(partial).toEqual({ partialSuccess: { rejectedSpans: 2, errorMessage: 'bad ids' } });
-    expect(JSON.parse(Buffer.from(encodeExportResponse('json', { rejectedSpans: 2, errorMessage: 'bad ids' })).toString())).toEqual({ partialSuccess: { rejectedSpans: '2', errorMessage: 'bad ids' } });
+    expect(JSON.parse(Buffer.from(encodeExportResponse('json', { rejectedSpans: 2, errorMessage: 'bad ids' })).toString())).toEqual({
+      partialSuccess: { rejectedSpans: '2', errorMessage: 'bad ids' },
+    });
   });
 
   it('writes error bodies as google.rpc.Status', () => {
@@ -235,7 +247,10 @@ describe('OTLP/JSON as other senders write it', () => {
                   kind: 'SPAN_KIND_SERVER',
                   start_time_unix_nano: 1_700_000_000_000_000_000n.toString(),
                   end_time_unix_nano: 1700000000001000000,
-                  attributes: [{ key: 'n', value: { int_value: 7 } }, { key: 'big', value: { intValue: '9007199254740993' } }],
+                  attributes: [
+                    { key: 'n', value: { int_value: 7 } },
+                    { key: 'big', value: { intValue: '9007199254740993' } },
+                  ],
                   status: { code: 'STATUS_CODE_ERROR', message: 'boom' },
                 },
               ],
@@ -246,13 +261,28 @@ describe('OTLP/JSON as other senders write it', () => {
     });
     const { spans } = decodeTraceRequest(Buffer.from(body), 'json');
     expect(spans).toHaveLength(1);
-    expect(spans[0]).toMatchObject({ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', parentSpanId: '', kind: 2, attributes: { n: 7, big: 9007199254740993n } });
+    expect(spans[0]).toMatchObject({
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+      spanId: 'b7ad6b7169203331',
+      parentSpanId: '',
+      kind: 2,
+      attributes: { n: 7, big: 9007199254740993n },
+    });
     expect(spans[0]!.endNs - spans[0]!.startNs).toBe(1_000_000n);
     expect(spans[0]!.wire.status).toMatchObject({ code: 2, message: 'boom' });
   });
 
   it('ignores unknown fields, those named like members of every JavaScript object included', () => {
-    const span = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', name: 'x', kind: 1, startTimeUnixNano: '1', endTimeUnixNano: '2', constructor: 1, futureField: 'y' };
+    const span = {
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+      spanId: 'b7ad6b7169203331',
+      name: 'x',
+      kind: 1,
+      startTimeUnixNano: '1',
+      endTimeUnixNano: '2',
+      constructor: 1,
+      futureField: 'y',
+    };
     const body = JSON.stringify({ resourceSpans: [{ toString: [], hasOwnProperty: {}, scopeSpans: [{ valueOf: 0, spans: [span] }] }] });
     const { spans, rejected } = decodeTraceRequest(Buffer.from(body), 'json');
     expect([spans.map((decoded) => decoded.spanId), rejected]).toEqual([['b7ad6b7169203331'], 0]);
@@ -261,7 +291,19 @@ describe('OTLP/JSON as other senders write it', () => {
   it('refuses spans with impossible ids one by one, and says why', () => {
     const span = (traceId: string, spanId: string) => ({ traceId, spanId, name: 'x', kind: 1, startTimeUnixNano: '1', endTimeUnixNano: '2' });
     const body = JSON.stringify({
-      resourceSpans: [{ scopeSpans: [{ spans: [span('0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331'), span('00'.repeat(16), 'b7ad6b7169203331'), span('0af7651916cd43dd8448eb211c80319c', 'abcd')] }] }],
+      resourceSpans: [
+        {
+          scopeSpans: [
+            {
+              spans: [
+                span('0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331'),
+                span('00'.repeat(16), 'b7ad6b7169203331'),
+                span('0af7651916cd43dd8448eb211c80319c', 'abcd'),
+              ],
+            },
+          ],
+        },
+      ],
     });
     const decoded = decodeTraceRequest(Buffer.from(body), 'json');
     expect(decoded.spans).toHaveLength(1);

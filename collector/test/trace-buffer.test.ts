@@ -13,7 +13,16 @@ const buffers: TraceBuffer[] = [];
 afterEach(() => buffers.splice(0).forEach((buffer) => buffer.close()));
 
 function spansOf(traceId: string, spans: Partial<SyntheticSpan>[]): CollectedSpan[] {
-  const full = spans.map((span) => ({ service: 'orders-py', name: 'x', kind: Kind.CLIENT, spanId: newSpanId(), parentSpanId: newSpanId(), startUs: 0, endUs: 10, ...span }));
+  const full = spans.map((span) => ({
+    service: 'orders-py',
+    name: 'x',
+    kind: Kind.CLIENT,
+    spanId: newSpanId(),
+    parentSpanId: newSpanId(),
+    startUs: 0,
+    endUs: 10,
+    ...span,
+  }));
   return decodeTraceRequest(toOtlpProtobuf({ traceId, baseNs: 1_000_000_000n, spans: full }), 'protobuf').spans;
 }
 
@@ -72,7 +81,10 @@ describe('the trace window', () => {
     buffer.add(spansOf(c, [{}]));
     expect(flushed.map((flush) => [flush.traceId, flush.spans, flush.reason])).toEqual([[a, 1, 'traces_full']]);
     buffer.add(spansOf(b, [{}, {}]));
-    expect(flushed.map((flush) => [flush.traceId, flush.spans, flush.reason])).toEqual([[a, 1, 'traces_full'], [b, 3, 'trace_full']]);
+    expect(flushed.map((flush) => [flush.traceId, flush.spans, flush.reason])).toEqual([
+      [a, 1, 'traces_full'],
+      [b, 3, 'trace_full'],
+    ]);
     expect([buffer.traceCount, buffer.spanCount]).toEqual([2, 2]); // c, and b's fourth span in a new window
     expect(late()).toBe(1);
     buffer.flushAll();

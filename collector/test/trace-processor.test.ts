@@ -55,8 +55,18 @@ describe('a trace from another language', () => {
     expect(order.attributes['budget.violations']).toEqual(['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2']);
     expect(order.attributeTypes['budget.violations']).toBe('array');
     expect(order.events.map((event) => [event.name, event.timeUnixNano - order.endTimeUnixNano, event.attributes, event.attributeTypes])).toEqual([
-      ['budget.breach', 0n, { metric: 'db.queries', value: 6, limit: 5, severity: 'warning' }, { metric: 'string', value: 'int', limit: 'int', severity: 'string' }],
-      ['budget.breach', 1000n, { metric: 'db.time_ms', value: 9.75, limit: 8, severity: 'warning' }, { metric: 'string', value: 'double', limit: 'int', severity: 'string' }],
+      [
+        'budget.breach',
+        0n,
+        { metric: 'db.queries', value: 6, limit: 5, severity: 'warning' },
+        { metric: 'string', value: 'int', limit: 'int', severity: 'string' },
+      ],
+      [
+        'budget.breach',
+        1000n,
+        { metric: 'db.time_ms', value: 9.75, limit: 8, severity: 'warning' },
+        { metric: 'string', value: 'double', limit: 'int', severity: 'string' },
+      ],
       [
         'budget.breach',
         2000n,
@@ -84,7 +94,9 @@ describe('a trace from another language', () => {
         expect(Object.keys(span.attributes).filter((key) => key.startsWith('cost.') || key.startsWith('budget.'))).toEqual([]);
       }
     }
-    expect(outcome.breaches.map((breach) => [breach.service, breach.route, breach.rule, breach.metric, breach.value, breach.limit, breach.traceId, breach.spanId])).toEqual([
+    expect(
+      outcome.breaches.map((breach) => [breach.service, breach.route, breach.rule, breach.metric, breach.value, breach.limit, breach.traceId, breach.spanId]),
+    ).toEqual([
       ['orders-py', 'GET /orders/{order_id}', 'GET /orders/:id', 'db.queries', 6, 5, trace.traceId, trace.rootId],
       ['orders-py', 'GET /orders/{order_id}', 'GET /orders/:id', 'db.time_ms', 9.75, 8, trace.traceId, trace.rootId],
       ['orders-py', 'GET /orders/{order_id}', 'GET /orders/:id', 'db.repeated_count', 3, 2, trace.traceId, trace.rootId],
@@ -132,7 +144,13 @@ describe('roots', () => {
     const outcome = new TraceProcessor({ rules }).process(spans);
     expect(outcome).toMatchObject({ roots: 1, derived: 0, judged: 1 });
     const [out] = forwarded(spans.filter((span) => span.spanId === sdkRoot.spanId));
-    expect(out!.attributes).toMatchObject({ 'cost.db.queries': 12, 'cost.db.time_ms': 3.5, 'cost.heap.confidence': 'high', 'budget.rule': 'GET /queries/:n', 'budget.violations': ['db.queries 12>10'] });
+    expect(out!.attributes).toMatchObject({
+      'cost.db.queries': 12,
+      'cost.db.time_ms': 3.5,
+      'cost.heap.confidence': 'high',
+      'budget.rule': 'GET /queries/:n',
+      'budget.violations': ['db.queries 12>10'],
+    });
     expect(out!.events[0]!.attributes.severity).toBe('critical');
   });
 
@@ -170,7 +188,7 @@ describe('roots', () => {
     expect(outcome.breaches.map((breach) => breach.route)).toEqual(['job email.send']);
   });
 
-  it('counts each enqueue (PRODUCER with messaging.system) as enqueued, and the queue library\'s own work beneath it as nothing else', () => {
+  it("counts each enqueue (PRODUCER with messaging.system) as enqueued, and the queue library's own work beneath it as nothing else", () => {
     const request = root();
     const producer = (startUs: number, attributes: Record<string, string | number>): SyntheticSpan => ({
       service: 'orders-py',
@@ -186,8 +204,19 @@ describe('roots', () => {
     const batch = producer(600, { 'messaging.system': 'procrastinate', 'messaging.batch.message_count': 4 });
     // A PRODUCER without messaging.system is no enqueue (a library's own span, say), nor is a CLIENT.
     const bare = producer(1100, { 'bullmq.queue.name': 'email' });
-    const inner: SyntheticSpan = { ...query(single.spanId, 150), attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'INSERT INTO procrastinate_jobs VALUES ($1)' } };
-    const deeper: SyntheticSpan = { service: 'orders-py', name: 'tx', kind: Kind.INTERNAL, spanId: newSpanId(), parentSpanId: batch.spanId, startUs: 650, endUs: 900 };
+    const inner: SyntheticSpan = {
+      ...query(single.spanId, 150),
+      attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'INSERT INTO procrastinate_jobs VALUES ($1)' },
+    };
+    const deeper: SyntheticSpan = {
+      service: 'orders-py',
+      name: 'tx',
+      kind: Kind.INTERNAL,
+      spanId: newSpanId(),
+      parentSpanId: batch.spanId,
+      startUs: 650,
+      endUs: 900,
+    };
     const spans = decoded([request, query(request.spanId, 50), single, inner, batch, deeper, query(deeper.spanId, 700), bare, query(bare.spanId, 1200)]);
     new TraceProcessor({ rules }).process(spans);
     // The request's own query, the one under the bare PRODUCER; 1 + 4 jobs enqueued.
@@ -196,9 +225,35 @@ describe('roots', () => {
 
   it('a CONSUMER span is a root of its own, even under a local PRODUCER of the request that sent the message', () => {
     const request = root();
-    const send: SyntheticSpan = { service: 'orders-py', name: 'publish orders', kind: Kind.PRODUCER, spanId: newSpanId(), parentSpanId: request.spanId, startUs: 100, endUs: 300, attributes: { 'messaging.system': 'rabbitmq' } };
-    const receive: SyntheticSpan = { service: 'orders-py', name: 'orders process', kind: Kind.CONSUMER, spanId: newSpanId(), parentSpanId: send.spanId, startUs: 400, endUs: 4000, attributes: { 'messaging.system': 'rabbitmq' } };
-    const spans = decoded([request, query(request.spanId, 50), send, receive, query(receive.spanId, 500), query(receive.spanId, 800), query(receive.spanId, 1100)]);
+    const send: SyntheticSpan = {
+      service: 'orders-py',
+      name: 'publish orders',
+      kind: Kind.PRODUCER,
+      spanId: newSpanId(),
+      parentSpanId: request.spanId,
+      startUs: 100,
+      endUs: 300,
+      attributes: { 'messaging.system': 'rabbitmq' },
+    };
+    const receive: SyntheticSpan = {
+      service: 'orders-py',
+      name: 'orders process',
+      kind: Kind.CONSUMER,
+      spanId: newSpanId(),
+      parentSpanId: send.spanId,
+      startUs: 400,
+      endUs: 4000,
+      attributes: { 'messaging.system': 'rabbitmq' },
+    };
+    const spans = decoded([
+      request,
+      query(request.spanId, 50),
+      send,
+      receive,
+      query(receive.spanId, 500),
+      query(receive.spanId, 800),
+      query(receive.spanId, 1100),
+    ]);
     const outcome = new TraceProcessor({ rules }).process(spans);
     expect(outcome.roots).toBe(2);
     const byId = (id: string) => spans.find((span) => span.spanId === id)!;
@@ -206,7 +261,7 @@ describe('roots', () => {
     expect(byId(receive.spanId).attributes).toMatchObject({ 'cost.db.queries': 3, 'cost.jobs.enqueued': 0 });
   });
 
-  it('a SERVER span under a local parent is not a root; a child started after its root ended is nobody\'s', () => {
+  it("a SERVER span under a local parent is not a root; a child started after its root ended is nobody's", () => {
     const request = root();
     const nested: SyntheticSpan = { ...root(), name: 'nested server', parentSpanId: request.spanId, startUs: 100, endUs: 5000 };
     const late = query(request.spanId, 20_000);
@@ -223,7 +278,16 @@ describe('roots', () => {
     // A service calling itself, both replicas with the same resource, and no span flags (older
     // SDKs): the client's context went over the wire, so in-process the server span is a root.
     const outer = root();
-    const call: SyntheticSpan = { service: 'orders-py', name: 'GET', kind: Kind.CLIENT, spanId: newSpanId(), parentSpanId: outer.spanId, startUs: 200, endUs: 9000, attributes: { 'http.request.method': 'GET' } };
+    const call: SyntheticSpan = {
+      service: 'orders-py',
+      name: 'GET',
+      kind: Kind.CLIENT,
+      spanId: newSpanId(),
+      parentSpanId: outer.spanId,
+      startUs: 200,
+      endUs: 9000,
+      attributes: { 'http.request.method': 'GET' },
+    };
     const inner: SyntheticSpan = { ...root(), parentSpanId: call.spanId, startUs: 300, endUs: 8000 };
     const spans = decoded([outer, query(outer.spanId), call, inner, query(inner.spanId, 400), query(inner.spanId, 600)]);
     const outcome = new TraceProcessor({ rules }).process(spans);
@@ -233,21 +297,26 @@ describe('roots', () => {
     expect(byId(inner.spanId).attributes).toMatchObject({ 'cost.db.queries': 2, 'cost.http_client.calls': 0, 'budget.rule': 'GET /queries/:n' });
   });
 
-  it('spans of another process are never a root\'s cost, even as its children', () => {
+  it("spans of another process are never a root's cost, even as its children", () => {
     const request = root();
     const spans = decoded([request, query(request.spanId, 100, 'inventory-go'), query(request.spanId, 300)]);
     new TraceProcessor({ rules }).process(spans);
     expect(spans.find((span) => span.spanId === request.spanId)!.attributes['cost.db.queries']).toBe(1);
   });
 
-  it('a trace sent twice (a sender\'s retry) is counted and judged once', () => {
+  it("a trace sent twice (a sender's retry) is counted and judged once", () => {
     const trace = ordersTrace();
     const spans = [...decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf').spans, ...decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf').spans];
     const outcome = new TraceProcessor({ rules }).process(spans);
     expect(outcome).toMatchObject({ roots: 2, derived: 2, judged: 2 });
     expect(outcome.breaches.map((breach) => `${breach.metric} ${breach.value}`)).toEqual(['db.queries 6', 'db.time_ms 9.75', 'db.repeated_count 3']);
     const [first, second] = spans.filter((span) => span.spanId === trace.rootId);
-    expect(first!.attributes).toMatchObject({ 'cost.db.queries': 6, 'cost.db.time_ms': 9.75, 'cost.db.rows': 11, 'budget.violations': ['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2'] });
+    expect(first!.attributes).toMatchObject({
+      'cost.db.queries': 6,
+      'cost.db.time_ms': 9.75,
+      'cost.db.rows': 11,
+      'budget.violations': ['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2'],
+    });
     expect(second!.attributes['cost.db.queries']).toBeUndefined();
   });
 

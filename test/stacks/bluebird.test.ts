@@ -104,7 +104,13 @@ describe('Bluebird 3.7 data layer on mysql2', () => {
       ['/factory-copy/3', 3],
       ['/second-install/3', 3],
     ];
-    const { results, delta } = await runTagged(receiver, mariadb, app.url, cases.map(([path]) => path), { prefix: 'bb1', oneAtATime: true });
+    const { results, delta } = await runTagged(
+      receiver,
+      mariadb,
+      app.url,
+      cases.map(([path]) => path),
+      { prefix: 'bb1', oneAtATime: true },
+    );
     expect(results.map((r) => [r.path, r.serverStatements, r.queries])).toEqual(cases.map(([path, n]) => [path, n, n]));
     expectExactAttribution(results, delta, 'background');
   });
@@ -147,7 +153,10 @@ describe('diagnostics', () => {
 describe('Bluebird before 3.7', () => {
   it('is reported once on stderr, naming the fix', async () => {
     oldCopyDir = oldBluebirdCopy();
-    const old = await startBluebirdApp({ BLUEBIRD_PATH: path.join(oldCopyDir, 'node_modules', 'bluebird', 'js', 'release', 'bluebird.js'), BACKGROUND_INTERVAL_MS: '0' });
+    const old = await startBluebirdApp({
+      BLUEBIRD_PATH: path.join(oldCopyDir, 'node_modules', 'bluebird', 'js', 'release', 'bluebird.js'),
+      BACKGROUND_INTERVAL_MS: '0',
+    });
     try {
       const response = await fetch(`${old.url}/chain/2?tag=old_bluebird`);
       expect(response.status).toBe(200);

@@ -27,7 +27,14 @@ const SANDBOX_QUEUE = 'rbbq-sandbox';
 const OTEL_QUEUE = 'rbbq-otel';
 const SANDBOXED_STATEMENT = 'SELECT $1::int AS sandboxed, $2::int AS step';
 // The processor's statements (see the fixture): one row each.
-const STATEMENTS = ['SELECT $1::int AS job', 'SELECT md5($1::text) AS digest', 'SELECT abs($1::int) AS magnitude', 'SELECT upper($1::text) AS shout', 'SELECT length($1::text) AS size', 'SELECT sign($1::int) AS sign'];
+const STATEMENTS = [
+  'SELECT $1::int AS job',
+  'SELECT md5($1::text) AS digest',
+  'SELECT abs($1::int) AS magnitude',
+  'SELECT upper($1::text) AS shout',
+  'SELECT length($1::text) AS size',
+  'SELECT sign($1::int) AS sign',
+];
 const LIST = 'SELECT $1::int AS job, $2::text AS list';
 const ITEM = 'SELECT $1::int AS job, $2::int AS item';
 const REQUEST_STATEMENTS = ['SELECT $1::text || $2::text AS enqueue_request', 'SELECT $1::int * $2::int AS enqueued'];
@@ -106,7 +113,7 @@ async function flushTestDb(): Promise<void> {
     let reply = '';
     socket.on('data', (chunk) => {
       reply += chunk.toString();
-      if ((reply.match(/\r\n/g) ?? []).length >= 2) (reply.includes('-ERR') ? reject(new Error(reply)) : resolve());
+      if ((reply.match(/\r\n/g) ?? []).length >= 2) reply.includes('-ERR') ? reject(new Error(reply)) : resolve();
     });
     socket.write(`SELECT ${DB}\r\nFLUSHDB\r\n`);
   });
@@ -195,14 +202,19 @@ describe('40 jobs on a Worker of concurrency 4, a pool of 2, with background que
     });
   }, 60_000);
 
-  it('gives every job exactly one root, with its processor\'s exact record, its rule and its breaches', () => {
+  it("gives every job exactly one root, with its processor's exact record, its rule and its breaches", () => {
     const plannedById = new Map(ids.flat().map((id, i) => [id, PLAN[i]!]));
     for (const [id, spans] of roots) {
       const job = plannedById.get(id)!;
       expect(spans, `job ${id}`).toHaveLength(1);
       const [span] = spans;
       expect({ index: job.index, ...recordOf(span!) }).toEqual({ index: job.index, ...expectedRecord(job) });
-      expect(span!.attributes).toMatchObject({ 'messaging.system': 'bullmq', 'messaging.destination.name': QUEUE, 'request_budget.job.attempt': 1, 'request_budget.root': true });
+      expect(span!.attributes).toMatchObject({
+        'messaging.system': 'bullmq',
+        'messaging.destination.name': QUEUE,
+        'request_budget.job.attempt': 1,
+        'request_budget.root': true,
+      });
       expect(span!.status.code, `job ${id}`).not.toBe(2);
       if (job.nPlusOne && job.queries - 1 > job.redis) expect(span!.attributes['cost.db.repeated_statement']).toBe(ITEM);
     }
@@ -211,7 +223,7 @@ describe('40 jobs on a Worker of concurrency 4, a pool of 2, with background que
     expect(breached.length).toBeLessThan(PLAN.length);
   });
 
-  it('matches pg_stat_statements: every statement the processors ran, and the requests\' own, nothing else', () => {
+  it("matches pg_stat_statements: every statement the processors ran, and the requests' own, nothing else", () => {
     const expected: Record<string, number> = {};
     const add = (text: string, calls: number) => {
       if (calls > 0) expected[structureOf(text)] = (expected[structureOf(text)] ?? 0) + calls;
@@ -233,13 +245,16 @@ describe('40 jobs on a Worker of concurrency 4, a pool of 2, with background que
     expect(charged).toBe(PLAN.reduce((sum, job) => sum + job.queries, 0));
   });
 
-  it('charges each job its processor\'s Redis commands as MONITOR saw them, and none of BullMQ\'s own', () => {
+  it("charges each job its processor's Redis commands as MONITOR saw them, and none of BullMQ's own", () => {
     const plannedById = new Map(ids.flat().map((id, i) => [id, PLAN[i]!]));
     let handlerCommands = 0;
     for (const [id, [span]] of roots) {
       const job = plannedById.get(id)!;
       const seen = commands.filter(ofJob(job.index));
-      expect(seen.map((c) => c[0]), `job ${id}`).toEqual(Array.from({ length: job.redis }, () => 'get'));
+      expect(
+        seen.map((c) => c[0]),
+        `job ${id}`,
+      ).toEqual(Array.from({ length: job.redis }, () => 'get'));
       expect(Number(span!.attributes['cost.db.queries']) - job.queries, `job ${id}`).toBe(seen.length);
       handlerCommands += seen.length;
     }
@@ -290,9 +305,15 @@ describe('40 jobs on a Worker of concurrency 4, a pool of 2, with background que
 
   it('alerts on each breach with the job as its route', async () => {
     const expected = PLAN.flatMap((job) => expectedRecord(job).violations.map((v) => `job ${QUEUE}.${job.name} ${v.split(' ')[0]}`));
-    const breaches = () => app.stderrLines.filter((line) => line.startsWith('{"event":"budget.breach"')).map((line) => JSON.parse(line) as Record<string, unknown>);
+    const breaches = () =>
+      app.stderrLines.filter((line) => line.startsWith('{"event":"budget.breach"')).map((line) => JSON.parse(line) as Record<string, unknown>);
     await expect.poll(() => breaches().filter((b) => String(b.route).startsWith('job ')).length).toBe(expected.length);
-    expect(breaches().filter((b) => String(b.route).startsWith('job ')).map((b) => `${b.route} ${b.metric}`).sort()).toEqual(expected.sort());
+    expect(
+      breaches()
+        .filter((b) => String(b.route).startsWith('job '))
+        .map((b) => `${b.route} ${b.metric}`)
+        .sort(),
+    ).toEqual(expected.sort());
   });
 
   it('counts jobs in the metrics by job name, and enqueued jobs by route', async () => {
@@ -330,7 +351,9 @@ describe('BullMQ imported as an ES module, under --import', () => {
       expect(server.attributes).toMatchObject({ 'cost.db.queries': 0, 'cost.jobs.enqueued': 3 });
       const roots = await jobRoots('rbbq-esm', ids);
       for (const id of ids) {
-        expect(roots.get(id)!.map((span) => [span.attributes['request_budget.job.name'], span.attributes['cost.db.queries'], span.traceId])).toEqual([['rbbq-esm.mail', 2, request.traceId]]);
+        expect(roots.get(id)!.map((span) => [span.attributes['request_budget.job.name'], span.attributes['cost.db.queries'], span.traceId])).toEqual([
+          ['rbbq-esm.mail', 2, request.traceId],
+        ]);
       }
     } finally {
       await esm.stop();
@@ -338,8 +361,8 @@ describe('BullMQ imported as an ES module, under --import', () => {
   });
 });
 
-describe('beside BullMQ\'s own telemetry (bullmq-otel)', () => {
-  it('keeps each job\'s record exact and its trace joined; BullMQ\'s own spans are no enqueue and no job', async () => {
+describe("beside BullMQ's own telemetry (bullmq-otel)", () => {
+  it("keeps each job's record exact and its trace joined; BullMQ's own spans are no enqueue and no job", async () => {
     const otel = await startApp({
       script: 'test/fixtures/stacks/bullmq-app.js',
       timeoutMs: 30_000,
@@ -353,12 +376,19 @@ describe('beside BullMQ\'s own telemetry (bullmq-otel)', () => {
       expect(server.attributes).toMatchObject({ 'cost.db.queries': 2, 'cost.jobs.enqueued': 2 });
       // BullMQ's own `add` span (no messaging.system) runs under ours.
       const ours = trace.filter((s) => s.kind === OtlpSpanKind.PRODUCER && s.attributes['messaging.system'] === 'bullmq');
-      expect(trace.filter((s) => s.kind === OtlpSpanKind.PRODUCER && s.attributes['bullmq.queue.operation'] === 'add').map((s) => ours.some((o) => o.spanId === s.parentSpanId))).toEqual([true, true]);
+      expect(
+        trace
+          .filter((s) => s.kind === OtlpSpanKind.PRODUCER && s.attributes['bullmq.queue.operation'] === 'add')
+          .map((s) => ours.some((o) => o.spanId === s.parentSpanId)),
+      ).toEqual([true, true]);
       const roots = await jobRoots(OTEL_QUEUE, ids);
       const all = await receiver.waitFor((spans) => spans.filter((s) => s.name === `process ${OTEL_QUEUE}` && s.traceId === request.traceId).length === 2);
       for (const [i, id] of ids.entries()) {
         const [root] = roots.get(id)!;
-        expect([root!.attributes['cost.db.queries'], root!.attributes['cost.db.repeated_count']]).toEqual([jobs[i]!.queries + 1, Math.max(1, jobs[i]!.queries - 1)]);
+        expect([root!.attributes['cost.db.queries'], root!.attributes['cost.db.repeated_count']]).toEqual([
+          jobs[i]!.queries + 1,
+          Math.max(1, jobs[i]!.queries - 1),
+        ]);
         // The job's root is a child of BullMQ's `process` span, which continues the request's trace.
         const process = all.find((s) => s.spanId === root!.parentSpanId)!;
         expect([process.name, process.traceId]).toEqual([`process ${OTEL_QUEUE}`, request.traceId]);
@@ -386,14 +416,19 @@ describe('a sandboxed processor (a file BullMQ runs in child processes)', () => 
       });
       expect(callsOf(delta)[structureOf(SANDBOXED_STATEMENT)]).toBe(6);
       const roots = await jobRoots(SANDBOX_QUEUE, ids);
-      expect(ids.map((id) => roots.get(id)!.map((span) => [span.attributes['request_budget.job.name'], span.attributes['cost.db.queries'], span.attributes['cost.db.repeated_count']]))).toEqual([
-        [[`${SANDBOX_QUEUE}.send`, 1, 1]],
-        [[`${SANDBOX_QUEUE}.send`, 2, 2]],
-        [[`${SANDBOX_QUEUE}.send`, 3, 3]],
-      ]);
+      expect(
+        ids.map((id) =>
+          roots
+            .get(id)!
+            .map((span) => [span.attributes['request_budget.job.name'], span.attributes['cost.db.queries'], span.attributes['cost.db.repeated_count']]),
+        ),
+      ).toEqual([[[`${SANDBOX_QUEUE}.send`, 1, 1]], [[`${SANDBOX_QUEUE}.send`, 2, 2]], [[`${SANDBOX_QUEUE}.send`, 3, 3]]]);
       // Opened in the child: its process is not the parent's.
       const pids = new Set([...roots.values()].flat().map((span) => span.resource['process.pid']));
-      expect([...pids].every((pid) => typeof pid === 'number' && pid !== sandboxed.child.pid), `job roots from pids ${[...pids].join(', ')}`).toBe(true);
+      expect(
+        [...pids].every((pid) => typeof pid === 'number' && pid !== sandboxed.child.pid),
+        `job roots from pids ${[...pids].join(', ')}`,
+      ).toBe(true);
       expect(sandboxed.stderrLines.filter((line) => line.includes('sandboxed processor'))).toEqual([]);
     } finally {
       await sandboxed.stop();

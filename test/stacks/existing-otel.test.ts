@@ -42,7 +42,11 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-type Setup = 'own NodeSDK with requestBudgetComponents' | 'auto-instrumentations register beside ours' | 'register with instrumentation-knex' | 'auto-instrumentations register first';
+type Setup =
+  | 'own NodeSDK with requestBudgetComponents'
+  | 'auto-instrumentations register beside ours'
+  | 'register with instrumentation-knex'
+  | 'auto-instrumentations register first';
 
 function startSetup(setup: Setup): Promise<AppProcess> {
   const nodeArgs: Record<Setup, string[]> = {
@@ -116,7 +120,13 @@ describe.each(Object.keys(WARNINGS) as (keyof typeof WARNINGS)[])('%s', (setup) 
   it('counts each statement once, one request at a time, as PostgreSQL counted them', async () => {
     for (const route of ROUTES) {
       const result = await oneRequest(receiver, truth, app.url, route.path);
-      expect({ path: route.path, status: result.status, queries: result.queries, rows: result.rows, repeated: result.server.attributes['cost.db.repeated_count'] }).toEqual({
+      expect({
+        path: route.path,
+        status: result.status,
+        queries: result.queries,
+        rows: result.rows,
+        repeated: result.server.attributes['cost.db.repeated_count'],
+      }).toEqual({
         path: route.path,
         status: 200,
         queries: route.statements,
@@ -134,7 +144,12 @@ describe.each(Object.keys(WARNINGS) as (keyof typeof WARNINGS)[])('%s', (setup) 
 
   it('counts each request exactly with 30 in flight on a pool of 5 beside a background loop', async () => {
     const routes = Array.from({ length: 30 }, (_, i) => ROUTES[i % ROUTES.length]);
-    const { results, serverCount } = await inFlight(receiver, truth, app.url, routes.map((r) => r.path));
+    const { results, serverCount } = await inFlight(
+      receiver,
+      truth,
+      app.url,
+      routes.map((r) => r.path),
+    );
     const wrong = results.filter((r, i) => r.status !== 200 || r.queries !== routes[i].statements || r.rows !== routes[i].rows);
     expect(wrong.map((r) => ({ path: r.path, status: r.status, queries: r.queries, rows: r.rows }))).toEqual([]);
     expect({ statements: total(results, 'queries'), rows: total(results, 'rows') }).toEqual(serverCount);
@@ -167,7 +182,11 @@ describe('auto-instrumentations register first', () => {
   it('says that request-budget receives no spans, and writes no cost record rather than a wrong one', async () => {
     const app = await startSetup('auto-instrumentations register first');
     try {
-      await app.waitForLine(/^request-budget: another OpenTelemetry tracer provider was registered before request-budget's .* records no cost\. Fix: .*requestBudgetComponents\(\)/, 5000, 'stderr');
+      await app.waitForLine(
+        /^request-budget: another OpenTelemetry tracer provider was registered before request-budget's .* records no cost\. Fix: .*requestBudgetComponents\(\)/,
+        5000,
+        'stderr',
+      );
       // The other SDK exports the request; it carries no cost record.
       const request = await tracedGet(`${app.url}/users/7`);
       const { server, trace } = await awaitServerSpan(receiver, request);

@@ -174,7 +174,9 @@ describe('setRoute() outside a running request-budget', () => {
       expect(setRoute(42 as unknown as string)).toBe(false);
       expect(setRoute('' as string)).toBe(false);
       const lines = write.mock.calls.map(([text]) => String(text));
-      expect(lines).toEqual(['request-budget: setRoute() needs the route template as a non-empty string (e.g. "/users/:id"), got number; the call is ignored\n']);
+      expect(lines).toEqual([
+        'request-budget: setRoute() needs the route template as a non-empty string (e.g. "/users/:id"), got number; the call is ignored\n',
+      ]);
     } finally {
       write.mockRestore();
     }

@@ -46,7 +46,17 @@ afterAll(() => {
 
 /** Runs the app to readiness and to its end, and returns its `request-budget:` lines on stderr. */
 async function diagnosticsOf(options: Omit<StartAppOptions, 'env'> & { env: Record<string, string | undefined> }): Promise<string[]> {
-  const app = await startApp({ timeoutMs: 30_000, ...options, env: { OTEL_TRACES_EXPORTER: 'none', REQUEST_BUDGET_SUMMARY: 'false', OTEL_NODE_DISABLED_INSTRUMENTATIONS: undefined, OTEL_NODE_ENABLED_INSTRUMENTATIONS: undefined, ...options.env } });
+  const app = await startApp({
+    timeoutMs: 30_000,
+    ...options,
+    env: {
+      OTEL_TRACES_EXPORTER: 'none',
+      REQUEST_BUDGET_SUMMARY: 'false',
+      OTEL_NODE_DISABLED_INSTRUMENTATIONS: undefined,
+      OTEL_NODE_ENABLED_INSTRUMENTATIONS: undefined,
+      ...options.env,
+    },
+  });
   apps.push(app);
   // Every line is out once the process has exited and its pipes are drained.
   await app.stop();

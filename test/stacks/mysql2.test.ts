@@ -81,7 +81,13 @@ describe('callbacks: a statement issued from another statement\u2019s callback',
       ['/cb/mixed/6', 6],
       ['/knex/3', 3],
     ];
-    const { results, delta } = await runTagged(receiver, truth, apps[2].url, cases.map(([path]) => path), { prefix: 'one', oneAtATime: true });
+    const { results, delta } = await runTagged(
+      receiver,
+      truth,
+      apps[2].url,
+      cases.map(([path]) => path),
+      { prefix: 'one', oneAtATime: true },
+    );
     expect(results.map((r) => [r.path, r.serverStatements, r.queries, r.rows])).toEqual(cases.map(([path, n]) => [path, n, n, n]));
     expectExactAttribution(results, delta, 'background');
   });
@@ -118,7 +124,13 @@ describe('streams: one statement, rows = every row streamed', () => {
       // The consumer stops after 10 rows: counted until the stream closes, with the rows it received.
       ['/stream/destroy/500?take=10', 1, 10],
     ];
-    const { results, delta } = await runTagged(receiver, truth, apps[2].url, cases.map(([path]) => path), { prefix: 'stream', oneAtATime: true });
+    const { results, delta } = await runTagged(
+      receiver,
+      truth,
+      apps[2].url,
+      cases.map(([path]) => path),
+      { prefix: 'stream', oneAtATime: true },
+    );
     expect(results.map((r) => [r.path, r.serverStatements, r.queries, r.rows])).toEqual(cases.map(([path, n, rows]) => [path, n, n, rows]));
     // What the app itself received from each stream.
     expect(results.map((r) => JSON.parse(r.body).rows)).toEqual([250, 300, 120, 400, TABLE_ROWS, 0, 75, 10]);

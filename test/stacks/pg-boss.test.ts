@@ -176,7 +176,7 @@ describe('under --require (pg-boss require()d), pg-boss telemetry on', () => {
     // The send INSERTs ran under the request's PRODUCER spans, as the enqueue, not as its queries.
   });
 
-  it('a batch of five jobs per handler call is one root, named after the queue, with all five jobs\' statements', async () => {
+  it("a batch of five jobs per handler call is one root, named after the queue, with all five jobs' statements", async () => {
     const jobs = withIds(Array.from({ length: 10 }, (_, i): JobSpec => ({ id: 200 + i, queue: 'rbpb.batch', n: 2, plusOne: false })));
     const { request, roots, delta } = await run(app, jobs, 10, 2);
     expect(roots).toHaveLength(2);
@@ -210,7 +210,9 @@ describe('under --require (pg-boss require()d), pg-boss telemetry on', () => {
     // retryLimit 1: the failing ones run twice.
     const { roots, delta } = await run(app, jobs, 0, jobs.length + failing.length);
     for (const job of failing) {
-      const attempts = roots.filter((root) => messageId(root) === job.uuid).sort((a, b) => Number(a.attributes['request_budget.job.attempt']) - Number(b.attributes['request_budget.job.attempt']));
+      const attempts = roots
+        .filter((root) => messageId(root) === job.uuid)
+        .sort((a, b) => Number(a.attributes['request_budget.job.attempt']) - Number(b.attributes['request_budget.job.attempt']));
       expect(attempts.map((root) => root.attributes['request_budget.job.attempt'])).toEqual([1, 2]);
       for (const root of attempts) {
         expect(queriesOf(root)).toBe(job.n);
@@ -232,7 +234,9 @@ describe('under --require (pg-boss require()d), pg-boss telemetry on', () => {
     const traceId = randomUUID().replaceAll('-', '');
     const response = await fetch(`${app.url}/work-in-request`, { method: 'POST', headers: { traceparent: `00-${traceId}-${'1'.repeat(16)}-01` } });
     expect(response.status).toBe(200);
-    const [server] = await receiver.waitFor((all) => all.some((s) => s.traceId === traceId && s.kind === OtlpSpanKind.SERVER)).then((all) => all.filter((s) => s.traceId === traceId && s.kind === OtlpSpanKind.SERVER));
+    const [server] = await receiver
+      .waitFor((all) => all.some((s) => s.traceId === traceId && s.kind === OtlpSpanKind.SERVER))
+      .then((all) => all.filter((s) => s.traceId === traceId && s.kind === OtlpSpanKind.SERVER));
     // Three polls of the new worker later, the request's trace has gained nothing after its end.
     await new Promise((resolve) => setTimeout(resolve, 1600));
     const polls = receiver.spans.filter((s) => String(s.attributes['db.query.text'] ?? '').includes(SCHEMA) && s.startTimeUnixNano > server!.endTimeUnixNano);

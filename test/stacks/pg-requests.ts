@@ -49,7 +49,12 @@ export async function oneRequest(receiver: OtlpReceiver, truth: PgTruth, baseUrl
 }
 
 /** Sends every request at once and returns their cost records beside the server's total. */
-export async function inFlight(receiver: OtlpReceiver, truth: PgTruth, baseUrl: string, paths: readonly string[]): Promise<{ results: CostedRequest[]; serverCount: ServerCount }> {
+export async function inFlight(
+  receiver: OtlpReceiver,
+  truth: PgTruth,
+  baseUrl: string,
+  paths: readonly string[],
+): Promise<{ results: CostedRequest[]; serverCount: ServerCount }> {
   let sent: Awaited<ReturnType<typeof tracedGet>>[] = [];
   const delta = await truth.during(async () => {
     sent = await concurrently(paths.length, (i) => tracedGet(`${baseUrl}${paths[i]}`));

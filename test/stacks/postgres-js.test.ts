@@ -214,9 +214,20 @@ describe('30 requests in flight on a pool of 5, beside a background query loop',
       const expected = expectedFor(paths[i]);
       const { server, trace } = await awaitServerSpan(receiver, request);
       const got = cost(server);
-      const want = { status: expected.status ?? 200, queries: expected.queries, rows: expected.rows, repeated: expected.repeated, statement: expected.statement ?? got.statement };
+      const want = {
+        status: expected.status ?? 200,
+        queries: expected.queries,
+        rows: expected.rows,
+        repeated: expected.repeated,
+        statement: expected.statement ?? got.statement,
+      };
       const spans = querySpansOf(trace);
-      const actual = { status: request.response.status, ...got, spans: spans.length, background: spans.filter((s) => s.attributes['db.query.text'] === BACKGROUND).length };
+      const actual = {
+        status: request.response.status,
+        ...got,
+        spans: spans.length,
+        background: spans.filter((s) => s.attributes['db.query.text'] === BACKGROUND).length,
+      };
       if (JSON.stringify(actual) !== JSON.stringify({ ...want, spans: expected.queries, background: 0 })) wrong.push({ path: paths[i], actual, want });
       queries += expected.queries;
       completed += expected.queries - (expected.failing ?? 0);
@@ -240,7 +251,11 @@ describe('other ways to load it', () => {
   const others: Record<'off' | 'esmImport' | 'esmRequire', AppProcess> = {} as never;
   beforeAll(async () => {
     [others.off, others.esmImport, others.esmRequire] = await Promise.all([
-      startApp({ script: 'test/fixtures/stacks/postgres-js-app.js', env: { ...otlpEnv('postgres-js-off'), OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'postgres' }, timeoutMs: START_TIMEOUT_MS }),
+      startApp({
+        script: 'test/fixtures/stacks/postgres-js-app.js',
+        env: { ...otlpEnv('postgres-js-off'), OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'postgres' },
+        timeoutMs: START_TIMEOUT_MS,
+      }),
       startApp({
         script: 'test/fixtures/stacks/postgres-js-esm-app.mjs',
         requireRegister: false,

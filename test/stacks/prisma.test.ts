@@ -36,7 +36,13 @@ function generateClient(): void {
     cwd: repoRoot,
     encoding: 'utf8',
     timeout: 60_000,
-    env: { ...process.env, PRISMA_SCHEMA_ENGINE_BINARY: '/bin/true', PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING: '1', PRISMA_HIDE_UPDATE_MESSAGE: '1', CHECKPOINT_DISABLE: '1' },
+    env: {
+      ...process.env,
+      PRISMA_SCHEMA_ENGINE_BINARY: '/bin/true',
+      PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING: '1',
+      PRISMA_HIDE_UPDATE_MESSAGE: '1',
+      CHECKPOINT_DISABLE: '1',
+    },
   });
   if (result.status !== 0 || !existsSync(path.join(CLIENT_DIR, 'index.js'))) {
     throw new Error(
@@ -53,7 +59,10 @@ async function createTables(): Promise<void> {
     await admin.query('CREATE TABLE rbpr_users (id serial PRIMARY KEY, name text NOT NULL)');
     await admin.query('CREATE TABLE rbpr_posts (id serial PRIMARY KEY, title text NOT NULL, author_id int NOT NULL REFERENCES rbpr_users (id))');
     await admin.query("INSERT INTO rbpr_users (name) SELECT 'user-' || g FROM generate_series(1, $1::int) AS g", [USERS]);
-    await admin.query("INSERT INTO rbpr_posts (title, author_id) SELECT 'post-' || g, (g - 1) / $2::int + 1 FROM generate_series(1, $1::int) AS g", [USERS * POSTS_PER_USER, POSTS_PER_USER]);
+    await admin.query("INSERT INTO rbpr_posts (title, author_id) SELECT 'post-' || g, (g - 1) / $2::int + 1 FROM generate_series(1, $1::int) AS g", [
+      USERS * POSTS_PER_USER,
+      POSTS_PER_USER,
+    ]);
   } finally {
     await admin.end();
   }
@@ -115,7 +124,9 @@ describe('Prisma 7 + adapter-pg + @prisma/instrumentation', () => {
   it('reports the N+1 of findUnique in a loop with its statement', async () => {
     const result = await oneRequest(receiver, truth, app.url, '/n-plus-one/7');
     expect(result.server.attributes['cost.db.repeated_count']).toBe(7);
-    expect(result.server.attributes['cost.db.repeated_statement']).toMatch(/^SELECT "public"\."rbpr_users"\."id", "public"\."rbpr_users"\."name" FROM "public"\."rbpr_users" WHERE \("public"\."rbpr_users"\."id" = \$1 AND \?=\?\) LIMIT \$2 OFFSET \$3$/);
+    expect(result.server.attributes['cost.db.repeated_statement']).toMatch(
+      /^SELECT "public"\."rbpr_users"\."id", "public"\."rbpr_users"\."name" FROM "public"\."rbpr_users" WHERE \("public"\."rbpr_users"\."id" = \$1 AND \?=\?\) LIMIT \$2 OFFSET \$3$/,
+    );
     expect(result.serverCount.statements).toBe(8);
   });
 
@@ -127,7 +138,12 @@ describe('Prisma 7 + adapter-pg + @prisma/instrumentation', () => {
 
   it('counts each request exactly with 30 in flight on a pool of 5 beside a background loop', async () => {
     const routes = Array.from({ length: 30 }, (_, i) => READS[i % READS.length]);
-    const { results, serverCount } = await inFlight(receiver, truth, app.url, routes.map((r) => r.path));
+    const { results, serverCount } = await inFlight(
+      receiver,
+      truth,
+      app.url,
+      routes.map((r) => r.path),
+    );
     const wrong = results.filter((r, i) => r.status !== 200 || r.queries !== routes[i].statements || r.rows !== routes[i].rows);
     expect(wrong.map((r) => ({ path: r.path, status: r.status, queries: r.queries, rows: r.rows }))).toEqual([]);
     expect({ statements: total(results, 'queries'), rows: total(results, 'rows') }).toEqual(serverCount);

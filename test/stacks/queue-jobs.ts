@@ -147,7 +147,11 @@ export async function enqueue(receiver: OtlpReceiver, baseUrl: string, jobs: rea
   });
   const body = await response.text();
   if (response.status !== 200) throw new Error(`POST /enqueue: ${response.status} ${body}`);
-  const { server, trace } = await awaitServerSpan(receiver, { response: { status: response.status, body, headers: response.headers }, traceId, parentSpanId }, 15_000);
+  const { server, trace } = await awaitServerSpan(
+    receiver,
+    { response: { status: response.status, body, headers: response.headers }, traceId, parentSpanId },
+    15_000,
+  );
   return { status: response.status, server, trace };
 }
 
@@ -164,5 +168,11 @@ export async function awaitJobRoots(receiver: OtlpReceiver, prefix: string, coun
 
 /** The PostgreSQL query spans (connection acquisition aside) whose parent is `root`. */
 export function queriesUnder(spans: readonly ReceivedSpan[], root: ReceivedSpan): ReceivedSpan[] {
-  return spans.filter((s) => s.parentSpanId === root.spanId && s.traceId === root.traceId && s.attributes['db.system.name'] === 'postgresql' && typeof s.attributes['db.query.text'] === 'string');
+  return spans.filter(
+    (s) =>
+      s.parentSpanId === root.spanId &&
+      s.traceId === root.traceId &&
+      s.attributes['db.system.name'] === 'postgresql' &&
+      typeof s.attributes['db.query.text'] === 'string',
+  );
 }

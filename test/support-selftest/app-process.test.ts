@@ -21,20 +21,11 @@ afterEach(() => stopAllApps());
 
 describe('nodeArgv', () => {
   it('preloads @request-budget/node/register before the script by default', () => {
-    expect(nodeArgv({ script: 'app.js', args: ['--port', '0'] })).toEqual([
-      '--require',
-      '@request-budget/node/register',
-      'app.js',
-      '--port',
-      '0',
-    ]);
+    expect(nodeArgv({ script: 'app.js', args: ['--port', '0'] })).toEqual(['--require', '@request-budget/node/register', 'app.js', '--port', '0']);
   });
 
   it('leaves the preload out when requireRegister is false and keeps node flags before the script', () => {
-    expect(nodeArgv({ script: 'app.js', requireRegister: false, nodeArgs: ['--expose-gc'] })).toEqual([
-      '--expose-gc',
-      'app.js',
-    ]);
+    expect(nodeArgv({ script: 'app.js', requireRegister: false, nodeArgs: ['--expose-gc'] })).toEqual(['--expose-gc', 'app.js']);
   });
 });
 

@@ -51,7 +51,10 @@ it('Redis MONITOR: the commands of one database index', async () => {
       await elsewhere.get('rb-truth');
       await client.get('rb-truth');
     });
-    expect(seen).toEqual([['set', 'rb-truth', '1'], ['get', 'rb-truth']]);
+    expect(seen).toEqual([
+      ['set', 'rb-truth', '1'],
+      ['get', 'rb-truth'],
+    ]);
   } finally {
     await Promise.all([client.quit(), elsewhere.quit()]);
     await truth.close();

@@ -63,9 +63,7 @@ describe('concurrently', () => {
   it('waits for every call, then throws the failure (or an AggregateError for several)', async () => {
     let finished = 0;
     const slowOk = () => new Promise<void>((resolve) => setTimeout(() => (finished++, resolve()), 50));
-    await expect(concurrently(3, (i) => (i === 1 ? Promise.reject(new Error('one failed')) : slowOk()))).rejects.toThrow(
-      'one failed',
-    );
+    await expect(concurrently(3, (i) => (i === 1 ? Promise.reject(new Error('one failed')) : slowOk()))).rejects.toThrow('one failed');
     expect(finished).toBe(2);
 
     const all = concurrently(3, (i) => Promise.reject(new Error(`failed ${i}`)));

@@ -32,9 +32,7 @@ async function recordAndExport(exporter: SpanExporter, record: (tracer: Tracer) 
 
 /** Export one SERVER span carrying `attributes`; returns the flush outcome. */
 function exportAttributes(encoding: Encoding, url: string, attributes: Attributes): Promise<void> {
-  return recordAndExport(makeExporter(encoding, url), (tracer) =>
-    tracer.startSpan('attrs', { kind: SpanKind.SERVER, attributes }).end(),
-  );
+  return recordAndExport(makeExporter(encoding, url), (tracer) => tracer.startSpan('attrs', { kind: SpanKind.SERVER, attributes }).end());
 }
 
 function post(url: string, body: Uint8Array | string, headers: Record<string, string>) {
@@ -136,7 +134,7 @@ describe('how otlp-transformer 0.300 encodes JS numbers (observed, pinned here s
     expect(span!.attributeTypes).toEqual({ big: 'int', nan: 'double', huge: 'double', min: 'int' });
   });
 
-  it('json: int64 beyond 2^53 arrives as the double\'s shortest decimal, NaN arrives as an empty value', async () => {
+  it("json: int64 beyond 2^53 arrives as the double's shortest decimal, NaN arrives as an empty value", async () => {
     await exportAttributes('json', receiver.tracesUrl, { big: 2 ** 60, nan: NaN });
     const [span] = await receiver.waitFor((all) => all.length === 1);
     // JSON.stringify(2 ** 60) === '1152921504606847000', which is not 2^60 (1152921504606846976).
@@ -204,7 +202,8 @@ describe('hand-written requests', () => {
   });
 
   it('keeps int64 JSON numbers (not strings) exact beyond 2^53', async () => {
-    const text = `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"${span.trace_id}","spanId":"0102030405060708",` +
+    const text =
+      `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"${span.trace_id}","spanId":"0102030405060708",` +
       `"endTimeUnixNano":1700000000000000999,"attributes":[{"key":"n","value":{"intValue":9007199254740993}}]}]}]}]}`;
     expect((await post(receiver.tracesUrl, text, { 'content-type': 'application/json' })).status).toBe(200);
     expect(receiver.spans[0]).toMatchObject({ endTimeUnixNano: 1700000000000000999n, attributes: { n: 9007199254740993n } });
@@ -228,7 +227,14 @@ describe('bad requests', () => {
     ['garbage JSON', '{not json', 'application/json', undefined, 400, /body is not JSON/],
     ['JSON of the wrong shape', '{"resourceSpans":5}', 'application/json', undefined, 400, /resourceSpans: expected an array/],
     ['a non-hex id', '{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}', 'application/json', undefined, 400, /traceId: expected a hex id/],
-    ['an id of the wrong length', '{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102","spanId":"0102030405060708"}]}]}]}', 'application/json', undefined, 400, /traceId: expected 16 bytes, got 2/],
+    [
+      'an id of the wrong length',
+      '{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102","spanId":"0102030405060708"}]}]}]}',
+      'application/json',
+      undefined,
+      400,
+      /traceId: expected 16 bytes, got 2/,
+    ],
     ['truncated protobuf', Buffer.from([0x0a, 0xff, 0xff]), 'application/x-protobuf', undefined, 400, /did not decode/],
     ['non-protobuf bytes', Buffer.from('hello, garbage'), 'application/x-protobuf', undefined, 400, /did not decode/],
     ['a body that is not gzip', '{}', 'application/json', 'gzip', 400, /gzip body did not inflate/],
@@ -284,7 +290,9 @@ describe('waitFor', () => {
       },
       { timeoutMs: 100 },
     );
-    await expect(waiting).rejects.toThrow(/timed out after 100 ms[\s\S]*SERVER "attrs"[\s\S]*cost\.db\.queries=7\(int\)[\s\S]*last predicate error: expected 7 to be 8/);
+    await expect(waiting).rejects.toThrow(
+      /timed out after 100 ms[\s\S]*SERVER "attrs"[\s\S]*cost\.db\.queries=7\(int\)[\s\S]*last predicate error: expected 7 to be 8/,
+    );
   });
 
   it('rejects pending waits when the receiver closes', async () => {

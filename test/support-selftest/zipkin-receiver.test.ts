@@ -102,7 +102,9 @@ describe('the contract as read from zipkin2-api.yaml', () => {
       type: 'object',
       properties: { example: { type: 'number', exclusiveMaximum: 10, minimum: 0 }, kind: { type: 'string' } },
     });
-    expect(() => swaggerSchemaToJsonSchema({ type: 'string', oneOf: [] }, 'test')).toThrow('test: "oneOf" is not a Swagger 2.0 schema keyword this converter knows');
+    expect(() => swaggerSchemaToJsonSchema({ type: 'string', oneOf: [] }, 'test')).toThrow(
+      'test: "oneOf" is not a Swagger 2.0 schema keyword this converter knows',
+    );
     expect(() => swaggerSchemaToJsonSchema({ $ref: 'other.yaml#/X' }, 'test')).toThrow('test: only local #/definitions refs are supported, got other.yaml#/X');
   });
 });
@@ -275,7 +277,11 @@ describe('payloads that break the contract are refused with 400, naming the fiel
     },
     {
       what: 'the same annotation twice',
-      change: (s) => (s.annotations = [{ timestamp: 1, value: 'budget.breach' }, { timestamp: 1, value: 'budget.breach' }]),
+      change: (s) =>
+        (s.annotations = [
+          { timestamp: 1, value: 'budget.breach' },
+          { timestamp: 1, value: 'budget.breach' },
+        ]),
       message: 'invalid ListOfSpans: /0/annotations must NOT have duplicate items (items ## 0 and 1 are identical)',
     },
     {
@@ -321,7 +327,12 @@ describe('HTTP handling', () => {
   it('refuses what is not a JSON upload to POST /api/v2/spans, records why, and keeps serving', async () => {
     const span = JSON.stringify([validSpan()]);
     const attempts = [
-      { res: await post(receiver.spansUrl, 'not json'), status: 400, message: `body is not JSON: Unexpected token 'o', "not json" is not valid JSON`, body: 'not json' },
+      {
+        res: await post(receiver.spansUrl, 'not json'),
+        status: 400,
+        message: `body is not JSON: Unexpected token 'o', "not json" is not valid JSON`,
+        body: 'not json',
+      },
       { res: await post(receiver.spansUrl, ''), status: 400, message: 'the body is required: a ListOfSpans', body: '' },
       {
         res: await post(receiver.spansUrl, span, { 'content-type': 'application/x-protobuf' }),
@@ -329,7 +340,12 @@ describe('HTTP handling', () => {
         message: 'Content-Type "application/x-protobuf" is in the contract but this receiver decodes only application/json',
         body: '',
       },
-      { res: await post(receiver.spansUrl, span, { 'content-type': 'text/plain' }), status: 415, message: 'Content-Type "text/plain" is not one the contract consumes', body: '' },
+      {
+        res: await post(receiver.spansUrl, span, { 'content-type': 'text/plain' }),
+        status: 415,
+        message: 'Content-Type "text/plain" is not one the contract consumes',
+        body: '',
+      },
       {
         res: await post(receiver.spansUrl, span, { 'content-type': 'application/json', 'content-encoding': 'br' }),
         status: 415,
@@ -342,7 +358,12 @@ describe('HTTP handling', () => {
         message: 'gzip body did not inflate: incorrect header check',
         body: '',
       },
-      { res: await post(`${receiver.url}/api/v1/spans`, span), status: 404, message: 'no such endpoint POST /api/v1/spans; spans go to POST /api/v2/spans', body: '' },
+      {
+        res: await post(`${receiver.url}/api/v1/spans`, span),
+        status: 404,
+        message: 'no such endpoint POST /api/v1/spans; spans go to POST /api/v2/spans',
+        body: '',
+      },
       { res: await post(receiver.spansUrl, '', {}, 'GET'), status: 405, message: 'GET not allowed; use POST', body: '' },
     ];
     for (const { res, status, message } of attempts) {

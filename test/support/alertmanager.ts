@@ -146,9 +146,7 @@ export async function startAlertmanager({ resolveTimeout = '5m' }: StartAlertman
     const res = await request('GET', `${url}/metrics`);
     if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}`);
     const count = (status: string): number => {
-      const line = res.text
-        .split('\n')
-        .find((l) => l.startsWith(`alertmanager_alerts_received_total{status="${status}",version="v2"} `));
+      const line = res.text.split('\n').find((l) => l.startsWith(`alertmanager_alerts_received_total{status="${status}",version="v2"} `));
       if (!line) throw new Error(`no alertmanager_alerts_received_total{status="${status}",version="v2"} in /metrics`);
       return Number(line.slice(line.lastIndexOf(' ') + 1));
     };

@@ -79,12 +79,7 @@ export function nodeArgv(options: StartAppOptions): string[] {
 
 /** Spawn the app under this process's Node binary and resolve once it prints its ready line. */
 export async function startApp(options: StartAppOptions): Promise<AppProcess> {
-  const {
-    env = {},
-    cwd = repoRoot,
-    readyPattern = /listening on (http:\/\/\S+)/,
-    timeoutMs = 15000,
-  } = options;
+  const { env = {}, cwd = repoRoot, readyPattern = /listening on (http:\/\/\S+)/, timeoutMs = 15000 } = options;
 
   const argv = nodeArgv(options);
   // process.execPath: the Node running the tests (the repo's pinned Node 24), not the PATH one.
@@ -99,7 +94,10 @@ export async function startApp(options: StartAppOptions): Promise<AppProcess> {
   const lineListeners = new Set<(line: string, stream: 'stdout' | 'stderr') => void>();
   const exitListeners = new Set<(info: ExitInfo) => void>();
 
-  for (const [stream, lines] of [['stdout', stdoutLines], ['stderr', stderrLines]] as const) {
+  for (const [stream, lines] of [
+    ['stdout', stdoutLines],
+    ['stderr', stderrLines],
+  ] as const) {
     readline.createInterface({ input: child[stream]! }).on('line', (line) => {
       lines.push(line);
       for (const listener of [...lineListeners]) listener(line, stream);

@@ -31,14 +31,10 @@ function loadRoot(): protobuf.Root {
 export const otlpRoot: protobuf.Root = loadRoot();
 
 /** opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest */
-export const ExportTraceServiceRequest: protobuf.Type = otlpRoot.lookupType(
-  'opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest',
-);
+export const ExportTraceServiceRequest: protobuf.Type = otlpRoot.lookupType('opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest');
 
 /** opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse */
-export const ExportTraceServiceResponse: protobuf.Type = otlpRoot.lookupType(
-  'opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse',
-);
+export const ExportTraceServiceResponse: protobuf.Type = otlpRoot.lookupType('opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse');
 
 /** An empty ExportTraceServiceResponse, protobuf-encoded (zero bytes, but encoded via the schema). */
 export function encodeEmptyResponse(): Uint8Array {

@@ -11,14 +11,7 @@
  * - `arrayValue` → array of converted elements; `kvlistValue` → plain object.
  * - an AnyValue with nothing set → `null` (type `'empty'`).
  */
-export type AttributeValue =
-  | string
-  | number
-  | boolean
-  | bigint
-  | null
-  | AttributeValue[]
-  | { [key: string]: AttributeValue };
+export type AttributeValue = string | number | boolean | bigint | null | AttributeValue[] | { [key: string]: AttributeValue };
 
 /** Which OTLP AnyValue field carried the value, so tests can tell int from double. */
 export type AttributeType = 'string' | 'int' | 'double' | 'bool' | 'array' | 'kvlist' | 'bytes' | 'empty';
@@ -85,7 +78,9 @@ function formatValue(value: AttributeValue): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(formatValue).join(', ')}]`;
   if (value !== null && typeof value === 'object') {
-    return `{${Object.entries(value).map(([k, v]) => `${k}: ${formatValue(v)}`).join(', ')}}`;
+    return `{${Object.entries(value)
+      .map(([k, v]) => `${k}: ${formatValue(v)}`)
+      .join(', ')}}`;
   }
   return String(value);
 }

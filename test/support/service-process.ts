@@ -75,7 +75,10 @@ export async function startService(spec: ServiceSpec): Promise<ServiceProcess> {
 }
 
 function tail(lines: string[], n = 40): string {
-  return lines.slice(-n).map((l) => `  ${l}`).join('\n');
+  return lines
+    .slice(-n)
+    .map((l) => `  ${l}`)
+    .join('\n');
 }
 
 async function startOnce(spec: ServiceSpec, port: number): Promise<ServiceProcess> {

@@ -98,9 +98,25 @@ export interface ZipkinContract {
 
 // Swagger 2.0 schema-object keywords that validate or annotate, with draft-07 meaning unchanged.
 const PLAIN_KEYWORDS = new Set([
-  'type', 'format', 'title', 'description', 'default', 'multipleOf', 'maximum', 'minimum',
-  'maxLength', 'minLength', 'pattern', 'maxItems', 'minItems', 'uniqueItems', 'maxProperties',
-  'minProperties', 'required', 'enum', 'readOnly',
+  'type',
+  'format',
+  'title',
+  'description',
+  'default',
+  'multipleOf',
+  'maximum',
+  'minimum',
+  'maxLength',
+  'minLength',
+  'pattern',
+  'maxItems',
+  'minItems',
+  'uniqueItems',
+  'maxProperties',
+  'minProperties',
+  'required',
+  'enum',
+  'readOnly',
 ]);
 // Swagger-only keywords that constrain nothing JSON Schema can check: dropped.
 const SWAGGER_ONLY_KEYWORDS = new Set(['discriminator', 'xml', 'externalDocs', 'example']);
@@ -138,9 +154,13 @@ export function swaggerSchemaToJsonSchema(schema: unknown, where: string): Schem
     }
   }
   // Swagger 2.0 (draft-04) writes exclusive bounds as booleans beside maximum/minimum.
-  for (const [exclusive, bound] of [['exclusiveMaximum', 'maximum'], ['exclusiveMinimum', 'minimum']] as const) {
+  for (const [exclusive, bound] of [
+    ['exclusiveMaximum', 'maximum'],
+    ['exclusiveMinimum', 'minimum'],
+  ] as const) {
     if (schema[exclusive] === undefined) continue;
-    if (typeof schema[exclusive] !== 'boolean' || typeof schema[bound] !== 'number') throw new Error(`${where}: ${exclusive} needs a boolean and a numeric ${bound}`);
+    if (typeof schema[exclusive] !== 'boolean' || typeof schema[bound] !== 'number')
+      throw new Error(`${where}: ${exclusive} needs a boolean and a numeric ${bound}`);
     if (schema[exclusive]) {
       out[exclusive] = schema[bound];
       delete out[bound];
@@ -161,9 +181,7 @@ export function loadZipkinContract(file: string = ZIPKIN_CONTRACT_PATH): ZipkinC
   if (!isObject(bodyParameter) || !isObject(bodyParameter.schema)) throw new Error(`${file}: POST /spans has no body schema`);
   const bodyRef = bodyParameter.schema.$ref;
 
-  const converted = Object.fromEntries(
-    Object.entries(definitions).map(([name, schema]) => [name, swaggerSchemaToJsonSchema(schema, `definitions.${name}`)]),
-  );
+  const converted = Object.fromEntries(Object.entries(definitions).map(([name, schema]) => [name, swaggerSchemaToJsonSchema(schema, `definitions.${name}`)]));
   const consumes = (post.consumes ?? document.consumes ?? []) as string[];
   return {
     document,
@@ -209,7 +227,8 @@ export async function startZipkinReceiver(): Promise<ZipkinReceiver> {
 
   async function accept(req: http.IncomingMessage): Promise<void> {
     const body = await readBody(req);
-    if ((req.url ?? '').split('?')[0] !== contract.spansPath) throw new HttpError(404, `no such endpoint ${req.method} ${req.url}; spans go to POST ${contract.spansPath}`);
+    if ((req.url ?? '').split('?')[0] !== contract.spansPath)
+      throw new HttpError(404, `no such endpoint ${req.method} ${req.url}; spans go to POST ${contract.spansPath}`);
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} not allowed; use POST`);
     const mime = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (mime !== 'application/json') {

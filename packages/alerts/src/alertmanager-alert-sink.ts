@@ -142,7 +142,8 @@ export class AlertmanagerAlertSink implements AlertSink {
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
     } catch (error) {
       this.stats.failed += 1;
-      if (this.consecutiveFailures === 0) this.reportProblem(`alertmanager: could not send ${due.length} alert(s) to ${this.endpoint}: ${describeError(error)}; retrying with backoff`);
+      if (this.consecutiveFailures === 0)
+        this.reportProblem(`alertmanager: could not send ${due.length} alert(s) to ${this.endpoint}: ${describeError(error)}; retrying with backoff`);
       this.consecutiveFailures += 1;
       this.nextAttemptMs = Date.now() + backoffDelayMs(this.consecutiveFailures + 1, this.sendIntervalMs, MAX_BACKOFF_MS);
       return;

@@ -47,7 +47,13 @@ export function createAlertDispatcher(
     );
   }
   if (settings.webhookUrl !== undefined) {
-    sinks.push(new WebhookAlertSink({ url: settings.webhookUrl, reportProblem, ...(settings.webhookHeaders !== undefined ? { headers: { ...settings.webhookHeaders } } : {}) }));
+    sinks.push(
+      new WebhookAlertSink({
+        url: settings.webhookUrl,
+        reportProblem,
+        ...(settings.webhookHeaders !== undefined ? { headers: { ...settings.webhookHeaders } } : {}),
+      }),
+    );
   }
   return sinks.length > 0 ? new AlertDispatcher(sinks, options) : undefined;
 }

@@ -37,7 +37,9 @@ describe('WebhookAlertSink', () => {
     for (let i = 0; i < 4; i += 1) sink.accept(report({ value: 11 + i }));
     await sink.flush();
     expect(sink.stats).toEqual({ delivered: 0, failed: 3, dropped: 4 });
-    expect(problems).toEqual([expect.stringMatching(new RegExp(`^webhook: dropped 4 breach\\(es\\) after failing to post to http://127\\.0\\.0\\.1:${port}/hook: `))]);
+    expect(problems).toEqual([
+      expect.stringMatching(new RegExp(`^webhook: dropped 4 breach\\(es\\) after failing to post to http://127\\.0\\.0\\.1:${port}/hook: `)),
+    ]);
   });
 
   it('bounds its queue and does not retry a 4xx', async () => {
@@ -49,7 +51,12 @@ describe('WebhookAlertSink', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const sink = new WebhookAlertSink({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, maxQueued: 3, batchSize: 10, reportProblem: () => {} });
+      const sink = new WebhookAlertSink({
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        maxQueued: 3,
+        batchSize: 10,
+        reportProblem: () => {},
+      });
       for (let i = 0; i < 5; i += 1) sink.accept(report());
       await sink.flush();
       expect(statuses).toHaveLength(1);

@@ -81,8 +81,10 @@ export function loadBudgetFile(path: string): Budgets {
   let text: string;
   try {
     const stats = statSync(path);
-    if (!stats.isFile()) throw new BudgetFileError(path, [`cannot read ${path}: not a regular file (${fileKind(stats)}); give the path of a YAML or JSON file`]);
-    if (stats.size > MAX_BUDGET_FILE_BYTES) throw new BudgetFileError(path, [`cannot read ${path}: ${stats.size} bytes, more than the ${MAX_BUDGET_FILE_BYTES} a budget file may have`]);
+    if (!stats.isFile())
+      throw new BudgetFileError(path, [`cannot read ${path}: not a regular file (${fileKind(stats)}); give the path of a YAML or JSON file`]);
+    if (stats.size > MAX_BUDGET_FILE_BYTES)
+      throw new BudgetFileError(path, [`cannot read ${path}: ${stats.size} bytes, more than the ${MAX_BUDGET_FILE_BYTES} a budget file may have`]);
     text = readFileSync(path, 'utf8');
   } catch (error) {
     if (error instanceof BudgetFileError) throw error;
@@ -116,7 +118,9 @@ export function parseBudgetText(text: string, fileName: string): Budgets {
   try {
     input = document.toJS({ maxAliasCount: MAX_YAML_ALIASES });
   } catch (error) {
-    throw new BudgetFileError(fileName, [`${name}:1 YAML: ${firstLine(error instanceof Error ? error.message : String(error))} (at most ${MAX_YAML_ALIASES} aliases are expanded)`]);
+    throw new BudgetFileError(fileName, [
+      `${name}:1 YAML: ${firstLine(error instanceof Error ? error.message : String(error))} (at most ${MAX_YAML_ALIASES} aliases are expanded)`,
+    ]);
   }
   return validateBudgets(input, fileName, (path) => `${name}:${lineOf(document, lines, path)}`);
 }
@@ -138,7 +142,8 @@ function validateBudgets(input: unknown, source: string, locate: Locate): Budget
   problems.push(...semanticProblems(input, locate));
   if (problems.length > 0) throw new BudgetFileError(source, byLine(problems));
   const file = input as RawBudgetFile;
-  const readRules = (key: 'routes' | 'jobs') => (file[key] ?? []).map((raw, index) => ({ match: raw.match, location: locate([key, index]), ...readSettings(raw) }) satisfies BudgetRule);
+  const readRules = (key: 'routes' | 'jobs') =>
+    (file[key] ?? []).map((raw, index) => ({ match: raw.match, location: locate([key, index]), ...readSettings(raw) }) satisfies BudgetRule);
   return { source, defaults: readSettings(file.defaults ?? {}), routes: readRules('routes'), jobs: readRules('jobs') };
 }
 
@@ -174,7 +179,11 @@ function semanticProblems(input: unknown, locate: Locate): string[] {
       const problem = (key === 'routes' ? compileRoutePattern : compileJobPattern)(match).problem;
       if (problem !== undefined) problems.push(`${locate([...path, 'match'])} ${formatPath([...path, 'match'])}: ${problem}, got ${JSON.stringify(match)}`);
       // Methods are case-insensitive, paths and job names are not.
-      const normalised = match.trim().split(/\s+/).map((part, i, all) => (all.length === 2 && i === 0 ? part.toUpperCase() : part)).join(' ');
+      const normalised = match
+        .trim()
+        .split(/\s+/)
+        .map((part, i, all) => (all.length === 2 && i === 0 ? part.toUpperCase() : part))
+        .join(' ');
       const first = firstByMatch.get(normalised);
       if (first === undefined) firstByMatch.set(normalised, index);
       else problems.push(`${locate([key, index, 'match'])} ${key}[${index}].match: same as ${key}[${first}] (${match}), which would always win`);
@@ -186,7 +195,10 @@ function semanticProblems(input: unknown, locate: Locate): string[] {
 /** Problems in file order (`name:line …`), the order a user fixes them in. */
 function byLine(problems: string[]): string[] {
   const line = (problem: string) => Number(/^[^\s:]*:(\d+) /.exec(problem)?.[1] ?? 0);
-  return problems.map((problem, index) => ({ problem, index })).sort((a, b) => line(a.problem) - line(b.problem) || a.index - b.index).map((entry) => entry.problem);
+  return problems
+    .map((problem, index) => ({ problem, index }))
+    .sort((a, b) => line(a.problem) - line(b.problem) || a.index - b.index)
+    .map((entry) => entry.problem);
 }
 
 interface RawSettings extends Partial<Record<LimitName, number | string>> {

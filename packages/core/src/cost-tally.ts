@@ -82,9 +82,7 @@ export class CostTally {
 
   /** Every statement fingerprint with its count, most repeated first. */
   statements(): RepeatedStatement[] {
-    return [...this.countsByFingerprint]
-      .map(([fingerprint, count]) => ({ fingerprint, count }))
-      .sort((a, b) => b.count - a.count);
+    return [...this.countsByFingerprint].map(([fingerprint, count]) => ({ fingerprint, count })).sort((a, b) => b.count - a.count);
   }
 
   /**

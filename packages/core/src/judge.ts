@@ -5,14 +5,7 @@
  * alerting. The in-process span processor and the collector only apply the result to their own
  * span representation.
  */
-import {
-  BUDGET_BREACH_EVENT,
-  BUDGET_BREACHED,
-  BUDGET_RULE,
-  BUDGET_VIOLATIONS,
-  COST_DB_QUERIES,
-  MEASUREMENT_ATTRIBUTE,
-} from './attributes';
+import { BUDGET_BREACH_EVENT, BUDGET_BREACHED, BUDGET_RULE, BUDGET_VIOLATIONS, COST_DB_QUERIES, MEASUREMENT_ATTRIBUTE } from './attributes';
 import { breachReports, type BreachReport } from './breach-report';
 import type { BudgetRuleSet, ResolvedRule } from './budget-rules';
 import type { RepeatedStatement } from './cost-tally';

@@ -8,18 +8,12 @@
  * Judged from what a span carries when it starts (instrumentation-pg sets the statement later),
  * so only the database system and the HTTP method and URL are compared.
  */
-import {
-  DB_SYSTEM_LEGACY,
-  DB_SYSTEM_NAME,
-  HTTP_METHOD_LEGACY,
-  HTTP_REQUEST_METHOD,
-} from './attributes';
+import { DB_SYSTEM_LEGACY, DB_SYSTEM_NAME, HTTP_METHOD_LEGACY, HTTP_REQUEST_METHOD } from './attributes';
 import type { AttributeMap, SpanKindName } from './span-classifier';
 
 /** What kind of operation a span reports, as far as nesting is concerned. */
 export type OperationIdentity =
-  | { readonly type: 'db'; readonly system: string }
-  | { readonly type: 'http_client'; readonly method: string; readonly url: string | undefined };
+  { readonly type: 'db'; readonly system: string } | { readonly type: 'http_client'; readonly method: string; readonly url: string | undefined };
 
 /** HTTP semconv: the full URL of an outgoing call (and its pre-1.21 spelling). */
 const URL_FULL = 'url.full';
@@ -103,7 +97,7 @@ export function outerDuplicateSpanIds(spans: readonly LinkedOperationSpan[]): Se
 
 function nearestOperationAncestor(span: LinkedOperationSpan, byId: ReadonlyMap<string, LinkedOperationSpan>): LinkedOperationSpan | undefined {
   const seen = new Set<string>([span.spanId]);
-  for (let parentId = span.parentSpanId; parentId; ) {
+  for (let parentId = span.parentSpanId; parentId;) {
     if (seen.has(parentId)) return undefined; // a malformed trace with a cycle
     seen.add(parentId);
     const parent = byId.get(parentId);

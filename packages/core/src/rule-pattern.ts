@@ -45,8 +45,7 @@ export function compileRoutePattern(pattern: string): CompiledPattern<[method: s
   const specificity = [...segments.map((s) => SEGMENT_RANK[s.kind]), END_OF_PATTERN, segments.length, method === '*' ? 0 : 1];
   return {
     specificity,
-    matches: (requestMethod, route) =>
-      (method === '*' || requestMethod?.toUpperCase() === method) && matchSegments(segments, splitPath(route)),
+    matches: (requestMethod, route) => (method === '*' || requestMethod?.toUpperCase() === method) && matchSegments(segments, splitPath(route)),
   };
 }
 

@@ -123,11 +123,17 @@ describe('loadBudgetFile and parseBudgetObject', () => {
     const dir = mkdtempSync(join(tmpdir(), 'budgets-'));
     writeFileSync(join(dir, 'b.yml'), VALID);
     expect(loadBudgetFile(join(dir, 'b.yml')).routes).toHaveLength(2);
-    expect(() => loadBudgetFile(join(dir, 'missing.yaml'))).toThrow(`invalid budget file ${join(dir, 'missing.yaml')}:\n  cannot read ${join(dir, 'missing.yaml')}: ENOENT`);
+    expect(() => loadBudgetFile(join(dir, 'missing.yaml'))).toThrow(
+      `invalid budget file ${join(dir, 'missing.yaml')}:\n  cannot read ${join(dir, 'missing.yaml')}: ENOENT`,
+    );
   });
 
   it('validates an object given in code, naming the option', () => {
-    expect(parseBudgetObject({ version: 1, routes: [{ match: '/x', rows: 10 }] }).routes[0]).toEqual({ match: '/x', location: 'budgets option', limits: { rows: 10 } });
+    expect(parseBudgetObject({ version: 1, routes: [{ match: '/x', rows: 10 }] }).routes[0]).toEqual({
+      match: '/x',
+      location: 'budgets option',
+      limits: { rows: 10 },
+    });
     expect(() => parseBudgetObject({ version: 1, defaults: { rows: 1.5 } })).toThrow('budgets option defaults.rows: expected a non-negative integer, got 1.5');
   });
 });
@@ -159,10 +165,17 @@ describe('hostile or huge budget files', () => {
 
   it('turns a YAML alias bomb into a budget file error (not an exception that stops the SDK)', () => {
     const levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
-    for (let i = 1; i < 9; i += 1) levels.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(',')}]`);
+    for (let i = 1; i < 9; i += 1)
+      levels.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9)
+          .fill(`*${String.fromCharCode(96 + i)}`)
+          .join(',')}]`,
+      );
     const error = catchError(() => parseBudgetText(`version: 1\n${levels.join('\n')}\n`, 'bomb.yaml'));
     expect(error).toBeInstanceOf(BudgetFileError);
-    expect((error as BudgetFileError).problems).toEqual(['bomb.yaml:1 YAML: Excessive alias count indicates a resource exhaustion attack (at most 1000 aliases are expanded)']);
+    expect((error as BudgetFileError).problems).toEqual([
+      'bomb.yaml:1 YAML: Excessive alias count indicates a resource exhaustion attack (at most 1000 aliases are expanded)',
+    ]);
   });
 
   it('loads 20,000 rules in time linear in their number, and finds a duplicate among them', () => {
@@ -188,7 +201,17 @@ describe('hostile or huge budget files', () => {
   it('reports schema and meaning problems together, and patterns that can never match with the reason', () => {
     const error = catchError(() =>
       parseBudgetText(
-        ['version: 1', 'routes:', '  - match: GET /users/:id', '    queries: three', '  - match: GET /users*', '  - match: /search?q=1', "  - match: 'GET /a/:'", 'defaults:', '  allowRepeated: [""]'].join('\n'),
+        [
+          'version: 1',
+          'routes:',
+          '  - match: GET /users/:id',
+          '    queries: three',
+          '  - match: GET /users*',
+          '  - match: /search?q=1',
+          "  - match: 'GET /a/:'",
+          'defaults:',
+          '  allowRepeated: [""]',
+        ].join('\n'),
         'mixed.yaml',
       ),
     );

@@ -82,7 +82,13 @@ jobs:
   });
 
   it('falls back to the defaults with no matching rule or no route template', () => {
-    expect(rules.forRoute('GET', '/orders')).toEqual({ name: 'defaults', limits: { queries: 20, durationMs: 1000 }, severity: 'info', heapMinConfidence: 'medium', allowRepeated: [] });
+    expect(rules.forRoute('GET', '/orders')).toEqual({
+      name: 'defaults',
+      limits: { queries: 20, durationMs: 1000 },
+      severity: 'info',
+      heapMinConfidence: 'medium',
+      allowRepeated: [],
+    });
     expect(rules.forRoute('GET', undefined).name).toBe('defaults');
   });
 

@@ -33,7 +33,17 @@ describe('evaluateBudget', () => {
 
   it('reports every exceeded limit with value, limit and severity, in a fixed order', () => {
     const violations = evaluateBudget(
-      cost({ queries: 41, dbTimeMs: 75.25, rows: 5000, repeatedCount: 20, repeatedStatement: 'SELECT * FROM orders WHERE user_id = $1', heapDeltaBytes: 8388608, durationMs: 512.5, httpClientCalls: 3, httpClientUntimed: 1 }),
+      cost({
+        queries: 41,
+        dbTimeMs: 75.25,
+        rows: 5000,
+        repeatedCount: 20,
+        repeatedStatement: 'SELECT * FROM orders WHERE user_id = $1',
+        heapDeltaBytes: 8388608,
+        durationMs: 512.5,
+        httpClientCalls: 3,
+        httpClientUntimed: 1,
+      }),
       rule({ severity: 'critical' }),
     );
     expect(violations.map(formatViolation)).toEqual([
@@ -46,7 +56,13 @@ describe('evaluateBudget', () => {
       'http_client.calls 3>2',
       'http_client.untimed 1>0',
     ]);
-    expect(violations[3]).toEqual({ metric: 'db.repeated_count', value: 20, limit: 5, severity: 'critical', statement: 'SELECT * FROM orders WHERE user_id = $1' });
+    expect(violations[3]).toEqual({
+      metric: 'db.repeated_count',
+      value: 20,
+      limit: 5,
+      severity: 'critical',
+      statement: 'SELECT * FROM orders WHERE user_id = $1',
+    });
   });
 
   it('judges heap only at the rule’s minimum confidence', () => {
@@ -76,10 +92,29 @@ describe('costRecordFromAttributes', () => {
   it('reads the contract attributes, missing ones as zero', () => {
     expect(
       costRecordFromAttributes(
-        { 'cost.db.queries': 4, 'cost.db.time_ms': 2.5, 'cost.db.rows': 9n, 'cost.db.repeated_count': 3, 'cost.db.repeated_statement': 'SELECT ?', 'cost.heap.delta_bytes': -5, 'cost.heap.confidence': 'low' },
+        {
+          'cost.db.queries': 4,
+          'cost.db.time_ms': 2.5,
+          'cost.db.rows': 9n,
+          'cost.db.repeated_count': 3,
+          'cost.db.repeated_statement': 'SELECT ?',
+          'cost.heap.delta_bytes': -5,
+          'cost.heap.confidence': 'low',
+        },
         12.5,
       ),
-    ).toEqual({ durationMs: 12.5, queries: 4, dbTimeMs: 2.5, rows: 9, repeatedCount: 3, repeatedStatement: 'SELECT ?', heapDeltaBytes: -5, heapConfidence: 'low', httpClientCalls: 0, httpClientUntimed: 0 });
+    ).toEqual({
+      durationMs: 12.5,
+      queries: 4,
+      dbTimeMs: 2.5,
+      rows: 9,
+      repeatedCount: 3,
+      repeatedStatement: 'SELECT ?',
+      heapDeltaBytes: -5,
+      heapConfidence: 'low',
+      httpClientCalls: 0,
+      httpClientUntimed: 0,
+    });
   });
 });
 

@@ -20,15 +20,26 @@ const request = (route: string, cost: Record<string, unknown>) => ({ 'http.reque
 describe('judge', () => {
   it('writes the rule, the breach flag, the violations and one event per violation', () => {
     const judgement = judge(
-      { attributes: request('/users/:id', { 'cost.db.queries': 5, 'cost.db.repeated_count': 4, 'cost.db.repeated_statement': 'SELECT ? FROM orders' }), durationMs: 12 },
+      {
+        attributes: request('/users/:id', { 'cost.db.queries': 5, 'cost.db.repeated_count': 4, 'cost.db.repeated_statement': 'SELECT ? FROM orders' }),
+        durationMs: 12,
+      },
       rules,
       { errorStatusOnCritical: true },
     );
     expect(judgement.label).toBe('GET /users/:id');
-    expect(judgement.attributes).toEqual({ 'budget.rule': 'GET /users/:id', 'budget.breached': true, 'budget.violations': ['db.queries 5>3', 'db.repeated_count 4>2'] });
+    expect(judgement.attributes).toEqual({
+      'budget.rule': 'GET /users/:id',
+      'budget.breached': true,
+      'budget.violations': ['db.queries 5>3', 'db.repeated_count 4>2'],
+    });
     expect(judgement.events).toEqual([
       { name: 'budget.breach', attributes: { metric: 'db.queries', value: 5, limit: 3, severity: 'critical' }, offsetNs: 0 },
-      { name: 'budget.breach', attributes: { metric: 'db.repeated_count', value: 4, limit: 2, severity: 'critical', statement: 'SELECT ? FROM orders' }, offsetNs: 1000 },
+      {
+        name: 'budget.breach',
+        attributes: { metric: 'db.repeated_count', value: 4, limit: 2, severity: 'critical', statement: 'SELECT ? FROM orders' },
+        offsetNs: 1000,
+      },
     ]);
     expect(judgement.errorStatusMessage).toBe('budget exceeded: db.queries 5>3, db.repeated_count 4>2');
     expect(judgement.reports({ service: 's', traceId: 't', spanId: 'p', timeMs: 1 }).map((r) => [r.route, r.rule, r.metric])).toEqual([
@@ -39,7 +50,11 @@ describe('judge', () => {
 
   it('within budget: the rule and breached=false only', () => {
     const judgement = judge({ attributes: request('/users/:id', { 'cost.db.queries': 3 }), durationMs: 1 }, rules);
-    expect([judgement.attributes, judgement.events, judgement.errorStatusMessage]).toEqual([{ 'budget.rule': 'GET /users/:id', 'budget.breached': false }, [], undefined]);
+    expect([judgement.attributes, judgement.events, judgement.errorStatusMessage]).toEqual([
+      { 'budget.rule': 'GET /users/:id', 'budget.breached': false },
+      [],
+      undefined,
+    ]);
   });
 
   it('asks for every statement only when the rule allows repeats, and looks past the allowed one', () => {
@@ -58,12 +73,16 @@ describe('judge', () => {
   });
 
   it('labels jobs and unrouted requests; normalises routes for matching only', () => {
-    expect(judge({ attributes: { 'request_budget.job.name': 'email.send', 'cost.db.queries': 2 }, durationMs: 1 }, rules).attributes['budget.violations']).toEqual(['db.queries 2>1']);
+    expect(
+      judge({ attributes: { 'request_budget.job.name': 'email.send', 'cost.db.queries': 2 }, durationMs: 1 }, rules).attributes['budget.violations'],
+    ).toEqual(['db.queries 2>1']);
     expect(judge({ attributes: { 'http.request.method': 'GET', 'cost.db.queries': 0 }, durationMs: 1 }, rules).label).toBe('GET (unrouted)');
     // A queue library's own consumer span names no job: it is judged and labelled by its queue.
     const consumer = judge({ attributes: { 'messaging.destination.name': 'email.bulk', 'cost.db.queries': 3 }, durationMs: 1 }, rules);
     expect([consumer.label, consumer.rule.name, consumer.attributes['budget.violations']]).toEqual(['job email.bulk', 'email.*', ['db.queries 3>1']]);
-    const normalised = judge({ attributes: request('/users/{id}', { 'cost.db.queries': 4 }), durationMs: 1 }, rules, { normaliseRoute: (r) => r.replace('{id}', ':id') });
+    const normalised = judge({ attributes: request('/users/{id}', { 'cost.db.queries': 4 }), durationMs: 1 }, rules, {
+      normaliseRoute: (r) => r.replace('{id}', ':id'),
+    });
     expect([normalised.rule.name, normalised.label]).toEqual(['GET /users/:id', 'GET /users/{id}']);
   });
 

@@ -19,8 +19,16 @@ describe('operationIdentity', () => {
   });
 
   it('knows an HTTP client span by method and URL', () => {
-    expect(operationIdentity('client', 'GET', { 'http.request.method': 'get', 'url.full': 'http://a/x' })).toEqual({ type: 'http_client', method: 'GET', url: 'http://a/x' });
-    expect(operationIdentity('client', 'GET', { 'http.method': 'POST', 'http.url': 'http://a/y' })).toEqual({ type: 'http_client', method: 'POST', url: 'http://a/y' });
+    expect(operationIdentity('client', 'GET', { 'http.request.method': 'get', 'url.full': 'http://a/x' })).toEqual({
+      type: 'http_client',
+      method: 'GET',
+      url: 'http://a/x',
+    });
+    expect(operationIdentity('client', 'GET', { 'http.method': 'POST', 'http.url': 'http://a/y' })).toEqual({
+      type: 'http_client',
+      method: 'POST',
+      url: 'http://a/y',
+    });
   });
 });
 
@@ -50,7 +58,13 @@ describe('sameOperation', () => {
 });
 
 describe('outerDuplicateSpanIds (a whole trace, as the collector has it)', () => {
-  const span = (spanId: string, parentSpanId: string | undefined, kind: 'client' | 'internal' | 'server', name: string, attributes: Record<string, unknown>): LinkedOperationSpan => ({
+  const span = (
+    spanId: string,
+    parentSpanId: string | undefined,
+    kind: 'client' | 'internal' | 'server',
+    name: string,
+    attributes: Record<string, unknown>,
+  ): LinkedOperationSpan => ({
     spanId,
     parentSpanId,
     identity: operationIdentity(kind, name, attributes),

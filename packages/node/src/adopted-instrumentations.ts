@@ -55,7 +55,10 @@ export interface AddHooksOptions {
  * the client timeout probes), ready for `new NodeSDK({ instrumentations })`. Hooks the app set
  * already run first. Instrumentations request-budget does not know are returned unchanged.
  */
-export function addRequestBudgetHooks(instrumentations: readonly (Instrumentation | readonly Instrumentation[])[], options: AddHooksOptions = {}): Instrumentation[] {
+export function addRequestBudgetHooks(
+  instrumentations: readonly (Instrumentation | readonly Instrumentation[])[],
+  options: AddHooksOptions = {},
+): Instrumentation[] {
   const flat = instrumentations.flat() as Instrumentation[];
   const names = [...new Set(flat.map((i) => NAMES_BY_SCOPE[i.instrumentationName]).filter((n): n is InstrumentationName => n !== undefined))];
   const clientTimeouts = new HttpClientTimeoutInstrumentation({

@@ -72,7 +72,9 @@ export class BudgetSpanProcessor implements SpanProcessor {
     if (judgement.errorStatusMessage !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: judgement.errorStatusMessage });
     if (judgement.violations.length > 0 && this.onBreach !== undefined) {
       const context = span.spanContext();
-      this.onBreach(judgement.reports({ service: this.serviceName, traceId: context.traceId, spanId: context.spanId, timeMs: hrTimeToMilliseconds(span.endTime) }));
+      this.onBreach(
+        judgement.reports({ service: this.serviceName, traceId: context.traceId, spanId: context.spanId, timeMs: hrTimeToMilliseconds(span.endTime) }),
+      );
     }
   }
 }

@@ -59,7 +59,11 @@ const GATE_OPTIONS = {
 class UsageError extends Error {}
 
 /** Runs the CLI; resolves with the exit status. */
-export async function main(argv: readonly string[], out: (text: string) => void = (text) => process.stdout.write(text), err: (text: string) => void = (text) => process.stderr.write(text)): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  out: (text: string) => void = (text) => process.stdout.write(text),
+  err: (text: string) => void = (text) => process.stderr.write(text),
+): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
@@ -136,9 +140,14 @@ function check(args: readonly string[], err: (text: string) => void): number {
 }
 
 function budgets(args: readonly string[], out: (text: string) => void, err: (text: string) => void): number {
-  const { values } = parseArgs({ args: [...args], options: { baseline: { type: 'string' }, check: { type: 'string' }, write: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args: [...args],
+    options: { baseline: { type: 'string' }, check: { type: 'string' }, write: { type: 'string' } },
+    strict: true,
+  });
   const baselinePath = resolve(values.baseline ?? gateSettings().baselinePath);
-  if ((values.check === undefined) === (values.write === undefined)) throw new UsageError('budgets needs one of --check <budget file> or --write <budget file>');
+  if ((values.check === undefined) === (values.write === undefined))
+    throw new UsageError('budgets needs one of --check <budget file> or --write <budget file>');
   const table = readBaselineFile(baselinePath);
   if (table === undefined) {
     err(`request-budget: no baseline at ${baselinePath}\n`);
@@ -154,18 +163,27 @@ function budgets(args: readonly string[], out: (text: string) => void, err: (tex
     out(`request-budget: every route of ${baselinePath} is within ${resolve(values.check!)}\n`);
     return 0;
   }
-  err(`request-budget: ${violations.length} figure${violations.length === 1 ? '' : 's'} of ${baselinePath} over ${resolve(values.check!)}:\n\n${findingsTable(violations, 'limit → observed')}\n`);
+  err(
+    `request-budget: ${violations.length} figure${violations.length === 1 ? '' : 's'} of ${baselinePath} over ${resolve(values.check!)}:\n\n${findingsTable(violations, 'limit → observed')}\n`,
+  );
   return 1;
 }
 
 function lint(args: readonly string[], out: (text: string) => void, err: (text: string) => void): number {
-  const { values, positionals } = parseArgs({ args: [...args], options: { baseline: { type: 'string', multiple: true } }, strict: true, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: { baseline: { type: 'string', multiple: true } },
+    strict: true,
+    allowPositionals: true,
+  });
   if (positionals.length === 0 && (values.baseline ?? []).length === 0) throw new UsageError('lint needs a budget file (or --baseline <file>)');
   let failed = false;
   for (const file of positionals) {
     try {
       const budgets = loadBudgetFile(file);
-      out(`${file}: ok (${budgets.routes.length} route rule${budgets.routes.length === 1 ? '' : 's'}, ${budgets.jobs.length} job rule${budgets.jobs.length === 1 ? '' : 's'})\n`);
+      out(
+        `${file}: ok (${budgets.routes.length} route rule${budgets.routes.length === 1 ? '' : 's'}, ${budgets.jobs.length} job rule${budgets.jobs.length === 1 ? '' : 's'})\n`,
+      );
     } catch (error) {
       if (!(error instanceof BudgetFileError)) throw error;
       failed = true;
@@ -199,5 +217,3 @@ if (require.main === module) {
     },
   );
 }
-
-

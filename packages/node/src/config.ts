@@ -3,13 +3,7 @@
  * variable, then default. A bad environment value is reported in one line naming the variable,
  * the value and what is used instead; it never throws into the app.
  */
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-  type Sampler,
-} from '@opentelemetry/sdk-trace';
+import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
 import { DEFAULT_MAX_CLIENT_TIMEOUT_MS } from './http-client-timeouts';
 import { INSTRUMENTATION_NAMES, type InstrumentationName } from './instrumentations';
 import type { OtlpProtocol, RequestBudgetOptions, TraceExporterName } from './types';
@@ -92,14 +86,7 @@ export interface BatchSettings {
 const TRACE_EXPORTERS: readonly TraceExporterName[] = ['otlp', 'zipkin', 'console', 'none'];
 const METRIC_EXPORTERS = ['prometheus', 'otlp', 'console', 'none'] as const;
 const OTLP_PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc'];
-const SAMPLERS = [
-  'always_on',
-  'always_off',
-  'traceidratio',
-  'parentbased_always_on',
-  'parentbased_always_off',
-  'parentbased_traceidratio',
-] as const;
+const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
 
 /** Every default of the configuration in one place. */
 export const DEFAULTS = Object.freeze({
@@ -184,10 +171,14 @@ function metricSettings(options: RequestBudgetOptions, read: EnvReader, otlpEndp
   const base = read.url('OTEL_EXPORTER_OTLP_ENDPOINT');
   const otlpEndpoint =
     read.url('OTEL_EXPORTER_OTLP_METRICS_ENDPOINT') ??
-    (otlpProtocol === 'grpc' ? (base ?? DEFAULTS.otlpGrpcEndpoint) : base === undefined ? DEFAULTS.otlpHttpMetricsEndpoint : `${base.replace(/\/+$/, '')}/v1/metrics`);
+    (otlpProtocol === 'grpc'
+      ? (base ?? DEFAULTS.otlpGrpcEndpoint)
+      : base === undefined
+        ? DEFAULTS.otlpHttpMetricsEndpoint
+        : `${base.replace(/\/+$/, '')}/v1/metrics`);
   return {
     exporters,
-    prometheusHost: options.prometheusHost ?? (read.text('OTEL_EXPORTER_PROMETHEUS_HOST') ?? DEFAULTS.prometheusHost),
+    prometheusHost: options.prometheusHost ?? read.text('OTEL_EXPORTER_PROMETHEUS_HOST') ?? DEFAULTS.prometheusHost,
     prometheusPort: options.prometheusPort ?? read.number('OTEL_EXPORTER_PROMETHEUS_PORT', 0, 65535) ?? DEFAULTS.prometheusPort,
     otlpProtocol,
     otlpEndpoint,
@@ -201,7 +192,9 @@ function alertSettings(options: RequestBudgetOptions, read: EnvReader): AlertSet
   let resolveAfterMs = options.alertResolveAfterMs ?? read.number('REQUEST_BUDGET_ALERT_RESOLVE_MS', 100, 86_400_000) ?? DEFAULTS.alertResolveAfterMs;
   // A firing alert carries endsAt = now + resolveAfterMs; re-sent less often, it would flap.
   if (resolveAfterMs <= resendIntervalMs) {
-    read.report(`alert resolve period (${resolveAfterMs} ms) must be longer than the resend interval (${resendIntervalMs} ms); using ${resendIntervalMs * 3} ms`);
+    read.report(
+      `alert resolve period (${resolveAfterMs} ms) must be longer than the resend interval (${resendIntervalMs} ms); using ${resendIntervalMs * 3} ms`,
+    );
     resolveAfterMs = resendIntervalMs * 3;
   }
   return {
@@ -299,10 +292,15 @@ class EnvReader {
   list<T extends string>(name: string, allowed: readonly T[], whenAllUnknown: 'default' | 'empty'): T[] | undefined {
     const raw = this.raw(name);
     if (raw === undefined) return undefined;
-    const entries = raw.split(',').map((entry) => entry.trim().toLowerCase()).filter((entry) => entry.length > 0);
+    const entries = raw
+      .split(',')
+      .map((entry) => entry.trim().toLowerCase())
+      .filter((entry) => entry.length > 0);
     const unknown = entries.filter((entry) => !allowed.includes(entry as T));
     if (unknown.length > 0) {
-      this.report(`${name}=${JSON.stringify(raw)}: unknown ${unknown.map((u) => JSON.stringify(u)).join(', ')} (expected ${allowed.join(', ')}); ignoring ${unknown.length === 1 ? 'it' : 'them'}`);
+      this.report(
+        `${name}=${JSON.stringify(raw)}: unknown ${unknown.map((u) => JSON.stringify(u)).join(', ')} (expected ${allowed.join(', ')}); ignoring ${unknown.length === 1 ? 'it' : 'them'}`,
+      );
     }
     const known = entries.filter((entry): entry is T => allowed.includes(entry as T));
     return known.length > 0 || unknown.length === 0 || whenAllUnknown === 'empty' ? known : undefined;

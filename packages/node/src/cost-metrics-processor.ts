@@ -139,9 +139,13 @@ export class CostMetricsProcessor implements SpanProcessor {
       rows: histogram(METRIC_NAMES.rows, 'Rows returned per request', '{row}', BUCKETS.rows),
       heapDelta: histogram(METRIC_NAMES.heapDelta, 'Heap growth per request (0 when it shrank)', 'By', BUCKETS.bytes),
       breaches: meter.createCounter(METRIC_NAMES.breaches, { description: 'Budget limits exceeded, by route, metric and severity' }),
-      jobsEnqueued: meter.createCounter(METRIC_NAMES.jobsEnqueued, { description: 'Jobs and messages put on a queue, by the route (or job) that enqueued them', unit: '{job}' }),
+      jobsEnqueued: meter.createCounter(METRIC_NAMES.jobsEnqueued, {
+        description: 'Jobs and messages put on a queue, by the route (or job) that enqueued them',
+        unit: '{job}',
+      }),
       lateOperations: meter.createCounter(METRIC_NAMES.lateOperations, {
-        description: "Queries (kind db) and outgoing HTTP calls (kind http_client) that ended after their request's response, so are in no cost record, by route",
+        description:
+          "Queries (kind db) and outgoing HTTP calls (kind http_client) that ended after their request's response, so are in no cost record, by route",
       }),
     };
   }

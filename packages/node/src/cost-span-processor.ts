@@ -225,5 +225,3 @@ export function costStatementsOf(root: object): RepeatedStatement[] | undefined 
   const state = (root as TrackedSpan)[ROOT_STATE];
   return state?.root === root ? state.tally.statements() : undefined;
 }
-
-

@@ -52,7 +52,8 @@ type Linked = { [NODE]?: OperationNode };
 /** Instrumentations whose other instances request-budget gives its row hook (adopted-instrumentations.ts). */
 const ROWS_HOOK_SCOPES = new Set(['@opentelemetry/instrumentation-pg', '@opentelemetry/instrumentation-mysql2']);
 
-const FIX = 'run one OpenTelemetry setup: either request-budget\'s register alone, or your own NodeSDK with requestBudgetComponents() spread into it (see the README, "Inside an existing OpenTelemetry setup")';
+const FIX =
+  'run one OpenTelemetry setup: either request-budget\'s register alone, or your own NodeSDK with requestBudgetComponents() spread into it (see the README, "Inside an existing OpenTelemetry setup")';
 
 export class DuplicateOperations {
   // Operation spans started in the current synchronous turn, by parent, scope and operation.
@@ -75,7 +76,10 @@ export class DuplicateOperations {
     const node: OperationNode = { identity, span, scope, own: isStartingOwnSpan(), outer, superseded: false, twin: false, ended: false, counted: false };
     (span as SdkSpan & Linked)[NODE] = node;
     if (outer !== undefined && outer.scope === scope) {
-      this.reportOnce(`nested ${scope}`, `${scope} is active twice: each operation gets two spans, one inside the other. request-budget counts it once; to stop the duplicate spans, ${FIX}`);
+      this.reportOnce(
+        `nested ${scope}`,
+        `${scope} is active twice: each operation gets two spans, one inside the other. request-budget counts it once; to stop the duplicate spans, ${FIX}`,
+      );
     }
     this.matchTwins(node, parent);
   }
@@ -96,8 +100,11 @@ export class DuplicateOperations {
     }
     node.counted = true;
     if (!node.own && isOwnScope(node.scope)) {
-      const hooks = ROWS_HOOK_SCOPES.has(node.scope) ? 'with request-budget\'s row hook added to it' : 'without request-budget\'s hooks';
-      this.reportOnce(`replaced ${node.scope}`, `request-budget's ${node.scope} was replaced by another instance registered after it (another OpenTelemetry setup in this process); its spans are counted instead, ${hooks}. To stop the duplicate patching, ${FIX}`);
+      const hooks = ROWS_HOOK_SCOPES.has(node.scope) ? "with request-budget's row hook added to it" : "without request-budget's hooks";
+      this.reportOnce(
+        `replaced ${node.scope}`,
+        `request-budget's ${node.scope} was replaced by another instance registered after it (another OpenTelemetry setup in this process); its spans are counted instead, ${hooks}. To stop the duplicate patching, ${FIX}`,
+      );
     }
     if (contribution.type === 'db' || contribution.timed !== undefined || outer === undefined) return contribution;
     return { ...contribution, timed: timedOf(outer) };
@@ -121,7 +128,10 @@ export class DuplicateOperations {
 
   private markTwin(node: OperationNode): void {
     node.twin = true;
-    this.reportOnce(`twin ${node.scope}`, `${node.scope} is registered twice (request-budget's and another OpenTelemetry setup's, e.g. auto-instrumentations-node's register): each call is traced twice, side by side. request-budget counts it once, from its own span; to stop the duplicate spans, ${FIX}`);
+    this.reportOnce(
+      `twin ${node.scope}`,
+      `${node.scope} is registered twice (request-budget's and another OpenTelemetry setup's, e.g. auto-instrumentations-node's register): each call is traced twice, side by side. request-budget counts it once, from its own span; to stop the duplicate spans, ${FIX}`,
+    );
   }
 
   private reportOnce(key: string, message: string): void {

@@ -21,8 +21,7 @@ const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
 /** Installs the hooks; returns a function that removes them. */
 export function installExitHooks(actions: ExitActions, timeoutMs: number): () => void {
-  const bounded = (work: Promise<void>) =>
-    Promise.race([work.catch(() => {}), new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+  const bounded = (work: Promise<void>) => Promise.race([work.catch(() => {}), new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
 
   const onBeforeExit = () => {
     process.removeListener('beforeExit', onBeforeExit);

@@ -7,7 +7,7 @@
  * whether the heap delta is trustworthy cannot wait for that, so a weakly held canary object
  * gives a synchronous answer too: a full collection clears it.
  */
-import { PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { PerformanceObserver } from 'node:perf_hooks';
 
 export class GcMonitor {
   count = 0;

@@ -15,7 +15,8 @@ import { describeError, reportProblem } from './diagnostics';
 
 const PROBE_ATTRIBUTE = 'request_budget.registration_probe';
 
-const FIX = 'run one OpenTelemetry setup: either request-budget\'s register alone, or your own NodeSDK with requestBudgetComponents() spread into it (see the README, "Inside an existing OpenTelemetry setup")';
+const FIX =
+  'run one OpenTelemetry setup: either request-budget\'s register alone, or your own NodeSDK with requestBudgetComponents() spread into it (see the README, "Inside an existing OpenTelemetry setup")';
 
 /** Notices the probe span; one of request-budget's span processors. */
 export class RegistrationProbe implements SpanProcessor {
@@ -38,7 +39,9 @@ export class RegistrationProbe implements SpanProcessor {
   /** Whether a span started through the global API reaches this processor now. */
   receivesGlobalSpans(): boolean {
     this.seen = false;
-    trace.getTracer('@request-budget/node').startSpan('request-budget registration probe', { root: true, attributes: { [PROBE_ATTRIBUTE]: true } }, ROOT_CONTEXT);
+    trace
+      .getTracer('@request-budget/node')
+      .startSpan('request-budget registration probe', { root: true, attributes: { [PROBE_ATTRIBUTE]: true } }, ROOT_CONTEXT);
     return this.seen;
   }
 }

@@ -22,5 +22,9 @@
  *
  * The pieces live in ./http-clients/; this module is what the SDK wires in.
  */
-export { DEFAULT_MAX_CLIENT_TIMEOUT_MS, HttpClientTimeoutInstrumentation, type HttpClientTimeoutConfig } from './http-clients/http-client-timeout-instrumentation';
+export {
+  DEFAULT_MAX_CLIENT_TIMEOUT_MS,
+  HttpClientTimeoutInstrumentation,
+  type HttpClientTimeoutConfig,
+} from './http-clients/http-client-timeout-instrumentation';
 export { wrapGlobalFetch } from './http-clients/fetch-calls';

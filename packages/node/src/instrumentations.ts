@@ -32,7 +32,22 @@ import { applyFrameworkRoute } from './route-naming';
 import { HttpClientTimeoutInstrumentation } from './http-client-timeouts';
 
 /** Names accepted in OTEL_NODE_ENABLED_INSTRUMENTATIONS / OTEL_NODE_DISABLED_INSTRUMENTATIONS. */
-export const INSTRUMENTATION_NAMES = ['http', 'express', 'fastify', 'koa', 'pg', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb', 'bullmq', 'amqplib', 'pg-boss'] as const;
+export const INSTRUMENTATION_NAMES = [
+  'http',
+  'express',
+  'fastify',
+  'koa',
+  'pg',
+  'postgres',
+  'mysql2',
+  'ioredis',
+  'redis',
+  'undici',
+  'mongodb',
+  'bullmq',
+  'amqplib',
+  'pg-boss',
+] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 
 /** Settings the instrumentations are created with (from the resolved configuration). */

@@ -42,7 +42,9 @@ export class KoaRouteInstrumentation extends InstrumentationBase {
       (exports: unknown) => {
         const prototype = koaClassOf(exports)?.prototype;
         if (typeof prototype?.handleRequest !== 'function') {
-          reportProblem('koa: Application#handleRequest not found; Koa routes are not named (http.route) and fall to the budget defaults; call setRoute() in handlers');
+          reportProblem(
+            'koa: Application#handleRequest not found; Koa routes are not named (http.route) and fall to the budget defaults; call setRoute() in handlers',
+          );
           return exports;
         }
         if (isOurs(prototype.handleRequest)) return exports;
@@ -114,5 +116,5 @@ export class KoaRouteInstrumentation extends InstrumentationBase {
 function koaClassOf(exports: unknown): KoaClass | undefined {
   const module = exports as { [Symbol.toStringTag]?: unknown; default?: unknown } | undefined;
   const candidate = module?.[Symbol.toStringTag] === 'Module' ? module.default : module;
-  return typeof candidate === 'function' ? (candidate) : undefined;
+  return typeof candidate === 'function' ? candidate : undefined;
 }

@@ -190,7 +190,8 @@ export class LibraryCoverage {
 
   private turnedOffBy(instrumentation: string): string {
     if (this.options.enabledFrom === 'option') return `${this.optionLabel} leaves out its instrumentation "${instrumentation}"`;
-    if (listed(this.env.OTEL_NODE_DISABLED_INSTRUMENTATIONS, instrumentation)) return `OTEL_NODE_DISABLED_INSTRUMENTATIONS turns off its instrumentation "${instrumentation}"`;
+    if (listed(this.env.OTEL_NODE_DISABLED_INSTRUMENTATIONS, instrumentation))
+      return `OTEL_NODE_DISABLED_INSTRUMENTATIONS turns off its instrumentation "${instrumentation}"`;
     return `OTEL_NODE_ENABLED_INSTRUMENTATIONS leaves out its instrumentation "${instrumentation}"`;
   }
 

@@ -13,7 +13,11 @@ import type { ExporterConnections } from './exporter-connections';
 import { createMetricReaders } from './metric-readers';
 
 /** A meter provider with the configured readers, or undefined when metrics are not exported. */
-export function createCostMeterProvider(config: ResolvedConfig, instrumentations: readonly Instrumentation[], connections: ExporterConnections): MeterProvider | undefined {
+export function createCostMeterProvider(
+  config: ResolvedConfig,
+  instrumentations: readonly Instrumentation[],
+  connections: ExporterConnections,
+): MeterProvider | undefined {
   if (config.metrics.exporters.length === 0) return undefined;
   let resource = defaultResource().merge(detectResources({ detectors: [envDetector, processDetector, hostDetector] }));
   if (config.serviceName !== undefined) resource = resource.merge(resourceFromAttributes({ 'service.name': config.serviceName }));

@@ -60,11 +60,15 @@ export class MysqlCallbackContextInstrumentation extends InstrumentationBase<Ins
     // addCommand lives on mysql2's base connection class (>= 3.11) or on Connection itself.
     const owner = ownerOf(Connection?.prototype, 'addCommand');
     const instrumentation = this;
-    const installed = installLayer(owner, 'addCommand', LAYER_NAME, (original, state) =>
-      function addCommandInCallerContext(this: unknown, command: Command) {
-        if (state.active) instrumentation.bindToActiveContext(command);
-        return original.call(this, command);
-      },
+    const installed = installLayer(
+      owner,
+      'addCommand',
+      LAYER_NAME,
+      (original, state) =>
+        function addCommandInCallerContext(this: unknown, command: Command) {
+          if (state.active) instrumentation.bindToActiveContext(command);
+          return original.call(this, command);
+        },
     );
     if (!installed) this.reportOnce('mysql2 connections have no addCommand method in this version');
   }

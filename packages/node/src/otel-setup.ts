@@ -62,11 +62,13 @@ export interface RequestBudgetComponents {
  */
 export function requestBudgetComponents(options: RequestBudgetComponentsOptions = {}): RequestBudgetComponents {
   const given = options.instrumentations;
-  const names = given !== undefined && given.every((item) => typeof item === 'string') ? (given) : undefined;
+  const names = given !== undefined && given.every((item) => typeof item === 'string') ? given : undefined;
   const instances = given !== undefined && names === undefined ? (given as readonly (Instrumentation | readonly Instrumentation[])[]) : undefined;
   try {
     if (activeConfig() !== undefined) {
-      reportProblem('requestBudgetComponents() was called while request-budget\'s register (start()) runs: its components are left out, as the other SDK could not register anyway. Use one: the register, or requestBudgetComponents() in your NodeSDK');
+      reportProblem(
+        "requestBudgetComponents() was called while request-budget's register (start()) runs: its components are left out, as the other SDK could not register anyway. Use one: the register, or requestBudgetComponents() in your NodeSDK",
+      );
       return { spanProcessors: [], sampler: options.sampler ?? defaultSampler(), instrumentations: instances?.flat() ?? [] };
     }
     const config = resolveConfig({ ...options, instrumentations: names }, process.env, reportProblem);

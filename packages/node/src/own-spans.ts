@@ -68,7 +68,7 @@ class OwnTracer implements Tracer {
   startActiveSpan<F extends (span: Span) => unknown>(name: string, ...rest: [F] | [SpanOptions, F] | [SpanOptions, Context, F]): ReturnType<F> {
     const fn = rest[rest.length - 1] as F;
     const options = rest.length >= 2 ? (rest[0] as SpanOptions) : undefined;
-    const parent = rest.length === 3 ? (rest[1]) : context.active();
+    const parent = rest.length === 3 ? rest[1] : context.active();
     const span = this.startSpan(name, options, parent);
     return context.with(trace.setSpan(parent, span), fn as (span: Span) => ReturnType<F>, undefined, span);
   }

@@ -43,7 +43,11 @@ export interface CostPipeline {
  * Builds the processors and sampler for `config`. `instrumentations` are those the provider's
  * spans will come from (the instrumentation metrics option shares the meter provider with them).
  */
-export function assemblePipeline(config: ResolvedConfig, options: { spanProcessors?: readonly SpanProcessor[] }, instrumentations: readonly Instrumentation[]): CostPipeline {
+export function assemblePipeline(
+  config: ResolvedConfig,
+  options: { spanProcessors?: readonly SpanProcessor[] },
+  instrumentations: readonly Instrumentation[],
+): CostPipeline {
   if (config.summaryByDefault) {
     reportProblem('no trace exporter configured (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT): printing one summary line per request on stderr');
   }
@@ -69,10 +73,14 @@ export function assemblePipeline(config: ResolvedConfig, options: { spanProcesso
           }),
         ]
       : []),
-    ...(meterProvider !== undefined ? [new CostMetricsProcessor({ meter: meterProvider.getMeter('@request-budget/node'), ...(rules !== undefined ? { rules } : {}) })] : []),
+    ...(meterProvider !== undefined
+      ? [new CostMetricsProcessor({ meter: meterProvider.getMeter('@request-budget/node'), ...(rules !== undefined ? { rules } : {}) })]
+      : []),
     ...(options.spanProcessors ?? []).map((processor) => new GuardedSpanProcessor(processor)),
     ...(config.summary ? [new SummarySpanProcessor()] : []),
-    ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0 ? [new BreachedTraceExportProcessor(exportProcessors)] : exportProcessors),
+    ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0
+      ? [new BreachedTraceExportProcessor(exportProcessors)]
+      : exportProcessors),
   ];
   // Unsampled spans are still recorded (not exported) so every request gets its cost record.
   return { budgets, alerts, meterProvider, spanProcessors, sampler: createAlwaysRecordSampler(config.sampler), probe, connections };

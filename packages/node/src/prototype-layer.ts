@@ -21,7 +21,12 @@ const ORIGINAL = Symbol('request-budget.layer-original');
  * already in its chain of wrappers, which is switched back on instead. Returns false when there
  * is no such method.
  */
-export function installLayer(target: object | undefined, method: string, name: string, wrap: (original: AnyFunction, state: LayerState) => AnyFunction): boolean {
+export function installLayer(
+  target: object | undefined,
+  method: string,
+  name: string,
+  wrap: (original: AnyFunction, state: LayerState) => AnyFunction,
+): boolean {
   const holder = target as Record<string, unknown> | undefined;
   const current = holder?.[method];
   if (holder === undefined || typeof current !== 'function') return false;
@@ -55,7 +60,7 @@ export function removeLayer(target: object | undefined, method: string, name: st
 
 /** The named layer's state in a chain of wrappers (ours and shimmer's `__original` links). */
 function findLayer(fn: AnyFunction, name: string): LayerState | undefined {
-  for (let layer: AnyFunction | undefined = fn; layer !== undefined; ) {
+  for (let layer: AnyFunction | undefined = fn; layer !== undefined;) {
     const mark = (layer as { [LAYER]?: { name: string; state: LayerState } })[LAYER];
     if (mark?.name === name) return mark.state;
     layer = (layer as { [ORIGINAL]?: AnyFunction })[ORIGINAL] ?? (layer as { __original?: AnyFunction }).__original;

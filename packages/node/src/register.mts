@@ -7,6 +7,8 @@ import { createRequire, register } from 'node:module';
 try {
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
 } catch (error) {
-  process.stderr.write(`request-budget: ES module instrumentation unavailable (${error instanceof Error ? error.message : String(error)}); CommonJS modules are still instrumented\n`);
+  process.stderr.write(
+    `request-budget: ES module instrumentation unavailable (${error instanceof Error ? error.message : String(error)}); CommonJS modules are still instrumented\n`,
+  );
 }
 createRequire(import.meta.url)('./register.js');

@@ -50,7 +50,9 @@ export class ReportingExporter implements SpanExporter {
     this.failedSinceReport += spans;
     const now = this.now();
     if (now - this.lastReportMs < EXPORT_FAILURE_REPORT_INTERVAL_MS) return;
-    this.report(`could not export ${this.failedSinceReport} span(s) to ${this.target}: ${describe(result.error)}; they are dropped (said at most once a minute)`);
+    this.report(
+      `could not export ${this.failedSinceReport} span(s) to ${this.target}: ${describe(result.error)}; they are dropped (said at most once a minute)`,
+    );
     this.lastReportMs = now;
     this.failedSinceReport = 0;
   }

@@ -61,7 +61,10 @@ export function activeHttpMetadata(): RPCMetadata | undefined {
 export function setRoute(template: string): boolean {
   try {
     if (typeof template !== 'string' || template.trim().length === 0) {
-      reportOnce('setRoute-argument', `setRoute() needs the route template as a non-empty string (e.g. "/users/:id"), got ${describeValue(template)}; the call is ignored`);
+      reportOnce(
+        'setRoute-argument',
+        `setRoute() needs the route template as a non-empty string (e.g. "/users/:id"), got ${describeValue(template)}; the call is ignored`,
+      );
       return false;
     }
     const metadata = activeHttpMetadata();

@@ -90,9 +90,22 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     });
     sdk.start();
     const restoreFetch = config.instrumentations.includes('undici') ? wrapGlobalFetch() : () => {};
-    const state: Running = { sdk, config, budgets, alerts, spanProcessors, meterProvider, restoreFetch, instrumentations, removeExitHooks: () => {}, connections, stopping: undefined };
+    const state: Running = {
+      sdk,
+      config,
+      budgets,
+      alerts,
+      spanProcessors,
+      meterProvider,
+      restoreFetch,
+      instrumentations,
+      removeExitHooks: () => {},
+      connections,
+      stopping: undefined,
+    };
     running = state;
-    if (config.shutdownOnExit) Object.assign(state, { removeExitHooks: installExitHooks({ flush: () => flushOnSignal(state), shutdown }, EXIT_FLUSH_TIMEOUT_MS) });
+    if (config.shutdownOnExit)
+      Object.assign(state, { removeExitHooks: installExitHooks({ flush: () => flushOnSignal(state), shutdown }, EXIT_FLUSH_TIMEOUT_MS) });
     return true;
   } catch (error) {
     reportProblem(`could not start, the app runs without request-budget: ${describeError(error)}`);
@@ -126,7 +139,9 @@ export function shutdown(): Promise<void> {
       const finished = await Promise.race([work, sleep(EXIT_FLUSH_TIMEOUT_MS, false, { ref: false })]);
       if (!finished) {
         boundReached = true;
-        reportProblem(`shutdown: the trace backends did not finish within ${EXIT_FLUSH_TIMEOUT_MS} ms; their connections are closed and spans not yet exported are dropped`);
+        reportProblem(
+          `shutdown: the trace backends did not finish within ${EXIT_FLUSH_TIMEOUT_MS} ms; their connections are closed and spans not yet exported are dropped`,
+        );
         state.connections.destroy();
       }
     } finally {
@@ -165,7 +180,9 @@ function spanLimitsWithRoomForCost(config: ResolvedConfig): { spanLimits?: { att
   const limit = config.spanAttributeCountLimit;
   if (limit === undefined) return {};
   const raised = limit + COST_RECORD_ATTRIBUTE_ROOM;
-  reportProblem(`span attribute count limit ${limit} raised to ${raised}, so the cost record (up to ${COST_RECORD_ATTRIBUTE_ROOM} attributes on a request's span) is not dropped`);
+  reportProblem(
+    `span attribute count limit ${limit} raised to ${raised}, so the cost record (up to ${COST_RECORD_ATTRIBUTE_ROOM} attributes on a request's span) is not dropped`,
+  );
   return { spanLimits: { attributeCountLimit: raised } };
 }
 
@@ -193,4 +210,3 @@ export function alertStats(): Record<string, Readonly<AlertSinkStats>> {
 export async function flushAlerts(): Promise<void> {
   await running?.alerts?.flush();
 }
-

@@ -32,7 +32,9 @@ function createExporter(name: ResolvedConfig['traceExporters'][number], config: 
     case 'zipkin': {
       const exporter = new ZipkinExporter({ url: config.zipkinEndpoint, serviceName: config.serviceName });
       if (!useTimedZipkinSender(exporter, { url: config.zipkinEndpoint, timeoutMs: config.zipkinTimeoutMs, agentFor: connections.agentFor })) {
-        reportProblem('this @opentelemetry/exporter-zipkin has no sender request-budget can give a timeout: a Zipkin that does not answer may hold connections and delay exit');
+        reportProblem(
+          'this @opentelemetry/exporter-zipkin has no sender request-budget can give a timeout: a Zipkin that does not answer may hold connections and delay exit',
+        );
       }
       return exporter;
     }

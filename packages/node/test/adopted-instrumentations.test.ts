@@ -14,7 +14,9 @@ import { addRequestBudgetHooks, hookEveryDriverInstance } from '../src/adopted-i
 /** A span that only records the attributes set on it. */
 function recordingSpan(): Span & { attributes: Record<string, unknown> } {
   const attributes: Record<string, unknown> = {};
-  return { attributes, setAttribute: (key: string, value: unknown) => ((attributes[key] = value), undefined) } as unknown as Span & { attributes: Record<string, unknown> };
+  return { attributes, setAttribute: (key: string, value: unknown) => ((attributes[key] = value), undefined) } as unknown as Span & {
+    attributes: Record<string, unknown>;
+  };
 }
 
 const pgResult = { data: { rows: [{ id: 1 }, { id: 2 }, { id: 3 }] } };

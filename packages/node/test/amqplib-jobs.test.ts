@@ -11,7 +11,9 @@ import { amqplibJobName, amqplibPublishHook } from '../src/jobs/amqplib-jobs';
 import { createInstrumentations } from '../src/instrumentations';
 
 function recordingSpan(attributes: Record<string, unknown> = {}): Span & { attributes: Record<string, unknown> } {
-  return { attributes, setAttribute: (key: string, value: unknown) => ((attributes[key] = value), undefined) } as unknown as Span & { attributes: Record<string, unknown> };
+  return { attributes, setAttribute: (key: string, value: unknown) => ((attributes[key] = value), undefined) } as unknown as Span & {
+    attributes: Record<string, unknown>;
+  };
 }
 
 describe('amqplibJobName', () => {

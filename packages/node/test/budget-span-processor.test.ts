@@ -56,7 +56,10 @@ function query(statement: string): void {
 }
 
 function request(method: string, route: string | undefined, work: () => void): Span {
-  const span = tracer.startSpan(`${method} ${route ?? ''}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, ...(route ? { 'http.route': route } : {}) } });
+  const span = tracer.startSpan(`${method} ${route ?? ''}`, {
+    kind: SpanKind.SERVER,
+    attributes: { 'http.request.method': method, ...(route ? { 'http.route': route } : {}) },
+  });
   context.with(trace.setSpan(context.active(), span), work);
   span.end();
   return span;
@@ -78,9 +81,29 @@ describe('BudgetSpanProcessor', () => {
       ['budget.breach', { metric: 'db.repeated_count', value: 3, limit: 1, severity: 'critical', statement: 'SELECT * FROM users WHERE id = ?' }],
     ]);
     expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message: 'budget exceeded: db.queries 3>2, db.repeated_count 3>1' });
-    expect(breaches.map(({ service, route, rule, metric, value, limit, severity, traceId }) => ({ service, route, rule, metric, value, limit, severity, traceId }))).toEqual([
-      { service: 'svc', route: 'GET /users/:id', rule: 'GET /users/:id', metric: 'db.queries', value: 3, limit: 2, severity: 'critical', traceId: span.spanContext().traceId },
-      { service: 'svc', route: 'GET /users/:id', rule: 'GET /users/:id', metric: 'db.repeated_count', value: 3, limit: 1, severity: 'critical', traceId: span.spanContext().traceId },
+    expect(
+      breaches.map(({ service, route, rule, metric, value, limit, severity, traceId }) => ({ service, route, rule, metric, value, limit, severity, traceId })),
+    ).toEqual([
+      {
+        service: 'svc',
+        route: 'GET /users/:id',
+        rule: 'GET /users/:id',
+        metric: 'db.queries',
+        value: 3,
+        limit: 2,
+        severity: 'critical',
+        traceId: span.spanContext().traceId,
+      },
+      {
+        service: 'svc',
+        route: 'GET /users/:id',
+        rule: 'GET /users/:id',
+        metric: 'db.repeated_count',
+        value: 3,
+        limit: 1,
+        severity: 'critical',
+        traceId: span.spanContext().traceId,
+      },
     ]);
   });
 

@@ -13,8 +13,25 @@ describe('resolveConfig', () => {
     expect(config.traceExporters).toEqual([]);
     expect(config.summary).toBe(true);
     expect(config.disabled).toBe(false);
-    expect(config.instrumentations).toEqual(['http', 'express', 'fastify', 'koa', 'pg', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb', 'bullmq', 'amqplib', 'pg-boss']);
-    expect(config.sampler.toString()).toBe('ParentBased{root=AlwaysOnSampler, remoteParentSampled=AlwaysOnSampler, remoteParentNotSampled=AlwaysOffSampler, localParentSampled=AlwaysOnSampler, localParentNotSampled=AlwaysOffSampler}');
+    expect(config.instrumentations).toEqual([
+      'http',
+      'express',
+      'fastify',
+      'koa',
+      'pg',
+      'postgres',
+      'mysql2',
+      'ioredis',
+      'redis',
+      'undici',
+      'mongodb',
+      'bullmq',
+      'amqplib',
+      'pg-boss',
+    ]);
+    expect(config.sampler.toString()).toBe(
+      'ParentBased{root=AlwaysOnSampler, remoteParentSampled=AlwaysOnSampler, remoteParentNotSampled=AlwaysOffSampler, localParentSampled=AlwaysOnSampler, localParentNotSampled=AlwaysOffSampler}',
+    );
     expect(problems).toEqual([]);
   });
 
@@ -44,7 +61,10 @@ describe('resolveConfig', () => {
   });
 
   it('lets explicit options win over the environment', () => {
-    const { config } = resolve({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_SERVICE_NAME: 'env-name' }, { traceExporters: ['console'], serviceName: 'option-name', summary: false });
+    const { config } = resolve(
+      { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_SERVICE_NAME: 'env-name' },
+      { traceExporters: ['console'], serviceName: 'option-name', summary: false },
+    );
     expect(config.traceExporters).toEqual(['console']);
     expect(config.serviceName).toBe('option-name');
     expect(config.summary).toBe(false);
@@ -80,13 +100,29 @@ describe('resolveConfig', () => {
     expect(config.otlpProtocol).toBe('http/protobuf');
     expect(config.zipkinEndpoint).toBe('http://localhost:9411/api/v2/spans');
     expect(config.disabled).toBe(false);
-    expect(config.instrumentations).toEqual(['http', 'express', 'fastify', 'koa', 'postgres', 'mysql2', 'ioredis', 'redis', 'undici', 'mongodb', 'bullmq', 'amqplib', 'pg-boss']);
+    expect(config.instrumentations).toEqual([
+      'http',
+      'express',
+      'fastify',
+      'koa',
+      'postgres',
+      'mysql2',
+      'ioredis',
+      'redis',
+      'undici',
+      'mongodb',
+      'bullmq',
+      'amqplib',
+      'pg-boss',
+    ]);
     expect(config.batch.scheduledDelayMillis).toBeUndefined();
   });
 
   it('builds a ratio sampler and reports an out-of-range ratio', () => {
     const good = resolve({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' });
-    expect(good.config.sampler.toString()).toBe('ParentBased{root=TraceIdRatioBased{0.1}, remoteParentSampled=AlwaysOnSampler, remoteParentNotSampled=AlwaysOffSampler, localParentSampled=AlwaysOnSampler, localParentNotSampled=AlwaysOffSampler}');
+    expect(good.config.sampler.toString()).toBe(
+      'ParentBased{root=TraceIdRatioBased{0.1}, remoteParentSampled=AlwaysOnSampler, remoteParentNotSampled=AlwaysOffSampler, localParentSampled=AlwaysOnSampler, localParentNotSampled=AlwaysOffSampler}',
+    );
     const bad = resolve({ OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '1.5' });
     expect(bad.problems).toEqual(['OTEL_TRACES_SAMPLER_ARG="1.5" is not a number from 0 to 1; ignoring it']);
     expect(bad.config.sampler.toString()).toBe('TraceIdRatioBased{1}');

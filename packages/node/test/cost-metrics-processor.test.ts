@@ -1,6 +1,13 @@
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { AggregationTemporality, DataPointType, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type HistogramMetricData } from '@opentelemetry/sdk-metrics';
+import {
+  AggregationTemporality,
+  DataPointType,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type HistogramMetricData,
+} from '@opentelemetry/sdk-metrics';
 import { TracerProvider } from '@opentelemetry/sdk-trace';
 import { BudgetRuleSet, parseBudgetText } from '@request-budget/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,16 +36,23 @@ afterAll(async () => {
 });
 
 function request(route: string, queries: number, status = 200): void {
-  const root = tracer.startSpan(`GET ${route}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': 'GET', 'http.route': route, 'http.response.status_code': status } });
+  const root = tracer.startSpan(`GET ${route}`, {
+    kind: SpanKind.SERVER,
+    attributes: { 'http.request.method': 'GET', 'http.route': route, 'http.response.status_code': status },
+  });
   context.with(trace.setSpan(context.active(), root), () => {
-    for (let i = 0; i < queries; i += 1) tracer.startSpan('q', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': `SELECT ${i}` } }).end();
+    for (let i = 0; i < queries; i += 1)
+      tracer.startSpan('q', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': `SELECT ${i}` } }).end();
   });
   root.end();
 }
 
 async function collect() {
   await reader.forceFlush();
-  const metrics = metricExporter.getMetrics().at(-1)!.scopeMetrics.flatMap((scope) => scope.metrics);
+  const metrics = metricExporter
+    .getMetrics()
+    .at(-1)!
+    .scopeMetrics.flatMap((scope) => scope.metrics);
   return (name: string) => metrics.find((metric) => metric.descriptor.name === name)!;
 }
 

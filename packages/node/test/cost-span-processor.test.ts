@@ -67,7 +67,9 @@ describe('CostSpanProcessor', () => {
   it('does not count a query that ends after its root ended, nor one outside any root', () => {
     query('SELECT 1 AS outside');
     const root = tracer.startSpan('GET /late', { kind: SpanKind.SERVER });
-    const late = withSpan(root, () => tracer.startSpan('pg.query', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 2' } }));
+    const late = withSpan(root, () =>
+      tracer.startSpan('pg.query', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 2' } }),
+    );
     withSpan(root, () => query('SELECT 3'));
     root.end();
     late.end();
@@ -76,18 +78,24 @@ describe('CostSpanProcessor', () => {
     expect(exporter.getFinishedSpans().filter((s) => s.attributes['cost.db.queries'] !== undefined)).toHaveLength(1);
   });
 
-  it('counts enqueues (PRODUCER with messaging.system) as cost.jobs.enqueued, and the queue library\'s work beneath them as nothing else', () => {
+  it("counts enqueues (PRODUCER with messaging.system) as cost.jobs.enqueued, and the queue library's work beneath them as nothing else", () => {
     const root = tracer.startSpan('GET /signup', { kind: SpanKind.SERVER });
     withSpan(root, () => {
       query('SELECT 1 AS own');
       const add = tracer.startSpan('add mail', { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq' } });
       withSpan(add, () => {
-        const script = tracer.startSpan('evalsha', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'redis', 'db.query.text': 'evalsha abc 9 bull:mail:wait' } });
+        const script = tracer.startSpan('evalsha', {
+          kind: SpanKind.CLIENT,
+          attributes: { 'db.system.name': 'redis', 'db.query.text': 'evalsha abc 9 bull:mail:wait' },
+        });
         withSpan(script, () => query('SELECT 2 AS nested_beneath'));
         script.end();
       });
       add.end();
-      const bulk = tracer.startSpan('addBulk mail', { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq', 'messaging.batch.message_count': 5 } });
+      const bulk = tracer.startSpan('addBulk mail', {
+        kind: SpanKind.PRODUCER,
+        attributes: { 'messaging.system': 'bullmq', 'messaging.batch.message_count': 5 },
+      });
       bulk.end();
       // BullMQ's own telemetry span: a PRODUCER without messaging.system is no enqueue.
       const own = tracer.startSpan('add mail', { kind: SpanKind.PRODUCER, attributes: { 'bullmq.queue.name': 'mail' } });

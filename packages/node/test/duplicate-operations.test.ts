@@ -150,12 +150,20 @@ describe('side by side: two instances of one instrumentation', () => {
   const own = ownInstrumentation(UNDICI);
   const foreign = () => provider.getTracer(UNDICI);
   const fetchSpan = (tracer: Tracer, url: string, timed?: boolean) =>
-    tracer.startSpan('GET', { kind: SpanKind.CLIENT, attributes: { 'http.request.method': 'GET', 'url.full': url, ...(timed === undefined ? {} : { 'request_budget.http_client.timed': timed }) } });
+    tracer.startSpan('GET', {
+      kind: SpanKind.CLIENT,
+      attributes: { 'http.request.method': 'GET', 'url.full': url, ...(timed === undefined ? {} : { 'request_budget.http_client.timed': timed }) },
+    });
 
   it('counts the own span of each call whichever starts first, even for two calls to one URL in one turn', () => {
     const cost = request(() => {
       // As one diagnostics-channel publish per call calls both subscribers in turn.
-      const spans = [fetchSpan(foreign(), 'http://u/1'), fetchSpan(own.tracer, 'http://u/1', false), fetchSpan(own.tracer, 'http://u/1', true), fetchSpan(foreign(), 'http://u/1')];
+      const spans = [
+        fetchSpan(foreign(), 'http://u/1'),
+        fetchSpan(own.tracer, 'http://u/1', false),
+        fetchSpan(own.tracer, 'http://u/1', true),
+        fetchSpan(foreign(), 'http://u/1'),
+      ];
       for (const span of spans) span.end();
     });
     expect([cost['cost.http_client.calls'], cost['cost.http_client.untimed']]).toEqual([2, 1]);
@@ -173,8 +181,14 @@ describe('side by side: two instances of one instrumentation', () => {
     const pgOwn = ownInstrumentation('@opentelemetry/instrumentation-pg');
     expect(pgOwn.tracer).toBeDefined();
     const cost = request(() => {
-      query(provider.getTracer('@opentelemetry/instrumentation-pg'), 'pg.query', PG, undefined, { 'db.query.text': 'SELECT 1', 'db.response.returned_rows': 1 });
-      query(provider.getTracer('@opentelemetry/instrumentation-pg'), 'pg.query', PG, undefined, { 'db.query.text': 'SELECT 1', 'db.response.returned_rows': 1 });
+      query(provider.getTracer('@opentelemetry/instrumentation-pg'), 'pg.query', PG, undefined, {
+        'db.query.text': 'SELECT 1',
+        'db.response.returned_rows': 1,
+      });
+      query(provider.getTracer('@opentelemetry/instrumentation-pg'), 'pg.query', PG, undefined, {
+        'db.query.text': 'SELECT 1',
+        'db.response.returned_rows': 1,
+      });
     });
     await Promise.resolve();
     expect([cost['cost.db.queries'], cost['cost.db.rows']]).toEqual([2, 2]);

@@ -18,7 +18,14 @@ describe('judge', () => {
     ['exactly the ceiling', [{ source: 't', ms: 30_000 }], { timed: true, timeoutMs: 30_000 }],
     ['a 60 s timeout, above the ceiling', [{ source: 't', ms: 60_000 }], { timed: false, timeoutMs: 60_000 }],
     ['a signal of unknown delay', [{ source: 's', ms: undefined }], { timed: true, timeoutMs: undefined }],
-    ['the shortest of several', [{ source: 't', ms: 60_000 }, { source: 's', ms: 5000 }], { timed: true, timeoutMs: 5000 }],
+    [
+      'the shortest of several',
+      [
+        { source: 't', ms: 60_000 },
+        { source: 's', ms: 5000 },
+      ],
+      { timed: true, timeoutMs: 5000 },
+    ],
   ] as const)('%s', (_name, protections, expected) => {
     expect(judge(protections, ceiling)).toEqual(expected);
   });

@@ -59,7 +59,7 @@ describe('LateOperationLines', () => {
     lines.record({ root: root('/a'), contribution: db("SELECT * FROM t WHERE id = 1 AND name = 'x'") });
     lines.record({ root: root('/b'), contribution: { type: 'http_client', timed: true } });
     expect(lines.take()).toBe(
-      "request-budget: late: GET /a +1 query after the response (SELECT * FROM t WHERE id = ? AND name = ?)\n" +
+      'request-budget: late: GET /a +1 query after the response (SELECT * FROM t WHERE id = ? AND name = ?)\n' +
         'request-budget: late: GET /b +1 HTTP call after the response\n',
     );
     for (let i = 0; i < 3; i += 1) lines.record({ root: root('/a'), contribution: db(`SELECT ${i}`) });

@@ -345,7 +345,11 @@ describe('translation to the conventions (pure)', () => {
   });
 
   it('a batch recognised by its result alone (postgres.js loaded unpatched)', () => {
-    const result = (command: string, rows: number) => Object.assign(Array.from({ length: rows }, () => ({})), { command, count: rows });
+    const result = (command: string, rows: number) =>
+      Object.assign(
+        Array.from({ length: rows }, () => ({})),
+        { command, count: rows },
+      );
     expect(describeBatchResult([result('SELECT', 1), result('SELECT', 2)])).toEqual({ text: undefined, operation: 'BATCH SELECT', batchSize: 2 });
     expect(describeBatchResult([result('SELECT', 1), result('INSERT', 0)])).toEqual({ text: undefined, operation: undefined, batchSize: 2 });
     expect(describeBatchResult(result('SELECT', 1))).toBeUndefined();

@@ -13,18 +13,27 @@ describe('GET /users-with-orders', () => {
     expect(response.status).toBe(200);
     const users = (await response.json()) as { id: number; orders: unknown[] }[];
     expect(users).toHaveLength(20);
-    expect(users[0]).toEqual({ id: 1, name: 'user 1', orders: [{ id: 1, total: 11 }, { id: 2, total: 12 }] });
+    expect(users[0]).toEqual({
+      id: 1,
+      name: 'user 1',
+      orders: [
+        { id: 1, total: 11 },
+        { id: 2, total: 12 },
+      ],
+    });
   });
 });
 
 describe('GET /users/:id', () => {
   it('returns the user and their number of orders', async () => {
     const body = await new Promise<string>((resolve, reject) => {
-      http.get(`${service.base()}/users/7`, (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve(text));
-      }).on('error', reject);
+      http
+        .get(`${service.base()}/users/7`, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve(text));
+        })
+        .on('error', reject);
     });
     expect(JSON.parse(body)).toEqual({ id: 7, name: 'user 7', orders: 2 });
   });

@@ -36,4 +36,3 @@ export function serveSample(): { base: () => string; pool: () => Pool; app: () =
     app: () => app!,
   };
 }
-

@@ -29,34 +29,38 @@ export function trackAbortSignalDelays(): () => void {
   const undo: (() => void)[] = [];
 
   const originalTimeout = Signal.timeout;
-  undo.push(replaceStatic(Signal, 'timeout', function timeout(this: unknown, ms: number) {
-    const signal = originalTimeout.call(this, ms);
-    try {
-      delays.set(signal, Number(ms));
-    } catch {
-      // Remembering a delay is never worth an error in the app.
-    }
-    return signal;
-  }));
+  undo.push(
+    replaceStatic(Signal, 'timeout', function timeout(this: unknown, ms: number) {
+      const signal = originalTimeout.call(this, ms);
+      try {
+        delays.set(signal, Number(ms));
+      } catch {
+        // Remembering a delay is never worth an error in the app.
+      }
+      return signal;
+    }),
+  );
 
   const originalAny = Signal.any;
   if (typeof originalAny === 'function') {
-    undo.push(replaceStatic(Signal, 'any', function any(this: unknown, signals: Iterable<AbortSignal>) {
-      // Read an iterable once only: a generator cannot be replayed for the original.
-      const list = Array.isArray(signals) ? signals : isIterable(signals) ? Array.from(signals) : undefined;
-      const combined = originalAny.call(this, list ?? signals);
-      try {
-        let shortest: number | undefined;
-        for (const source of list ?? []) {
-          const delay = typeof source === 'object' && source !== null ? delays.get(source) : undefined;
-          if (delay !== undefined && (shortest === undefined || delay < shortest)) shortest = delay;
+    undo.push(
+      replaceStatic(Signal, 'any', function any(this: unknown, signals: Iterable<AbortSignal>) {
+        // Read an iterable once only: a generator cannot be replayed for the original.
+        const list = Array.isArray(signals) ? signals : isIterable(signals) ? Array.from(signals) : undefined;
+        const combined = originalAny.call(this, list ?? signals);
+        try {
+          let shortest: number | undefined;
+          for (const source of list ?? []) {
+            const delay = typeof source === 'object' && source !== null ? delays.get(source) : undefined;
+            if (delay !== undefined && (shortest === undefined || delay < shortest)) shortest = delay;
+          }
+          if (shortest !== undefined) delays.set(combined, shortest);
+        } catch {
+          // as above
         }
-        if (shortest !== undefined) delays.set(combined, shortest);
-      } catch {
-        // as above
-      }
-      return combined;
-    }));
+        return combined;
+      }),
+    );
   }
 
   restore = () => {

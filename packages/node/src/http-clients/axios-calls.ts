@@ -34,7 +34,10 @@ export function patchAxios<T>(moduleExports: T): T {
   const Axios = axiosClassOf(moduleExports);
   const original = Axios?.prototype._request;
   if (Axios === undefined || typeof original !== 'function') {
-    reportOnce('axios:shape', 'axios: Axios.prototype._request not found in this version; axios calls are judged by their node:http request only, so a call bounded only by `signal` counts as untimed');
+    reportOnce(
+      'axios:shape',
+      'axios: Axios.prototype._request not found in this version; axios calls are judged by their node:http request only, so a call bounded only by `signal` counts as untimed',
+    );
     return moduleExports;
   }
   if (original[ORIGINAL] !== undefined) return moduleExports;

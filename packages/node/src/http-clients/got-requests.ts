@@ -34,7 +34,10 @@ export function patchGot<T>(moduleExports: T): T {
   const Options = optionsClassOf(moduleExports);
   const original = Options?.prototype.createNativeRequestOptions;
   if (Options === undefined || typeof original !== 'function') {
-    reportOnce('got:shape', 'got: Options.prototype.createNativeRequestOptions not found in this version; got calls bounded by `timeout.request` or `signal` count as untimed');
+    reportOnce(
+      'got:shape',
+      'got: Options.prototype.createNativeRequestOptions not found in this version; got calls bounded by `timeout.request` or `signal` count as untimed',
+    );
     return moduleExports;
   }
   if (original[ORIGINAL] !== undefined) return moduleExports;
@@ -74,5 +77,5 @@ function protectionsOf(options: GotOptionsLike): Protection[] {
 
 function optionsClassOf(moduleExports: unknown): GotOptionsClass | undefined {
   const Options: unknown = (moduleExports as { Options?: unknown } | undefined)?.Options;
-  return typeof Options === 'function' && typeof Options.prototype === 'object' ? (Options) : undefined;
+  return typeof Options === 'function' && typeof Options.prototype === 'object' ? Options : undefined;
 }

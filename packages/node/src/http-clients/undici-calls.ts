@@ -78,7 +78,10 @@ export function patchUndiciApi<T>(moduleExports: T): T {
     api![name] = wrapped;
   }
   if (typeof api?.request !== 'function' || api.request[ORIGINAL] === undefined) {
-    reportOnce('undici:api-shape', "undici: request() not found where expected in this version; a signal passed to undici's request/stream is seen only on the package's own dispatchers");
+    reportOnce(
+      'undici:api-shape',
+      "undici: request() not found where expected in this version; a signal passed to undici's request/stream is seen only on the package's own dispatchers",
+    );
   }
   return moduleExports;
 }
@@ -95,7 +98,10 @@ export function unpatchUndiciApi<T>(moduleExports: T): void {
 export function patchUndiciFetch<T>(moduleExports: T): T {
   const exports = moduleExports as { fetch?: unknown } | undefined;
   if (typeof exports?.fetch !== 'function') {
-    reportOnce('undici:fetch-shape', "undici: fetch not found where expected in this version; undici's fetch calls are judged by their dispatcher's timeouts only");
+    reportOnce(
+      'undici:fetch-shape',
+      "undici: fetch not found where expected in this version; undici's fetch calls are judged by their dispatcher's timeouts only",
+    );
     return moduleExports;
   }
   exports.fetch = wrapFetch(exports.fetch);

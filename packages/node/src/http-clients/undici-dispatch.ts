@@ -82,7 +82,10 @@ export function patchDispatcherBase<T>(DispatcherBase: T): T {
   const proto = (DispatcherBase as DispatcherClass | undefined)?.prototype;
   const original = proto?.dispatch;
   if (proto === undefined || typeof original !== 'function') {
-    reportOnce('undici:shape', "undici: DispatcherBase.prototype.dispatch not found in this version; undici requests are judged without their dispatcher's timeouts");
+    reportOnce(
+      'undici:shape',
+      "undici: DispatcherBase.prototype.dispatch not found in this version; undici requests are judged without their dispatcher's timeouts",
+    );
     return DispatcherBase;
   }
   if (original[ORIGINAL] !== undefined) return DispatcherBase;

@@ -63,7 +63,7 @@ export function describeBatch(texts: readonly string[], size: number): QueryDesc
  */
 export function describeBatchResult(result: unknown): QueryDescription | undefined {
   if (!Array.isArray(result) || isResult(result) || result.length === 0 || !result.every(isResult)) return undefined;
-  const commands = new Set(result.map((item) => (item).command));
+  const commands = new Set(result.map((item) => item.command));
   const [command] = commands;
   return { text: undefined, operation: commands.size === 1 && typeof command === 'string' ? `BATCH ${command}` : undefined, batchSize: result.length };
 }

@@ -32,7 +32,15 @@ import {
   spanNameOf,
   type QueryDescription,
 } from './postgres-js-attributes';
-import { batchTexts, countCursorBatches, exposeRunningQuery, hideRunningQuery, queryPrototypeOf, runningQuery, type PostgresJsQuery } from './postgres-js-running-query';
+import {
+  batchTexts,
+  countCursorBatches,
+  exposeRunningQuery,
+  hideRunningQuery,
+  queryPrototypeOf,
+  runningQuery,
+  type PostgresJsQuery,
+} from './postgres-js-running-query';
 import type { PostgresJsInstrumentationConfig, PostgresJsQueryTrace } from './postgres-js-types';
 
 export type { PostgresJsInstrumentationConfig, PostgresJsResponseInfo } from './postgres-js-types';
@@ -56,11 +64,11 @@ type TracingHandlers = Parameters<diagnosticsChannel.TracingChannel<unknown, obj
 
 export class PostgresJsInstrumentation extends InstrumentationBase<PostgresJsInstrumentationConfig> {
   // Declared, not initialised: the base constructor calls enable() before field initialisers run.
-  private declare handlers: TracingHandlers | undefined;
-  private declare inFlight: WeakMap<object, QueryInFlight> | undefined;
-  private declare queryPrototype: object | undefined;
-  private declare patchFailed: boolean | undefined;
-  private declare reported: Set<string> | undefined;
+  declare private handlers: TracingHandlers | undefined;
+  declare private inFlight: WeakMap<object, QueryInFlight> | undefined;
+  declare private queryPrototype: object | undefined;
+  declare private patchFailed: boolean | undefined;
+  declare private reported: Set<string> | undefined;
 
   constructor(config: PostgresJsInstrumentationConfig = {}) {
     super(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION, config);
@@ -105,7 +113,10 @@ export class PostgresJsInstrumentation extends InstrumentationBase<PostgresJsIns
       if (!exposeRunningQuery(this.queryPrototype)) throw new Error('its Query class has no run() method');
     } catch (error) {
       this.patchFailed = true;
-      this.reportOnce('patch', `could not patch postgres.js (${describeError(error)}): its queries are still counted, but a .cursor() query counts only the rows of its last batch and sql.batch() shows no statement text`);
+      this.reportOnce(
+        'patch',
+        `could not patch postgres.js (${describeError(error)}): its queries are still counted, but a .cursor() query counts only the rows of its last batch and sql.batch() shows no statement text`,
+      );
     }
     return moduleExports;
   }
@@ -191,7 +202,7 @@ export class PostgresJsInstrumentation extends InstrumentationBase<PostgresJsIns
     if (this.queryPrototype !== undefined || this.patchFailed === true) return;
     this.reportOnce(
       'unpatched',
-      'postgres.js was loaded without request-budget\'s module hook (before request-budget started, or imported as an ES module without --import): its queries are counted, but a .cursor() query counts only the rows of its last batch; start the app with node --require @request-budget/node/register (CommonJS) or --import @request-budget/node/register (ES modules)',
+      "postgres.js was loaded without request-budget's module hook (before request-budget started, or imported as an ES module without --import): its queries are counted, but a .cursor() query counts only the rows of its last batch; start the app with node --require @request-budget/node/register (CommonJS) or --import @request-budget/node/register (ES modules)",
     );
   }
 

@@ -14,7 +14,13 @@
  * Acks, nacks and rejects make no spans, so they cost the job nothing.
  */
 import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile, isWrapped, type InstrumentationConfig } from '@opentelemetry/instrumentation';
+import {
+  InstrumentationBase,
+  InstrumentationNodeModuleDefinition,
+  InstrumentationNodeModuleFile,
+  isWrapped,
+  type InstrumentationConfig,
+} from '@opentelemetry/instrumentation';
 import { JOB_NAME_ATTRIBUTE, MESSAGING_SYSTEM, ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import { describeError, reportProblem } from '../diagnostics';
 import { installLayer, removeLayer, type AnyFunction, type LayerState } from '../prototype-layer';
@@ -46,7 +52,7 @@ interface DeliveredMessage {
 }
 
 export class AmqplibJobInstrumentation extends InstrumentationBase<InstrumentationConfig> {
-  private declare reported: Set<string> | undefined;
+  declare private reported: Set<string> | undefined;
 
   constructor(config: InstrumentationConfig = {}) {
     super('@request-budget/amqplib-jobs', '0.1.0', config);
@@ -73,7 +79,7 @@ export class AmqplibJobInstrumentation extends InstrumentationBase<Instrumentati
       if (prototype !== undefined && typeof prototype.consume === 'function' && !isWrapped(prototype.consume)) {
         this.reportOnce(
           'order',
-          'amqplib was patched by request-budget before instrumentation-amqplib, so consumed messages are not named as jobs and a handler returning a promise is not waited for; fix: list the amqplib instrumentation before request-budget\'s companions (start() does so)',
+          "amqplib was patched by request-budget before instrumentation-amqplib, so consumed messages are not named as jobs and a handler returning a promise is not waited for; fix: list the amqplib instrumentation before request-budget's companions (start() does so)",
         );
       }
       installLayer(prototype, 'consume', LAYER_NAME, (original, state) => this.consumeAsJobs(original, state));

@@ -27,7 +27,12 @@
  * get no cost record, and that is reported once.
  */
 import { context, ROOT_CONTEXT, type Span } from '@opentelemetry/api';
-import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile, type InstrumentationConfig } from '@opentelemetry/instrumentation';
+import {
+  InstrumentationBase,
+  InstrumentationNodeModuleDefinition,
+  InstrumentationNodeModuleFile,
+  type InstrumentationConfig,
+} from '@opentelemetry/instrumentation';
 import { describeError, reportProblem } from '../diagnostics';
 import { installLayer, removeLayer, type AnyFunction } from '../prototype-layer';
 import { BULLMQ_SYSTEM, bullMqJobAttributes, bullMqJobName, bullMqParentContext, bullMqPropagationMetadata, type BullMqJobLike } from './bullmq-job';
@@ -102,7 +107,7 @@ interface BullMqExports {
 }
 
 export class BullMqInstrumentation extends InstrumentationBase<BullMqInstrumentationConfig> {
-  private declare reported: Set<string> | undefined;
+  declare private reported: Set<string> | undefined;
 
   constructor(config: BullMqInstrumentationConfig = {}) {
     super('@request-budget/instrumentation-bullmq', '0.1.0', config);
@@ -143,7 +148,11 @@ export class BullMqInstrumentation extends InstrumentationBase<BullMqInstrumenta
         return result;
       };
     });
-    if (!patched) this.reportOnce('no-child', "BullMQ's ChildProcessor has no init method in this version: sandboxed processors' jobs get no cost record (supported: bullmq 6)");
+    if (!patched)
+      this.reportOnce(
+        'no-child',
+        "BullMQ's ChildProcessor has no init method in this version: sandboxed processors' jobs get no cost record (supported: bullmq 6)",
+      );
     return exports;
   }
 
@@ -170,7 +179,9 @@ export class BullMqInstrumentation extends InstrumentationBase<BullMqInstrumenta
         this.wrap(exports?.Queue, 'add', (original) => this.enqueue(original, 'add', (queue, args) => this.queueAdd(queue, args))),
         this.wrap(exports?.Queue, 'addBulk', (original) => this.enqueue(original, 'addBulk', (queue, args) => this.queueAddBulk(queue, args))),
         this.wrap(exports?.FlowProducer, 'add', (original) => this.enqueue(original, 'addFlow', (producer, args) => this.flowAdd(producer, args, false))),
-        this.wrap(exports?.FlowProducer, 'addBulk', (original) => this.enqueue(original, 'addBulkFlows', (producer, args) => this.flowAdd(producer, args, true))),
+        this.wrap(exports?.FlowProducer, 'addBulk', (original) =>
+          this.enqueue(original, 'addBulkFlows', (producer, args) => this.flowAdd(producer, args, true)),
+        ),
         // Connection setup and queue metadata: BullMQ's, whoever created the Queue or Worker.
         this.wrap(exports?.RedisConnection, 'init', outsideAnyRoot),
         this.wrap(exports?.RedisQueueBackend, 'setQueueMeta', outsideAnyRoot),
@@ -282,7 +293,8 @@ export class BullMqInstrumentation extends InstrumentationBase<BullMqInstrumenta
     return {
       destination: stringOr(queue.name),
       batchSize: jobs.length,
-      argumentsIn: (ctx) => (propagate ? [jobs.map((job: BulkJob) => (isObject(job) ? { ...job, opts: withMetadata(job.opts, ctx) } : job)), ...args.slice(1)] : args),
+      argumentsIn: (ctx) =>
+        propagate ? [jobs.map((job: BulkJob) => (isObject(job) ? { ...job, opts: withMetadata(job.opts, ctx) } : job)), ...args.slice(1)] : args,
     };
   }
 
@@ -309,7 +321,10 @@ export class BullMqInstrumentation extends InstrumentationBase<BullMqInstrumenta
 
   /** The trace context could not be stored with a job: it runs, in a trace of its own. */
   reportPropagation(error: unknown): void {
-    this.reportOnce('propagate', `a BullMQ job was enqueued without the trace context (its job span starts a trace of its own; reported once): ${describeError(error)}`);
+    this.reportOnce(
+      'propagate',
+      `a BullMQ job was enqueued without the trace context (its job span starts a trace of its own; reported once): ${describeError(error)}`,
+    );
   }
 
   private reportOnce(key: string, message: string): void {
@@ -364,7 +379,7 @@ function outsideAnyRoot(original: AnyFunction): AnyFunction {
 /** Job options with the trace context added, unless the caller set or refused one. Never mutates. */
 function withMetadata(opts: unknown, ctx: ReturnType<typeof context.active>): unknown {
   if (opts !== undefined && !isObject(opts)) return opts;
-  const telemetry = (opts)?.telemetry;
+  const telemetry = opts?.telemetry;
   if (telemetry !== undefined && (!isObject(telemetry) || telemetry.metadata !== undefined || telemetry.omitContext === true)) return opts;
   const metadata = bullMqPropagationMetadata(ctx);
   if (metadata === undefined) return opts;

@@ -26,7 +26,12 @@
  * there, through the module cache.
  */
 import { context, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
-import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile, type InstrumentationConfig } from '@opentelemetry/instrumentation';
+import {
+  InstrumentationBase,
+  InstrumentationNodeModuleDefinition,
+  InstrumentationNodeModuleFile,
+  type InstrumentationConfig,
+} from '@opentelemetry/instrumentation';
 import { JOB_ATTEMPT_ATTRIBUTE, JOB_NAME_ATTRIBUTE, MESSAGING_BATCH_MESSAGE_COUNT, MESSAGING_SYSTEM, ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import { dirname, join } from 'node:path';
 import { describeError, reportProblem } from '../diagnostics';
@@ -73,7 +78,7 @@ interface TelemetryModule {
 }
 
 export class PgBossInstrumentation extends InstrumentationBase<InstrumentationConfig> {
-  private declare reported: Set<string> | undefined;
+  declare private reported: Set<string> | undefined;
 
   constructor(config: InstrumentationConfig = {}) {
     super('@request-budget/instrumentation-pg-boss', '0.1.0', config);
@@ -166,7 +171,10 @@ export class PgBossInstrumentation extends InstrumentationBase<InstrumentationCo
       const processSpan = trace.getSpan(active);
       if (isPgBossProcessSpan(processSpan)) {
         // Its telemetry module could not be patched: the job is named, its bookkeeping is charged.
-        instrumentation.reportOnce('unpatched', "pg-boss's telemetry could not be patched, so each job's record also counts pg-boss's own completion queries; fix: start the app with `--import @request-budget/node/register`");
+        instrumentation.reportOnce(
+          'unpatched',
+          "pg-boss's telemetry could not be patched, so each job's record also counts pg-boss's own completion queries; fix: start the app with `--import @request-budget/node/register`",
+        );
         nameJob(processSpan!, queue, jobs);
         return handler.call(this, jobs, ...rest);
       }
@@ -212,20 +220,27 @@ function processOutsideTheJob(original: AnyFunction, state: LayerState): AnyFunc
   return function process(this: TelemetryInstance, queue: unknown, jobs: unknown, carrierOf: unknown, fn: unknown, ...rest: unknown[]) {
     if (!state.active || this?.enabled === false || typeof fn !== 'function') return original.call(this, queue, jobs, carrierOf, fn, ...rest);
     const processJobs = fn as AnyFunction;
-    return original.call(this, queue, jobs, carrierOf, function processJobsAsBookkeeping(this: unknown, ...args: unknown[]) {
-      let inner: Context | undefined;
-      try {
-        const active = context.active();
-        const span = trace.getSpan(active);
-        if (span !== undefined) {
-          nameJob(span, typeof queue === 'string' ? queue : String(queue), jobs);
-          inner = bookkeepingContext(active).setValue(JOB_SPAN, span);
+    return original.call(
+      this,
+      queue,
+      jobs,
+      carrierOf,
+      function processJobsAsBookkeeping(this: unknown, ...args: unknown[]) {
+        let inner: Context | undefined;
+        try {
+          const active = context.active();
+          const span = trace.getSpan(active);
+          if (span !== undefined) {
+            nameJob(span, typeof queue === 'string' ? queue : String(queue), jobs);
+            inner = bookkeepingContext(active).setValue(JOB_SPAN, span);
+          }
+        } catch {
+          inner = undefined; // the batch runs as pg-boss runs it
         }
-      } catch {
-        inner = undefined; // the batch runs as pg-boss runs it
-      }
-      return inner === undefined ? processJobs.apply(this, args) : context.with(inner, () => processJobs.apply(this, args));
-    }, ...rest);
+        return inner === undefined ? processJobs.apply(this, args) : context.with(inner, () => processJobs.apply(this, args));
+      },
+      ...rest,
+    );
   };
 }
 

@@ -82,8 +82,11 @@ function readFigures(input: unknown, at: string, problems: string[]): Figures | 
     return undefined;
   }
   const before = problems.length;
-  for (const name of FIGURE_NAMES) if (!isCount(input[name])) problems.push(`${at}.${name}: expected a non-negative integer, got ${JSON.stringify(input[name])}`);
-  for (const key of Object.keys(input)) if (!(FIGURE_NAMES as readonly string[]).includes(key) && key !== 'statements') problems.push(`${at}.${key}: unknown key (expected ${FIGURE_NAMES.join(', ')}, statements)`);
+  for (const name of FIGURE_NAMES)
+    if (!isCount(input[name])) problems.push(`${at}.${name}: expected a non-negative integer, got ${JSON.stringify(input[name])}`);
+  for (const key of Object.keys(input))
+    if (!(FIGURE_NAMES as readonly string[]).includes(key) && key !== 'statements')
+      problems.push(`${at}.${key}: unknown key (expected ${FIGURE_NAMES.join(', ')}, statements)`);
   const statements: Record<string, number> = {};
   if (!isObject(input.statements)) problems.push(`${at}.statements: expected an object of statement → count`);
   else {
@@ -93,7 +96,13 @@ function readFigures(input: unknown, at: string, problems: string[]): Figures | 
     }
   }
   if (problems.length > before) return undefined;
-  return { queries: input.queries as number, repeated: input.repeated as number, rows: input.rows as number, untimedHttpCalls: input.untimedHttpCalls as number, statements };
+  return {
+    queries: input.queries as number,
+    repeated: input.repeated as number,
+    rows: input.rows as number,
+    untimedHttpCalls: input.untimedHttpCalls as number,
+    statements,
+  };
 }
 
 /** The file's text for a table: stable, sorted, newline-terminated. */

@@ -94,7 +94,8 @@ export function addFigures(table: RouteTable, route: string, test: string, figur
 /** Merges tables (the files written by each test worker). */
 export function mergeTables(tables: readonly RouteTable[]): RouteTable {
   const merged: RouteTable = {};
-  for (const table of tables) for (const [route, tests] of Object.entries(table)) for (const [test, figures] of Object.entries(tests)) addFigures(merged, route, test, figures);
+  for (const table of tables)
+    for (const [route, tests] of Object.entries(table)) for (const [test, figures] of Object.entries(tests)) addFigures(merged, route, test, figures);
   return merged;
 }
 
@@ -132,7 +133,8 @@ export function compareBaseline(baseline: RouteTable, observed: RouteTable, opti
       else if (after.untimedHttpCalls < before.untimedHttpCalls) found(improvements, 'untimed HTTP calls', before.untimedHttpCalls, after.untimedHttpCalls);
     }
   }
-  for (const route of sortedKeys(baseline)) for (const test of sortedKeys(baseline[route])) if (observed[route]?.[test] === undefined) unexercised.push({ route, test });
+  for (const route of sortedKeys(baseline))
+    for (const test of sortedKeys(baseline[route])) if (observed[route]?.[test] === undefined) unexercised.push({ route, test });
   return { regressions, improvements, added, unexercised };
 }
 

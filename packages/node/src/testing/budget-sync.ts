@@ -74,9 +74,20 @@ export function checkAgainstBudgets(table: RouteTable, budgetPath: string): Find
         .map((fingerprint) => ({ fingerprint, count: figures.statements[fingerprint] }))
         .sort((a, b) => b.count - a.count);
       // Only the figures a test run measures the same way as production are judged.
-      const limits: Limits = Object.fromEntries(Object.entries(rule.limits).filter(([name]) => name === 'queries' || name === 'rows' || name === 'repeatedQueries' || name === 'untimedHttpCalls'));
+      const limits: Limits = Object.fromEntries(
+        Object.entries(rule.limits).filter(([name]) => name === 'queries' || name === 'rows' || name === 'repeatedQueries' || name === 'untimedHttpCalls'),
+      );
       const violations = evaluateBudget(
-        { durationMs: 0, queries: figures.queries, dbTimeMs: 0, rows: figures.rows, repeatedCount: figures.repeated, statements, httpClientCalls: 0, httpClientUntimed: figures.untimedHttpCalls },
+        {
+          durationMs: 0,
+          queries: figures.queries,
+          dbTimeMs: 0,
+          rows: figures.rows,
+          repeatedCount: figures.repeated,
+          statements,
+          httpClientCalls: 0,
+          httpClientUntimed: figures.untimedHttpCalls,
+        },
         { ...rule, limits },
       );
       for (const violation of violations) {
@@ -149,7 +160,10 @@ function budgetsYaml(defaults: RuleSettings | undefined, routes: BudgetRule[], j
       return Array.isArray(value) ? `${lead}${key}: [${value.map(scalar).join(', ')}]` : `${lead}${key}: ${scalar(value)}`;
     });
   if (defaults !== undefined && Object.keys(ruleObject(defaults)).length > 0) lines.push('defaults:', ...entries(ruleObject(defaults), '  '));
-  for (const [key, rules] of [['routes', routes], ['jobs', jobs]] as const) {
+  for (const [key, rules] of [
+    ['routes', routes],
+    ['jobs', jobs],
+  ] as const) {
     if (rules.length === 0) continue;
     lines.push(`${key}:`);
     for (const rule of rules) lines.push(...entries(ruleObject(rule, rule.match), '    ', '  - '));

@@ -45,7 +45,8 @@ export function runGate(observed: RouteTable, settings: GateSettings): GateOutco
     baselineWrite = previous === undefined ? 'created' : 'written';
   }
   // The budget file gets the baseline's figures: never a regression, unless accepted.
-  if (settings.budgetsWritePath !== undefined) writeBudgets(nextBaseline(baseline, observed, settings.mode === 'accept' ? 'accept' : 'tighten'), settings.budgetsWritePath);
+  if (settings.budgetsWritePath !== undefined)
+    writeBudgets(nextBaseline(baseline, observed, settings.mode === 'accept' ? 'accept' : 'tighten'), settings.budgetsWritePath);
   const observedEntries: EntryRef[] = sortedKeys(observed).flatMap((route) => sortedKeys(observed[route]).map((test) => ({ route, test })));
   const partial = { mode: settings.mode, comparison, budgetViolations };
   const result: GateResult = {

@@ -98,7 +98,8 @@ export function findUninstrumented(
       if (!DATA_LIBRARIES.has(definition.name) || patchedSomething(definition)) continue;
       const path = resolveFromProject(moduleRequire, definition.name);
       if (path === undefined || !loadedAtStart.has(path) || !versionSupported(path, definition)) continue;
-      if (!found.some((entry) => entry.module === definition.name)) found.push({ module: definition.name, instrumentation: instrumentation.instrumentationName });
+      if (!found.some((entry) => entry.module === definition.name))
+        found.push({ module: definition.name, instrumentation: instrumentation.instrumentationName });
     }
   }
   return found;
@@ -106,7 +107,9 @@ export function findUninstrumented(
 
 /** Libraries whose work is queries or commands, patched through their modules (not a channel). */
 const DATA_LIBRARIES = new Set(
-  KNOWN_LIBRARIES.filter((library) => (library.work === 'queries' || library.work === 'commands') && library.throughChannel !== true).map((library) => library.name).concat(['pg-pool']),
+  KNOWN_LIBRARIES.filter((library) => (library.work === 'queries' || library.work === 'commands') && library.throughChannel !== true)
+    .map((library) => library.name)
+    .concat(['pg-pool']),
 );
 
 function patchedSomething(definition: ModuleDefinition): boolean {

@@ -52,7 +52,10 @@ export function patchLoadedModules(registry: ModuleRegistry, instrumentations: r
       const loaded = registry.cache[main];
       if (loaded?.exports !== undefined && definition.moduleExports !== loaded.exports) {
         const result = instrumentation._onRequire(definition, loaded.exports, definition.name, baseDir);
-        if (result !== loaded.exports) throw new Error(`request-budget: ${instrumentation.instrumentationName} replaces the exports of ${definition.name}, which cannot be done inside jest's module registry`);
+        if (result !== loaded.exports)
+          throw new Error(
+            `request-budget: ${instrumentation.instrumentationName} replaces the exports of ${definition.name}, which cannot be done inside jest's module registry`,
+          );
         patched.push(definition.name);
       }
       if (baseDir === undefined) continue;

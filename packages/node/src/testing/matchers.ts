@@ -48,7 +48,12 @@ export function budgetViolations(cost: MeasuredCost | CostRecord, limits: Budget
 
 /** The failure message: the violations, every statement, and each request with its route. */
 export function describeBudgetFailure(cost: MeasuredCost | CostRecord, limits: BudgetLimits, violations: readonly Violation[]): string {
-  return [`cost exceeded the budget ${JSON.stringify(limits)}:`, ...violations.map((v) => `  ${formatViolation(v)}`), describeStatements(cost), ...describeRequests(cost)].join('\n');
+  return [
+    `cost exceeded the budget ${JSON.stringify(limits)}:`,
+    ...violations.map((v) => `  ${formatViolation(v)}`),
+    describeStatements(cost),
+    ...describeRequests(cost),
+  ].join('\n');
 }
 
 /** One line of figures, for the message of a negated assertion. */
@@ -60,13 +65,20 @@ export function describeCost(cost: CostRecord): string {
 export const budgetMatchers = {
   toBeWithinBudget(received: MeasuredCost, limits: BudgetLimits) {
     if (received === null || typeof received !== 'object' || typeof (received as Partial<CostRecord>).queries !== 'number') {
-      return { pass: false, message: () => `toBeWithinBudget expects the result of \`await measureCost(fn)\`, got ${typeof received === 'object' ? JSON.stringify(received) : String(received)} (was measureCost awaited?)` };
+      return {
+        pass: false,
+        message: () =>
+          `toBeWithinBudget expects the result of \`await measureCost(fn)\`, got ${typeof received === 'object' ? JSON.stringify(received) : String(received)} (was measureCost awaited?)`,
+      };
     }
     const violations = budgetViolations(received, limits);
     const pass = violations.length === 0;
     return {
       pass,
-      message: () => (pass ? `expected the cost to exceed ${JSON.stringify(limits)}, but it stayed within it (${describeCost(received)})` : describeBudgetFailure(received, limits, violations)),
+      message: () =>
+        pass
+          ? `expected the cost to exceed ${JSON.stringify(limits)}, but it stayed within it (${describeCost(received)})`
+          : describeBudgetFailure(received, limits, violations),
     };
   },
 };
@@ -87,9 +99,11 @@ export interface BudgetMatchers<R = unknown> {
 function ruleFrom(limits: BudgetLimits): ResolvedRule {
   const { heapDeltaBytes, heapMinConfidence, allowRepeated, ...counts } = limits;
   const heap = heapDeltaBytes === undefined ? undefined : parseByteSize(heapDeltaBytes);
-  if (heapDeltaBytes !== undefined && heap === undefined) throw new Error(`toBeWithinBudget: heapDeltaBytes ${JSON.stringify(heapDeltaBytes)} is not a byte size such as 512KiB or 8MiB`);
+  if (heapDeltaBytes !== undefined && heap === undefined)
+    throw new Error(`toBeWithinBudget: heapDeltaBytes ${JSON.stringify(heapDeltaBytes)} is not a byte size such as 512KiB or 8MiB`);
   const unknown = Object.keys(counts).filter((name) => !(LIMIT_NAMES as readonly string[]).includes(name));
-  if (unknown.length > 0) throw new Error(`toBeWithinBudget: unknown limit ${unknown.map((name) => JSON.stringify(name)).join(', ')} (expected ${LIMIT_NAMES.join(', ')})`);
+  if (unknown.length > 0)
+    throw new Error(`toBeWithinBudget: unknown limit ${unknown.map((name) => JSON.stringify(name)).join(', ')} (expected ${LIMIT_NAMES.join(', ')})`);
   return {
     name: 'toBeWithinBudget',
     limits: { ...counts, ...(heap !== undefined ? { heapDeltaBytes: heap } : {}) },

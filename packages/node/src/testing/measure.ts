@@ -14,14 +14,7 @@ import { context, SpanKind, trace, type Span } from '@opentelemetry/api';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import {
-  HTTP_CLIENT_TIMED,
-  MEASUREMENT_ATTRIBUTE,
-  ROOT_MARKER_ATTRIBUTE,
-  roundMs,
-  type CostRecord,
-  type RepeatedStatement,
-} from '@request-budget/core';
+import { HTTP_CLIENT_TIMED, MEASUREMENT_ATTRIBUTE, ROOT_MARKER_ATTRIBUTE, roundMs, type CostRecord, type RepeatedStatement } from '@request-budget/core';
 import { attributionOf } from '../cost-span-processor';
 import { reportProblem } from '../diagnostics';
 import { watchTrace } from '../measurement-registry';

@@ -17,7 +17,13 @@ export function assertWithinBudget(cost: MeasuredCost | CostRecord, limits: Budg
   const violations = budgetViolations(cost, limits);
   if (violations.length === 0) return;
   const details = describeBudgetFailure(cost, limits, violations);
-  throw new AssertionError({ message: message === undefined ? details : `${message}\n${details}`, actual: figures(cost), expected: limits, operator: 'withinBudget', stackStartFn: assertWithinBudget });
+  throw new AssertionError({
+    message: message === undefined ? details : `${message}\n${details}`,
+    actual: figures(cost),
+    expected: limits,
+    operator: 'withinBudget',
+    stackStartFn: assertWithinBudget,
+  });
 }
 
 /** Measures `fn` and asserts its cost is within `limits`; returns the cost for further checks. */
@@ -26,12 +32,24 @@ export async function assertCost(fn: () => unknown, limits: BudgetLimits, option
   const violations = budgetViolations(cost, limits);
   if (violations.length > 0) {
     const details = describeBudgetFailure(cost, limits, violations);
-    throw new AssertionError({ message: options.message === undefined ? details : `${options.message}\n${details}`, actual: figures(cost), expected: limits, operator: 'withinBudget', stackStartFn: assertCost });
+    throw new AssertionError({
+      message: options.message === undefined ? details : `${options.message}\n${details}`,
+      actual: figures(cost),
+      expected: limits,
+      operator: 'withinBudget',
+      stackStartFn: assertCost,
+    });
   }
   return cost;
 }
 
 /** The figures a budget names, for the assertion's `actual` (the whole cost is in the message). */
 function figures(cost: CostRecord): Record<string, number> {
-  return { queries: cost.queries, rows: cost.rows, repeatedQueries: cost.repeatedCount, httpClientCalls: cost.httpClientCalls, untimedHttpCalls: cost.httpClientUntimed };
+  return {
+    queries: cost.queries,
+    rows: cost.rows,
+    repeatedQueries: cost.repeatedCount,
+    httpClientCalls: cost.httpClientCalls,
+    untimedHttpCalls: cost.httpClientUntimed,
+  };
 }

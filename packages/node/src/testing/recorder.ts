@@ -114,4 +114,3 @@ export class BaselineRecorder implements Recorder {
     this.recordPart(costPartOf(root), test);
   }
 }
-

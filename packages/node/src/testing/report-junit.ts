@@ -31,7 +31,10 @@ export function junitReport(result: GateResult): string {
     }
     failed += 1;
     const message = isNewFailure && found.length === 0 ? 'not in the baseline' : found.map(describe).join('; ');
-    const body = isNewFailure && found.length === 0 ? 'Record it with REQUEST_BUDGET_BASELINE_UPDATE=1.' : found.map((finding) => `${describe(finding)}${finding.statement !== undefined ? `\n  ${finding.statement}` : ''}`).join('\n');
+    const body =
+      isNewFailure && found.length === 0
+        ? 'Record it with REQUEST_BUDGET_BASELINE_UPDATE=1.'
+        : found.map((finding) => `${describe(finding)}${finding.statement !== undefined ? `\n  ${finding.statement}` : ''}`).join('\n');
     lines.push(`${open}>`, `      <failure message="${xml(message)}" type="request-budget">${xml(body)}</failure>`, '    </testcase>');
   }
   const total = cases.size;

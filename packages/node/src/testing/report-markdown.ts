@@ -11,8 +11,10 @@ const UPDATE_HINT = 'REQUEST_BUDGET_BASELINE_UPDATE=1';
 export function markdownReport(result: GateResult): string {
   const { comparison } = result;
   const sections: string[] = [`## request-budget: per-route baseline`, '', summaryLine(result)];
-  if (comparison.regressions.length > 0) sections.push('', result.mode === 'accept' ? '### Regressions (accepted into the baseline)' : '### Regressions', '', findingsTable(comparison.regressions));
-  if (result.budgetViolations.length > 0) sections.push('', `### Over the budget file ${code(result.budgetPath ?? '')}`, '', findingsTable(result.budgetViolations, 'limit → observed'));
+  if (comparison.regressions.length > 0)
+    sections.push('', result.mode === 'accept' ? '### Regressions (accepted into the baseline)' : '### Regressions', '', findingsTable(comparison.regressions));
+  if (result.budgetViolations.length > 0)
+    sections.push('', `### Over the budget file ${code(result.budgetPath ?? '')}`, '', findingsTable(result.budgetViolations, 'limit → observed'));
   if (comparison.added.length > 0) {
     const note = result.mode === 'check' ? `not in the baseline: record them with ${code(UPDATE_HINT)}` : 'added to the baseline';
     sections.push('', `### New routes and tests (${note})`, '', addedTable(result));
@@ -22,7 +24,12 @@ export function markdownReport(result: GateResult): string {
     sections.push('', `### Cheaper (${note})`, '', findingsTable(comparison.improvements));
   }
   if (comparison.unexercised.length > 0) {
-    sections.push('', '### In the baseline, not exercised by this run', '', ...comparison.unexercised.map((entry) => `- ${cell(entry.route)} — ${cell(entry.test)}`));
+    sections.push(
+      '',
+      '### In the baseline, not exercised by this run',
+      '',
+      ...comparison.unexercised.map((entry) => `- ${cell(entry.route)} — ${cell(entry.test)}`),
+    );
   }
   return `${sections.join('\n')}\n`;
 }
@@ -45,13 +52,17 @@ export function summaryLine(result: GateResult): string {
 
 /** route | test | figure | before → after | statement */
 export function findingsTable(findings: readonly Finding[], heading = 'before → after'): string {
-  const rows = findings.map((finding) => `| ${cell(finding.route)} | ${cell(finding.test)} | ${cell(finding.figure)} | ${finding.before ?? '—'} → ${finding.after} | ${finding.statement === undefined ? '' : code(finding.statement)} |`);
+  const rows = findings.map(
+    (finding) =>
+      `| ${cell(finding.route)} | ${cell(finding.test)} | ${cell(finding.figure)} | ${finding.before ?? '—'} → ${finding.after} | ${finding.statement === undefined ? '' : code(finding.statement)} |`,
+  );
   return ['| route | test | figure | ' + heading + ' | statement |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }
 
 function addedTable(result: GateResult): string {
   const rows = result.comparison.added.map(
-    ({ route, test, figures }) => `| ${cell(route)} | ${cell(test)} | ${figures.queries} | ${figures.repeated} | ${figures.rows} | ${figures.untimedHttpCalls} |`,
+    ({ route, test, figures }) =>
+      `| ${cell(route)} | ${cell(test)} | ${figures.queries} | ${figures.repeated} | ${figures.rows} | ${figures.untimedHttpCalls} |`,
   );
   return ['| route | test | queries | repeated | rows | untimed HTTP calls |', '| --- | --- | --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -8,7 +8,9 @@ import { activeConfig, start } from '../sdk';
 /** Starts request-budget unless it runs already; returns whether it runs. */
 export function startForTests(env: Readonly<Record<string, string | undefined>> = process.env): boolean {
   if (activeConfig() !== undefined) return true;
-  const exportConfigured = Boolean(env.OTEL_TRACES_EXPORTER?.trim() || env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim());
+  const exportConfigured = Boolean(
+    env.OTEL_TRACES_EXPORTER?.trim() || env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim(),
+  );
   return start({
     ...(exportConfigured ? {} : { traceExporters: [] }),
     ...(env.REQUEST_BUDGET_SUMMARY?.trim() ? {} : { summary: false }),

@@ -39,7 +39,8 @@ function satisfiesComparator(version: Version, comparator: string): boolean {
     case '<=':
       return minor === undefined ? version[0] <= major : patch === undefined ? compare(version, [major, minor, Infinity]) <= 0 : cmp <= 0;
     case '^': {
-      const high: Version = major > 0 || minor === undefined ? [major + 1, 0, 0] : minor > 0 || patch === undefined ? [0, minor + 1, 0] : [0, 0, (patch ?? 0) + 1];
+      const high: Version =
+        major > 0 || minor === undefined ? [major + 1, 0, 0] : minor > 0 || patch === undefined ? [0, minor + 1, 0] : [0, 0, (patch ?? 0) + 1];
       return cmp >= 0 && compare(version, high) < 0;
     }
     case '~': {

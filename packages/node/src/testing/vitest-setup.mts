@@ -16,7 +16,9 @@ if (activeConfig() === undefined) {
   try {
     register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
   } catch (error) {
-    process.stderr.write(`request-budget: ES module instrumentation unavailable (${error instanceof Error ? error.message : String(error)}); libraries imported as ES modules may not be counted\n`);
+    process.stderr.write(
+      `request-budget: ES module instrumentation unavailable (${error instanceof Error ? error.message : String(error)}); libraries imported as ES modules may not be counted\n`,
+    );
   }
 }
 const { startForTests } = require('./runner-start.js') as typeof import('./runner-start.js');
