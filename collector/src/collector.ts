@@ -12,15 +12,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BudgetRuleSet, loadBudgetFile, type Budgets } from '@request-budget/core';
 import { createAlertDispatcher, type AlertDispatcher } from '@request-budget/alerts';
 import type { CollectorConfig } from './config';
-import { Downstream, type DropReason } from './downstream';
-import { createRequestHandler } from './http-receiver';
+import { Downstream, type DropReason } from './exporter/downstream';
+import { createRequestHandler } from './receiver/http-receiver';
 import { CollectorMetrics } from './metrics';
-import { CONTENT_TYPES, encodeTraceRequest } from './otlp-encode';
-import type { CollectedSpan } from './otlp-model';
-import { ExportTraceServiceResponse } from './otlp-schema';
-import { TraceBuffer, type FlushReason } from './trace-buffer';
-import { TraceProcessor } from './trace-processor';
-import { toZipkinSpan } from './zipkin';
+import { CONTENT_TYPES, encodeTraceRequest } from './exporter/otlp-encode';
+import type { CollectedSpan } from './otlp/otlp-model';
+import { ExportTraceServiceResponse } from './otlp/otlp-schema';
+import { TraceBuffer, type FlushReason } from './processor/trace-buffer';
+import { TraceProcessor } from './processor/trace-processor';
+import { toZipkinSpan } from './exporter/zipkin';
 
 export interface Logger {
   /** One line for the operator (stderr by default). */

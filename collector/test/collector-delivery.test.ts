@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/free-port';
-import { otlpRoot } from '../src/otlp-schema';
+import { otlpRoot } from '../src/otlp/otlp-schema';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
 import { startDownstream, type DownstreamServer } from './support/downstream-server';
 import { ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';

@@ -9,7 +9,7 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver } from '../../test/support/otlp-receiver';
 import { ExportTraceServiceResponse } from '../../test/support/otlp-schema';
-import { otlpRoot } from '../src/otlp-schema';
+import { otlpRoot } from '../src/otlp/otlp-schema';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
 import { ordersTrace, postOtlp, toOtlpJson, toOtlpProtobuf } from './support/synthetic-trace';
 

@@ -3,8 +3,8 @@
  * its driver's, as Knex's and Prisma's instrumentations make them — counts once: the driver's.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeTraceRequest } from '../src/otlp-decode';
-import { TraceProcessor } from '../src/trace-processor';
+import { decodeTraceRequest } from '../src/receiver/otlp-decode';
+import { TraceProcessor } from '../src/processor/trace-processor';
 import { Kind, newSpanId, newTraceId, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';
 
 const service = 'orders-js';

@@ -1,5 +1,5 @@
 /**
- * The collector's own description of the OTLP trace schema (src/otlp-schema.ts) against the
+ * The collector's own description of the OTLP trace schema (src/otlp/otlp-schema.ts) against the
  * official opentelemetry-proto files (the test-only copy in @elastic/mockotlpserver): every type,
  * field number, field type, label and enum value; then payloads made by the real OpenTelemetry
  * JS exporters (protobuf and JSON, gzip or not), decoded by the collector and by the official
@@ -16,10 +16,10 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeTraceRequest, type OtlpEncoding } from '../src/otlp-decode';
-import { encodeExportResponse, encodeStatus, encodeTraceRequest } from '../src/otlp-encode';
-import { keyValuesToPlain } from '../src/otlp-model';
-import { otlpRoot } from '../src/otlp-schema';
+import { decodeTraceRequest, type OtlpEncoding } from '../src/receiver/otlp-decode';
+import { encodeExportResponse, encodeStatus, encodeTraceRequest } from '../src/exporter/otlp-encode';
+import { keyValuesToPlain } from '../src/otlp/otlp-model';
+import { otlpRoot } from '../src/otlp/otlp-schema';
 import { decodeJsonRequest, decodeProtobufRequest } from '../../test/support/otlp-decode';
 import { otlpRoot as officialRoot, ExportTraceServiceResponse as OfficialResponse } from '../../test/support/otlp-schema';
 import type { ReceivedSpan } from '../../test/support/received-span';

@@ -4,9 +4,9 @@
  * hands on its oldest trace as it is — never drops it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeTraceRequest } from '../src/otlp-decode';
-import type { CollectedSpan } from '../src/otlp-model';
-import { TraceBuffer, type FlushReason } from '../src/trace-buffer';
+import { decodeTraceRequest } from '../src/receiver/otlp-decode';
+import type { CollectedSpan } from '../src/otlp/otlp-model';
+import { TraceBuffer, type FlushReason } from '../src/processor/trace-buffer';
 import { Kind, newSpanId, newTraceId, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';
 
 const buffers: TraceBuffer[] = [];

@@ -5,11 +5,11 @@
  */
 import { BudgetRuleSet, loadBudgetFile } from '@request-budget/core';
 import { describe, expect, it } from 'vitest';
-import { decodeTraceRequest } from '../src/otlp-decode';
-import { encodeTraceRequest } from '../src/otlp-encode';
-import type { CollectedSpan } from '../src/otlp-model';
-import { attributeToRoots } from '../src/root-attribution';
-import { normaliseRouteTemplate, TraceProcessor } from '../src/trace-processor';
+import { decodeTraceRequest } from '../src/receiver/otlp-decode';
+import { encodeTraceRequest } from '../src/exporter/otlp-encode';
+import type { CollectedSpan } from '../src/otlp/otlp-model';
+import { attributeToRoots } from '../src/processor/root-attribution';
+import { normaliseRouteTemplate, TraceProcessor } from '../src/processor/trace-processor';
 import { decodeProtobufRequest } from '../../test/support/otlp-decode';
 import { COLLECTOR_BUDGETS } from './support/collector-process';
 import { Kind, newSpanId, newTraceId, ORDERS_ROOT_COST, ordersTrace, toOtlpJson, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';

@@ -15,8 +15,8 @@
  * unattributed (their local root cannot be known).
  */
 import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
-import type { CollectedSpan } from './otlp-model';
-import { SpanFlags, SpanKind } from './otlp-schema';
+import type { CollectedSpan } from '../otlp/otlp-model';
+import { SpanFlags, SpanKind } from '../otlp/otlp-schema';
 
 /** Each span's root (undefined: none), for every span of `spans`. */
 export function attributeToRoots(spans: readonly CollectedSpan[]): Map<CollectedSpan, CollectedSpan | undefined> {

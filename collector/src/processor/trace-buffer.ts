@@ -6,8 +6,8 @@
  * full trace is flushed at once). A flushed trace is handed on as it is: nothing is dropped here.
  */
 import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
-import type { CollectedSpan } from './otlp-model';
-import { SpanKind } from './otlp-schema';
+import type { CollectedSpan } from '../otlp/otlp-model';
+import { SpanKind } from '../otlp/otlp-schema';
 
 /** Why a trace left the buffer. */
 export type FlushReason = 'root_grace' | 'max_wait' | 'traces_full' | 'trace_full' | 'shutdown';

@@ -6,8 +6,8 @@
  * the local endpoint. Times are whole microseconds; a duration under 1 µs is written as 1, as the
  * Zipkin API asks; identical annotations in one span are written once (the API wants them unique).
  */
-import { int64ToBigInt, keyValuesToPlain, type CollectedSpan } from './otlp-model';
-import { SpanKind, StatusCode } from './otlp-schema';
+import { int64ToBigInt, keyValuesToPlain, type CollectedSpan } from '../otlp/otlp-model';
+import { SpanKind, StatusCode } from '../otlp/otlp-schema';
 
 export interface ZipkinSpan {
   traceId: string;

@@ -25,8 +25,8 @@ import {
   type BudgetRuleSet,
   type SpanKindName,
 } from '@request-budget/core';
-import { plainToAnyValue, type CollectedSpan, type NumberType, type WireKeyValue } from './otlp-model';
-import { SpanKind, StatusCode } from './otlp-schema';
+import { plainToAnyValue, type CollectedSpan, type NumberType, type WireKeyValue } from '../otlp/otlp-model';
+import { SpanKind, StatusCode } from '../otlp/otlp-schema';
 import { enqueueWorkOf } from './enqueue-work';
 import { attributeToRoots } from './root-attribution';
 

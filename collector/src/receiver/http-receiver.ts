@@ -10,10 +10,10 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import type { CollectorMetrics } from './metrics';
+import type { CollectorMetrics } from '../metrics';
 import { decodeTraceRequest, OtlpDecodeError, type OtlpEncoding } from './otlp-decode';
-import { CONTENT_TYPES, encodeExportResponse, encodeStatus } from './otlp-encode';
-import type { CollectedSpan } from './otlp-model';
+import { CONTENT_TYPES, encodeExportResponse, encodeStatus } from '../exporter/otlp-encode';
+import type { CollectedSpan } from '../otlp/otlp-model';
 
 const gunzip = promisify(zlib.gunzip);
 

@@ -8,7 +8,7 @@
  */
 import { backoffDelayMs, withJitter } from '@request-budget/core';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CollectedSpan } from './otlp-model';
+import type { CollectedSpan } from '../otlp/otlp-model';
 
 export type DropReason = 'downstream_rejected' | 'downstream_partial' | 'retries_exhausted' | 'shutdown';
 

@@ -3,9 +3,9 @@
  * and scope they came with), the ExportTraceServiceResponse it answers with, and the
  * google.rpc.Status bodies of its error answers — each in the encoding of the request.
  */
-import type { CollectedSpan, ResourceGroup, ScopeGroup, WireSpan } from './otlp-model';
-import type { OtlpEncoding } from './otlp-decode';
-import { ExportTraceServiceRequest, ExportTraceServiceResponse, RpcStatus } from './otlp-schema';
+import type { CollectedSpan, ResourceGroup, ScopeGroup, WireSpan } from '../otlp/otlp-model';
+import type { OtlpEncoding } from '../receiver/otlp-decode';
+import { ExportTraceServiceRequest, ExportTraceServiceResponse, RpcStatus } from '../otlp/otlp-schema';
 
 export const CONTENT_TYPES: Record<OtlpEncoding, string> = { protobuf: 'application/x-protobuf', json: 'application/json' };
 

@@ -16,8 +16,8 @@ import {
   type ScopeGroup,
   type WireKeyValue,
   type WireSpan,
-} from './otlp-model';
-import { ExportTraceServiceRequest } from './otlp-schema';
+} from '../otlp/otlp-model';
+import { ExportTraceServiceRequest } from '../otlp/otlp-schema';
 
 /** The body cannot be used at all; answered with 400 and this message. */
 export class OtlpDecodeError extends Error {

@@ -6,7 +6,7 @@
  * `cost.jobs.enqueued`; derived here, the cost agrees.
  */
 import { isEnqueueSpan, type SpanKindName } from '@request-budget/core';
-import type { CollectedSpan } from './otlp-model';
+import type { CollectedSpan } from '../otlp/otlp-model';
 
 /** The spans of `rootOf` (attributeToRoots' answer) that run beneath an enqueue span of their root. */
 export function enqueueWorkOf(
