@@ -28,6 +28,7 @@ async function main(): Promise<void> {
     return;
   }
   if (request.kind === 'version') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the package's own version, read only when asked for
     process.stdout.write(`${(require('../package.json') as { version: string }).version}\n`);
     return;
   }

@@ -521,7 +521,7 @@ function describeDefault(option: OptionDeclaration): string {
   if (option.type === 'duration') return formatDuration(value as number);
   if (option.type === 'size') return formatSize(value as number);
   if (option.type === 'headers') return Object.keys(value as object).length === 0 ? 'none' : JSON.stringify(value);
-  return String(value);
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
 }
 
 function formatDuration(ms: number): string {

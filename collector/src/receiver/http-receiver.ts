@@ -185,7 +185,7 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
         handled = plain(req, res, 404, `no such endpoint: ${req.method} ${path}; traces go to POST /v1/traces\n`);
       }
     } catch (error) {
-      handled = Promise.reject(error);
+      handled = Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     handled.catch((error: unknown) => {
       options.metrics.internalErrors.inc();

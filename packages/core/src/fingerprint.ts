@@ -16,7 +16,7 @@ const HEX_NUMBER = /(?<![\w$])0x[0-9a-f]+\b/gi;
 // name (a.1). A minus is part of the number where it cannot be a subtraction: after an
 // operator, a comma, a parenthesis, a keyword, or at the start.
 const NUMBER =
-  /(?:(?<=(?:^|[=<>(,+*\/-]|\b(?:SELECT|WHERE|AND|OR|NOT|THEN|ELSE|WHEN|VALUES|SET|BY|LIMIT|OFFSET|BETWEEN|IN|IS|LIKE|RETURN))\s*)-\s*)?(?<![\w$.:@])(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?(?![\w.])/gi;
+  /(?:(?<=(?:^|[=<>(,+*/-]|\b(?:SELECT|WHERE|AND|OR|NOT|THEN|ELSE|WHEN|VALUES|SET|BY|LIMIT|OFFSET|BETWEEN|IN|IS|LIKE|RETURN))\s*)-\s*)?(?<![\w$.:@])(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?(?![\w.])/gi;
 // Numbers inside keys such as `user:42` (Redis) also vary per call.
 const KEY_NUMBER = /(?<=[:/])\d+(?=\b)/g;
 const LIST_OF_PLACEHOLDERS = /\(\s*(?:\?|\$\d+)(?:\s*,\s*(?:\?|\$\d+))*\s*\)/g;
@@ -25,6 +25,7 @@ const WHITESPACE = /\s+/g;
 // Stands in for a quoted identifier while literals are replaced: the letter before the index
 // keeps the number rules off it.
 const identifierMark = (index: number) => `\u0000Q${index}\u0000`;
+// eslint-disable-next-line no-control-regex -- NUL cannot occur in SQL text, so the mark cannot collide with it
 const IDENTIFIER_MARK = /\u0000Q(\d+)\u0000/g;
 
 /**

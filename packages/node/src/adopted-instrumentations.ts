@@ -59,7 +59,7 @@ export function addRequestBudgetHooks(
   instrumentations: readonly (Instrumentation | readonly Instrumentation[])[],
   options: AddHooksOptions = {},
 ): Instrumentation[] {
-  const flat = instrumentations.flat() as Instrumentation[];
+  const flat: Instrumentation[] = instrumentations.flat();
   const names = [...new Set(flat.map((i) => NAMES_BY_SCOPE[i.instrumentationName]).filter((n): n is InstrumentationName => n !== undefined))];
   const clientTimeouts = new HttpClientTimeoutInstrumentation({
     enabled: names.includes('http') || names.includes('undici'),

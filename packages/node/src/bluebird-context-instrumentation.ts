@@ -22,8 +22,9 @@ import { describeError, reportProblem } from './diagnostics';
 
 const KEPT = Symbol('request-budget.bluebird-async-hooks');
 
-/** A Bluebird promise class (what `require('bluebird')` returns). */
-interface BluebirdClass extends Function {
+/** A Bluebird promise class (what `require('bluebird')` returns); only the app constructs it. */
+interface BluebirdClass {
+  new (...args: never[]): unknown;
   config?: (options: { asyncHooks?: boolean }) => unknown;
   getNewLibraryCopy?: () => BluebirdClass;
   [KEPT]?: true;

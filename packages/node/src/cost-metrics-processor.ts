@@ -19,14 +19,11 @@ import {
   COST_DB_TIME_MS,
   COST_HEAP_DELTA_BYTES,
   COST_JOBS_ENQUEUED,
-  HTTP_METHOD_LEGACY,
-  HTTP_REQUEST_METHOD,
-  HTTP_ROUTE,
   LIMIT_NAMES,
-  UNROUTED,
+  routeOf,
   type BudgetRuleSet,
 } from '@request-budget/core';
-import { JOB_NAME_ATTRIBUTE, MEASUREMENT_ATTRIBUTE } from './budget-span-processor';
+import { MEASUREMENT_ATTRIBUTE } from './budget-span-processor';
 import { lateOperationOf, type LateOperation } from './late-operations';
 
 /** Metric names, as OpenTelemetry instruments (Prometheus replaces the dots with underscores). */
@@ -157,15 +154,12 @@ export class CostMetricsProcessor implements SpanProcessor {
   }
 
   private routeLabel(span: ReadableSpan): string {
-    const a = span.attributes;
-    const job = a[JOB_NAME_ATTRIBUTE];
-    const method = String(a[HTTP_REQUEST_METHOD] ?? a[HTTP_METHOD_LEGACY] ?? 'ANY');
-    const template = a[HTTP_ROUTE];
-    const route = typeof job === 'string' ? `job ${job}` : `${method} ${typeof template === 'string' && template !== '' ? template : UNROUTED}`;
-    if (this.routes.has(route)) return route;
+    // The same label as breach reports and alerts (core's routeOf), bounded in number here.
+    const { job, method, template, label } = routeOf(span.attributes);
+    if (this.routes.has(label)) return label;
     if (this.routes.size >= this.maxRoutes) return OTHER_ROUTE;
-    this.routes.set(route, this.limitsFor(typeof job === 'string' ? job : undefined, method, typeof template === 'string' ? template : undefined));
-    return route;
+    this.routes.set(label, this.limitsFor(job, method ?? 'ANY', template));
+    return label;
   }
 
   private limitsFor(job: string | undefined, method: string, template: string | undefined): Partial<Record<string, number>> {

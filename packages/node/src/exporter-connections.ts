@@ -53,7 +53,7 @@ export class ExporterConnections {
   /** Knows every socket the agent opens; once released, a new one is let go at once. */
   private track(agent: Agent): void {
     const patchable = agent as unknown as { createConnection: Connect };
-    const connect = patchable.createConnection.bind(agent) as Connect;
+    const connect = patchable.createConnection.bind(agent);
     patchable.createConnection = (...args) => {
       if (this.refused) throw new Error('request-budget is shutting down: exporter connections are closed');
       const socket = connect(...args);

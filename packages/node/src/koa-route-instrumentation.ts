@@ -13,6 +13,7 @@ import { InstrumentationBase, InstrumentationNodeModuleDefinition, type Instrume
 import type { RPCMetadata } from '@opentelemetry/core';
 import { describeError, reportProblem } from './diagnostics';
 import { activeHttpMetadata, isRouteSetByApp } from './route-naming';
+import { stringAttribute } from './string-attribute';
 
 interface KoaContext {
   readonly _matchedRoute?: unknown;
@@ -96,9 +97,8 @@ export class KoaRouteInstrumentation extends InstrumentationBase {
   /** Before Koa writes the response, hence before instrumentation-http reads the route. */
   private nameRoute(ctx: KoaContext, metadata: RPCMetadata): void {
     try {
-      const matched = ctx?._matchedRoute;
-      if (matched === undefined || matched === null || isRouteSetByApp(metadata)) return;
-      const template = String(matched);
+      const template = routeTemplate(ctx?._matchedRoute);
+      if (template === undefined || isRouteSetByApp(metadata)) return;
       if (template.length > 0) metadata.route = template;
     } catch (error) {
       this.reportFailure(error);
@@ -117,4 +117,9 @@ function koaClassOf(exports: unknown): KoaClass | undefined {
   const module = exports as { [Symbol.toStringTag]?: unknown; default?: unknown } | undefined;
   const candidate = module?.[Symbol.toStringTag] === 'Module' ? module.default : module;
   return typeof candidate === 'function' ? candidate : undefined;
+}
+
+/** @koa/router's path of the matched route: a template, or the RegExp a route was declared with (as its literal). */
+function routeTemplate(matched: unknown): string | undefined {
+  return matched instanceof RegExp ? matched.toString() : stringAttribute(matched);
 }

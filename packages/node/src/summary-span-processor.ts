@@ -42,6 +42,7 @@ import {
   HTTP_ROUTE,
 } from '@request-budget/core';
 import { LateOperationLines, lateOperationOf, type LateOperation } from './late-operations';
+import { stringAttribute } from './string-attribute';
 
 // HTTP server attributes read only for the summary line (stable HTTP semantic conventions).
 const HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code';
@@ -157,17 +158,17 @@ export function formatSummaryLine(span: ReadableSpan): string {
   const durationMs = hrTimeToMilliseconds(span.duration);
   // The route template when the framework set one; else the path, so unrouted requests
   // (a bare http server, a 404) are still recognisable.
-  const target = a[HTTP_ROUTE] ?? a[URL_PATH];
+  const target = stringAttribute(a[HTTP_ROUTE]) ?? stringAttribute(a[URL_PATH]);
   const job = a[JOB_NAME_ATTRIBUTE];
-  const route = typeof job === 'string' ? `job ${job}` : target !== undefined ? `${a[HTTP_REQUEST_METHOD] ?? ''} ${target}`.trim() : span.name;
-  const status = a[HTTP_RESPONSE_STATUS_CODE] ?? (span.status.code === SpanStatusCode.ERROR ? 'error' : 'ok');
+  const route = typeof job === 'string' ? `job ${job}` : target !== undefined ? `${stringAttribute(a[HTTP_REQUEST_METHOD]) ?? ''} ${target}`.trim() : span.name;
+  const status = stringAttribute(a[HTTP_RESPONSE_STATUS_CODE]) ?? (span.status.code === SpanStatusCode.ERROR ? 'error' : 'ok');
   const parts = [
     `request-budget: ${route} ${status} ${durationMs.toFixed(1)}ms`,
-    `queries=${a[COST_DB_QUERIES]}`,
+    `queries=${shown(a[COST_DB_QUERIES])}`,
     `db=${Number(a[COST_DB_TIME_MS]).toFixed(1)}ms`,
-    `rows=${a[COST_DB_ROWS]}`,
-    `heap=${formatBytes(Number(a[COST_HEAP_DELTA_BYTES]))}(${a[COST_HEAP_CONFIDENCE]})`,
-    `http=${a[COST_HTTP_CLIENT_CALLS]}`,
+    `rows=${shown(a[COST_DB_ROWS])}`,
+    `heap=${formatBytes(Number(a[COST_HEAP_DELTA_BYTES]))}(${shown(a[COST_HEAP_CONFIDENCE])})`,
+    `http=${shown(a[COST_HTTP_CLIENT_CALLS])}`,
   ];
   const untimed = Number(a[COST_HTTP_CLIENT_UNTIMED]);
   if (untimed > 0) parts.push(`untimed=${untimed}`);
@@ -176,8 +177,13 @@ export function formatSummaryLine(span: ReadableSpan): string {
   const repeated = Number(a[COST_DB_REPEATED_COUNT]);
   if (repeated > 1) parts.push(`repeated=${repeated}×${JSON.stringify(preview(String(a[COST_DB_REPEATED_STATEMENT])))}`);
   const violations = a[BUDGET_VIOLATIONS];
-  if (a[BUDGET_BREACHED] === true && Array.isArray(violations)) parts.push(`OVER BUDGET (${a[BUDGET_RULE]}): ${violations.join(', ')}`);
+  if (a[BUDGET_BREACHED] === true && Array.isArray(violations)) parts.push(`OVER BUDGET (${shown(a[BUDGET_RULE])}): ${violations.join(', ')}`);
   return `${parts.join(' ')}\n`;
+}
+
+/** An attribute of the cost record or budget as the line shows it; `?` when the span lacks it. */
+function shown(value: unknown): string {
+  return stringAttribute(value) ?? '?';
 }
 
 function formatBytes(bytes: number): string {

@@ -36,8 +36,8 @@ function timedSend({ url, timeoutMs, agentFor }: ZipkinSenderOptions): Send {
       settled = true;
       done(result);
     };
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- after instrumentation-http patched it; exports run with tracing suppressed
     const { request } =
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- after instrumentation-http patched it; exports run with tracing suppressed
       target.protocol === 'https:' ? (require('node:https') as typeof import('node:https')) : (require('node:http') as typeof import('node:http'));
     const req = request(target, { method: 'POST', agent: agentFor(target.protocol), headers: { 'content-type': 'application/json' } }, (res) => {
       res.resume();

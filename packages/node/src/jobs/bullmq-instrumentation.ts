@@ -35,6 +35,7 @@ import {
 } from '@opentelemetry/instrumentation';
 import { describeError, reportProblem } from '../diagnostics';
 import { installLayer, removeLayer, type AnyFunction } from '../prototype-layer';
+import { stringAttribute } from '../string-attribute';
 import { BULLMQ_SYSTEM, bullMqJobAttributes, bullMqJobName, bullMqParentContext, bullMqPropagationMetadata, type BullMqJobLike } from './bullmq-job';
 import { MESSAGING_MESSAGE_ID, runEnqueue } from './enqueue-span';
 import { runAsJob, type JobRootOptions } from './job-root';
@@ -279,8 +280,8 @@ export class BullMqInstrumentation extends InstrumentationBase<BullMqInstrumenta
       attributes: { 'bullmq.job.name': stringOr(args[0]) ?? '' },
       argumentsIn: (ctx) => (propagate ? [args[0], args[1], withMetadata(args[2], ctx), ...args.slice(3)] : args),
       describeResult: (span, job) => {
-        const id = (job as { id?: unknown } | undefined)?.id;
-        if (id !== undefined && id !== null) span.setAttribute(MESSAGING_MESSAGE_ID, String(id));
+        const id = stringAttribute((job as { id?: unknown } | undefined)?.id);
+        if (id !== undefined) span.setAttribute(MESSAGING_MESSAGE_ID, id);
       },
     };
   }

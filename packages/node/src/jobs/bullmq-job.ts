@@ -6,6 +6,7 @@
  */
 import { propagation, trace, type Attributes, type Context } from '@opentelemetry/api';
 import { JOB_ATTEMPT_ATTRIBUTE, MESSAGING_SYSTEM } from '@request-budget/core';
+import { stringAttribute } from '../string-attribute';
 import { MESSAGING_DESTINATION_NAME, MESSAGING_MESSAGE_ID, MESSAGING_OPERATION_NAME, MESSAGING_OPERATION_TYPE } from './enqueue-span';
 
 /** `messaging.system` of BullMQ's spans. */
@@ -24,7 +25,7 @@ export interface BullMqJobLike {
 
 /** The job's name in budgets, reports and metrics: `<queue>.<job name>`, e.g. `mail.welcome`. */
 export function bullMqJobName(queue: string, job: BullMqJobLike): string {
-  return `${queue}.${typeof job.name === 'string' ? job.name : String(job.name ?? '')}`;
+  return `${queue}.${stringAttribute(job.name) ?? ''}`;
 }
 
 /** Messaging attributes of the job's root span, and which attempt it is. */
@@ -35,7 +36,8 @@ export function bullMqJobAttributes(queue: string, job: BullMqJobLike): Attribut
     [MESSAGING_OPERATION_NAME]: 'process',
     [MESSAGING_DESTINATION_NAME]: queue,
   };
-  if (job.id !== undefined && job.id !== null) attributes[MESSAGING_MESSAGE_ID] = String(job.id);
+  const id = stringAttribute(job.id);
+  if (id !== undefined) attributes[MESSAGING_MESSAGE_ID] = id;
   const attempt = attemptOf(job);
   if (attempt !== undefined) attributes[JOB_ATTEMPT_ATTRIBUTE] = attempt;
   return attributes;

@@ -301,6 +301,7 @@ function telemetryBeside(exports: object): TelemetryModule | undefined {
   const entry = Object.values(require.cache).find((module) => module?.exports === exports);
   if (entry === undefined) return undefined;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a path known only at run time, loaded synchronously inside the patch and from the same module cache as pg-boss's own copy
     return require(join(dirname(entry.filename), TELEMETRY_FILE)) as TelemetryModule;
   } catch {
     return undefined; // a pg-boss without telemetry: each handler call opens its own root

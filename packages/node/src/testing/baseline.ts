@@ -36,12 +36,14 @@ export interface CompareOptions {
 
 /** Names of figures as reports show them. */
 export type FigureLabel = 'queries' | 'repeated statement' | 'rows' | 'untimed HTTP calls';
+/** A budget metric over its limit, as reports show it: `db.queries (rule GET /orders)` (see budget-sync.ts). */
+export type BudgetFigureLabel = `${string} (rule ${string})`;
 
 /** One figure of one route in one test that moved. */
 export interface Finding {
   readonly route: string;
   readonly test: string;
-  readonly figure: FigureLabel | string;
+  readonly figure: FigureLabel | BudgetFigureLabel;
   /** Undefined when the baseline had no such figure (a statement not seen before). */
   readonly before: number | undefined;
   readonly after: number;
@@ -113,7 +115,7 @@ export function compareBaseline(baseline: RouteTable, observed: RouteTable, opti
         added.push({ route, test, figures: after });
         continue;
       }
-      const found = (list: Finding[], figure: string, was: number | undefined, now: number, statement?: string) =>
+      const found = (list: Finding[], figure: FigureLabel, was: number | undefined, now: number, statement?: string) =>
         list.push({ route, test, figure, before: was, after: now, ...(statement !== undefined ? { statement } : {}) });
       if (after.queries > before.queries) found(regressions, 'queries', before.queries, after.queries, grownStatements(before, after));
       else if (after.queries < before.queries) found(improvements, 'queries', before.queries, after.queries);

@@ -18,6 +18,7 @@ import { HTTP_CLIENT_TIMED, MEASUREMENT_ATTRIBUTE, ROOT_MARKER_ATTRIBUTE, roundM
 import { attributionOf } from '../cost-span-processor';
 import { reportProblem } from '../diagnostics';
 import { watchTrace } from '../measurement-registry';
+import { stringAttribute } from '../string-attribute';
 import { costPartOf, measuredRoute, sortStatements, type CostPart } from './cost-part';
 import { findUninstrumented, insideJest, jestSetupMissingError, loadedBeforeError, notRunningError } from './instrumentation-check';
 import { jestSetupRan, runMeasurementHooks } from './measure-hooks';
@@ -221,7 +222,7 @@ function warnOfOtherProcesses(urls: readonly string[]): void {
 
 function describeRequest(root: Span): string {
   const attributes = (root as unknown as ReadableSpan).attributes ?? {};
-  const method = attributes['http.request.method'] ?? attributes['http.method'] ?? '';
-  const target = attributes['url.path'] ?? attributes['http.target'] ?? attributes['http.route'] ?? '';
-  return `${String(method)} ${String(target)}`.trim() || 'unnamed request';
+  const method = stringAttribute(attributes['http.request.method']) ?? stringAttribute(attributes['http.method']) ?? '';
+  const target = stringAttribute(attributes['url.path']) ?? stringAttribute(attributes['http.target']) ?? stringAttribute(attributes['http.route']) ?? '';
+  return `${method} ${target}`.trim() || 'unnamed request';
 }
