@@ -175,6 +175,51 @@ describe('alerts to a real Alertmanager', () => {
     await expect.poll(() => alertmanager.alerts({ service: 'cost-app' }), { timeout: 8000, interval: 250 }).toHaveLength(0);
     expect((await alertmanager.receivedCounts()).resolved).toBeGreaterThanOrEqual(1);
   });
+
+  it('sends the configured headers (through a proxy that refuses without them) and links each alert to the trace of its latest breach', async () => {
+    // Alertmanager behind a proxy that wants a token, as many are deployed.
+    const seen: (string | undefined)[] = [];
+    const proxy = http.createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      if (req.headers.authorization !== 'Basic YWxlcnQ6cyNjcmV0') {
+        res.statusCode = 401;
+        return res.end();
+      }
+      const forward = http.request(`${alertmanager.url}${req.url}`, { method: req.method, headers: { 'content-type': 'application/json' } }, (upstream) => {
+        res.statusCode = upstream.statusCode ?? 502;
+        upstream.pipe(res);
+      });
+      req.pipe(forward);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const app = await launch({
+        OTEL_SERVICE_NAME: 'linked-app',
+        REQUEST_BUDGET_ALERTMANAGER_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+        // URL-encoded as in OTEL_EXPORTER_OTLP_HEADERS: %20 a space, %23 a '#'.
+        REQUEST_BUDGET_ALERTMANAGER_HEADERS: 'Authorization=Basic%20YWxlcnQ6cyNjcmV0',
+        REQUEST_BUDGET_TRACE_URL: 'http://jaeger:16686/trace/{traceId}',
+        REQUEST_BUDGET_ALERT_RESEND_MS: '500',
+        REQUEST_BUDGET_ALERT_LOG: 'false',
+      });
+      const first = await tracedGet(`${app.url}/queries/11`);
+      await expect.poll(() => alertmanager.alerts({ service: 'linked-app' }), { timeout: 5000 }).toHaveLength(1);
+      expect((await alertmanager.alerts({ service: 'linked-app' }))[0]!.generatorURL).toBe(`http://jaeger:16686/trace/${first.traceId}`);
+      // A later breach of the same alert: the link follows it.
+      const latest = await tracedGet(`${app.url}/queries/12`);
+      await expect
+        .poll(async () => (await alertmanager.alerts({ service: 'linked-app' })).map((alert) => [alert.generatorURL, alert.annotations.trace_id]), {
+          timeout: 5000,
+        })
+        .toEqual([[`http://jaeger:16686/trace/${latest.traceId}`, latest.traceId]]);
+      expect(seen.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(seen)).toEqual(new Set(['Basic YWxlcnQ6cyNjcmV0']));
+      // The secret never reaches stderr.
+      expect(app.stderrLines.filter((line) => line.includes('YWxlcnQ6cyNjcmV0'))).toEqual([]);
+    } finally {
+      proxy.close();
+    }
+  });
 });
 
 describe('webhook', () => {
@@ -219,6 +264,38 @@ describe('webhook', () => {
     }
   });
 
+  it('sends the configured Authorization header, and each breach with the link to its trace (webhook and log)', async () => {
+    const received: { authorization: string | undefined; tenant: string | undefined; body: { breaches: Record<string, unknown>[] } }[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk) => (body += chunk));
+      req.on('end', () => {
+        received.push({ authorization: req.headers.authorization, tenant: req.headers['x-tenant'] as string | undefined, body: JSON.parse(body) });
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const app = await launch({
+        REQUEST_BUDGET_WEBHOOK_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+        REQUEST_BUDGET_WEBHOOK_HEADERS: 'Authorization=Bearer%20hook-s3cret,X-Tenant=shop',
+        REQUEST_BUDGET_TRACE_URL: 'http://zipkin:9411/zipkin/traces/{traceId}',
+      });
+      const { server: span } = await costOf(receiver, `${app.url}/n-plus-one/7`);
+      await expect.poll(() => received.length, { timeout: 10_000 }).toBe(1);
+      expect(received[0]!.authorization).toBe('Bearer hook-s3cret');
+      expect(received[0]!.tenant).toBe('shop');
+      expect(received[0]!.body.breaches).toEqual([
+        expect.objectContaining({ metric: 'db.repeated_count', trace_id: span.traceId, trace_url: `http://zipkin:9411/zipkin/traces/${span.traceId}` }),
+      ]);
+      await app.waitForLine(/^\{"event":"budget\.breach"/, 5000, 'stderr');
+      expect(breachLines(app).map((line) => line.trace_url)).toEqual([`http://zipkin:9411/zipkin/traces/${span.traceId}`]);
+      expect(app.stderrLines.filter((line) => line.includes('hook-s3cret'))).toEqual([]);
+    } finally {
+      server.close();
+    }
+  });
+
   it('delivers alerts outside every trace: no span of the delivery in the breaching trace or any other', async () => {
     const posts: string[] = [];
     const server = http.createServer((req, res) => {
@@ -249,7 +326,7 @@ describe('webhook', () => {
     }
   });
 
-  it('leaves the app unaffected when every receiver is down, and says so once per receiver', async () => {
+  it('leaves the app unaffected when every receiver is down, and says so with the cause, once per receiver per minute', async () => {
     const closed = await new Promise<number>((resolve) => {
       const probe = http.createServer().listen(0, '127.0.0.1', () => {
         const { port } = probe.address() as AddressInfo;
@@ -260,15 +337,31 @@ describe('webhook', () => {
       REQUEST_BUDGET_ALERTMANAGER_URL: `http://127.0.0.1:${closed}`,
       REQUEST_BUDGET_WEBHOOK_URL: `http://127.0.0.1:${closed}/hook`,
     });
-    const results = await concurrently(30, (i) => get(`${app.url}/queries/${11 + (i % 3)}`));
+    // One breach first, whose webhook batch is being retried when the next 29 come: two batches.
+    expect((await get(`${app.url}/queries/11`)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const results = await concurrently(29, (i) => get(`${app.url}/queries/${11 + (i % 3)}`));
     expect(results.every((r) => r.status === 200)).toBe(true);
-    await app.waitForLine(
-      /request-budget: alertmanager: could not send \d+ alert\(s\) to http:\/\/127\.0\.0\.1:\d+\/api\/v2\/alerts: .*retrying with backoff/,
-      10_000,
-      'stderr',
-    );
-    expect(app.stderrLines.filter((l) => l.includes('alertmanager: could not send'))).toHaveLength(1);
+    await app.waitForLine(/request-budget: alertmanager: could not send/, 10_000, 'stderr');
+    // The webhook gives a batch up after 5 attempts (~7.5 s of backoff): its first drop is said.
+    await app.waitForLine(/request-budget: webhook: dropped/, 15_000, 'stderr');
+    // Long enough for a second batch to be given up and Alertmanager to fail again and again:
+    // still one line each (until a minute has passed), and the app serves on.
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
     expect((await get(`${app.url}/health`)).status).toBe(200);
+    const failureLines = app.stderrLines.filter((l) => /^request-budget: (alertmanager|webhook):/.test(l));
+    expect(failureLines).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^request-budget: alertmanager: could not send 1 alert\\(s\\) to http://127\\.0\\.0\\.1:${closed}/api/v2/alerts: fetch failed \\(ECONNREFUSED\\); retrying with backoff \\(said at most once a minute\\)$`,
+        ),
+      ),
+      expect.stringMatching(
+        new RegExp(
+          `^request-budget: webhook: dropped 1 breach\\(es\\) after failing to post to http://127\\.0\\.0\\.1:${closed}/hook: fetch failed \\(ECONNREFUSED\\) \\(said at most once a minute\\)$`,
+        ),
+      ),
+    ]);
   });
 });
 

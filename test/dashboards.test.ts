@@ -14,6 +14,7 @@ import { parse as parseYaml } from 'yaml';
 import { startApp, type AppProcess } from './support/app-process';
 import { freePort } from './support/free-port';
 import { repoRoot } from './support/paths';
+import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver';
 import { DEFAULT_JOB, startPrometheus, type RunningPrometheus, type VectorSample } from './support/prometheus';
 
 const run = promisify(execFile);
@@ -151,8 +152,13 @@ describe('Prometheus rules (promtool)', () => {
     const { stdout } = await run('promtool', ['check', 'rules', recordingRulesFile, alertRulesFile]);
     expect(stdout).toContain(`SUCCESS: ${recordingRules.length} rules found`);
     expect(stdout).toContain(`SUCCESS: ${alertRules.length} rules found`);
-    expect(recordingRules.length).toBe(7);
-    expect(alertRules.map((r) => r.alert)).toEqual(['RequestBudgetBreachRateHigh', 'RequestBudgetP95OverBudget']);
+    expect(recordingRules.length).toBe(9);
+    expect(alertRules.map((r) => r.alert)).toEqual([
+      'RequestBudgetBreachRateHigh',
+      'RequestBudgetOverBudget',
+      'RequestBudgetExportFailing',
+      'RequestBudgetAlertsDropped',
+    ]);
   });
 
   it('promtool test rules passes every file in dashboards/prometheus/tests', async () => {
@@ -166,13 +172,21 @@ describe('Prometheus rules (promtool)', () => {
     expect(stdout.match(/SUCCESS/g)).toHaveLength(files.length);
   });
 
-  it('the alerts carry severity and summary/description naming the route', () => {
-    for (const rule of alertRules) {
+  it('the alerts carry severity and summary/description naming the service and the route (or exporter, or sink)', () => {
+    const subjects = ['{{ $labels.route }}', '{{ $labels.route }}', '{{ $labels.exporter }}', '{{ $labels.sink }}'];
+    alertRules.forEach((rule, i) => {
       expect(rule.labels?.severity, rule.alert).toMatch(/^(warning|critical)$/);
-      expect(rule.annotations?.summary, rule.alert).toContain('{{ $labels.route }}');
-      expect(rule.annotations?.description, rule.alert).toContain('{{ $labels.route }}');
-    }
-    expect(alertRules.map((r) => r.for)).toEqual(['10m', '15m']);
+      for (const text of [rule.annotations?.summary, rule.annotations?.description]) {
+        expect(text, rule.alert).toContain('{{ $labels.service }}');
+        expect(text, rule.alert).toContain(subjects[i]);
+      }
+      // Keyed by service: never summed into one series per Prometheus job.
+      expect(rule.expr, rule.alert).not.toMatch(/\bjob\b/);
+    });
+    expect(alertRules.map((r) => r.for)).toEqual(['10m', '15m', '5m', undefined]);
+    // Judged on counted breaches, not on a histogram quantile.
+    expect(alertRules.map((r) => r.expr).join('\n')).not.toContain('p95');
+    for (const rule of recordingRules) expect(rule.expr, rule.record).not.toMatch(/\bjob\b/);
   });
 });
 
@@ -266,8 +280,8 @@ describe('Grafana dashboard', () => {
     for (const name of ['service', 'route']) {
       expect(variables.get(name), name).toMatchObject({ type: 'query', multi: true, includeAll: true, allValue: '.*', datasource: { uid: '${datasource}' } });
     }
-    expect(variableQuery(variables.get('service'))).toBe('label_values(request_budget_request_duration_ms_count, job)');
-    expect(variableQuery(variables.get('route'))).toBe('label_values(request_budget_request_duration_ms_count{job=~"$service"}, route)');
+    expect(variableQuery(variables.get('service'))).toBe('label_values(request_budget_request_duration_ms_count, service)');
+    expect(variableQuery(variables.get('route'))).toBe('label_values(request_budget_request_duration_ms_count{service=~"$service"}, route)');
     expect(variables.get('jaeger_url')).toMatchObject({ type: 'textbox', query: 'http://localhost:16686' });
   });
 
@@ -302,12 +316,13 @@ describe('Grafana dashboard', () => {
         .targets!.map((t) => t.expr)
         .join('\n');
     expect(exprOf('Top routes by p95 DB queries')).toContain(
-      'histogram_quantile(0.95, sum by (job, route, le) (rate(request_budget_db_queries_bucket{job=~"$service", route=~"$route"}[$__rate_interval])))',
+      'histogram_quantile(0.95, sum by (service, route, le) (rate(request_budget_db_queries_bucket{service=~"$service", route=~"$route"}[$__rate_interval])))',
     );
-    expect(exprOf('Budget breaches by route and metric')).toContain('sum by (job, route, metric) (rate(request_budget_breaches_total{');
+    expect(exprOf('Budget breaches by route and metric')).toContain('sum by (service, route, metric) (rate(request_budget_breaches_total{');
     expect(exprOf('Routes against their query budget')).toContain(
-      '/ on (job, route)\n  max by (job, route) (request_budget_limit{job=~"$service", route=~"$route", metric="db.queries"})',
+      'max by (service, route) (request_budget_limit{service=~"$service", route=~"$route", metric="db.queries"})',
     );
+    expect(exprOf('Routes against their query budget')).not.toContain('histogram_quantile');
     for (const { panel, target } of allTargets) {
       const matchers = readExpr(target.expr).matchers.filter((m) => m.metric.startsWith('request_budget_'));
       expect(matchers.length, panel.title).toBeGreaterThan(0);
@@ -315,7 +330,7 @@ describe('Grafana dashboard', () => {
         expect(
           matchers.filter((x) => x.metric === m.metric).map((x) => `${x.label}${x.op}${x.value}`),
           panel.title,
-        ).toEqual(expect.arrayContaining(['job=~$service', 'route=~$route']));
+        ).toEqual(expect.arrayContaining(['service=~$service', 'route=~$route']));
       }
     }
   });
@@ -331,7 +346,7 @@ describe('Grafana dashboard', () => {
       for (const { url } of links!) {
         expect(url.startsWith('${jaeger_url}/search?'), url).toBe(true);
         const params = new URLSearchParams(url.slice(url.indexOf('?') + 1));
-        expect(params.get('service')).toBe(`\${${source}.job:percentencode}`);
+        expect(params.get('service')).toBe(`\${${source}.service:percentencode}`);
         const tags = JSON.parse(params.get('tags')!) as Record<string, string>;
         if (isJobPanel(panel)) expect(tags['request_budget.job.name']).toBe(`\${${source}.job_name:percentencode}`);
         else expect(tags['http.route']).toBe(`\${${source}.http_route:percentencode}`);
@@ -348,42 +363,50 @@ describe('Grafana dashboard', () => {
   });
 });
 
-// ---- against the real app and a real Prometheus ----
+// ---- against the real apps and a real Prometheus ----
 
 /** Prometheus's number text ("NaN", "+Inf", "1.5") as a number. */
 const num = (sample: VectorSample): number => Number(sample.value[1].replace(/^\+Inf$/, 'Infinity'));
-const OTHER_JOB = 'other-service';
+/** Two services, both scraped under the one job DEFAULT_JOB: only the `service` label tells them apart. */
+const SERVICES = ['billing', 'shop'] as const;
 
-describe('dashboard and rules on a real Prometheus scraping the cost app', () => {
-  let app: AppProcess;
+describe('dashboard and rules on a real Prometheus scraping two services under one job', () => {
+  const apps = new Map<string, AppProcess>();
+  let receiver: OtlpReceiver;
   let prometheus: RunningPrometheus;
   let metricsText: string;
+  /** Requests sent, by service and path. */
   const sent = new Map<string, number>();
+  const sentTo = (service: string, p: string) => sent.get(`${service} ${p}`) ?? 0;
 
   beforeAll(async () => {
-    const metricsPort = await freePort();
-    app = await startApp({
-      script: 'test/fixtures/cost-app.js',
-      env: {
-        OTEL_SERVICE_NAME: 'cost-app',
-        OTEL_TRACES_EXPORTER: 'none',
-        OTEL_METRICS_EXPORTER: 'prometheus',
-        OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
-        OTEL_EXPORTER_PROMETHEUS_PORT: String(metricsPort),
-        REQUEST_BUDGET_FILE: 'test/fixtures/budgets.yaml',
-        REQUEST_BUDGET_ALERT_LOG: 'false',
-      },
-    });
-    const target = `127.0.0.1:${metricsPort}`;
-    // The same target under a second job: two services exporting the same routes.
-    prometheus = await startPrometheus({
-      scrapeTargets: [target],
-      scrapeIntervalSeconds: 1,
-      ruleFiles: [recordingRulesFile, alertRulesFile],
-      extraJobs: { [OTHER_JOB]: [target] },
-    });
+    receiver = await startOtlpReceiver();
+    const targets: string[] = [];
+    for (const service of SERVICES) {
+      const metricsPort = await freePort();
+      targets.push(`127.0.0.1:${metricsPort}`);
+      apps.set(
+        service,
+        await startApp({
+          script: 'test/fixtures/cost-app.js',
+          env: {
+            OTEL_SERVICE_NAME: service,
+            // An exporter and an alert sink, so their failure counters are published (at 0).
+            OTEL_TRACES_EXPORTER: 'otlp',
+            OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+            OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+            OTEL_METRICS_EXPORTER: 'prometheus',
+            OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
+            OTEL_EXPORTER_PROMETHEUS_PORT: String(metricsPort),
+            REQUEST_BUDGET_FILE: 'test/fixtures/budgets.yaml',
+            REQUEST_BUDGET_ALERT_LOG: 'true',
+          },
+        }),
+      );
+    }
+    prometheus = await startPrometheus({ scrapeTargets: targets, scrapeIntervalSeconds: 1, ruleFiles: [recordingRulesFile, alertRulesFile] });
 
-    // ~16 s of traffic, two requests at a time: every path breaches or never does.
+    // ~16 s of traffic to each service: every path breaches or never does.
     // /enqueue/2 also runs two email.send jobs (1 query each) and an email.digest (3: over budget).
     const paths = [
       '/queries/12',
@@ -398,64 +421,85 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
       '/enqueue/2',
     ];
     const stopAt = Date.now() + 16_000;
-    let next = 0;
-    const worker = async () => {
+    const next = new Map(SERVICES.map((service) => [service as string, 0]));
+    const worker = async (service: string, app: AppProcess) => {
       while (Date.now() < stopAt) {
-        const p = paths[next++ % paths.length]!;
+        const p = paths[next.get(service)! % paths.length]!;
+        next.set(service, next.get(service)! + 1);
         const res = await fetch(`${app.url}${p}`, { signal: AbortSignal.timeout(5000) });
         await res.arrayBuffer();
         expect(res.status, p).toBe(p === '/no-such-route' ? 404 : 200);
-        sent.set(p, (sent.get(p) ?? 0) + 1);
+        sent.set(`${service} ${p}`, sentTo(service, p) + 1);
         await new Promise((resolve) => setTimeout(resolve, 40));
       }
     };
-    await Promise.all([worker(), worker()]);
+    // Two at a time to each: the breach rate of GET /queries/:n must clear the alert's 0.1/s, which
+    // rate() works out over the whole 5-minute window, ~16 s of it with data.
+    await Promise.all([...apps].flatMap(([service, app]) => [worker(service, app), worker(service, app)]));
     const trafficEnd = Date.now();
 
-    // Wait for a scrape of both jobs that began after the last request, and a rule evaluation after it.
+    // Wait for a scrape of both targets that began after the last request, and a rule evaluation after it.
     const deadline = Date.now() + 15_000;
     for (;;) {
-      const targets = await prometheus.targets();
-      if (targets.length === 2 && targets.every((t) => t.health === 'up' && Date.parse(t.lastScrape) > trafficEnd + 200)) break;
-      if (Date.now() > deadline) throw new Error(`no fresh scrape: ${JSON.stringify(targets)}\n${prometheus.logs.slice(-20).join('\n')}`);
+      const scraped = await prometheus.targets();
+      if (scraped.length === 2 && scraped.every((t) => t.health === 'up' && Date.parse(t.lastScrape) > trafficEnd + 200)) break;
+      if (Date.now() > deadline) throw new Error(`no fresh scrape: ${JSON.stringify(scraped)}\n${prometheus.logs.slice(-20).join('\n')}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    metricsText = await (await fetch(`http://${target}/metrics`)).text();
+    metricsText = (await Promise.all(targets.map(async (target) => (await fetch(`http://${target}/metrics`)).text()))).join('\n');
   }, 90_000);
 
   afterAll(async () => {
     await prometheus?.stop();
-    await app?.stop();
+    await Promise.all([...apps.values()].map((app) => app.stop()));
+    await receiver?.close();
   });
 
-  it('scraped the app under both jobs, with exact request counts', async () => {
-    expect((await prometheus.targets()).map((t) => t.labels.job).sort()).toEqual([DEFAULT_JOB, OTHER_JOB]);
-    const count = async (route: string, status = '2xx') =>
-      (await prometheus.queryVector(`sum(request_budget_request_duration_ms_count{job="cost-app", route="${route}", status_class="${status}"})`)).map(num);
-    expect(await count('GET /queries/:n')).toEqual([sent.get('/queries/12')]);
-    expect(await count('GET /health')).toEqual([sent.get('/health')]);
-    expect(await count('GET /fetch')).toEqual([sent.get('/fetch')! + sent.get('/fetch?timed=1')!]);
-    expect(await count('GET (unrouted)', '4xx')).toEqual([sent.get('/no-such-route')]);
-    // Every /queries/12 request breaches its critical 10-query limit; only untimed fetches breach.
-    const breaches = async (route: string, metric: string) =>
-      (await prometheus.queryVector(`request_budget_breaches_total{job="cost-app", route="${route}", metric="${metric}"}`)).map((s) => [
-        s.metric.severity,
-        num(s),
-      ]);
-    expect(await breaches('GET /queries/:n', 'db.queries')).toEqual([['critical', sent.get('/queries/12')]]);
-    expect(await breaches('GET /n-plus-one/:n', 'db.repeated_count')).toEqual([['warning', sent.get('/n-plus-one/8')]]);
-    expect(await breaches('GET /fetch', 'http_client.untimed')).toEqual([['warning', sent.get('/fetch')]]);
+  it('scraped both services under one job, and keeps them apart with exact request counts', async () => {
+    expect((await prometheus.targets()).map((t) => t.labels.job)).toEqual([DEFAULT_JOB, DEFAULT_JOB]);
+    for (const service of SERVICES) {
+      const count = async (route: string, status = '2xx') =>
+        (await prometheus.queryVector(`sum(request_budget_request_duration_ms_count{service="${service}", route="${route}", status_class="${status}"})`)).map(
+          num,
+        );
+      expect(await count('GET /queries/:n')).toEqual([sentTo(service, '/queries/12')]);
+      expect(await count('GET /health')).toEqual([sentTo(service, '/health')]);
+      expect(await count('GET /fetch')).toEqual([sentTo(service, '/fetch') + sentTo(service, '/fetch?timed=1')]);
+      expect(await count('GET (unrouted)', '4xx')).toEqual([sentTo(service, '/no-such-route')]);
+      // Every /queries/12 request breaches its critical 10-query limit; only untimed fetches breach.
+      const breaches = async (route: string, metric: string) =>
+        (await prometheus.queryVector(`request_budget_breaches_total{service="${service}", route="${route}", metric="${metric}"}`)).map((s) => [
+          s.metric.severity,
+          num(s),
+        ]);
+      expect(await breaches('GET /queries/:n', 'db.queries')).toEqual([['critical', sentTo(service, '/queries/12')]]);
+      expect(await breaches('GET /n-plus-one/:n', 'db.repeated_count')).toEqual([['warning', sentTo(service, '/n-plus-one/8')]]);
+      expect(await breaches('GET /fetch', 'http_client.untimed')).toEqual([['warning', sentTo(service, '/fetch')]]);
+    }
+    // The two counts differ (each service ran its own traffic), and a job-wide sum would add them up.
+    const all = (await prometheus.queryVector(`sum(request_budget_request_duration_ms_count{job="${DEFAULT_JOB}", route="GET /health"})`)).map(num);
+    expect(all).toEqual([sentTo('billing', '/health') + sentTo('shop', '/health')]);
+  });
+
+  it('publishes export and alert failures per service: none here, with the exporter and sink named', async () => {
+    const failures = async (metric: string) =>
+      (await prometheus.queryVector(metric)).map((s) => `${s.metric.service} ${s.metric.exporter ?? s.metric.sink} ${num(s)}`).sort();
+    expect(await failures('request_budget_export_failures_total')).toEqual(['billing otlp 0', 'shop otlp 0']);
+    expect(await failures('request_budget_alert_failures_total')).toEqual(['billing log 0', 'shop log 0']);
+    expect(await failures('request_budget_alert_drops_total')).toEqual(['billing log 0', 'shop log 0']);
+    // The spans did reach the receiver: the counters are 0 because nothing failed.
+    expect(receiver.serverSpans().length).toBeGreaterThan(0);
   });
 
   it('every panel target returns data, for one service and for all', async () => {
-    for (const service of ['cost-app', '.*']) {
+    for (const service of ['shop', '.*']) {
       for (const { panel, target } of allTargets) {
         const expr = substitute(target.expr, { service, route: '.*' });
         const result = await prometheus.queryVector(expr);
         expect(result.length, `${panel.title} ${target.refId} (service ${service}): ${expr}`).toBeGreaterThan(0);
-        expect(new Set(result.map((s) => s.metric.job)), panel.title).toEqual(new Set(service === '.*' ? [DEFAULT_JOB, OTHER_JOB] : [DEFAULT_JOB]));
-        // The data links read job and http_route (job_name, on a job panel) from each series (or table row).
+        expect(new Set(result.map((s) => s.metric.service)), panel.title).toEqual(new Set(service === '.*' ? SERVICES : [service]));
+        // The data links read service and http_route (job_name, on a job panel) from each series (or table row).
         if (isJobPanel(panel)) {
           expect(new Set(result.map((s) => s.metric.job_name)), panel.title).toEqual(
             new Set(panel.title.includes('breaches') ? ['email.digest'] : ['email.send', 'email.digest']),
@@ -477,8 +521,8 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
       for (const s of await prometheus.queryVector(`group by (${m[2]}) (${m[1]})`)) values.add(s.metric[m[2]!]!);
       return [...values].sort();
     };
-    expect(await labelValues(variableQuery(variables.get('service')))).toEqual([DEFAULT_JOB, OTHER_JOB]);
-    expect(await labelValues(substitute(variableQuery(variables.get('route')), { service: 'cost-app', route: '' }))).toEqual([
+    expect(await labelValues(variableQuery(variables.get('service')))).toEqual([...SERVICES]);
+    expect(await labelValues(substitute(variableQuery(variables.get('route')), { service: 'shop', route: '' }))).toEqual([
       'GET (unrouted)',
       'GET /enqueue/:n',
       'GET /fetch',
@@ -491,44 +535,53 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
     ]);
   });
 
-  it('the budget table has one row per service and route, with exact p95, limit and ratio', async () => {
+  it('the budget table has one row per service and route, with the exact mean, limit and share of requests over budget', async () => {
     const table = dashboard.panels.find((p) => p.type === 'table')!;
     const rows = async (refId: string, service: string) => {
       const expr = substitute(table.targets!.find((t) => t.refId === refId)!.expr, { service, route: '.*' });
-      return new Map((await prometheus.queryVector(expr)).map((s) => [`${s.metric.job} ${s.metric.route}`, num(s)]));
+      return new Map((await prometheus.queryVector(expr)).map((s) => [`${s.metric.service} ${s.metric.route}`, num(s)]));
     };
-    for (const service of ['cost-app', '.*']) {
-      const [p95, limit, ratio] = [await rows('A', service), await rows('B', service), await rows('C', service)];
-      const jobs = service === '.*' ? [DEFAULT_JOB, OTHER_JOB] : [DEFAULT_JOB];
-      for (const job of jobs) {
-        // 12 queries each: all in the (10, 20] bucket, so p95 = 10 + 10 * 0.95.
-        expect(p95.get(`${job} GET /queries/:n`)).toBeCloseTo(19.5, 9);
-        expect(limit.get(`${job} GET /queries/:n`)).toBe(10);
-        expect(ratio.get(`${job} GET /queries/:n`)).toBeCloseTo(1.95, 9);
-        expect(p95.get(`${job} GET /n-plus-one/:n`)).toBeCloseTo(9.75, 9);
-        expect(ratio.get(`${job} GET /n-plus-one/:n`)).toBeCloseTo(9.75 / 50, 9);
-        expect(p95.get(`${job} GET /health`)).toBe(0);
-        expect(limit.get(`${job} GET /health`)).toBe(50);
-        expect(ratio.get(`${job} GET /health`)).toBe(0);
+    for (const service of ['shop', '.*']) {
+      const [mean, limit, over] = [await rows('A', service), await rows('B', service), await rows('C', service)];
+      const services = service === '.*' ? SERVICES : [service];
+      for (const s of services) {
+        // 12 queries each, over the limit of 10: every request over budget.
+        expect(mean.get(`${s} GET /queries/:n`)).toBeCloseTo(12, 9);
+        expect(limit.get(`${s} GET /queries/:n`)).toBe(10);
+        expect(over.get(`${s} GET /queries/:n`)).toBe(1);
+        // 9 queries (1 + 8), under the default 50: none over (its repeated_count breach is another limit).
+        expect(mean.get(`${s} GET /n-plus-one/:n`)).toBeCloseTo(9, 9);
+        expect(limit.get(`${s} GET /n-plus-one/:n`)).toBe(50);
+        expect(over.get(`${s} GET /n-plus-one/:n`)).toBe(0);
+        expect(mean.get(`${s} GET /health`)).toBe(0);
+        expect(limit.get(`${s} GET /health`)).toBe(50);
+        expect(over.get(`${s} GET /health`)).toBe(0);
+        // Three queries against the jobs' limit of 2: every email.digest over budget.
+        expect(over.get(`${s} job email.digest`)).toBe(1);
       }
-      expect(new Set([...ratio.keys()].map((k) => k.split(' ')[0]))).toEqual(new Set(jobs));
+      expect(new Set([...over.keys()].map((k) => k.split(' ')[0]))).toEqual(new Set(services));
     }
   });
 
   it('every recording rule returns data, with exact values where the traffic fixes them', async () => {
     for (const rule of recordingRules) {
-      const result = await prometheus.queryVector(`${rule.record!}{job="cost-app"}`);
+      const result = await prometheus.queryVector(`${rule.record!}{service="shop"}`);
       expect(result.length, rule.record).toBeGreaterThan(0);
     }
     const value = async (expr: string) => (await prometheus.queryVector(expr)).map(num);
-    expect(await value('request_budget:route_queries:p95_5m{job="cost-app", route="GET /queries/:n"}')).toEqual([expect.closeTo(19.5, 9)]);
-    expect(await value('request_budget:route_queries:p95_5m{job="cost-app", route="GET /rows/:n"}')).toEqual([expect.closeTo(0.95, 9)]);
-    expect(await value('request_budget:route_rows:p95_5m{job="cost-app", route="GET /rows/:n"}')).toEqual([expect.closeTo(955, 9)]);
-    expect(await value('request_budget:route_queries_over_budget:ratio{job="cost-app", route="GET /queries/:n"}')).toEqual([expect.closeTo(1.95, 9)]);
-    expect(await value('request_budget:route_queries_over_budget:ratio{job="other-service", route="GET /queries/:n"}')).toEqual([expect.closeTo(1.95, 9)]);
+    for (const service of SERVICES) {
+      const route = (r: string) => `{service="${service}", route="${r}"}`;
+      // An estimate: 12 queries each, all in the (10, 20] bucket, so p95 = 10 + 10 * 0.95.
+      expect(await value(`request_budget:route_queries:p95_5m${route('GET /queries/:n')}`)).toEqual([expect.closeTo(19.5, 9)]);
+      expect(await value(`request_budget:route_queries:mean5m${route('GET /queries/:n')}`)).toEqual([expect.closeTo(12, 9)]);
+      expect(await value(`request_budget:route_queries:mean5m${route('GET /rows/:n')}`)).toEqual([expect.closeTo(1, 9)]);
+      expect(await value(`request_budget:route_rows:p95_5m${route('GET /rows/:n')}`)).toEqual([expect.closeTo(955, 9)]);
+      expect(await value(`request_budget:route_over_budget:ratio5m{service="${service}", route="GET /queries/:n", metric="db.queries"}`)).toEqual([1]);
+      expect(await value(`request_budget:route_limit{service="${service}", route="GET /queries/:n", metric="db.queries"}`)).toEqual([10]);
+    }
 
-    // Breach rates: exactly the three breaching routes, each with its metric and severity.
-    const breachSeries = await prometheus.queryVector('request_budget:breaches:rate5m{job="cost-app"}');
+    // Breach rates: exactly the breaching routes, each with its metric and severity.
+    const breachSeries = await prometheus.queryVector('request_budget:breaches:rate5m{service="shop"}');
     expect(breachSeries.map((s) => `${s.metric.route} ${s.metric.metric} ${s.metric.severity}`).sort()).toEqual([
       'GET /fetch http_client.untimed warning',
       'GET /n-plus-one/:n db.repeated_count warning',
@@ -539,37 +592,36 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
     expect(await value('request_budget:breaches:rate5m{route="GET /health"}')).toEqual([]);
   });
 
-  it('alerts: p95 over budget is pending for GET /queries/:n only; no breach alert for routes within budget', async () => {
+  it('alerts: over budget is pending for GET /queries/:n of each service only, said with its counted share and its limit', async () => {
     const alerts = await prometheus.alerts();
     const of = (name: string) => alerts.filter((a) => a.labels.alertname === name);
+    // Not job email.digest: every run is over its limit, but the limit is a warning one.
     expect(
-      of('RequestBudgetP95OverBudget')
-        .map((a) => `${a.labels.job} ${a.labels.route} ${a.state} ${a.labels.severity}`)
+      of('RequestBudgetOverBudget')
+        .map((a) => `${a.labels.service} ${a.labels.route} ${a.labels.metric} ${a.state} ${a.labels.severity}`)
         .sort(),
-    ).toEqual([
-      'cost-app GET /queries/:n pending critical',
-      'cost-app job email.digest pending critical',
-      'other-service GET /queries/:n pending critical',
-      'other-service job email.digest pending critical',
-    ]);
-    // Three queries each: all in the (2, 3] bucket, so p95 = 2 + 0.95.
+    ).toEqual(['billing GET /queries/:n db.queries pending critical', 'shop GET /queries/:n db.queries pending critical']);
     expect(
-      of('RequestBudgetP95OverBudget')
-        .map((a) => a.annotations.summary)
+      of('RequestBudgetOverBudget')
+        .map((a) => [a.annotations.summary, a.annotations.description])
         .sort(),
-    ).toEqual([
-      'GET /queries/:n p95 DB queries 19.50 is over its budget',
-      'GET /queries/:n p95 DB queries 19.50 is over its budget',
-      'job email.digest p95 DB queries 2.95 is over its budget',
-      'job email.digest p95 DB queries 2.95 is over its budget',
-    ]);
-    const breachRoutes = new Set(of('RequestBudgetBreachRateHigh').map((a) => a.labels.route));
-    expect(breachRoutes.has('GET /queries/:n')).toBe(true);
-    for (const route of ['GET /health', 'GET /rows/:n', 'GET (unrouted)']) expect(breachRoutes.has(route), route).toBe(false);
+    ).toEqual(
+      SERVICES.map((service) => [
+        `GET /queries/:n of ${service}: 100% of requests over the db.queries limit`,
+        `100% of the requests to GET /queries/:n of ${service} over the last 5 minutes exceeded the route's critical db.queries limit of 10 (threshold 5%), for 15 minutes. The breached traces are in Jaeger (tag budget.breached=true); for db.queries, look for an N+1 (db.repeated_count).`,
+      ]),
+    );
+    const breachRoutes = new Set(of('RequestBudgetBreachRateHigh').map((a) => `${a.labels.service} ${a.labels.route}`));
+    for (const service of SERVICES) {
+      expect(breachRoutes.has(`${service} GET /queries/:n`), JSON.stringify(alerts)).toBe(true);
+      for (const route of ['GET /health', 'GET /rows/:n', 'GET (unrouted)']) expect(breachRoutes.has(`${service} ${route}`), route).toBe(false);
+    }
+    expect(of('RequestBudgetExportFailing')).toEqual([]);
+    expect(of('RequestBudgetAlertsDropped')).toEqual([]);
   });
 
-  it('every metric, label and label value the dashboard and rules use is one the app exports', () => {
-    // Sample lines of the app's /metrics: name{labels} value.
+  it('every metric, label and label value the dashboard and rules use is one the apps export', () => {
+    // Sample lines of the apps' /metrics: name{labels} value.
     const exported = new Map<string, Map<string, Set<string>>>();
     for (const line of metricsText.split('\n')) {
       const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? \S+$/.exec(line);
@@ -580,6 +632,9 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
         labels.set(l[1]!, (labels.get(l[1]!) ?? new Set()).add(l[2]!));
       }
     }
+    // Every request-budget metric carries the service.
+    for (const [name, labels] of exported)
+      if (name.startsWith('request_budget_')) expect([...(labels.get('service') ?? [])].sort(), name).toEqual([...SERVICES]);
     const byPrometheus = ['job', 'instance']; // target labels added at scrape time
     const allLabels = new Set([...byPrometheus, ...[...exported].filter(([n]) => n.startsWith('request_budget_')).flatMap(([, l]) => [...l.keys()])]);
     const recorded = new Set(recordingRules.map((r) => r.record!));
@@ -603,15 +658,19 @@ describe('dashboard and rules on a real Prometheus scraping the cost app', () =>
         if (!m.metric.startsWith('request_budget_')) continue;
         const labels = exported.get(m.metric)!;
         expect(labels.has(m.label) || byPrometheus.includes(m.label), `${where}: ${m.metric} has no label ${m.label}`).toBe(true);
-        // Exact-match values must be ones the app exports.
+        // Exact-match values must be ones the apps export.
         if (m.op === '=') expect([...(labels.get(m.label) ?? [])], `${where}: ${m.label}="${m.value}"`).toContain(m.value);
       }
     }
     expect([...usedMetrics].sort()).toEqual([
+      'request_budget_alert_drops_total',
       'request_budget_breaches_total',
       'request_budget_db_queries_bucket',
+      'request_budget_db_queries_count',
+      'request_budget_db_queries_sum',
       'request_budget_db_rows_bucket',
       'request_budget_db_time_ms_bucket',
+      'request_budget_export_failures_total',
       'request_budget_heap_delta_bytes_bucket',
       'request_budget_jobs_enqueued_total',
       'request_budget_limit',

@@ -49,6 +49,39 @@ function runScript(env: Record<string, string>, limitMs = 40_000): Promise<{ ms:
   });
 }
 
+describe('an app that drains on SIGTERM itself', () => {
+  it('exits after its own drain plus at most the exporter timeout, with Zipkin never answering (it never exited)', async () => {
+    const child = spawn(process.execPath, ['--require', '@request-budget/node/register', 'test/fixtures/drain-app.js'], {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        OTEL_SERVICE_NAME: 'drain-app',
+        OTEL_TRACES_EXPORTER: 'zipkin',
+        OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${hangingPort}/api/v2/spans`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number>((resolve) => child.on('close', () => resolve(performance.now())));
+    try {
+      const url = await new Promise<string>((resolve) =>
+        child.stdout.on('data', (chunk: Buffer) => {
+          const match = /listening on (http:\/\/\S+)/.exec(String(chunk));
+          if (match) resolve(match[1]!);
+        }),
+      );
+      await fetch(`${url}/once`).then((res) => res.text());
+      const signalled = performance.now();
+      child.kill('SIGTERM');
+      const limit = new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 40_000).unref());
+      const end = await Promise.race([exited, limit]);
+      // The app's 1 s drain, then at most the Zipkin timeout (10 s) for the export still pending.
+      expect(end - signalled).toBeLessThan(20_000);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
+
 describe('a finished script exits within the bound whatever the backend does', () => {
   it('Zipkin that never answers: exits (it never did), saying the backend did not finish', async () => {
     const run = await runScript({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${hangingPort}/api/v2/spans` });

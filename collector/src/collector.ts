@@ -50,9 +50,12 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
           {
             log: config.alertLog,
             alertmanagerUrl: config.alertmanagerUrl,
+            alertmanagerHeaders: config.alertmanagerHeaders,
             resendIntervalMs: config.alertResendIntervalMs,
             resolveAfterMs: config.alertResolveAfterMs,
             webhookUrl: config.webhookUrl,
+            webhookHeaders: config.webhookHeaders,
+            traceUrl: config.traceUrl,
           },
           log,
         );
@@ -125,7 +128,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       metrics.roots.inc({ cost_source: 'derived' }, outcome.derived);
       metrics.roots.inc({ cost_source: 'sdk' }, outcome.roots - outcome.derived);
       metrics.judgedRoots.inc(outcome.judged);
-      for (const breach of outcome.breaches) metrics.breaches.inc({ metric: breach.metric, severity: breach.severity });
+      for (const breach of outcome.breaches) metrics.breaches.inc({ service: breach.service, metric: breach.metric, severity: breach.severity });
       if (outcome.breaches.length > 0) alerts?.report(outcome.breaches);
     }
     if (downstreams.length === 0) {

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseByteSize } from '@request-budget/core';
+import { parseByteSize, parseHeaderList, traceUrlTemplateProblem } from '@request-budget/core';
 import { parse as parseYaml } from 'yaml';
 
 export interface CollectorConfig {
@@ -20,7 +20,11 @@ export interface CollectorConfig {
   readonly otlpHeaders: Readonly<Record<string, string>>;
   readonly zipkinEndpoint: string | undefined;
   readonly alertmanagerUrl: string | undefined;
+  readonly alertmanagerHeaders: Readonly<Record<string, string>>;
   readonly webhookUrl: string | undefined;
+  readonly webhookHeaders: Readonly<Record<string, string>>;
+  /** Template of a link to one trace, with `{traceId}` in it. */
+  readonly traceUrl: string | undefined;
   readonly alertLog: boolean;
   readonly alertResendIntervalMs: number;
   readonly alertResolveAfterMs: number;
@@ -42,7 +46,7 @@ export interface CollectorConfig {
   readonly shutdownTimeoutMs: number;
 }
 
-type ValueType = 'listen' | 'path' | 'url' | 'text' | 'headers' | 'boolean' | 'count' | 'duration' | 'size';
+type ValueType = 'listen' | 'path' | 'url' | 'traceUrl' | 'text' | 'headers' | 'boolean' | 'count' | 'duration' | 'size';
 
 interface OptionDeclaration {
   /** The file key (camelCase); the flag is its kebab-case form unless `flag` says otherwise. */
@@ -107,7 +111,28 @@ const DECLARED: readonly OptionDeclaration[] = [
   },
   { key: 'zipkinEndpoint', type: 'url', arg: 'URL', help: 'forward Zipkin v2 JSON here, e.g. http://zipkin:9411/api/v2/spans' },
   { key: 'alertmanagerUrl', type: 'url', arg: 'URL', help: 'send breaches to this Alertmanager (POST /api/v2/alerts), e.g. http://alertmanager:9093' },
+  {
+    key: 'alertmanagerHeaders',
+    type: 'headers',
+    arg: 'K=V,…',
+    default: {},
+    help: 'extra headers for Alertmanager, e.g. authorization=Basic%20dXNlcjpwdw%3D%3D behind an authenticating proxy (values URL-decoded)',
+  },
   { key: 'webhookUrl', type: 'url', arg: 'URL', help: 'POST breaches to this webhook as {"breaches":[…]}' },
+  {
+    key: 'webhookHeaders',
+    type: 'headers',
+    arg: 'K=V,…',
+    default: {},
+    help: 'extra headers for the webhook, e.g. authorization=Bearer%20xyz (values URL-decoded)',
+  },
+  {
+    key: 'traceUrl',
+    type: 'traceUrl',
+    arg: 'TEMPLATE',
+    noneText: 'none (alerts carry the trace id only)',
+    help: "link to a breach's trace in your tracing UI, {traceId} replaced: e.g. http://jaeger:16686/trace/{traceId} or http://zipkin:9411/zipkin/traces/{traceId}; each Alertmanager alert's generatorURL (the trace of its latest breach), and trace_url in webhook and log breach events",
+  },
   { key: 'alertLog', type: 'boolean', arg: 'true|false', default: true, help: 'one JSON line per breach on stderr' },
   {
     key: 'alertResendIntervalMs',
@@ -391,6 +416,12 @@ function convert(spec: OptionSpec, raw: RawValue): unknown {
       return text;
     case 'url':
       return parseUrl(spec, text);
+    case 'traceUrl': {
+      const problem = typeof text === 'string' ? traceUrlTemplateProblem(text) : 'is not a string';
+      if (problem !== undefined)
+        throw new Error(`expected an http(s) URL with {traceId} in it, e.g. http://jaeger:16686/trace/{traceId}; ${JSON.stringify(value)} ${problem}`);
+      return text;
+    }
     case 'headers':
       return parseHeaders(value);
     case 'boolean':
@@ -447,20 +478,11 @@ function parseHeaders(value: unknown): Record<string, string> {
     }
     return headers;
   }
-  if (typeof value !== 'string') throw new Error(`expected key=value pairs separated by commas, got ${JSON.stringify(value)}`);
-  const headers: Record<string, string> = {};
-  for (const pair of value.split(',').filter((part) => part.trim() !== '')) {
-    const equals = pair.indexOf('=');
-    const key = pair.slice(0, Math.max(0, equals)).trim();
-    if (equals <= 0 || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(key)) throw new Error(`expected key=value pairs separated by commas, got ${JSON.stringify(pair)}`);
-    let headerValue: string;
-    try {
-      headerValue = decodeURIComponent(pair.slice(equals + 1).trim());
-    } catch {
-      throw new Error(`header ${key}: value is not URL-encoded text`);
-    }
-    headers[key.toLowerCase()] = headerValue;
-  }
+  // Header values are secrets: a problem names the entry by position, never its text.
+  if (typeof value !== 'string') throw new Error('expected key=value pairs separated by commas (the value is not shown: it may hold a secret)');
+  const { headers, problems } = parseHeaderList(value);
+  if (problems.length > 0)
+    throw new Error(`expected key=value pairs separated by commas: ${problems.join('; ')} (the value is not shown: it may hold a secret)`);
   return headers;
 }
 

@@ -25,7 +25,7 @@ export class CollectorMetrics {
   readonly lateSpans: Counter;
   readonly roots: Counter<'cost_source'>;
   readonly judgedRoots: Counter;
-  readonly breaches: Counter<'metric' | 'severity'>;
+  readonly breaches: Counter<'service' | 'metric' | 'severity'>;
   readonly processSeconds: Histogram;
   readonly internalErrors: Counter;
 
@@ -77,8 +77,8 @@ export class CollectorMetrics {
     this.judgedRoots = new Counter({ name: `${prefix}judged_roots_total`, help: 'Root spans judged against the budget file here', registers });
     this.breaches = new Counter({
       name: `${prefix}breaches_total`,
-      help: 'Budget violations found here, by metric and severity',
-      labelNames: ['metric', 'severity'],
+      help: "Budget violations found here, by service (the service.name of the span's resource), metric and severity",
+      labelNames: ['service', 'metric', 'severity'],
       registers,
     });
     this.processSeconds = new Histogram({

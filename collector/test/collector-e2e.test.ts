@@ -248,8 +248,15 @@ describe('accounting', () => {
     expect(zipkin.spans.length).toBe(receiver.spans.length);
     expect(metrics.get('request_budget_collector_roots_total{cost_source="derived"}')).toBe(8); // 4 traces × (orders, inventory)
     expect(metrics.get('request_budget_collector_roots_total{cost_source="sdk"}')).toBeGreaterThanOrEqual(2);
-    expect(metrics.get('request_budget_collector_breaches_total{metric="db.repeated_count",severity="warning"}')).toBe(4);
-    expect(metrics.get('request_budget_collector_breaches_total{metric="db.queries",severity="critical"}')).toBe(1);
+    // By the service.name of each root's resource: the four Python traces, and the Node.js app's one.
+    expect(new Map([...metrics].filter(([key]) => key.startsWith('request_budget_collector_breaches_total')))).toEqual(
+      new Map([
+        ['request_budget_collector_breaches_total{service="cost-app",metric="db.queries",severity="critical"}', 1],
+        ['request_budget_collector_breaches_total{service="orders-py",metric="db.queries",severity="warning"}', 4],
+        ['request_budget_collector_breaches_total{service="orders-py",metric="db.time_ms",severity="warning"}', 4],
+        ['request_budget_collector_breaches_total{service="orders-py",metric="db.repeated_count",severity="warning"}', 4],
+      ]),
+    );
     expect(metrics.get('request_budget_collector_received_requests_total{encoding="json",code="200"}')).toBe(2);
     expect(metrics.get('request_budget_collector_queue_spans{downstream="otlp"}')).toBe(0);
     expect([...metrics.keys()].filter((key) => key.startsWith('request_budget_collector_dropped_spans_total'))).toEqual([]);

@@ -37,7 +37,10 @@ describe('resolving the configuration', () => {
       otlpHeaders: {},
       zipkinEndpoint: undefined,
       alertmanagerUrl: undefined,
+      alertmanagerHeaders: {},
       webhookUrl: undefined,
+      webhookHeaders: {},
+      traceUrl: undefined,
       alertLog: true,
       alertResendIntervalMs: 60_000,
       alertResolveAfterMs: 300_000,
@@ -135,6 +138,31 @@ describe('resolving the configuration', () => {
     ]);
   });
 
+  it('reads the alert headers and the trace link template from flags and the environment; a bad header is said without its text', () => {
+    expect(
+      run(['--alertmanager-headers', 'Authorization=Basic%20YWxlcnQ6cHc%3D', '--trace-url', 'http://jaeger:16686/trace/{traceId}'], {
+        REQUEST_BUDGET_COLLECTOR_WEBHOOK_HEADERS: 'authorization=Bearer%20tok,X-Tenant=t1',
+      }),
+    ).toMatchObject({
+      alertmanagerHeaders: { authorization: 'Basic YWxlcnQ6cHc=' },
+      webhookHeaders: { authorization: 'Bearer tok', 'x-tenant': 't1' },
+      traceUrl: 'http://jaeger:16686/trace/{traceId}',
+    });
+    expect(run([], { REQUEST_BUDGET_COLLECTOR_TRACE_URL: 'http://zipkin:9411/zipkin/traces/{traceId}' }).traceUrl).toBe(
+      'http://zipkin:9411/zipkin/traces/{traceId}',
+    );
+    expect(
+      problems(['--trace-url', 'http://jaeger:16686/search'], {
+        REQUEST_BUDGET_COLLECTOR_WEBHOOK_HEADERS: 'Authorization: Bearer hunter2',
+        REQUEST_BUDGET_COLLECTOR_OTLP_HEADERS: 'x-key=100%',
+      }),
+    ).toEqual([
+      'REQUEST_BUDGET_COLLECTOR_OTLP_HEADERS: expected key=value pairs separated by commas: entry 1 of 1 (x-key): the value is not URL-encoded text (a lone "%"?) (the value is not shown: it may hold a secret)',
+      'REQUEST_BUDGET_COLLECTOR_WEBHOOK_HEADERS: expected key=value pairs separated by commas: entry 1 of 1 is not name=value (the value is not shown: it may hold a secret)',
+      '--trace-url: expected an http(s) URL with {traceId} in it, e.g. http://jaeger:16686/trace/{traceId}; "http://jaeger:16686/search" has no {traceId} to put the trace id in',
+    ]);
+  });
+
   it('reads --max-concurrent-requests from a flag, the environment or the file, and refuses what is not a count ≥ 1', () => {
     expect(run([]).maxConcurrentRequests).toBe(32);
     expect(run(['--max-concurrent-requests', '4']).maxConcurrentRequests).toBe(4);
@@ -213,6 +241,13 @@ describe('the request-budget-collector command', () => {
       expect(stdout).toContain(`  ${flagOf(spec)} ${spec.arg}\n  ${envOf(spec)}\n`);
       expect(stdout.replace(/\s+/g, ' ')).toContain(`. Default: ${spec.defaultText}.`);
     }
+    // The alert delivery options, by name.
+    expect(stdout).toContain('  --alertmanager-headers K=V,…\n  REQUEST_BUDGET_COLLECTOR_ALERTMANAGER_HEADERS\n');
+    expect(stdout).toContain('  --webhook-headers K=V,…\n  REQUEST_BUDGET_COLLECTOR_WEBHOOK_HEADERS\n');
+    expect(stdout).toContain('  --trace-url TEMPLATE\n  REQUEST_BUDGET_COLLECTOR_TRACE_URL\n');
+    expect(stdout.replace(/\s+/g, ' ')).toContain(
+      "link to a breach's trace in your tracing UI, {traceId} replaced: e.g. http://jaeger:16686/trace/{traceId} or http://zipkin:9411/zipkin/traces/{traceId}; each Alertmanager alert's generatorURL (the trace of its latest breach), and trace_url in webhook and log breach events. Default: none (alerts carry the trace id only).",
+    );
   });
 
   it('exits 2 with one line per problem for bad flags and environment values', () => {

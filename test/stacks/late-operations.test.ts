@@ -1,7 +1,7 @@
 /**
  * Queries that end after their request's response are in no cost record (it was written when the
  * response ended), but they do not vanish: each is counted per route in
- * `request_budget_late_operations_total{route,kind}`, and the summary prints a `late:` line, at
+ * `request_budget_late_operations_total{service,route,kind}`, and the summary prints a `late:` line, at
  * most one per route every 10 s, the rest summed into the next one (or the last, at shutdown).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -22,6 +22,7 @@ beforeAll(async () => {
     script: 'test/fixtures/cost-app.js',
     timeoutMs: 30_000, // slow starts on a busy machine are not what this tests
     env: {
+      OTEL_SERVICE_NAME: 'late-app',
       OTEL_TRACES_EXPORTER: 'none',
       REQUEST_BUDGET_SUMMARY: 'true',
       OTEL_METRICS_EXPORTER: 'prometheus',
@@ -67,14 +68,16 @@ it('counts a query made after the response per route, and says so once per inter
   expect((await get(`${app.url}/queries/3`)).status).toBe(200);
   expect((await get(`${app.url}/after-response`)).status).toBe(200);
   await app.waitForLine(/^request-budget: late:/, 5000, 'stderr');
-  expect(await until(lateCounts, (c) => Object.keys(c).length > 0)).toEqual({ 'route="GET /after-response",kind="db"': 1 });
+  expect(await until(lateCounts, (c) => Object.keys(c).length > 0)).toEqual({ 'service="late-app",route="GET /after-response",kind="db"': 1 });
   expect(lateLines()).toEqual(['request-budget: late: GET /after-response +1 query after the response (SELECT ? AS late)']);
   // The request's own summary line: it made no query before responding.
   expect(app.stderrLines.filter((l) => l.startsWith('request-budget: GET /after-response '))).toEqual([expect.stringMatching(/ queries=0 /)]);
 
   // Three more within the interval: counted at once, written together later.
   for (let i = 0; i < 3; i += 1) expect((await get(`${app.url}/after-response`)).status).toBe(200);
-  expect(await until(lateCounts, (c) => c['route="GET /after-response",kind="db"'] === 4)).toEqual({ 'route="GET /after-response",kind="db"': 4 });
+  expect(await until(lateCounts, (c) => c['service="late-app",route="GET /after-response",kind="db"'] === 4)).toEqual({
+    'service="late-app",route="GET /after-response",kind="db"': 4,
+  });
   // What PostgreSQL ran meanwhile: the four late queries (the counter counts ended spans, so by now they ran).
   const after = await truth.snapshot();
   const late = [...after].filter(([text]) => text.includes('AS late')).map(([text, now]) => [text, now.calls - (before.get(text)?.calls ?? 0)]);

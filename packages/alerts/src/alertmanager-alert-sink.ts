@@ -7,11 +7,13 @@
  * still resolve on their own.
  *
  * Failures are retried on the next ticks with exponential backoff (state is kept, so nothing is
- * lost but the intermediate values); the first failure of a streak is reported on stderr.
+ * lost but the intermediate values); they are said with their cause, the first at once, then at
+ * most once a minute with the count since (failure-report.ts).
  */
-import { alertKey, backoffDelayMs, toAlertmanagerAlert, type BreachReport, type PostableAlert } from '@request-budget/core';
+import { alertKey, backoffDelayMs, toAlertmanagerAlert, traceLink, type BreachReport, type PostableAlert } from '@request-budget/core';
 import { describeError } from './describe-error';
 import { emptyStats, type AlertSink } from './alert-sink';
+import { FailureReport } from './failure-report';
 
 export interface AlertmanagerAlertSinkOptions {
   /** Alertmanager base URL, e.g. `http://alertmanager:9093`. */
@@ -28,10 +30,18 @@ export interface AlertmanagerAlertSinkOptions {
   readonly requestTimeoutMs?: number;
   /** Link shown by Alertmanager for the alert's source, e.g. a Jaeger search URL. */
   readonly generatorURL?: string;
+  /**
+   * Template of a link to one trace, e.g. `http://jaeger:16686/trace/{traceId}`: each alert's
+   * generatorURL becomes the link to the trace of its latest breach (over `generatorURL`).
+   * @default none
+   */
+  readonly traceUrl?: string;
   /** Extra request headers, e.g. `authorization` for an Alertmanager behind a proxy. @default none */
   readonly headers?: Readonly<Record<string, string>>;
-  /** Where the first failure of a streak is reported. */
+  /** Where failures are said: the first at once, then at most once a minute. */
   readonly reportProblem: (message: string) => void;
+  /** @default Date.now (tests pass their own clock) */
+  readonly now?: () => number;
 }
 
 interface TrackedAlert {
@@ -56,8 +66,9 @@ export class AlertmanagerAlertSink implements AlertSink {
   private readonly maxAlerts: number;
   private readonly requestTimeoutMs: number;
   private readonly generatorURL: string | undefined;
+  private readonly traceUrl: string | undefined;
   private readonly headers: Record<string, string>;
-  private readonly reportProblem: (message: string) => void;
+  private readonly failures: FailureReport;
   private readonly alerts = new Map<string, TrackedAlert>();
   private timer: NodeJS.Timeout | undefined;
   private sending: Promise<void> | undefined;
@@ -72,8 +83,9 @@ export class AlertmanagerAlertSink implements AlertSink {
     this.maxAlerts = options.maxAlerts ?? 1000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     this.generatorURL = options.generatorURL;
+    this.traceUrl = options.traceUrl;
     this.headers = { ...options.headers, 'content-type': 'application/json' };
-    this.reportProblem = options.reportProblem;
+    this.failures = new FailureReport(options.reportProblem, options.now);
   }
 
   /** Alerts currently tracked (firing or waiting to be resolved). */
@@ -128,7 +140,8 @@ export class AlertmanagerAlertSink implements AlertSink {
       const dueForResend = tracked.lastSentMs === 0 || tracked.changed || now - tracked.lastSentMs >= this.resendIntervalMs;
       if (!resolves && !dueForResend) continue;
       const endsAtMs = resolves ? now : now + this.resolveAfterMs;
-      due.push({ key, tracked, resolves, alert: toAlertmanagerAlert(tracked.report, tracked.startsAtMs, endsAtMs, this.generatorURL) });
+      const generatorURL = this.traceUrl !== undefined ? traceLink(this.traceUrl, tracked.report.traceId) : this.generatorURL;
+      due.push({ key, tracked, resolves, alert: toAlertmanagerAlert(tracked.report, tracked.startsAtMs, endsAtMs, generatorURL) });
     }
     if (due.length === 0) return;
     try {
@@ -142,14 +155,20 @@ export class AlertmanagerAlertSink implements AlertSink {
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
     } catch (error) {
       this.stats.failed += 1;
-      if (this.consecutiveFailures === 0)
-        this.reportProblem(`alertmanager: could not send ${due.length} alert(s) to ${this.endpoint}: ${describeError(error)}; retrying with backoff`);
+      this.failures.failed(
+        due.length,
+        ({ times }) =>
+          `alertmanager: could not send ${due.length} alert(s) to ${this.endpoint}: ${describeError(error)}${times > 1 ? ` (${times} failed attempts since the last line)` : ''}; retrying with backoff (said at most once a minute)`,
+      );
       this.consecutiveFailures += 1;
       this.nextAttemptMs = Date.now() + backoffDelayMs(this.consecutiveFailures + 1, this.sendIntervalMs, MAX_BACKOFF_MS);
       return;
     }
     this.consecutiveFailures = 0;
     this.nextAttemptMs = 0;
+    this.failures.succeeded(
+      ({ times }) => `alertmanager: sending to ${this.endpoint} works again${times > 0 ? ` (after ${times} more failed attempt(s))` : ''}`,
+    );
     this.stats.delivered += due.length;
     for (const { key, tracked, resolves } of due) {
       // A breach that arrived while the request was in flight keeps the alert firing.

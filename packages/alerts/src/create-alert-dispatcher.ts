@@ -19,8 +19,14 @@ export interface AlertDeliverySettings {
   readonly resendIntervalMs: number;
   /** Quiet period after which an Alertmanager alert is resolved. */
   readonly resolveAfterMs: number;
-  /** Link shown by Alertmanager for the alert's source. */
+  /** Link shown by Alertmanager for the alert's source (the same for every alert). */
   readonly generatorURL?: string | undefined;
+  /**
+   * Template of a link to one trace in the tracing UI, e.g. `http://jaeger:16686/trace/{traceId}`:
+   * each Alertmanager alert's generatorURL (over `generatorURL`) and each breach event's
+   * `trace_url` link to the trace that breached.
+   */
+  readonly traceUrl?: string | undefined;
   /** Webhook URL; none when undefined. */
   readonly webhookUrl?: string | undefined;
   readonly webhookHeaders?: Readonly<Record<string, string>> | undefined;
@@ -33,7 +39,8 @@ export function createAlertDispatcher(
   options: AlertDispatcherOptions = {},
 ): AlertDispatcher | undefined {
   const sinks: AlertSink[] = [];
-  if (settings.log) sinks.push(new LogAlertSink());
+  const traceUrl = settings.traceUrl !== undefined ? { traceUrl: settings.traceUrl } : {};
+  if (settings.log) sinks.push(new LogAlertSink(traceUrl));
   if (settings.alertmanagerUrl !== undefined) {
     sinks.push(
       new AlertmanagerAlertSink({
@@ -43,6 +50,7 @@ export function createAlertDispatcher(
         reportProblem,
         ...(settings.alertmanagerHeaders !== undefined ? { headers: settings.alertmanagerHeaders } : {}),
         ...(settings.generatorURL !== undefined ? { generatorURL: settings.generatorURL } : {}),
+        ...traceUrl,
       }),
     );
   }
@@ -52,6 +60,7 @@ export function createAlertDispatcher(
         url: settings.webhookUrl,
         reportProblem,
         ...(settings.webhookHeaders !== undefined ? { headers: { ...settings.webhookHeaders } } : {}),
+        ...traceUrl,
       }),
     );
   }

@@ -14,3 +14,5 @@ export type { AlertmanagerAlertSinkOptions } from './alertmanager-alert-sink';
 export { WebhookAlertSink } from './webhook-alert-sink';
 export type { WebhookAlertSinkOptions } from './webhook-alert-sink';
 export { describeError } from './describe-error';
+export { FailureReport, FAILURE_REPORT_INTERVAL_MS } from './failure-report';
+export type { FailureTally } from './failure-report';

@@ -2,7 +2,7 @@
  * One structured JSON line per breach (`{"event":"budget.breach",...}`), written in batches on a
  * timer so the request path never waits on the stream.
  */
-import { toBreachEvent, type BreachReport } from '@request-budget/core';
+import { toBreachEvent, traceLink, type BreachReport } from '@request-budget/core';
 import { emptyStats, type AlertSink } from './alert-sink';
 
 export interface LogAlertSinkOptions {
@@ -12,6 +12,11 @@ export interface LogAlertSinkOptions {
   readonly flushIntervalMs?: number;
   /** Lines waiting before new ones are dropped. @default 1000 */
   readonly maxQueued?: number;
+  /**
+   * Template of a link to one trace, e.g. `http://jaeger:16686/trace/{traceId}`: each line gets
+   * `trace_url`, the link to its trace. @default none
+   */
+  readonly traceUrl?: string;
 }
 
 export class LogAlertSink implements AlertSink {
@@ -20,6 +25,7 @@ export class LogAlertSink implements AlertSink {
   private readonly write: (text: string) => void;
   private readonly flushIntervalMs: number;
   private readonly maxQueued: number;
+  private readonly traceUrl: string | undefined;
   private queued: string[] = [];
   private timer: NodeJS.Timeout | undefined;
 
@@ -27,6 +33,7 @@ export class LogAlertSink implements AlertSink {
     this.write = options.write ?? ((text) => process.stderr.write(text));
     this.flushIntervalMs = options.flushIntervalMs ?? 200;
     this.maxQueued = options.maxQueued ?? 1000;
+    this.traceUrl = options.traceUrl;
   }
 
   accept(report: BreachReport): void {
@@ -34,7 +41,8 @@ export class LogAlertSink implements AlertSink {
       this.stats.dropped += 1;
       return;
     }
-    this.queued.push(`${JSON.stringify(toBreachEvent(report))}\n`);
+    const traceUrl = this.traceUrl !== undefined ? traceLink(this.traceUrl, report.traceId) : undefined;
+    this.queued.push(`${JSON.stringify(toBreachEvent(report, traceUrl))}\n`);
     this.timer ??= setTimeout(() => void this.flush(), this.flushIntervalMs).unref();
   }
 

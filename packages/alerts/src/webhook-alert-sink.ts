@@ -1,12 +1,14 @@
 /**
  * Posts breaches to a webhook as JSON (`{"breaches": [ …breach events ]}`), in batches, with
  * retry and exponential backoff on network errors, timeouts, 408, 429 and 5xx. The queue is
- * bounded: breaches beyond it, and batches whose retries run out, are dropped and counted.
+ * bounded: breaches beyond it, and batches whose retries run out, are dropped and counted. Drops
+ * are said with their cause: the first at once, then at most once a minute with the count since.
  */
-import { backoffDelayMs, toBreachEvent, type BreachReport } from '@request-budget/core';
+import { backoffDelayMs, toBreachEvent, traceLink, type BreachReport } from '@request-budget/core';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from './describe-error';
 import { emptyStats, type AlertSink } from './alert-sink';
+import { FailureReport } from './failure-report';
 
 export interface WebhookAlertSinkOptions {
   readonly url: string;
@@ -21,7 +23,15 @@ export interface WebhookAlertSinkOptions {
   readonly initialBackoffMs?: number;
   /** @default 5000 */
   readonly requestTimeoutMs?: number;
+  /**
+   * Template of a link to one trace, e.g. `http://jaeger:16686/trace/{traceId}`: each breach
+   * event gets `trace_url`, the link to its trace. @default none
+   */
+  readonly traceUrl?: string;
+  /** Where drops are said: the first at once, then at most once a minute. */
   readonly reportProblem: (message: string) => void;
+  /** @default Date.now (tests pass their own clock) */
+  readonly now?: () => number;
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -29,7 +39,9 @@ const MAX_BACKOFF_MS = 30_000;
 export class WebhookAlertSink implements AlertSink {
   readonly name = 'webhook';
   readonly stats = emptyStats();
-  private readonly options: Required<Omit<WebhookAlertSinkOptions, 'headers'>> & { headers: Record<string, string> };
+  private readonly options: Required<Omit<WebhookAlertSinkOptions, 'headers' | 'traceUrl' | 'now'>> & { headers: Record<string, string> };
+  private readonly traceUrl: string | undefined;
+  private readonly failures: FailureReport;
   private queue: BreachReport[] = [];
   private draining: Promise<void> | undefined;
   private stopping = false;
@@ -44,6 +56,8 @@ export class WebhookAlertSink implements AlertSink {
       ...options,
       headers: { 'content-type': 'application/json', ...options.headers },
     };
+    this.traceUrl = options.traceUrl;
+    this.failures = new FailureReport(options.reportProblem, options.now);
   }
 
   get queued(): number {
@@ -77,17 +91,32 @@ export class WebhookAlertSink implements AlertSink {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.options.batchSize);
-        if (!(await this.deliver(batch))) this.stats.dropped += batch.length;
-        else this.stats.delivered += 1;
+        const problem = await this.deliver(batch);
+        if (problem === undefined) {
+          this.stats.delivered += 1;
+          this.failures.succeeded(
+            ({ amount }) => `webhook: posting to ${this.options.url} works again${amount > 0 ? ` (${amount} more breach(es) dropped before)` : ''}`,
+          );
+        } else {
+          this.stats.dropped += batch.length;
+          this.failures.failed(
+            batch.length,
+            ({ amount, times }) =>
+              `webhook: dropped ${amount} breach(es)${times > 1 ? ` in ${times} batches since the last line` : ''} after failing to post to ${this.options.url}: ${problem} (said at most once a minute)`,
+          );
+        }
       }
     } finally {
       this.draining = undefined;
     }
   }
 
-  /** True when delivered; false when given up on (reported once per batch). */
-  private async deliver(batch: BreachReport[]): Promise<boolean> {
-    const body = JSON.stringify({ breaches: batch.map(toBreachEvent) });
+  /** Undefined when delivered; what went wrong last when given up on. */
+  private async deliver(batch: BreachReport[]): Promise<string | undefined> {
+    const { traceUrl } = this;
+    const body = JSON.stringify({
+      breaches: batch.map((report) => toBreachEvent(report, traceUrl !== undefined ? traceLink(traceUrl, report.traceId) : undefined)),
+    });
     // When shutting down, one attempt each: shutdown must not wait out a backoff.
     const attempts = this.stopping ? 1 : this.options.maxAttempts;
     let lastProblem = '';
@@ -100,7 +129,7 @@ export class WebhookAlertSink implements AlertSink {
           signal: AbortSignal.timeout(this.options.requestTimeoutMs),
         });
         await response.body?.cancel();
-        if (response.ok) return true;
+        if (response.ok) return undefined;
         lastProblem = `HTTP ${response.status}`;
         if (!isRetryableStatus(response.status)) {
           this.stats.failed += 1;
@@ -114,8 +143,7 @@ export class WebhookAlertSink implements AlertSink {
         await sleep(backoffDelayMs(attempt, this.options.initialBackoffMs, MAX_BACKOFF_MS), undefined, { ref: false });
       }
     }
-    this.options.reportProblem(`webhook: dropped ${batch.length} breach(es) after failing to post to ${this.options.url}: ${lastProblem}`);
-    return false;
+    return lastProblem;
   }
 }
 

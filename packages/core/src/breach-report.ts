@@ -84,8 +84,11 @@ export function toAlertmanagerAlert(report: BreachReport, startsAtMs: number, en
   };
 }
 
-/** The JSON object written as one log line and posted to webhooks. */
-export function toBreachEvent(report: BreachReport): Record<string, string | number> {
+/**
+ * The JSON object written as one log line and posted to webhooks; `traceUrl`, the link to the
+ * breaching trace in the tracing UI (see trace-link.ts), is added as `trace_url` when given.
+ */
+export function toBreachEvent(report: BreachReport, traceUrl?: string): Record<string, string | number> {
   return {
     event: 'budget.breach',
     time: new Date(report.timeMs).toISOString(),
@@ -99,5 +102,6 @@ export function toBreachEvent(report: BreachReport): Record<string, string | num
     trace_id: report.traceId,
     span_id: report.spanId,
     ...(report.statement !== undefined ? { statement: report.statement } : {}),
+    ...(traceUrl !== undefined ? { trace_url: traceUrl } : {}),
   };
 }

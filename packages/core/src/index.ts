@@ -26,3 +26,6 @@ export type { RootRoute } from './root-route';
 export { compileGlob } from './glob';
 export type { GlobOptions } from './glob';
 export { backoffDelayMs, withJitter } from './backoff';
+export { parseHeaderList } from './header-list';
+export type { HeaderList } from './header-list';
+export { TRACE_ID_PLACEHOLDER, traceLink, traceUrlTemplateProblem } from './trace-link';

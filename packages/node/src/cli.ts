@@ -206,7 +206,8 @@ function lint(args: readonly string[], out: (text: string) => void, err: (text: 
   return failed ? 1 : 0;
 }
 
-if (require.main === module) {
+/** Runs the command with this process's arguments (the `request-budget` bin calls it). */
+export function runCommand(): void {
   main(process.argv.slice(2)).then(
     (status) => {
       process.exitCode = status;
@@ -217,3 +218,5 @@ if (require.main === module) {
     },
   );
 }
+
+if (require.main === module) runCommand();

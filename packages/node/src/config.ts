@@ -3,7 +3,9 @@
  * variable, then default. A bad environment value is reported in one line naming the variable,
  * the value and what is used instead; it never throws into the app.
  */
+import { DiagLogLevel } from '@opentelemetry/api';
 import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
+import { parseHeaderList, traceUrlTemplateProblem } from '@request-budget/core';
 import { DEFAULT_MAX_CLIENT_TIMEOUT_MS } from './http-client-timeouts';
 import { INSTRUMENTATION_NAMES, type InstrumentationName } from './instrumentations';
 import type { OtlpProtocol, RequestBudgetOptions, TraceExporterName } from './types';
@@ -17,6 +19,8 @@ export type ProblemReporter = (message: string) => void;
 export interface ResolvedConfig {
   /** OTEL_SDK_DISABLED=true: start() does nothing at all. */
   readonly disabled: boolean;
+  /** OTEL_LOG_LEVEL: OpenTelemetry's own `diag` lines on the console at this level; none when unset. */
+  readonly logLevel: DiagLogLevel | undefined;
   readonly serviceName: string | undefined;
   /** Exporters to build; empty when traces are not exported. */
   readonly traceExporters: readonly Exclude<TraceExporterName, 'none'>[];
@@ -70,7 +74,11 @@ export interface MetricSettings {
 
 export interface AlertSettings {
   readonly alertmanagerUrl: string | undefined;
+  readonly alertmanagerHeaders: Readonly<Record<string, string>> | undefined;
   readonly webhookUrl: string | undefined;
+  readonly webhookHeaders: Readonly<Record<string, string>> | undefined;
+  /** Template of a link to one trace, with `{traceId}` in it. */
+  readonly traceUrl: string | undefined;
   readonly log: boolean;
   readonly resendIntervalMs: number;
   readonly resolveAfterMs: number;
@@ -86,6 +94,16 @@ export interface BatchSettings {
 const TRACE_EXPORTERS: readonly TraceExporterName[] = ['otlp', 'zipkin', 'console', 'none'];
 const METRIC_EXPORTERS = ['prometheus', 'otlp', 'console', 'none'] as const;
 const OTLP_PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc'];
+/** OTEL_LOG_LEVEL's values, as the OpenTelemetry JS SDKs read them. */
+const LOG_LEVELS = {
+  none: DiagLogLevel.NONE,
+  error: DiagLogLevel.ERROR,
+  warn: DiagLogLevel.WARN,
+  info: DiagLogLevel.INFO,
+  debug: DiagLogLevel.DEBUG,
+  verbose: DiagLogLevel.VERBOSE,
+  all: DiagLogLevel.ALL,
+} as const;
 const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
 
 /** Every default of the configuration in one place. */
@@ -130,6 +148,7 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
 
   return {
     disabled: read.boolean('OTEL_SDK_DISABLED') ?? false,
+    logLevel: logLevelFromEnv(read),
     serviceName: options.serviceName ?? (env.OTEL_SERVICE_NAME || undefined),
     traceExporters,
     otlpProtocol,
@@ -199,11 +218,33 @@ function alertSettings(options: RequestBudgetOptions, read: EnvReader): AlertSet
   }
   return {
     alertmanagerUrl: options.alertmanagerUrl ?? read.url('REQUEST_BUDGET_ALERTMANAGER_URL'),
+    alertmanagerHeaders: options.alertmanagerHeaders ?? read.headers('REQUEST_BUDGET_ALERTMANAGER_HEADERS'),
     webhookUrl: options.webhookUrl ?? read.url('REQUEST_BUDGET_WEBHOOK_URL'),
+    webhookHeaders: options.webhookHeaders ?? read.headers('REQUEST_BUDGET_WEBHOOK_HEADERS'),
+    traceUrl: traceUrlTemplate(options.traceUrl, read),
     log: options.alertLog ?? read.boolean('REQUEST_BUDGET_ALERT_LOG') ?? DEFAULTS.alertLog,
     resendIntervalMs,
     resolveAfterMs,
   };
+}
+
+/** An option's template is a programming error, said like the variable's. */
+function traceUrlTemplate(option: string | undefined, read: EnvReader): string | undefined {
+  if (option === undefined) return read.traceUrl('REQUEST_BUDGET_TRACE_URL');
+  const problem = traceUrlTemplateProblem(option);
+  if (problem === undefined) return option;
+  read.report(`the traceUrl option ${JSON.stringify(option)} ${problem}; alerts go without a trace link`);
+  return undefined;
+}
+
+function logLevelFromEnv(read: EnvReader): DiagLogLevel | undefined {
+  const raw = read.text('OTEL_LOG_LEVEL');
+  if (raw === undefined) return undefined;
+  const level = LOG_LEVELS[raw.toLowerCase() as keyof typeof LOG_LEVELS] as DiagLogLevel | undefined;
+  if (level !== undefined) return level;
+  // The SDK's own reading of a bad value (NodeSDK, auto-instrumentations-node) is info.
+  read.report(`OTEL_LOG_LEVEL=${JSON.stringify(raw)} is not one of ${Object.keys(LOG_LEVELS).join(', ')}; using info, as the OpenTelemetry SDK does`);
+  return DiagLogLevel.INFO;
 }
 
 function otlpEndpointFromEnv(read: EnvReader, protocol: OtlpProtocol): string {
@@ -326,6 +367,29 @@ class EnvReader {
       // reported below
     }
     this.report(`${name}=${JSON.stringify(raw)} is not an http(s) URL; ignoring it`);
+    return undefined;
+  }
+
+  /**
+   * Headers in the OTEL_EXPORTER_OTLP_HEADERS form (`key=value,…`, values URL-decoded). They
+   * usually hold secrets: a bad entry is named by its position, its text never printed, and
+   * left out; the good ones are kept.
+   */
+  headers(name: string): Record<string, string> | undefined {
+    const raw = this.raw(name);
+    if (raw === undefined) return undefined;
+    const { headers, problems } = parseHeaderList(raw);
+    for (const problem of problems) this.report(`${name}: ${problem} (the value is not shown: it may hold a secret); ignoring that entry`);
+    return Object.keys(headers).length > 0 ? headers : undefined;
+  }
+
+  /** A link template with `{traceId}` in it (see @request-budget/core trace-link.ts). */
+  traceUrl(name: string): string | undefined {
+    const raw = this.raw(name);
+    if (raw === undefined) return undefined;
+    const problem = traceUrlTemplateProblem(raw);
+    if (problem === undefined) return raw;
+    this.report(`${name}=${JSON.stringify(raw)} ${problem} (e.g. http://jaeger:16686/trace/{traceId}); ignoring it`);
     return undefined;
   }
 

@@ -2,15 +2,17 @@
  * CostMetricsProcessor: turns each finished request's (or job's) cost record into OpenTelemetry
  * metrics per route, so Prometheus can chart and alert on them: histograms of queries, DB time,
  * rows, heap growth and duration, a counter of budget breaches, and a gauge of each route's
- * budget limits (for "p95 against its budget" panels).
+ * budget limits (for the budget table and the alerts' annotations).
  *
- * Labels are bounded: `route` is the method and route template (`GET /users/:id`), `job NAME` or
+ * Labels are bounded: `service` is the span's service.name (services scraped under one Prometheus
+ * job stay apart), `route` is the method and route template (`GET /users/:id`), `job NAME` or
  * `METHOD (unrouted)`, never a raw URL, and at most `maxRoutes` distinct routes are labelled;
  * the rest share the route `(other)`. `status_class` is one of 1xx…5xx or `none`.
  */
 import { metrics, type Counter, type Histogram, type Meter, type ObservableResult } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { Resource } from '@opentelemetry/resources';
 import {
   BUDGET_BREACH_EVENT,
   BUDGET_METRICS,
@@ -25,6 +27,7 @@ import {
 } from '@request-budget/core';
 import { MEASUREMENT_ATTRIBUTE } from './budget-span-processor';
 import { lateOperationOf, type LateOperation } from './late-operations';
+import { UNKNOWN_SERVICE, serviceNameOf } from './service-label';
 
 /** Metric names, as OpenTelemetry instruments (Prometheus replaces the dots with underscores). */
 export const METRIC_NAMES = {
@@ -54,10 +57,19 @@ const BUCKETS = {
 export interface CostMetricsOptions {
   /** Budget rules, to publish each route's limits; none when running without budgets. */
   readonly rules?: BudgetRuleSet;
-  /** Distinct routes labelled before the rest become `(other)`. @default 500 */
+  /** Distinct routes (service and route pairs) labelled before the rest become `(other)`. @default 500 */
   readonly maxRoutes?: number;
   /** @default the global meter provider's meter, looked up when the first request ends */
   readonly meter?: Meter;
+  /** `service` label of spans whose resource has no service.name. @default 'unknown_service:node' */
+  readonly defaultService?: string;
+}
+
+/** A labelled route of one service, with the limits that apply to it (none without budgets). */
+interface RouteEntry {
+  readonly service: string;
+  readonly route: string;
+  readonly limits: Partial<Record<string, number>>;
 }
 
 interface Instruments {
@@ -75,14 +87,20 @@ export class CostMetricsProcessor implements SpanProcessor {
   private readonly rules: BudgetRuleSet | undefined;
   private readonly maxRoutes: number;
   private readonly meterOption: Meter | undefined;
-  /** Routes labelled so far, with the limits that apply to each (empty without budgets). */
-  private readonly routes = new Map<string, Partial<Record<string, number>>>();
+  private readonly defaultService: string;
+  /** Routes labelled so far, by service and route. */
+  private readonly routes = new Map<string, RouteEntry>();
+  /** The service of the last resource seen: a provider's spans share one resource object. */
+  private lastResource: Resource | undefined;
+  private lastService: string;
   private instruments: Instruments | undefined;
 
   constructor(options: CostMetricsOptions = {}) {
     this.rules = options.rules;
     this.maxRoutes = options.maxRoutes ?? 500;
     this.meterOption = options.meter;
+    this.defaultService = options.defaultService ?? UNKNOWN_SERVICE;
+    this.lastService = this.defaultService;
   }
 
   onStart(): void {}
@@ -94,8 +112,9 @@ export class CostMetricsProcessor implements SpanProcessor {
       const a = span.attributes;
       if (a[COST_DB_QUERIES] === undefined || a[MEASUREMENT_ATTRIBUTE] === true) return;
       const instruments = (this.instruments ??= this.createInstruments());
-      const route = this.routeLabel(span);
-      const labels = { route, status_class: statusClass(a['http.response.status_code']) };
+      const service = this.serviceLabel(span);
+      const route = this.routeLabel(span, service);
+      const labels = { service, route, status_class: statusClass(a['http.response.status_code']) };
       instruments.duration.record(hrTimeToMilliseconds(span.duration), labels);
       instruments.queries.record(Number(a[COST_DB_QUERIES]), labels);
       instruments.dbTime.record(Number(a[COST_DB_TIME_MS] ?? 0), labels);
@@ -103,10 +122,10 @@ export class CostMetricsProcessor implements SpanProcessor {
       // Histograms take no negative values: a shrinking heap (a GC ran) records as no growth.
       instruments.heapDelta.record(Math.max(0, Number(a[COST_HEAP_DELTA_BYTES] ?? 0)), labels);
       const enqueued = Number(a[COST_JOBS_ENQUEUED] ?? 0);
-      if (enqueued > 0) instruments.jobsEnqueued.add(enqueued, { route });
+      if (enqueued > 0) instruments.jobsEnqueued.add(enqueued, { service, route });
       for (const event of span.events) {
         if (event.name !== BUDGET_BREACH_EVENT) continue;
-        instruments.breaches.add(1, { route, metric: String(event.attributes?.metric), severity: String(event.attributes?.severity) });
+        instruments.breaches.add(1, { service, route, metric: String(event.attributes?.metric), severity: String(event.attributes?.severity) });
       }
     } catch {
       // Metrics are a view of the spans; a failure here must not reach span.end().
@@ -150,15 +169,25 @@ export class CostMetricsProcessor implements SpanProcessor {
   private countLate(late: LateOperation): void {
     if (late.root.attributes[MEASUREMENT_ATTRIBUTE] === true) return;
     const instruments = (this.instruments ??= this.createInstruments());
-    instruments.lateOperations.add(1, { route: this.routeLabel(late.root), kind: late.contribution.type });
+    const service = this.serviceLabel(late.root);
+    instruments.lateOperations.add(1, { service, route: this.routeLabel(late.root, service), kind: late.contribution.type });
   }
 
-  private routeLabel(span: ReadableSpan): string {
+  private serviceLabel(span: ReadableSpan): string {
+    if (span.resource !== this.lastResource) {
+      this.lastResource = span.resource;
+      this.lastService = serviceNameOf(span.resource) ?? this.defaultService;
+    }
+    return this.lastService;
+  }
+
+  private routeLabel(span: ReadableSpan, service: string): string {
     // The same label as breach reports and alerts (core's routeOf), bounded in number here.
     const { job, method, template, label } = routeOf(span.attributes);
-    if (this.routes.has(label)) return label;
+    const key = `${service}\n${label}`;
+    if (this.routes.has(key)) return label;
     if (this.routes.size >= this.maxRoutes) return OTHER_ROUTE;
-    this.routes.set(label, this.limitsFor(job, method ?? 'ANY', template));
+    this.routes.set(key, { service, route: label, limits: this.limitsFor(job, method ?? 'ANY', template) });
     return label;
   }
 
@@ -174,8 +203,8 @@ export class CostMetricsProcessor implements SpanProcessor {
   }
 
   private observeLimits(result: ObservableResult): void {
-    for (const [route, limits] of this.routes) {
-      for (const [metric, value] of Object.entries(limits)) if (value !== undefined) result.observe(value, { route, metric });
+    for (const { service, route, limits } of this.routes.values()) {
+      for (const [metric, value] of Object.entries(limits)) if (value !== undefined) result.observe(value, { service, route, metric });
     }
   }
 }

@@ -23,3 +23,4 @@ export { BullMqInstrumentation } from './jobs/bullmq-instrumentation';
 export type { BullMqInstrumentationConfig } from './jobs/bullmq-instrumentation';
 export { CostMetricsProcessor, METRIC_NAMES, OTHER_ROUTE } from './cost-metrics-processor';
 export type { CostMetricsOptions } from './cost-metrics-processor';
+export { FAILURE_METRIC_NAMES } from './failure-metrics';

@@ -8,16 +8,35 @@ import { OTLPMetricExporter as OtlpProtobufMetricExporter } from '@opentelemetry
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { ConsoleMetricExporter, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { ResolvedConfig } from './config';
+import { reportProblem } from './diagnostics';
 import type { ExporterConnections } from './exporter-connections';
 
 /** OTLP over HTTP goes through `connections`, so a backend that never answers cannot hold exit. */
 export function createMetricReaders(config: ResolvedConfig, connections: ExporterConnections): IMetricReader[] {
   const { metrics } = config;
   return metrics.exporters.map((name) => {
-    if (name === 'prometheus') return new PrometheusExporter({ host: metrics.prometheusHost, port: metrics.prometheusPort });
+    if (name === 'prometheus') {
+      const { prometheusHost: host, prometheusPort: port } = metrics;
+      return new PrometheusExporter({ host, port }, (error) => {
+        if (error) reportProblem(describeListenError(error, host, port));
+      });
+    }
     const exporter = name === 'console' ? new ConsoleMetricExporter() : otlpExporter(config, connections);
     return new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: metrics.exportIntervalMs });
   });
+}
+
+/**
+ * The exporter only tells the `diag` logger, silent by default, when its server cannot listen:
+ * the app would run on with no /metrics and nothing said. One line, naming the setting to change.
+ */
+function describeListenError(error: Error, host: string, port: number): string {
+  const code = (error as Error & { code?: string }).code;
+  const fix =
+    code === 'EADDRINUSE'
+      ? `the port is already in use; the app runs on without them — set OTEL_EXPORTER_PROMETHEUS_PORT to a free port`
+      : `${code ?? error.message}; the app runs on without them — check OTEL_EXPORTER_PROMETHEUS_HOST and OTEL_EXPORTER_PROMETHEUS_PORT`;
+  return `cannot serve Prometheus metrics on ${host}:${port}: ${fix}`;
 }
 
 function otlpExporter(config: ResolvedConfig, connections: ExporterConnections): PushMetricExporter {

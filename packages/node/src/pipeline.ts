@@ -15,6 +15,7 @@ import type { ResolvedConfig } from './config';
 import { CostMetricsProcessor } from './cost-metrics-processor';
 import { CostSpanProcessor } from './cost-span-processor';
 import { reportProblem } from './diagnostics';
+import { FailureMetrics } from './failure-metrics';
 import { RegistrationProbe, watchRegistrations } from './global-registration';
 import { GuardedSpanProcessor } from './guarded-span-processor';
 import { createCostMeterProvider } from './meter-provider';
@@ -55,8 +56,12 @@ export function assemblePipeline(
   const alerts = budgets === undefined ? undefined : createAlertDispatcher(config.alerts, reportProblem, { runDetached: outsideAnyTrace });
   const rules = budgets === undefined ? undefined : new BudgetRuleSet(budgets);
   const connections = new ExporterConnections();
-  const exportProcessors = createExportProcessors(config, connections);
-  const meterProvider = createCostMeterProvider(config, instrumentations, connections);
+  const costMeter = createCostMeterProvider(config, instrumentations, connections);
+  const meterProvider = costMeter?.provider;
+  // Export and alert failures counted on the cost meter provider, beside the cost metrics.
+  const failures =
+    costMeter === undefined ? undefined : new FailureMetrics({ meter: costMeter.meter, service: costMeter.service, exporters: config.traceExporters, alerts });
+  const exportProcessors = createExportProcessors(config, connections, failures);
   const probe = new RegistrationProbe();
   const spanProcessors: SpanProcessor[] = [
     probe,
@@ -73,8 +78,8 @@ export function assemblePipeline(
           }),
         ]
       : []),
-    ...(meterProvider !== undefined
-      ? [new CostMetricsProcessor({ meter: meterProvider.getMeter('@request-budget/node'), ...(rules !== undefined ? { rules } : {}) })]
+    ...(costMeter !== undefined
+      ? [new CostMetricsProcessor({ meter: costMeter.meter, defaultService: costMeter.service, ...(rules !== undefined ? { rules } : {}) })]
       : []),
     ...(options.spanProcessors ?? []).map((processor) => new GuardedSpanProcessor(processor)),
     ...(config.summary ? [new SummarySpanProcessor()] : []),

@@ -1,7 +1,8 @@
 /**
  * Says when spans could not be exported, with the cause: the SDK's exporters fail silently
  * unless OTEL_LOG_LEVEL is raised, which hides a backend that is down. One line for the first
- * failure, then at most one a minute with the count since; and one when exports recover.
+ * failure, then at most one a minute with the count since; and one when exports recover. Every
+ * failed span is also handed to `onFailedSpans` (the export failures metric).
  */
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
@@ -9,17 +10,29 @@ import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 /** Shortest time between two lines about the same exporter. */
 export const EXPORT_FAILURE_REPORT_INTERVAL_MS = 60_000;
 
+export interface ReportingExporterOptions {
+  /** Told the number of spans of each failed export. @default nothing */
+  readonly onFailedSpans?: (spans: number) => void;
+  /** @default Date.now */
+  readonly now?: () => number;
+}
+
 export class ReportingExporter implements SpanExporter {
   private failedSinceReport = 0;
   private lastReportMs = -Infinity;
   private failing = false;
+  private readonly now: () => number;
+  private readonly onFailedSpans: ((spans: number) => void) | undefined;
 
   constructor(
     private readonly inner: SpanExporter,
     private readonly target: string,
     private readonly report: (message: string) => void,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: ReportingExporterOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.onFailedSpans = options.onFailedSpans;
+  }
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
     this.inner.export(spans, (result) => {
@@ -48,6 +61,11 @@ export class ReportingExporter implements SpanExporter {
     }
     this.failing = true;
     this.failedSinceReport += spans;
+    try {
+      this.onFailedSpans?.(spans);
+    } catch {
+      // Counting must not stop the line below, nor reach the exporter's caller.
+    }
     const now = this.now();
     if (now - this.lastReportMs < EXPORT_FAILURE_REPORT_INTERVAL_MS) return;
     this.report(

@@ -17,6 +17,7 @@ import type { ExporterConnections } from './exporter-connections';
 import { wrapGlobalFetch } from './http-client-timeouts';
 import { createInstrumentations } from './instrumentations';
 import { watchLibraryCoverage } from './library-coverage';
+import { useDiagLogLevel } from './otel-log-level';
 import { assemblePipeline, prepareForOtherSetups } from './pipeline';
 import type { RequestBudgetOptions } from './types';
 
@@ -59,6 +60,8 @@ export function start(options: RequestBudgetOptions = {}): boolean {
   try {
     const config = resolveConfig(options, process.env, reportProblem);
     if (config.disabled) return false;
+    // OTEL_LOG_LEVEL from here on, not only from NodeSDK's constructor (see otel-log-level.ts).
+    const giveBackDiag = useDiagLogLevel(config.logLevel);
     const instrumentations = [
       ...createInstrumentations(config.instrumentations, {
         expressLayerSpans: config.expressLayerSpans,
@@ -78,6 +81,7 @@ export function start(options: RequestBudgetOptions = {}): boolean {
     // Processors and sampler come from pipeline.ts, shared with requestBudgetComponents().
     const { budgets, alerts, meterProvider, spanProcessors, sampler, probe, connections } = assemblePipeline(config, options, instrumentations);
     prepareForOtherSetups(instrumentations, probe);
+    giveBackDiag();
     const sdk = new NodeSDK({
       ...(config.serviceName !== undefined ? { serviceName: config.serviceName } : {}),
       ...spanLimitsWithRoomForCost(config),

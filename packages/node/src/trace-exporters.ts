@@ -12,12 +12,16 @@ import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanPr
 import type { ResolvedConfig } from './config';
 import { reportProblem } from './diagnostics';
 import type { ExporterConnections } from './exporter-connections';
+import type { FailureMetrics } from './failure-metrics';
 import { ReportingExporter } from './reporting-exporter';
 import { useTimedZipkinSender } from './zipkin-sender';
 
-export function createExportProcessors(config: ResolvedConfig, connections: ExporterConnections): SpanProcessor[] {
+/** `failures` counts the spans each exporter could not export (the cost meter provider's metric). */
+export function createExportProcessors(config: ResolvedConfig, connections: ExporterConnections, failures?: FailureMetrics): SpanProcessor[] {
   return config.traceExporters.map((name) => {
-    const exporter = new ReportingExporter(createExporter(name, config, connections), describeTarget(name, config), reportProblem);
+    const exporter = new ReportingExporter(createExporter(name, config, connections), describeTarget(name, config), reportProblem, {
+      ...(failures !== undefined ? { onFailedSpans: (spans: number) => failures.exportFailed(name, spans) } : {}),
+    });
     return new BatchSpanProcessor({ exporter, ...definedOnly(config.batch) });
   });
 }

@@ -122,10 +122,33 @@ export interface RequestBudgetOptions {
    */
   alertmanagerUrl?: string;
   /**
+   * Request headers for Alertmanager, e.g. `{ authorization: 'Bearer …' }` behind an
+   * authenticating proxy. Env: REQUEST_BUDGET_ALERTMANAGER_HEADERS, in the
+   * OTEL_EXPORTER_OTLP_HEADERS form (`key=value,key2=value2`, values URL-decoded).
+   * @default none
+   */
+  alertmanagerHeaders?: Record<string, string>;
+  /**
    * URL that receives each batch of breaches as a JSON POST. Env: REQUEST_BUDGET_WEBHOOK_URL.
    * @default none
    */
   webhookUrl?: string;
+  /**
+   * Request headers for the webhook, e.g. `{ authorization: 'Bearer …' }`.
+   * Env: REQUEST_BUDGET_WEBHOOK_HEADERS, in the OTEL_EXPORTER_OTLP_HEADERS form
+   * (`key=value,key2=value2`, values URL-decoded).
+   * @default none
+   */
+  webhookHeaders?: Record<string, string>;
+  /**
+   * Template of a link to one trace in the tracing UI the traces go to, with `{traceId}` where
+   * the trace id goes: `http://jaeger:16686/trace/{traceId}` (Jaeger) or
+   * `http://zipkin:9411/zipkin/traces/{traceId}` (Zipkin). Each Alertmanager alert's
+   * generatorURL links to the trace of its latest breach, and each breach event (log line,
+   * webhook) gets it as `trace_url`. Env: REQUEST_BUDGET_TRACE_URL.
+   * @default none: alerts carry the trace id only
+   */
+  traceUrl?: string;
   /**
    * Write one JSON line per breach on stderr. Env: REQUEST_BUDGET_ALERT_LOG.
    * @default true
