@@ -47,6 +47,8 @@ interface TurnEntry {
 }
 
 const NODE = Symbol('request-budget.operation');
+/** Operation spans remembered within one synchronous turn, to pair side-by-side twins. */
+const MAX_TURN_ENTRIES = 256;
 type Linked = { [NODE]?: OperationNode };
 
 /** Instrumentations whose other instances request-budget gives its row hook (adopted-instrumentations.ts). */
@@ -59,6 +61,11 @@ export class DuplicateOperations {
   // Operation spans started in the current synchronous turn, by parent, scope and operation.
   private readonly turn = new Map<string, TurnEntry>();
   private readonly reported = new Set<string>();
+
+  /** Operation spans remembered in the current turn. Exposed for tests: it stays bounded. */
+  get rememberedInTurn(): number {
+    return this.turn.size;
+  }
 
   /**
    * Links a span attributed to a root to the operation it reports, or to the one it runs inside.
@@ -114,6 +121,9 @@ export class DuplicateOperations {
     const parentId = (parent as Span | undefined)?.spanContext?.().spanId ?? '';
     const key = `${parentId} ${node.scope} ${operationKey(node.identity)}`;
     if (this.turn.size === 0) queueMicrotask(() => this.turn.clear());
+    // Twins start back to back; a long synchronous loop of spans must not hold them all (memory
+    // bounded whatever the turn does): past the bound, what came before is let go.
+    else if (this.turn.size >= MAX_TURN_ENTRIES) this.turn.clear();
     let entry = this.turn.get(key);
     if (entry === undefined) this.turn.set(key, (entry = { own: false, others: [] }));
     if (node.own) {

@@ -195,3 +195,24 @@ describe('side by side: two instances of one instrumentation', () => {
     expect(problems()).toEqual([expect.stringContaining("request-budget's @opentelemetry/instrumentation-pg was replaced by another instance")]);
   });
 });
+
+describe('memory', () => {
+  it('remembers a bounded number of operation spans within one synchronous turn', async () => {
+    const { DuplicateOperations } = await import('../src/duplicate-operations');
+    const duplicates = new DuplicateOperations();
+    const tracer = app();
+    const root = tracer.startSpan('GET /loop', { kind: SpanKind.SERVER });
+    let most = 0;
+    // 10,000 distinct statements in one turn (a long synchronous loop), none of them twins.
+    for (let i = 0; i < 10_000; i += 1) {
+      const span = tracer.startSpan(`SELECT ${i}`, { kind: SpanKind.CLIENT, attributes: { ...PG, 'db.query.text': `SELECT ${i}` } });
+      duplicates.onStart(span as never, 'client', root);
+      most = Math.max(most, duplicates.rememberedInTurn);
+      span.end();
+    }
+    root.end();
+    expect(most).toBeLessThanOrEqual(256);
+    await Promise.resolve();
+    expect(duplicates.rememberedInTurn).toBe(0);
+  });
+});
