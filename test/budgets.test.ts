@@ -12,6 +12,7 @@ import { concurrently, get } from './support/http';
 import { OtlpSpanKind } from './support/received-span';
 import { useReceiverAndApps } from './support/receiver-and-apps';
 import { awaitServerSpan, costOf, tracedGet } from './support/traced-request';
+import { freePort } from './support/free-port';
 
 const BUDGETS = 'test/fixtures/budgets.yaml';
 const { receiver, apps } = useReceiverAndApps();
@@ -327,12 +328,7 @@ describe('webhook', () => {
   });
 
   it('leaves the app unaffected when every receiver is down, and says so with the cause, once per receiver per minute', async () => {
-    const closed = await new Promise<number>((resolve) => {
-      const probe = http.createServer().listen(0, '127.0.0.1', () => {
-        const { port } = probe.address() as AddressInfo;
-        probe.close(() => resolve(port));
-      });
-    });
+    const closed = await freePort(); // nothing listens there: connections are refused
     const app = await launch({
       REQUEST_BUDGET_ALERTMANAGER_URL: `http://127.0.0.1:${closed}`,
       REQUEST_BUDGET_WEBHOOK_URL: `http://127.0.0.1:${closed}/hook`,

@@ -9,6 +9,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from './support/paths';
+import { freePort } from './support/free-port';
 
 let hanging: net.Server;
 let hangingPort: number;
@@ -105,12 +106,7 @@ describe('a finished script exits within the bound whatever the backend does', (
   });
 
   it('a backend that refuses: one line with the cause, and a prompt exit', async () => {
-    const closed = await new Promise<number>((resolve) => {
-      const probe = net.createServer().listen(0, '127.0.0.1', () => {
-        const { port } = probe.address() as AddressInfo;
-        probe.close(() => resolve(port));
-      });
-    });
+    const closed = await freePort(); // nothing listens there: connections are refused
     const run = await runScript({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: `http://127.0.0.1:${closed}/api/v2/spans` });
     expect(run.code).toBe(0);
     expect(run.ms).toBeLessThan(15_000);

@@ -5,20 +5,14 @@
  * they said went nowhere); nothing of the kind when it is unset; a bad value said once.
  */
 import { spawn } from 'node:child_process';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from './support/paths';
+import { freePort } from './support/free-port';
 
 /** A port nothing listens on: the OTLP endpoint refuses. */
 let refusing: number;
 beforeAll(async () => {
-  refusing = await new Promise<number>((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
+  refusing = await freePort();
 });
 
 interface Run {

@@ -15,7 +15,7 @@ import { pgTruth, type PgTruth } from '../support/db-truth';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver';
 import { OtlpSpanKind } from '../support/received-span';
 import { awaitServerSpan, tracedGet } from '../support/traced-request';
-import { inFlight, oneRequest, total } from './pg-requests';
+import { expectExactInFlight, oneRequest } from './pg-requests';
 
 const ROLE = 'rb_otelsetup';
 const AUTO_REGISTER = '@opentelemetry/auto-instrumentations-node/register';
@@ -143,17 +143,7 @@ describe.each(Object.keys(WARNINGS) as (keyof typeof WARNINGS)[])('%s', (setup) 
   });
 
   it('counts each request exactly with 30 in flight on a pool of 5 beside a background loop', async () => {
-    const routes = Array.from({ length: 30 }, (_, i) => ROUTES[i % ROUTES.length]);
-    const { results, serverCount } = await inFlight(
-      receiver,
-      truth,
-      app.url,
-      routes.map((r) => r.path),
-    );
-    const wrong = results.filter((r, i) => r.status !== 200 || r.queries !== routes[i].statements || r.rows !== routes[i].rows);
-    expect(wrong.map((r) => ({ path: r.path, status: r.status, queries: r.queries, rows: r.rows }))).toEqual([]);
-    expect({ statements: total(results, 'queries'), rows: total(results, 'rows') }).toEqual(serverCount);
-    expect(serverCount.statements).toBe(routes.reduce((sum, r) => sum + r.statements, 0));
+    await expectExactInFlight(receiver, truth, app.url, ROUTES);
   });
 
   it.each([

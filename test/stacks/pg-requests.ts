@@ -5,6 +5,7 @@
  * together beside the server's total. The fixtures' background loop (`SELECT $1::text AS
  * background`, outside any request) runs all along and is taken out of the server's figures.
  */
+import { expect } from 'vitest';
 import type { PgTruth, ServerDelta } from '../support/db-truth';
 import { concurrently } from '../support/http';
 import type { OtlpReceiver, ReceivedSpan } from '../support/otlp-receiver';
@@ -67,4 +68,30 @@ export async function inFlight(
 /** The sum of a numeric attribute over the records (a missing one counts as NaN, to fail loudly). */
 export function total(results: readonly CostedRequest[], key: 'queries' | 'rows'): number {
   return results.reduce((sum, r) => sum + (typeof r[key] === 'number' ? (r[key] as number) : Number.NaN), 0);
+}
+
+/** A route and what one request to it costs, by design of the fixture. */
+export interface KnownRoute {
+  readonly path: string;
+  readonly statements: number;
+  readonly rows: number;
+}
+
+/**
+ * Sends 30 requests at once, cycling through `routes`: every record must be its route's known
+ * cost, and the records together what the server ran for them.
+ */
+export async function expectExactInFlight(receiver: OtlpReceiver, truth: PgTruth, baseUrl: string, known: readonly KnownRoute[]): Promise<ServerCount> {
+  const routes = Array.from({ length: 30 }, (_, i) => known[i % known.length]!);
+  const { results, serverCount } = await inFlight(
+    receiver,
+    truth,
+    baseUrl,
+    routes.map((r) => r.path),
+  );
+  const wrong = results.filter((r, i) => r.status !== 200 || r.queries !== routes[i]!.statements || r.rows !== routes[i]!.rows);
+  expect(wrong.map((r) => ({ path: r.path, status: r.status, queries: r.queries, rows: r.rows }))).toEqual([]);
+  expect({ statements: total(results, 'queries'), rows: total(results, 'rows') }).toEqual(serverCount);
+  expect(serverCount.statements).toBe(routes.reduce((sum, r) => sum + r.statements, 0));
+  return serverCount;
 }

@@ -14,7 +14,7 @@ import { startApp, type AppProcess } from '../support/app-process';
 import { pgTruth, type PgTruth } from '../support/db-truth';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver';
 import { repoRoot, requireFromRoot } from '../support/paths';
-import { inFlight, oneRequest, total } from './pg-requests';
+import { expectExactInFlight, oneRequest } from './pg-requests';
 
 const ROLE = 'rb_prisma';
 const FIXTURE = path.join(repoRoot, 'test/fixtures/stacks/prisma');
@@ -137,16 +137,7 @@ describe('Prisma 7 + adapter-pg + @prisma/instrumentation', () => {
   });
 
   it('counts each request exactly with 30 in flight on a pool of 5 beside a background loop', async () => {
-    const routes = Array.from({ length: 30 }, (_, i) => READS[i % READS.length]);
-    const { results, serverCount } = await inFlight(
-      receiver,
-      truth,
-      app.url,
-      routes.map((r) => r.path),
-    );
-    const wrong = results.filter((r, i) => r.status !== 200 || r.queries !== routes[i].statements || r.rows !== routes[i].rows);
-    expect(wrong.map((r) => ({ path: r.path, status: r.status, queries: r.queries, rows: r.rows }))).toEqual([]);
-    expect({ statements: total(results, 'queries'), rows: total(results, 'rows') }).toEqual(serverCount);
+    await expectExactInFlight(receiver, truth, app.url, READS);
   });
 
   it('reports no setup problem', () => {

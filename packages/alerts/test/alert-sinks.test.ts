@@ -1,33 +1,10 @@
-import type { BreachReport } from '@request-budget/core';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { AlertmanagerAlertSink } from '../src/alertmanager-alert-sink';
 import { LogAlertSink } from '../src/log-alert-sink';
 import { WebhookAlertSink } from '../src/webhook-alert-sink';
-
-const report = (overrides: Partial<BreachReport> = {}): BreachReport => ({
-  service: 'svc',
-  route: 'GET /users/:id',
-  rule: 'GET /users/:id',
-  metric: 'db.queries',
-  value: 12,
-  limit: 10,
-  severity: 'warning',
-  traceId: 'a'.repeat(32),
-  spanId: 'b'.repeat(16),
-  timeMs: Date.parse('2026-11-22T03:00:00Z'),
-  ...overrides,
-});
-
-async function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = http.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
+import { closedPort, report } from './support';
 
 describe('WebhookAlertSink', () => {
   it('drops a batch after its attempts run out and counts every failed attempt', async () => {

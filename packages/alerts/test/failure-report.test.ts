@@ -3,36 +3,13 @@
  * the count since; "works again" once after a failure was said. The sinks run against a port that
  * refuses (real connections), on a clock the test moves.
  */
-import type { BreachReport } from '@request-budget/core';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { AlertmanagerAlertSink } from '../src/alertmanager-alert-sink';
 import { FailureReport } from '../src/failure-report';
 import { WebhookAlertSink } from '../src/webhook-alert-sink';
-
-const report = (overrides: Partial<BreachReport> = {}): BreachReport => ({
-  service: 'svc',
-  route: 'GET /users/:id',
-  rule: 'GET /users/:id',
-  metric: 'db.queries',
-  value: 12,
-  limit: 10,
-  severity: 'warning',
-  traceId: 'a'.repeat(32),
-  spanId: 'b'.repeat(16),
-  timeMs: Date.parse('2026-11-22T03:00:00Z'),
-  ...overrides,
-});
-
-async function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = http.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
+import { closedPort, report } from './support';
 
 /** A clock the test moves by hand. */
 function manualClock(startMs = 1_000_000): { now: () => number; advance: (ms: number) => void } {
