@@ -8,6 +8,8 @@ import { startApp, type AppProcess } from './support/app-process';
 import { concurrently, get } from './support/http';
 import { useReceiverAndApps } from './support/receiver-and-apps';
 import { awaitServerSpan, costOf, tracedGet } from './support/traced-request';
+import { spawnSync } from 'node:child_process';
+import { repoRoot } from './support/paths';
 
 const MiB = 1024 * 1024;
 const { receiver, apps } = useReceiverAndApps();
@@ -85,6 +87,19 @@ describe('span attribute limits', () => {
     expect(app.stderrLines.filter((line) => line.includes('attribute count limit'))).toEqual([
       "request-budget: span attribute count limit 10 raised to 42, so the cost record (up to 32 attributes on a request's span) is not dropped",
     ]);
+  });
+});
+
+describe('span attribute limits in an app of its own NodeSDK', () => {
+  it('requestBudgetComponents() carries the raised limit into the NodeSDK options it is spread into', () => {
+    const script =
+      "const { requestBudgetComponents } = require('@request-budget/node'); const c = requestBudgetComponents({ instrumentations: [], traceExporters: [] }); process.stdout.write(JSON.stringify(c.spanLimits ?? null));";
+    const run = (env: Record<string, string>) =>
+      spawnSync(process.execPath, ['-e', script], { cwd: repoRoot, env: { ...process.env, ...env }, encoding: 'utf8' });
+    const limited = run({ OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: '10' });
+    expect(JSON.parse(limited.stdout)).toEqual({ attributeCountLimit: 42 });
+    expect(limited.stderr).toContain('request-budget: span attribute count limit 10 raised to 42');
+    expect(JSON.parse(run({}).stdout)).toBeNull();
   });
 });
 

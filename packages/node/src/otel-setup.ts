@@ -23,7 +23,7 @@ import { describeError, reportProblem } from './diagnostics';
 import { wrapGlobalFetch } from './http-client-timeouts';
 import { createInstrumentations, type InstrumentationName } from './instrumentations';
 import { watchLibraryCoverage } from './library-coverage';
-import { assemblePipeline, prepareForOtherSetups } from './pipeline';
+import { assemblePipeline, prepareForOtherSetups, spanLimitsWithRoomForCost } from './pipeline';
 import { activeConfig } from './sdk';
 import type { RequestBudgetOptions } from './types';
 
@@ -53,6 +53,11 @@ export interface RequestBudgetComponents {
   readonly sampler: Sampler;
   /** The instrumentations, with request-budget's hooks, and its companion instrumentations. */
   readonly instrumentations: Instrumentation[];
+  /**
+   * Present when OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT (or OTEL_ATTRIBUTE_COUNT_LIMIT) is set: that
+   * limit raised by the room the cost record needs, so the SDK does not drop it.
+   */
+  readonly spanLimits?: { attributeCountLimit: number };
 }
 
 /**
@@ -91,6 +96,7 @@ export function requestBudgetComponents(options: RequestBudgetComponentsOptions 
       spanProcessors: [...pipeline.spanProcessors, new ComponentsLifecycle(pipeline.alerts, pipeline.meterProvider, restoreFetch)],
       sampler: pipeline.sampler,
       instrumentations,
+      ...spanLimitsWithRoomForCost(config),
     };
   } catch (error) {
     reportProblem(`could not assemble request-budget's components, the app's SDK runs without them: ${describeError(error)}`);

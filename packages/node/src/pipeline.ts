@@ -118,3 +118,21 @@ function loadBudgets(config: ResolvedConfig): Budgets | undefined {
     return undefined;
   }
 }
+
+/**
+ * Attributes the cost record and the budget marks may add to a root span. A span attribute
+ * count limit set by the user would otherwise drop them silently (they are written last, just
+ * before the span ends): the limit is raised by this much, and that is said once. Shared by
+ * start() and requestBudgetComponents() (whose result, spread into NodeSDK, carries it).
+ */
+export const COST_RECORD_ATTRIBUTE_ROOM = 32;
+
+export function spanLimitsWithRoomForCost(config: ResolvedConfig): { spanLimits?: { attributeCountLimit: number } } {
+  const limit = config.spanAttributeCountLimit;
+  if (limit === undefined) return {};
+  const raised = limit + COST_RECORD_ATTRIBUTE_ROOM;
+  reportProblem(
+    `span attribute count limit ${limit} raised to ${raised}, so the cost record (up to ${COST_RECORD_ATTRIBUTE_ROOM} attributes on a request's span) is not dropped`,
+  );
+  return { spanLimits: { attributeCountLimit: raised } };
+}

@@ -18,7 +18,7 @@ import { wrapGlobalFetch } from './http-client-timeouts';
 import { createInstrumentations } from './instrumentations';
 import { watchLibraryCoverage } from './library-coverage';
 import { useDiagLogLevel } from './otel-log-level';
-import { assemblePipeline, prepareForOtherSetups } from './pipeline';
+import { assemblePipeline, prepareForOtherSetups, spanLimitsWithRoomForCost } from './pipeline';
 import type { RequestBudgetOptions } from './types';
 
 /** Longest wait for the last export when the process is stopping. */
@@ -171,23 +171,6 @@ export async function flush(): Promise<void> {
   const state = running;
   if (state === undefined) return;
   await Promise.allSettled([...state.spanProcessors.map((processor) => processor.forceFlush()), state.alerts?.flush(), state.meterProvider?.forceFlush()]);
-}
-
-/**
- * Attributes the cost record and the budget marks may add to a root span. A span attribute
- * count limit set by the user would otherwise drop them silently (they are written last, just
- * before the span ends): the limit is raised by this much, and that is said once.
- */
-export const COST_RECORD_ATTRIBUTE_ROOM = 32;
-
-function spanLimitsWithRoomForCost(config: ResolvedConfig): { spanLimits?: { attributeCountLimit: number } } {
-  const limit = config.spanAttributeCountLimit;
-  if (limit === undefined) return {};
-  const raised = limit + COST_RECORD_ATTRIBUTE_ROOM;
-  reportProblem(
-    `span attribute count limit ${limit} raised to ${raised}, so the cost record (up to ${COST_RECORD_ATTRIBUTE_ROOM} attributes on a request's span) is not dropped`,
-  );
-  return { spanLimits: { attributeCountLimit: raised } };
 }
 
 /** The instrumentations installed by start(); empty when not running. */
