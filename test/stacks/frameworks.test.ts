@@ -33,8 +33,8 @@ const STACKS: readonly Stack[] = [
   { name: 'Fastify 5 (@fastify/otel)', script: 'fastify-app.js', frameworkSpans: ['request'] },
   // The orders route is added after app.use(router.routes()), /users/:id comes from a nested router.
   { name: 'Koa 3 + @koa/router 15', script: 'koa-app.js', frameworkSpans: [] },
-  // Under --require, @nestjs/platform-express (an ES module) imports express unpatched: the route
-  // comes from express's req.route.
+  // Under --require, @nestjs/platform-express (an ES module) imports express unpatched, but express
+  // requires its `router` package, which request-budget's route naming patches.
   { name: 'NestJS 12 on Express', script: 'nest-express-app.js', frameworkSpans: [] },
   { name: 'NestJS 12 on Fastify', script: 'nest-fastify-app.js', frameworkSpans: ['request'] },
   { name: 'node:http with setRoute()', script: 'http-app.js', frameworkSpans: [], header: ['x-route-recorded', 'true'] },

@@ -7,8 +7,9 @@
  * - {@link setRoute}, for apps that route requests themselves (plain `node:http`, or a framework
  *   request-budget does not instrument);
  * - {@link applyFrameworkRoute}, a last look at express's own `req.route` when the express
- *   instrumentation could not patch express (express imported from an ES module under
- *   `--require`, as NestJS 12 does, or loaded before request-budget started).
+ *   instrumentation could not patch express (express loaded before request-budget started, its
+ *   instrumentation turned off, or, with express layer spans on, express imported from an ES
+ *   module under `--require`).
  */
 import { context, SpanKind, type Span } from '@opentelemetry/api';
 import { getRPCMetadata, RPCType, type RPCMetadata } from '@opentelemetry/core';
@@ -21,6 +22,15 @@ const reported = new Set<string>();
 // bridges that run later (Koa's, after the middleware chain) leave it alone.
 const SET_BY_APP = Symbol('request-budget.route-set-by-app');
 type MarkedMetadata = RPCMetadata & { [SET_BY_APP]?: true };
+
+// Marks a request express's router handed to request-budget's route naming: what it left (a
+// route, or none when no route answered) stands, and the req.route fallback stays out.
+const ROUTED = Symbol('request-budget.express-routed');
+
+/** Says that request-budget's express route naming saw this request (express-route-instrumentation.ts). */
+export function markExpressRouted(request: object): void {
+  (request as { [ROUTED]?: true })[ROUTED] = true;
+}
 
 /** Whether the app named this request's route itself (setRoute), which no framework overrides. */
 export function isRouteSetByApp(metadata: RPCMetadata): boolean {
@@ -98,13 +108,14 @@ export function applyFrameworkRoute(span: Span, request: unknown): void {
   try {
     const recorded = span as Span & { readonly kind?: SpanKind; readonly attributes?: Readonly<Record<string, unknown>> };
     if (recorded.kind !== SpanKind.SERVER || !span.isRecording() || recorded.attributes?.[HTTP_ROUTE] !== undefined) return;
-    const routed = request as ExpressRoutedRequest | undefined;
+    const routed = request as (ExpressRoutedRequest & { [ROUTED]?: true }) | undefined;
+    if (routed?.[ROUTED] === true) return;
     const template = routed?.route?.path;
     if (typeof template !== 'string' || template.length === 0) return;
     if (routed?.baseUrl !== '' && routed?.baseUrl !== undefined) {
       reportOnce(
         'express-mounted',
-        'express is not instrumented (its instrumentation is disabled, or express was imported from an ES module under --require, or loaded before request-budget started): routes under a mounted router (app.use(path, router)) get no http.route and fall to the budget defaults; fix: start with `node --import @request-budget/node/register`, or call setRoute() in those handlers',
+        'express is not instrumented (its instrumentation is disabled, or express was loaded before request-budget started, or, with REQUEST_BUDGET_EXPRESS_LAYER_SPANS, imported from an ES module under --require): routes under a mounted router (app.use(path, router)) get no http.route and fall to the budget defaults; fix: start request-budget first (`node --import @request-budget/node/register`), or call setRoute() in those handlers',
       );
       return;
     }
