@@ -7,7 +7,7 @@
  */
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { BudgetRuleSet, loadBudgetFile } from '@request-budget/core';
 import { AlertDispatcher, BudgetSpanProcessor, CostMetricsProcessor, CostSpanProcessor, LogAlertSink } from '@request-budget/node';
@@ -23,24 +23,45 @@ context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 const rules = new BudgetRuleSet(loadBudgetFile('examples/demo/budgets.yaml'));
 const alerts = new AlertDispatcher([new LogAlertSink({ write: () => {} })]);
 let exported = 0;
-const exporter = { export: (spans, done) => { exported += spans.length; done({ code: 0 }); }, shutdown: async () => {} };
-const meterProvider = new MeterProvider();
+const exporter = {
+  export: (spans, done) => {
+    exported += spans.length;
+    done({ code: 0 });
+  },
+  shutdown: async () => {},
+};
+const costMetrics = new CostMetricsProcessor({ rules });
+// A reader that is collected, as Prometheus would scrape: the metrics' state is part of the soak.
+const metricReader = new PeriodicExportingMetricReader({
+  exporter: { export: (_metrics, done) => done({ code: 0 }), shutdown: async () => {}, forceFlush: async () => {} },
+  exportIntervalMillis: 1000,
+  metricProducers: [costMetrics.metricProducer()],
+});
+const meterProvider = new MeterProvider({ readers: [metricReader] });
 const tracer = new TracerProvider({
   spanProcessors: [
     new CostSpanProcessor(),
     new BudgetSpanProcessor({ rules, serviceName: 'soak', onBreach: (reports) => alerts.report(reports) }),
-    new CostMetricsProcessor({ rules, meter: meterProvider.getMeter('soak') }),
+    costMetrics,
     new BatchSpanProcessor({ exporter, maxQueueSize: 4096, scheduledDelayMillis: 5 }),
   ],
 }).getTracer('soak');
 
 function request(i) {
   const route = `/route-${i % 1000}/:id`; // more routes than the metrics keep: the cap is exercised
-  const root = tracer.startSpan(`GET ${route}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': 'GET', 'http.route': route, 'http.response.status_code': 200 } });
+  const root = tracer.startSpan(`GET ${route}`, {
+    kind: SpanKind.SERVER,
+    attributes: { 'http.request.method': 'GET', 'http.route': route, 'http.response.status_code': 200 },
+  });
   context.with(trace.setSpan(context.active(), root), () => {
     for (let q = 0; q < 3; q += 1) {
       // Inlined literals: every statement text is new, the fingerprint cache keeps turning over.
-      tracer.startSpan('pg.query', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': `SELECT * FROM t${q} WHERE id = ${i}` } }).end();
+      tracer
+        .startSpan('pg.query', {
+          kind: SpanKind.CLIENT,
+          attributes: { 'db.system.name': 'postgresql', 'db.query.text': `SELECT * FROM t${q} WHERE id = ${i}` },
+        })
+        .end();
     }
     tracer.startSpan('GET', { kind: SpanKind.CLIENT, attributes: { 'http.request.method': 'GET', 'request_budget.http_client.timed': false } }).end();
   });
@@ -74,5 +95,7 @@ const result = {
 };
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 writeFileSync(new URL('./results/soak.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
-process.stdout.write(`soak: ${TOTAL} requests in ${result.seconds.toFixed(0)} s; retained heap spread after warm-up ${(spread / 1024).toFixed(0)} KiB — ${result.target.holds ? 'holds' : 'DOES NOT HOLD'}\n`);
+process.stdout.write(
+  `soak: ${TOTAL} requests in ${result.seconds.toFixed(0)} s; retained heap spread after warm-up ${(spread / 1024).toFixed(0)} KiB — ${result.target.holds ? 'holds' : 'DOES NOT HOLD'}\n`,
+);
 await meterProvider.shutdown();

@@ -21,8 +21,8 @@ export { ALERT_NAME, UNROUTED, alertKey, breachReports, toAlertmanagerAlert, toB
 export type { BreachReport, PostableAlert } from './breach-report';
 export { judge, isJudgeable, BREACH_EVENT_SPACING_NS } from './judge';
 export type { Judgement, JudgeInput, JudgeOptions, BreachEventToWrite } from './judge';
-export { routeOf } from './root-route';
-export type { RootRoute } from './root-route';
+export { routeOf, routePartsOf } from './root-route';
+export type { RootRoute, RouteParts } from './root-route';
 export { compileGlob } from './glob';
 export type { GlobOptions } from './glob';
 export { backoffDelayMs, withJitter } from './backoff';

@@ -16,13 +16,20 @@ export interface RootRoute {
   readonly label: string;
 }
 
-export function routeOf(attributes: AttributeMap): RootRoute {
+/** The parts of a root's route: its job's name, or its method and route template. */
+export type RouteParts = Omit<RootRoute, 'label'>;
+
+export function routePartsOf(attributes: AttributeMap): RouteParts {
   const method = nonEmpty(attributes[HTTP_REQUEST_METHOD] ?? attributes[HTTP_METHOD_LEGACY]);
   // A message consumer's own span (a queue library's telemetry) names no job: its queue does.
   const job = nonEmpty(attributes[JOB_NAME_ATTRIBUTE]) ?? (method === undefined ? nonEmpty(attributes[MESSAGING_DESTINATION_NAME]) : undefined);
-  const template = nonEmpty(attributes[HTTP_ROUTE]);
-  const label = job !== undefined ? `job ${job}` : `${method ?? 'ANY'} ${template ?? UNROUTED}`;
-  return { job, method, template, label };
+  return { job, method, template: nonEmpty(attributes[HTTP_ROUTE]) };
+}
+
+export function routeOf(attributes: AttributeMap): RootRoute {
+  const parts = routePartsOf(attributes);
+  const label = parts.job !== undefined ? `job ${parts.job}` : `${parts.method ?? 'ANY'} ${parts.template ?? UNROUTED}`;
+  return { ...parts, label };
 }
 
 function nonEmpty(value: unknown): string | undefined {

@@ -1,6 +1,7 @@
 /**
  * Builds the metric readers named by the configuration: a Prometheus scrape endpoint
- * (OTEL_METRICS_EXPORTER=prometheus), periodic OTLP export (otlp) or the console.
+ * (OTEL_METRICS_EXPORTER=prometheus), periodic OTLP export (otlp) or the console. Each reader
+ * reports the cost metrics through a producer of its own, with its exporter's temporality.
  */
 import { OTLPMetricExporter as OtlpGrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { OTLPMetricExporter as OtlpJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
@@ -8,21 +9,29 @@ import { OTLPMetricExporter as OtlpProtobufMetricExporter } from '@opentelemetry
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { ConsoleMetricExporter, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { ResolvedConfig } from './config';
+import type { CostMetricsProcessor } from './cost-metrics-processor';
 import { reportProblem } from './diagnostics';
 import type { ExporterConnections } from './exporter-connections';
 
 /** OTLP over HTTP goes through `connections`, so a backend that never answers cannot hold exit. */
-export function createMetricReaders(config: ResolvedConfig, connections: ExporterConnections): IMetricReader[] {
+export function createMetricReaders(config: ResolvedConfig, connections: ExporterConnections, costMetrics: CostMetricsProcessor): IMetricReader[] {
   const { metrics } = config;
   return metrics.exporters.map((name) => {
     if (name === 'prometheus') {
       const { prometheusHost: host, prometheusPort: port } = metrics;
-      return new PrometheusExporter({ host, port }, (error) => {
+      // Prometheus reads cumulative values, whatever the instrument.
+      return new PrometheusExporter({ host, port, metricProducers: [costMetrics.metricProducer()] }, (error) => {
         if (error) reportProblem(describeListenError(error, host, port));
       });
     }
     const exporter = name === 'console' ? new ConsoleMetricExporter() : otlpExporter(config, connections);
-    return new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: metrics.exportIntervalMs });
+    // The reader asks the exporter for each instrument type's temporality (OTLP: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE).
+    const temporality = exporter.selectAggregationTemporality?.bind(exporter);
+    return new PeriodicExportingMetricReader({
+      exporter,
+      exportIntervalMillis: metrics.exportIntervalMs,
+      metricProducers: [costMetrics.metricProducer(temporality)],
+    });
   });
 }
 
