@@ -54,7 +54,9 @@ function runSink() {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ requests, bytes }));
       return;
     }
-    req.on('data', (chunk) => { bytes += chunk.length; });
+    req.on('data', (chunk) => {
+      bytes += chunk.length;
+    });
     req.on('end', () => {
       requests += 1;
       res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 }).end();
@@ -92,7 +94,11 @@ async function main() {
     rmSync(tmp, { recursive: true, force: true });
   };
   process.on('exit', cleanup);
-  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => { cleanup(); process.exit(130); });
+  for (const signal of ['SIGINT', 'SIGTERM'])
+    process.on(signal, () => {
+      cleanup();
+      process.exit(130);
+    });
   const watchdog = setTimeout(() => {
     process.stderr.write(`collector-bench: still running after ${WATCHDOG_MS / 1000} s; giving up\n`);
     process.exit(1);
@@ -110,21 +116,29 @@ async function main() {
   }
   const pinningNote = pinning
     ? `pinned with taskset: collector on core 0; sink and load generator on core(s) ${otherCores}`
-    : taskset ? `not pinned: only ${cores} core` : 'not pinned: taskset not found (collector, sink and load generator share the cores)';
+    : taskset
+      ? `not pinned: only ${cores} core`
+      : 'not pinned: taskset not found (collector, sink and load generator share the cores)';
   log(`collector-bench: ${cores} cores, Node ${process.version}; ${pinningNote}`);
 
   const spawnPinned = (core, args, options) => (pinning ? spawn(taskset, ['-c', core, ...args], options) : spawn(args[0], args.slice(1), options));
-  const waitForLine = (child, pattern, what) => new Promise((resolve, reject) => {
-    let buffered = '';
-    const onData = (chunk) => {
-      buffered += chunk;
-      const match = pattern.exec(buffered);
-      if (match) { child.stdout.off('data', onData); resolve(match); }
-    };
-    child.stdout.setEncoding('utf8').on('data', onData);
-    child.once('exit', (code, signal) => reject(new Error(`${what} exited (${code ?? signal}) before it was ready${buffered ? `: ${buffered.trim()}` : ''}`)));
-    setTimeout(() => reject(new Error(`${what} not ready within 10 s`)), 10_000).unref();
-  });
+  const waitForLine = (child, pattern, what) =>
+    new Promise((resolve, reject) => {
+      let buffered = '';
+      const onData = (chunk) => {
+        buffered += chunk;
+        const match = pattern.exec(buffered);
+        if (match) {
+          child.stdout.off('data', onData);
+          resolve(match);
+        }
+      };
+      child.stdout.setEncoding('utf8').on('data', onData);
+      child.once('exit', (code, signal) =>
+        reject(new Error(`${what} exited (${code ?? signal}) before it was ready${buffered ? `: ${buffered.trim()}` : ''}`)),
+      );
+      setTimeout(() => reject(new Error(`${what} not ready within 10 s`)), 10_000).unref();
+    });
 
   // ── Sink.
   const sink = spawnPinned(otherCores, [process.execPath, fileURLToPath(import.meta.url), '--sink'], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -140,9 +154,11 @@ async function main() {
   const collector = spawnPinned('0', [process.execPath, cli, ...collectorArgs], { stdio: ['ignore', 'pipe', stderrFd] });
   closeSync(stderrFd);
   children.add(collector);
-  const collectorUrl = (await waitForLine(collector, /listening on (http:\/\/\S+)/, 'collector').catch((error) => {
-    throw new Error(`${error.message}; its stderr: ${readFileSync(stderrPath, 'utf8').trim()}`);
-  }))[1].replace(/\/$/, '');
+  const collectorUrl = (
+    await waitForLine(collector, /listening on (http:\/\/\S+)/, 'collector').catch((error) => {
+      throw new Error(`${error.message}; its stderr: ${readFileSync(stderrPath, 'utf8').trim()}`);
+    })
+  )[1].replace(/\/$/, '');
   const collectorPid = collector.pid; // taskset execs the command: same pid
   const affinity = pinning ? spawnSync(taskset, ['-p', String(collectorPid)], { encoding: 'utf8' }).stdout.trim() : 'n/a';
   log(`collector ${collectorUrl} (pid ${collectorPid}, ${affinity}); sink 127.0.0.1:${sinkPort}`);
@@ -150,7 +166,9 @@ async function main() {
   // ── Payloads, before anything is timed.
   const generated = await generatePayloads({ pool: POOL, tracesPerRequest: TRACES_PER_REQUEST });
   const payloadBytes = generated.payloads.reduce((sum, p) => sum + p.bytes.length, 0) / generated.payloads.length;
-  log(`payloads: ${POOL} × ${TRACES_PER_REQUEST} traces (${SPANS_PER_REQUEST} spans), ${(payloadBytes / 1024).toFixed(1)} KiB each on average, made in ${generated.ms.toFixed(0)} ms (real SDK + ProtobufTraceSerializer)`);
+  log(
+    `payloads: ${POOL} × ${TRACES_PER_REQUEST} traces (${SPANS_PER_REQUEST} spans), ${(payloadBytes / 1024).toFixed(1)} KiB each on average, made in ${generated.ms.toFixed(0)} ms (real SDK + ProtobufTraceSerializer)`,
+  );
   let sequence = 0;
   let poolIndex = 0;
   const nextBody = () => {
@@ -166,25 +184,42 @@ async function main() {
   const collectorTarget = new URL(collectorUrl);
   const sendAgent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
   const metricsAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const post = (body) => new Promise((resolve, reject) => {
-    const started = performance.now();
-    const req = http.request({
-      host: collectorTarget.hostname, port: collectorTarget.port, path: '/v1/traces', method: 'POST', agent: sendAgent,
-      headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length },
-    }, (res) => {
-      res.on('data', () => {});
-      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], started, ended: performance.now() }));
-      res.on('error', reject);
+  const post = (body) =>
+    new Promise((resolve, reject) => {
+      const started = performance.now();
+      const req = http.request(
+        {
+          host: collectorTarget.hostname,
+          port: collectorTarget.port,
+          path: '/v1/traces',
+          method: 'POST',
+          agent: sendAgent,
+          headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length },
+        },
+        (res) => {
+          res.on('data', () => {});
+          res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], started, ended: performance.now() }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
     });
-    req.on('error', reject);
-    req.end(body);
-  });
-  const getText = (url, agent) => new Promise((resolve, reject) => {
-    http.get(url, { agent }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (chunk) => { text += chunk; }).on('end', () => resolve(text)).on('error', reject);
-    }).on('error', reject);
-  });
+  const getText = (url, agent) =>
+    new Promise((resolve, reject) => {
+      http
+        .get(url, { agent }, (res) => {
+          let text = '';
+          res
+            .setEncoding('utf8')
+            .on('data', (chunk) => {
+              text += chunk;
+            })
+            .on('end', () => resolve(text))
+            .on('error', reject);
+        })
+        .on('error', reject);
+    });
   const scrape = async () => {
     const before = performance.now();
     const text = await getText(`${collectorUrl}/metrics`, metricsAgent);
@@ -192,7 +227,9 @@ async function main() {
   };
   const drained = (m) => {
     const held = m.sum('request_budget_collector_spans_in_memory') + m.sum('request_budget_collector_queue_spans');
-    const settled = m.sum('request_budget_collector_forwarded_spans_total') + m.sum('request_budget_collector_dropped_spans_total', (l) => l.reason !== 'queue_full' && l.reason !== 'invalid');
+    const settled =
+      m.sum('request_budget_collector_forwarded_spans_total') +
+      m.sum('request_budget_collector_dropped_spans_total', (l) => l.reason !== 'queue_full' && l.reason !== 'invalid');
     return held === 0 && settled >= m.sum('request_budget_collector_received_spans_total');
   };
   const waitDrained = async (limitMs) => {
@@ -219,7 +256,10 @@ async function main() {
       body ??= nextBody();
       const res = await post(body);
       if (res.status === 200) {
-        if (res.ended >= windowStart && res.ended <= windowEnd) { p1.accepted += SPANS_PER_REQUEST; p1.acceptedRequests += 1; }
+        if (res.ended >= windowStart && res.ended <= windowEnd) {
+          p1.accepted += SPANS_PER_REQUEST;
+          p1.acceptedRequests += 1;
+        }
         body = null;
         backoffMs = 1000;
       } else if (res.status === 429 || res.status === 503) {
@@ -272,7 +312,8 @@ async function main() {
     sinkCpuUtilisation: (sinkCpu1 - sinkCpu0) / 1e6 / windowSeconds,
     // Everything else the machine ran meanwhile (other people's tests, …), in cores: the
     // figures are only comparable when this is near 0. core0Busy: core 0's use by anything.
-    otherProcessesCpuUtilisation: (machine1.all - machine0.all - (cpu1 - cpu0) - (sinkCpu1 - sinkCpu0) - (selfCpu1.user + selfCpu1.system)) / 1e6 / windowSeconds,
+    otherProcessesCpuUtilisation:
+      (machine1.all - machine0.all - (cpu1 - cpu0) - (sinkCpu1 - sinkCpu0) - (selfCpu1.user + selfCpu1.system)) / 1e6 / windowSeconds,
     core0BusyUtilisation: (machine1.core0 - machine0.core0) / 1e6 / windowSeconds,
     rssBytes: mem1.rss,
     refusedRequests: p1.refused,
@@ -282,13 +323,21 @@ async function main() {
     tracesInMemoryAtEnd: m1.sum('request_budget_collector_traces_in_memory'),
     heapUsedBytesAtEnd: m1.sum('request_budget_collector_nodejs_heap_size_used_bytes'),
   };
-  log(`accepted ${fmt(throughput.spansPerSecond)} spans/s (${fmt(p1.acceptedRequests / windowSeconds)} req/s; collector counted ${fmt(throughput.collectorReceivedSpansPerSecond)}/s), forwarded ${fmt(throughput.forwardedSpansPerSecond)} spans/s`);
-  log(`collector CPU ${throughput.cpuMicrosPerSpan.toFixed(2)} µs/span (${(throughput.collectorCpuUtilisation * 100).toFixed(0)}% of a core), RSS ${mib(mem1.rss)} MiB (peak ${mib(mem1.peakRss)} MiB), V8 heap used ${mib(throughput.heapUsedBytesAtEnd)} MiB; load generator ${(throughput.loadGeneratorCpuUtilisation * 100).toFixed(0)}% and sink ${(throughput.sinkCpuUtilisation * 100).toFixed(0)}% of a core; other processes ${(throughput.otherProcessesCpuUtilisation * 100).toFixed(0)}% of a core; core 0 busy ${(throughput.core0BusyUtilisation * 100).toFixed(0)}%`);
-  log(`refused ${p1.refused} requests (429/503; senders waited ${throughput.retryWaitSeconds.toFixed(1)} s in all, out of ${SENDERS * (WARMUP_SECONDS + SECONDS)} sender-seconds); at the end of the window ${fmt(throughput.spansInMemoryAtEnd)} spans in ${fmt(throughput.tracesInMemoryAtEnd)} traces held; all forwarded ${throughput.drainSecondsAfterLoad.toFixed(2)} s after the senders stopped`);
+  log(
+    `accepted ${fmt(throughput.spansPerSecond)} spans/s (${fmt(p1.acceptedRequests / windowSeconds)} req/s; collector counted ${fmt(throughput.collectorReceivedSpansPerSecond)}/s), forwarded ${fmt(throughput.forwardedSpansPerSecond)} spans/s`,
+  );
+  log(
+    `collector CPU ${throughput.cpuMicrosPerSpan.toFixed(2)} µs/span (${(throughput.collectorCpuUtilisation * 100).toFixed(0)}% of a core), RSS ${mib(mem1.rss)} MiB (peak ${mib(mem1.peakRss)} MiB), V8 heap used ${mib(throughput.heapUsedBytesAtEnd)} MiB; load generator ${(throughput.loadGeneratorCpuUtilisation * 100).toFixed(0)}% and sink ${(throughput.sinkCpuUtilisation * 100).toFixed(0)}% of a core; other processes ${(throughput.otherProcessesCpuUtilisation * 100).toFixed(0)}% of a core; core 0 busy ${(throughput.core0BusyUtilisation * 100).toFixed(0)}%`,
+  );
+  log(
+    `refused ${p1.refused} requests (429/503; senders waited ${throughput.retryWaitSeconds.toFixed(1)} s in all, out of ${SENDERS * (WARMUP_SECONDS + SECONDS)} sender-seconds); at the end of the window ${fmt(throughput.spansInMemoryAtEnd)} spans in ${fmt(throughput.tracesInMemoryAtEnd)} traces held; all forwarded ${throughput.drainSecondsAfterLoad.toFixed(2)} s after the senders stopped`,
+  );
 
   // ───────────────────────── Phase 2: ingest latency ─────────────────────────
   const rate = (throughput.spansPerSecond * LATENCY_LOAD) / SPANS_PER_REQUEST; // requests/s
-  log(`\nphase 2: open loop at ${fmt(rate * SPANS_PER_REQUEST)} spans/s (${rate.toFixed(0)} req/s, ${LATENCY_LOAD * 100}% of phase 1), ${WARMUP_SECONDS} s warm-up + ${SECONDS} s measured`);
+  log(
+    `\nphase 2: open loop at ${fmt(rate * SPANS_PER_REQUEST)} spans/s (${rate.toFixed(0)} req/s, ${LATENCY_LOAD * 100}% of phase 1), ${WARMUP_SECONDS} s warm-up + ${SECONDS} s measured`,
+  );
   const latencies = [];
   const p2 = { sent: 0, notOk: 0, inFlightMax: 0 };
   let inFlight = 0;
@@ -308,11 +357,13 @@ async function main() {
       inFlight += 1;
       p2.inFlightMax = Math.max(p2.inFlightMax, inFlight);
       p2.sent += 1;
-      pending.push(post(body).then((res) => {
-        inFlight -= 1;
-        if (res.status !== 200) p2.notOk += 1;
-        else if (res.started >= p2MeasureFrom) latencies.push(res.ended - res.started);
-      }));
+      pending.push(
+        post(body).then((res) => {
+          inFlight -= 1;
+          if (res.status !== 200) p2.notOk += 1;
+          else if (res.started >= p2MeasureFrom) latencies.push(res.ended - res.started);
+        }),
+      );
     }
     await sleep(Math.max(0, Math.min(scheduled - performance.now(), 5)));
   }
@@ -331,7 +382,9 @@ async function main() {
     maxInFlight: p2.inFlightMax,
     collectorCpuUtilisation: p2CpuUtilisation,
   };
-  log(`POST /v1/traces latency p50 ${latency.p50} ms, p99 ${latency.p99} ms, max ${latency.max} ms over ${latency.samples} requests (${p2.notOk} not 200, at most ${p2.inFlightMax} in flight; collector at ${(p2CpuUtilisation * 100).toFixed(0)}% of a core)`);
+  log(
+    `POST /v1/traces latency p50 ${latency.p50} ms, p99 ${latency.p99} ms, max ${latency.max} ms over ${latency.samples} requests (${p2.notOk} not 200, at most ${p2.inFlightMax} in flight; collector at ${(p2CpuUtilisation * 100).toFixed(0)}% of a core)`,
+  );
 
   // ── Accounting and checks.
   const final = drain2.m;
@@ -359,10 +412,30 @@ async function main() {
   const breachLines = stderrLines.filter((line) => line.startsWith('{')).length; // the log sink's JSON lines
   const otherLines = stderrLines.filter((line) => !line.startsWith('{'));
   const alertLog = (outcome) => final.sum('request_budget_collector_alerts', (l) => l.sink === 'log' && l.outcome === outcome);
-  const accounting = { received, forwarded, droppedAfterAcceptance: dropped, refusedQueueFull: final.sum('request_budget_collector_dropped_spans_total', (l) => l.reason === 'queue_full'), derivedRoots: roots, judgedRoots: judged, breaches, breachRatio: judged ? breaches / judged : NaN, lateSpans: late, internalErrors, flushedTraces: flushed, processMicrosPerTrace: processMicros, sinkRequests: sinkStats.requests, sinkBytes: sinkStats.bytes, alertLogLines: breachLines, alertLogDropped: alertLog('dropped') };
-  log(`\naccounting: ${fmt(received)} spans accepted, ${fmt(forwarded)} forwarded, ${fmt(dropped)} dropped after acceptance, ${fmt(accounting.refusedQueueFull)} refused (queue full); ${fmt(roots)} roots derived, ${fmt(judged)} judged, ${fmt(breaches)} breaches (${(accounting.breachRatio * 100).toFixed(1)}%); ${late} late spans; traces closed by ${JSON.stringify(flushed)}; derive+judge ${processMicros.toFixed(1)} µs/trace; sink got ${fmt(sinkStats.requests)} requests; ${fmt(breachLines)} alert log lines, ${fmt(accounting.alertLogDropped)} breaches not logged (the log sink's queue of 1000 was full)`);
+  const accounting = {
+    received,
+    forwarded,
+    droppedAfterAcceptance: dropped,
+    refusedQueueFull: final.sum('request_budget_collector_dropped_spans_total', (l) => l.reason === 'queue_full'),
+    derivedRoots: roots,
+    judgedRoots: judged,
+    breaches,
+    breachRatio: judged ? breaches / judged : NaN,
+    lateSpans: late,
+    internalErrors,
+    flushedTraces: flushed,
+    processMicrosPerTrace: processMicros,
+    sinkRequests: sinkStats.requests,
+    sinkBytes: sinkStats.bytes,
+    alertLogLines: breachLines,
+    alertLogDropped: alertLog('dropped'),
+  };
+  log(
+    `\naccounting: ${fmt(received)} spans accepted, ${fmt(forwarded)} forwarded, ${fmt(dropped)} dropped after acceptance, ${fmt(accounting.refusedQueueFull)} refused (queue full); ${fmt(roots)} roots derived, ${fmt(judged)} judged, ${fmt(breaches)} breaches (${(accounting.breachRatio * 100).toFixed(1)}%); ${late} late spans; traces closed by ${JSON.stringify(flushed)}; derive+judge ${processMicros.toFixed(1)} µs/trace; sink got ${fmt(sinkStats.requests)} requests; ${fmt(breachLines)} alert log lines, ${fmt(accounting.alertLogDropped)} breaches not logged (the log sink's queue of 1000 was full)`,
+  );
   if (forwarded !== received || dropped !== 0) failures.push(`accounting: received ${received}, forwarded ${forwarded}, dropped ${dropped}`);
-  if (roots !== received / SPANS_PER_TRACE || judged !== roots) failures.push(`expected ${received / SPANS_PER_TRACE} derived and judged roots, got ${roots} derived, ${judged} judged`);
+  if (roots !== received / SPANS_PER_TRACE || judged !== roots)
+    failures.push(`expected ${received / SPANS_PER_TRACE} derived and judged roots, got ${roots} derived, ${judged} judged`);
   if (Math.abs(accounting.breachRatio - 0.5) > 0.02) failures.push(`breach ratio ${accounting.breachRatio}, expected ≈ 0.5`);
   if (internalErrors) failures.push(`${internalErrors} internal errors`);
   if (otherLines.length) log(`collector stderr (not alert lines):\n  ${otherLines.slice(0, 10).join('\n  ')}`);
@@ -390,7 +463,9 @@ async function main() {
       tracesPerRequest: TRACES_PER_REQUEST,
       trace: 'SERVER root without cost.* + 5 PostgreSQL CLIENT spans (literal per span) + 1 HTTP CLIENT span; half on a route whose budget they breach',
       payloadBytes: Math.round(payloadBytes),
-      commit: git(['rev-parse', '--short', 'HEAD']) + (git(['status', '--porcelain', '--', 'collector/src', 'packages/core/src', 'packages/node/src']) ? ' + uncommitted changes in the sources' : ''),
+      commit:
+        git(['rev-parse', '--short', 'HEAD']) +
+        (git(['status', '--porcelain', '--', 'collector/src', 'packages/core/src', 'packages/node/src']) ? ' + uncommitted changes in the sources' : ''),
       date: new Date().toISOString(),
       wallSeconds: Math.round((Date.now() - startedAt) / 1000),
     },
@@ -405,7 +480,9 @@ async function main() {
   mkdirSync(outDir, { recursive: true });
   writeFileSync(path.join(outDir, 'collector.json'), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(path.join(outDir, 'collector.md'), markdown(result));
-  log(`\nsummary: ${fmt(result.spansPerSecond)} spans/s accepted, ${fmt(result.forwardedSpansPerSecond)} spans/s forwarded, ${result.cpuMicrosPerSpan} µs CPU/span, RSS ${mib(result.rssBytes)} MiB, ingest p50 ${latency.p50} ms / p99 ${latency.p99} ms (${pinning ? 'pinned' : 'not pinned'}); ${result.env.wallSeconds} s`);
+  log(
+    `\nsummary: ${fmt(result.spansPerSecond)} spans/s accepted, ${fmt(result.forwardedSpansPerSecond)} spans/s forwarded, ${result.cpuMicrosPerSpan} µs CPU/span, RSS ${mib(result.rssBytes)} MiB, ingest p50 ${latency.p50} ms / p99 ${latency.p99} ms (${pinning ? 'pinned' : 'not pinned'}); ${result.env.wallSeconds} s`,
+  );
   log('wrote bench/results/collector.json, bench/results/collector.md');
   if (failures.length) {
     process.stderr.write(`collector-bench: checks failed:\n  ${failures.join('\n  ')}\n`);
@@ -427,8 +504,23 @@ async function generatePayloads({ pool, tracesPerRequest }) {
   const { ProtobufTraceSerializer } = await import('@opentelemetry/otlp-transformer');
   let ended = [];
   const provider = new TracerProvider({
-    resource: resourceFromAttributes({ 'service.name': 'orders', 'service.version': '2.4.1', 'telemetry.sdk.language': 'python', 'telemetry.sdk.name': 'opentelemetry', 'host.name': 'orders-7d9f' }),
-    spanProcessors: [{ onStart() {}, onEnd(span) { ended.push(span); }, forceFlush: async () => {}, shutdown: async () => {} }],
+    resource: resourceFromAttributes({
+      'service.name': 'orders',
+      'service.version': '2.4.1',
+      'telemetry.sdk.language': 'python',
+      'telemetry.sdk.name': 'opentelemetry',
+      'host.name': 'orders-7d9f',
+    }),
+    spanProcessors: [
+      {
+        onStart() {},
+        onEnd(span) {
+          ended.push(span);
+        },
+        forceFlush: async () => {},
+        shutdown: async () => {},
+      },
+    ],
   });
   const tracer = provider.getTracer('opentelemetry.instrumentation.psycopg', '0.48b0');
   const base = Date.now() - 60_000;
@@ -444,31 +536,66 @@ async function generatePayloads({ pool, tracesPerRequest }) {
       kind: SpanKind.SERVER,
       startTime: t0,
       attributes: {
-        'http.request.method': 'GET', 'http.route': route, 'url.path': route.replace('{id}', String(id)), 'url.scheme': 'http',
-        'http.response.status_code': 200, 'server.address': 'orders', 'server.port': 8080, 'network.protocol.version': '1.1',
-        'user_agent.original': 'python-requests/2.32.3', 'client.address': '10.0.3.17',
+        'http.request.method': 'GET',
+        'http.route': route,
+        'url.path': route.replace('{id}', String(id)),
+        'url.scheme': 'http',
+        'http.response.status_code': 200,
+        'server.address': 'orders',
+        'server.port': 8080,
+        'network.protocol.version': '1.1',
+        'user_agent.original': 'python-requests/2.32.3',
+        'client.address': '10.0.3.17',
       },
     });
     const parent = trace.setSpan(ROOT_CONTEXT, root);
     const statements = breach
-      ? [`SELECT id, name FROM users WHERE id = ${id}`, ...[1, 2, 3, 4].map((k) => `SELECT id, total, status FROM orders WHERE user_id = ${id} AND id = ${id * 10 + k}`)]
-      : [`SELECT id, user_id, total FROM orders WHERE id = ${id}`, ...[1, 2, 3, 4].map((k) => `SELECT sku, qty FROM order_items WHERE order_id = ${id} AND line = ${k}`)];
+      ? [
+          `SELECT id, name FROM users WHERE id = ${id}`,
+          ...[1, 2, 3, 4].map((k) => `SELECT id, total, status FROM orders WHERE user_id = ${id} AND id = ${id * 10 + k}`),
+        ]
+      : [
+          `SELECT id, user_id, total FROM orders WHERE id = ${id}`,
+          ...[1, 2, 3, 4].map((k) => `SELECT sku, qty FROM order_items WHERE order_id = ${id} AND line = ${k}`),
+        ];
     for (const statement of statements) {
       const duration = 0.3 + ((n * 7 + statement.length) % 20) / 10;
-      const span = tracer.startSpan(`SELECT ${statement.split(' FROM ')[1].split(' ')[0]}`, {
-        kind: SpanKind.CLIENT,
-        startTime: t,
-        attributes: { 'db.system.name': 'postgresql', 'db.namespace': 'shop', 'db.operation.name': 'SELECT', 'db.query.text': statement, 'server.address': 'db', 'server.port': 5432, 'db.response.returned_rows': 1 + (n % 5) },
-      }, parent);
+      const span = tracer.startSpan(
+        `SELECT ${statement.split(' FROM ')[1].split(' ')[0]}`,
+        {
+          kind: SpanKind.CLIENT,
+          startTime: t,
+          attributes: {
+            'db.system.name': 'postgresql',
+            'db.namespace': 'shop',
+            'db.operation.name': 'SELECT',
+            'db.query.text': statement,
+            'server.address': 'db',
+            'server.port': 5432,
+            'db.response.returned_rows': 1 + (n % 5),
+          },
+        },
+        parent,
+      );
       t += duration;
       span.end(t);
       t += 0.05;
     }
-    const call = tracer.startSpan('GET', {
-      kind: SpanKind.CLIENT,
-      startTime: t,
-      attributes: { 'http.request.method': 'GET', 'url.full': `http://inventory:8080/stock/${id}`, 'server.address': 'inventory', 'server.port': 8080, 'http.response.status_code': 200 },
-    }, parent);
+    const call = tracer.startSpan(
+      'GET',
+      {
+        kind: SpanKind.CLIENT,
+        startTime: t,
+        attributes: {
+          'http.request.method': 'GET',
+          'url.full': `http://inventory:8080/stock/${id}`,
+          'server.address': 'inventory',
+          'server.port': 8080,
+          'http.response.status_code': 200,
+        },
+      },
+      parent,
+    );
     t += 8 + (n % 5);
     call.end(t);
     root.end(t + 0.6);
@@ -484,7 +611,11 @@ async function generatePayloads({ pool, tracesPerRequest }) {
       const needle = Buffer.concat([Buffer.from([0x0a, 0x10]), Buffer.from(span.spanContext().traceId, 'hex')]);
       let at = bytes.indexOf(needle);
       let found = 0;
-      while (at !== -1) { found += 1; if (!offsets.includes(at + 2)) offsets.push(at + 2); at = bytes.indexOf(needle, at + 1); }
+      while (at !== -1) {
+        found += 1;
+        if (!offsets.includes(at + 2)) offsets.push(at + 2);
+        at = bytes.indexOf(needle, at + 1);
+      }
       if (found === 0) throw new Error('trace_id not found in the encoded payload');
     }
     if (offsets.length !== ended.length) throw new Error(`found ${offsets.length} trace_id fields for ${ended.length} spans`);
@@ -498,7 +629,12 @@ async function generatePayloads({ pool, tracesPerRequest }) {
 function machineCpuMicros() {
   const lines = readFileSync('/proc/stat', 'utf8').split('\n');
   const busy = (prefix) => {
-    const fields = lines.find((line) => line.startsWith(`${prefix} `))?.trim().split(/\s+/).slice(1, 9).map(Number);
+    const fields = lines
+      .find((line) => line.startsWith(`${prefix} `))
+      ?.trim()
+      .split(/\s+/)
+      .slice(1, 9)
+      .map(Number);
     if (!fields) return NaN;
     const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
     return ((user + nice + system + irq + softirq + steal) * 1e6) / CLOCK_TICKS;
@@ -524,15 +660,25 @@ function parseMetrics(text) {
   };
 }
 
-function git(args) { return spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() ?? ''; }
+function git(args) {
+  return spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() ?? '';
+}
 function percentile(sorted, q) {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
-function round3(value) { return typeof value === 'number' && Number.isFinite(value) ? Math.round(value * 1000) / 1000 : value; }
-function mapValues(object, fn) { return Object.fromEntries(Object.entries(object).map(([k, v]) => [k, fn(v)])); }
-function fmt(value) { return Math.round(value).toLocaleString('en'); }
-function mib(bytes) { return (bytes / 2 ** 20).toFixed(0); }
+function round3(value) {
+  return typeof value === 'number' && Number.isFinite(value) ? Math.round(value * 1000) / 1000 : value;
+}
+function mapValues(object, fn) {
+  return Object.fromEntries(Object.entries(object).map(([k, v]) => [k, fn(v)]));
+}
+function fmt(value) {
+  return Math.round(value).toLocaleString('en');
+}
+function mib(bytes) {
+  return (bytes / 2 ** 20).toFixed(0);
+}
 
 function markdown(r) {
   const t = r.details.throughput;
@@ -559,7 +705,11 @@ Load: ${r.env.tracesPerRequest} traces (${r.env.spansPerRequest} spans, ${(r.env
 | ingest latency at ${fmt(l.spansPerSecond)} spans/s (${(r.env.latencyLoad * 100).toFixed(0)}%), p50 | ${r.ingestLatencyMs.p50} ms |
 | ingest latency, p99 (max) | ${r.ingestLatencyMs.p99} ms (${l.max} ms), ${fmt(l.samples)} requests |
 
-Accounting over the whole run: ${fmt(a.received)} spans accepted, ${fmt(a.forwarded)} forwarded, ${fmt(a.droppedAfterAcceptance)} dropped; ${fmt(a.judgedRoots)} derived roots judged, ${fmt(a.breaches)} breaches (${(a.breachRatio * 100).toFixed(1)}%), ${fmt(a.alertLogLines)} alert log lines (${fmt(a.alertLogDropped)} breaches not logged: the log sink keeps at most 1000 lines per 200 ms); ${a.lateSpans} late spans; traces closed by ${Object.entries(a.flushedTraces).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}.
+Accounting over the whole run: ${fmt(a.received)} spans accepted, ${fmt(a.forwarded)} forwarded, ${fmt(a.droppedAfterAcceptance)} dropped; ${fmt(a.judgedRoots)} derived roots judged, ${fmt(a.breaches)} breaches (${(a.breachRatio * 100).toFixed(1)}%), ${fmt(a.alertLogLines)} alert log lines (${fmt(a.alertLogDropped)} breaches not logged: the log sink keeps at most 1000 lines per 200 ms); ${a.lateSpans} late spans; traces closed by ${Object.entries(
+    a.flushedTraces,
+  )
+    .map(([k, v]) => `${k} ${fmt(v)}`)
+    .join(', ')}.
 ${r.details.failures.length ? `\nChecks failed: ${r.details.failures.join('; ')}\n` : ''}`;
 }
 

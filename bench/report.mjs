@@ -1,129 +1,216 @@
 /**
- * Turns the benchmark's samples into bench/results/latest.json, latest.md and latest.png:
- * medians per configuration and route, ratios between configurations measured in the same
- * run (the geometric mean over both routes), and whether each target holds.
+ * Turns `npm run bench`'s samples into bench/results/latest.json, latest.md and latest.png:
+ * medians per configuration and route, ratios between configurations taken round by round
+ * (median, min and max of the per-round ratios; "overall" pools both routes' rounds), and
+ * whether each target holds. Ratios and targets whose configurations were not run are left out.
  */
 import { Resvg } from '@resvg/resvg-js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median, perRoundRatios, spread } from './paired-ratios.mjs';
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
-export const TARGETS = {
-  throughput_c_vs_b: { ratio: 'c_over_b', target: '>= 0.97', holds: (v) => v >= 0.97, describe: 'request-budget full keeps ≥ 97% of plain OpenTelemetry throughput' },
-  sampled_cost_d_vs_a: { ratio: 'd_over_a', target: '>= 0.85', holds: (v) => v >= 0.85, describe: 'with 10% sampling it costs ≤ 15% throughput against no instrumentation' },
-  p99_c_vs_b: { ratio: 'p99_c_over_b', target: '<= 1.10', holds: (v) => v <= 1.1, describe: 'p99 latency of request-budget full ≤ 1.1× plain OpenTelemetry' },
+/** Each ratio: configuration x over configuration y, of one measured field. */
+export const RATIOS = {
+  d_over_e: { x: 'd', y: 'e', field: 'throughput', describe: 'd / e throughput' },
+  cpu_d_over_e: { x: 'd', y: 'e', field: 'cpuMicrosPerRequest', describe: 'd / e CPU per request' },
+  p99_d_over_e: { x: 'd', y: 'e', field: 'p99', describe: 'd / e p99 latency' },
+  c_over_b: { x: 'c', y: 'b', field: 'throughput', describe: 'c / b throughput' },
+  cpu_c_over_b: { x: 'c', y: 'b', field: 'cpuMicrosPerRequest', describe: 'c / b CPU per request' },
+  p99_c_over_b: { x: 'c', y: 'b', field: 'p99', describe: 'c / b p99 latency' },
+  f_over_a: { x: 'f', y: 'a', field: 'throughput', describe: 'f / a throughput' },
+  cpu_f_over_a: { x: 'f', y: 'a', field: 'cpuMicrosPerRequest', describe: 'f / a CPU per request' },
 };
 
-export function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
+/** The issue's targets; `route` for a target that must hold on that route, none for the overall ratio. */
+export const TARGETS = {
+  throughput_d_vs_e_q3: {
+    ratio: 'd_over_e',
+    route: 'q3',
+    target: '>= 0.95',
+    holds: (v) => v >= 0.95,
+    describe: 'at 10% sampling, request-budget keeps ≥ 95% of plain OpenTelemetry throughput (3-query route)',
+  },
+  throughput_d_vs_e_q20: {
+    ratio: 'd_over_e',
+    route: 'q20',
+    target: '>= 0.95',
+    holds: (v) => v >= 0.95,
+    describe: 'at 10% sampling, request-budget keeps ≥ 95% of plain OpenTelemetry throughput (21-query route)',
+  },
+  cpu_d_vs_e_q3: {
+    ratio: 'cpu_d_over_e',
+    route: 'q3',
+    target: '<= 1.05',
+    holds: (v) => v <= 1.05,
+    describe: 'at 10% sampling, request-budget uses ≤ 1.05× plain OpenTelemetry CPU per request (3-query route)',
+  },
+  cpu_d_vs_e_q20: {
+    ratio: 'cpu_d_over_e',
+    route: 'q20',
+    target: '<= 1.05',
+    holds: (v) => v <= 1.05,
+    describe: 'at 10% sampling, request-budget uses ≤ 1.05× plain OpenTelemetry CPU per request (21-query route)',
+  },
+  throughput_c_vs_b: {
+    ratio: 'c_over_b',
+    target: '>= 0.95',
+    holds: (v) => v >= 0.95,
+    describe: 'request-budget full keeps ≥ 95% of plain OpenTelemetry throughput (both routes)',
+  },
+  p99_d_vs_e: {
+    ratio: 'p99_d_over_e',
+    target: '<= 1.10',
+    holds: (v) => v <= 1.1,
+    describe: 'at 10% sampling, request-budget p99 latency ≤ 1.1× plain OpenTelemetry (both routes)',
+  },
+};
 
-function geometricMean(values) {
-  return Math.exp(values.reduce((sum, value) => sum + Math.log(value), 0) / values.length);
-}
-
-export function summarise(samples) {
-  const medians = {};
-  for (const [config, routes] of Object.entries(samples)) {
-    medians[config] = {};
-    for (const [route, list] of Object.entries(routes)) {
-      medians[config][route] = {
-        throughput: median(list.map((s) => s.throughput)),
-        p99: median(list.map((s) => s.p99)),
-        cpuMicrosPerRequest: median(list.map((s) => s.cpuMicrosPerRequest)),
-        rss: median(list.map((s) => s.rss)),
-      };
+export function summarise(samples, otlpBytesPerRequest = {}) {
+  const medians = mapValues(samples, (routes) =>
+    mapValues(routes, (list) => ({
+      throughput: median(list.map((s) => s.throughput)),
+      p99: median(list.map((s) => s.p99)),
+      cpuMicrosPerRequest: median(list.map((s) => s.cpuMicrosPerRequest)),
+      rss: median(list.map((s) => s.rss)),
+    })),
+  );
+  const routes = Object.keys(Object.values(samples)[0] ?? {});
+  const perRoute = Object.fromEntries(routes.map((route) => [route, {}]));
+  const routeSpread = Object.fromEntries(routes.map((route) => [route, {}]));
+  const ratios = {};
+  const overallSpread = {};
+  for (const [name, { x, y, field }] of Object.entries(RATIOS)) {
+    if (!samples[x] || !samples[y]) continue;
+    const pooled = [];
+    for (const route of routes) {
+      const values = perRoundRatios(samples[x][route], samples[y][route], field);
+      if (values.length === 0) continue;
+      routeSpread[route][name] = spread(values);
+      perRoute[route][name] = routeSpread[route][name].median;
+      pooled.push(...values);
     }
+    if (pooled.length === 0) continue;
+    overallSpread[name] = spread(pooled);
+    ratios[name] = overallSpread[name].median;
   }
-  const routes = Object.keys(medians.a);
-  const ratio = (x, y, field) => geometricMean(routes.map((route) => medians[x][route][field] / medians[y][route][field]));
-  const ratios = {
-    c_over_b: ratio('c', 'b', 'throughput'),
-    c_over_a: ratio('c', 'a', 'throughput'),
-    d_over_a: ratio('d', 'a', 'throughput'),
-    p99_c_over_b: ratio('c', 'b', 'p99'),
-  };
-  const perRoute = Object.fromEntries(
-    routes.map((route) => [
-      route,
-      {
-        c_over_b: medians.c[route].throughput / medians.b[route].throughput,
-        c_over_a: medians.c[route].throughput / medians.a[route].throughput,
-        d_over_a: medians.d[route].throughput / medians.a[route].throughput,
-        p99_c_over_b: medians.c[route].p99 / medians.b[route].p99,
-      },
-    ]),
-  );
-  const targets = Object.fromEntries(
-    Object.entries(TARGETS).map(([name, t]) => [name, { value: round(ratios[t.ratio]), target: t.target, holds: t.holds(ratios[t.ratio]), describe: t.describe }]),
-  );
-  return { medians, ratios: mapValues(ratios, round), perRoute: mapValues(perRoute, (r) => mapValues(r, round)), targets };
+  for (const route of routes) perRoute[route].spread = routeSpread[route];
+  const targets = {};
+  for (const [name, t] of Object.entries(TARGETS)) {
+    const value = t.route ? perRoute[t.route]?.[t.ratio] : ratios[t.ratio];
+    if (value !== undefined) targets[name] = { value, target: t.target, holds: t.holds(value), describe: t.describe, ratio: t.ratio, route: t.route ?? 'both' };
+  }
+  const otlp = mapValues(otlpBytesPerRequest, (perRound) => ({ median: Math.round(median(perRound)), perRound: perRound.map(Math.round) }));
+  return { medians, ratios, spread: overallSpread, perRoute, targets, otlpBytesPerRequest: otlp };
 }
 
-export async function writeReport({ samples, labels, env }) {
-  const summary = summarise(samples);
+export async function writeReport({ samples, otlpBytesPerRequest, labels, env }) {
+  const summary = summarise(samples, otlpBytesPerRequest);
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const json = { ratios: summary.ratios, targets: summary.targets, perRoute: summary.perRoute, medians: summary.medians, labels, env, samples };
+  const json = {
+    ratios: summary.ratios,
+    spread: summary.spread,
+    targets: summary.targets,
+    perRoute: summary.perRoute,
+    medians: summary.medians,
+    otlpBytesPerRequest: summary.otlpBytesPerRequest,
+    labels,
+    env,
+    samples,
+  };
   const files = [join(RESULTS_DIR, 'latest.json'), join(RESULTS_DIR, 'latest.md'), join(RESULTS_DIR, 'latest.png')];
+  const md = markdown(summary, labels, env);
   writeFileSync(files[0], `${JSON.stringify(json, null, 2)}\n`);
-  writeFileSync(files[1], markdown(summary, labels, env));
+  writeFileSync(files[1], md);
   writeFileSync(files[2], new Resvg(chartSvg(summary), { font: { loadSystemFonts: true } }).render().asPng());
-  process.stdout.write(`\n${markdown(summary, labels, env)}`);
+  process.stdout.write(`\n${md}`);
   return files;
 }
 
 function markdown(summary, labels, env) {
   const lines = [
-    `# Benchmark results`,
+    '# Benchmark results',
     '',
-    `${env.date} · Node ${env.node} · ${env.cpus} cores (${env.cpuModel}) · ${env.rounds} rounds × ${env.seconds} s, ${env.connections} connections · medians`,
+    `${env.date} · Node ${env.node} · ${env.cpus} cores (${env.cpuModel}) · ${env.rounds} rounds × ${env.seconds} s per configuration and route, ${env.connections} connections, configurations interleaved per round · ${env.wallSeconds} s wall`,
     '',
-    '| configuration | route | req/s | p99 ms | CPU µs/req | RSS MiB |',
-    '|---|---|---:|---:|---:|---:|',
+    'Ratios are taken round by round (each round runs every configuration once) and reported as the median of the per-round ratios, with min and max.',
+    '',
+    '| configuration | OTLP bytes exported per request |',
+    '|---|---:|',
+    ...Object.entries(labels).map(([config, label]) => `| (${config}) ${label} | ${summary.otlpBytesPerRequest[config]?.median ?? '—'} |`),
   ];
-  for (const [config, routes] of Object.entries(summary.medians)) {
-    for (const [route, m] of Object.entries(routes)) {
-      lines.push(`| (${config}) ${labels[config]} | ${route} ${env.routes[route]} | ${m.throughput.toFixed(0)} | ${m.p99.toFixed(0)} | ${m.cpuMicrosPerRequest.toFixed(0)} | ${(m.rss / 2 ** 20).toFixed(0)} |`);
+  for (const [route, ratios] of Object.entries(summary.perRoute)) {
+    lines.push('', `## ${route} ${env.routes[route]}`, '', '| configuration | req/s | p99 ms | CPU µs/req | RSS MiB |', '|---|---:|---:|---:|---:|');
+    for (const [config, routes] of Object.entries(summary.medians)) {
+      const m = routes[route];
+      lines.push(
+        `| (${config}) ${labels[config]} | ${m.throughput.toFixed(0)} | ${m.p99.toFixed(0)} | ${m.cpuMicrosPerRequest.toFixed(0)} | ${(m.rss / 2 ** 20).toFixed(0)} |`,
+      );
+    }
+    lines.push('', '| ratio | median | min | max | target | holds |', '|---|---:|---:|---:|---|---|');
+    for (const [name, s] of Object.entries(ratios.spread)) {
+      const target = Object.values(summary.targets).find((t) => t.ratio === name && t.route === route);
+      lines.push(
+        `| ${RATIOS[name].describe} (${name}) | ${s.median.toFixed(3)} | ${s.min.toFixed(3)} | ${s.max.toFixed(3)} | ${target ? target.target : '—'} | ${target ? yesNo(target.holds) : '—'} |`,
+      );
     }
   }
-  lines.push('', '| ratio | value | per route |', '|---|---:|---|');
-  for (const [name, value] of Object.entries(summary.ratios)) {
-    lines.push(`| ${name} | ${value.toFixed(3)} | ${Object.entries(summary.perRoute).map(([route, r]) => `${route} ${r[name].toFixed(3)}`).join(', ')} |`);
+  lines.push(
+    '',
+    '## Both routes (per-round ratios of both routes pooled)',
+    '',
+    '| ratio | median | min | max | target | holds |',
+    '|---|---:|---:|---:|---|---|',
+  );
+  for (const [name, s] of Object.entries(summary.spread)) {
+    const target = Object.values(summary.targets).find((t) => t.ratio === name && t.route === 'both');
+    lines.push(
+      `| ${RATIOS[name].describe} (${name}) | ${s.median.toFixed(3)} | ${s.min.toFixed(3)} | ${s.max.toFixed(3)} | ${target ? target.target : '—'} | ${target ? yesNo(target.holds) : '—'} |`,
+    );
   }
-  lines.push('', '| target | value | wanted | holds |', '|---|---:|---|---|');
-  for (const [name, t] of Object.entries(summary.targets)) lines.push(`| ${t.describe} (${name}) | ${t.value.toFixed(3)} | ${t.target} | ${t.holds ? 'yes' : '**no**'} |`);
+  lines.push('', '## Targets', '', '| target | value | wanted | holds |', '|---|---:|---|---|');
+  for (const [name, t] of Object.entries(summary.targets)) lines.push(`| ${t.describe} (${name}) | ${t.value.toFixed(3)} | ${t.target} | ${yesNo(t.holds)} |`);
+  if (Object.keys(summary.targets).length === 0) lines.push("| (no target's configurations were run) | | | |");
   return `${lines.join('\n')}\n`;
 }
 
+const yesNo = (holds) => (holds ? 'yes' : '**no**');
+
+/** One bar per ratio and route (and both routes pooled): the median, a whisker from min to max, the target where one applies. */
 function chartSvg(summary) {
-  const bars = [
-    ['c / b throughput', summary.ratios.c_over_b, 0.97, 'min'],
-    ['c / a throughput', summary.ratios.c_over_a, undefined, undefined],
-    ['d / a throughput', summary.ratios.d_over_a, 0.85, 'min'],
-    ['c / b p99 latency', summary.ratios.p99_c_over_b, 1.1, 'max'],
-  ];
-  const width = 640;
-  const rowHeight = 56;
-  const left = 170;
-  const scale = (value) => left + (Math.min(value, 1.4) / 1.4) * (width - left - 70);
-  const rows = bars
-    .map(([label, value, target, kind], i) => {
-      const y = 50 + i * rowHeight;
-      const holds = target === undefined || (kind === 'min' ? value >= target : value <= target);
-      const targetLine = target === undefined ? '' : `<line x1="${scale(target)}" x2="${scale(target)}" y1="${y - 6}" y2="${y + 30}" stroke="#000" stroke-dasharray="4 3"/><text x="${scale(target) + 3}" y="${y - 8}" font-size="11">target ${kind === 'min' ? '≥' : '≤'} ${target}</text>`;
-      return `<text x="10" y="${y + 18}" font-size="14">${label}</text><rect x="${left}" y="${y}" width="${scale(value) - left}" height="24" fill="${holds ? '#3b8a4f' : '#c0392b'}"/><text x="${scale(value) + 6}" y="${y + 18}" font-size="14">${value.toFixed(3)}</text>${targetLine}`;
+  const rows = [];
+  for (const name of Object.keys(summary.spread)) {
+    for (const [route, s] of [...Object.entries(summary.perRoute).map(([route, r]) => [route, r.spread[name]]), ['both', summary.spread[name]]]) {
+      if (!s) continue;
+      const target = Object.values(summary.targets).find((t) => t.ratio === name && t.route === route);
+      rows.push({ label: `${RATIOS[name].describe}, ${route}`, s, target });
+    }
+  }
+  const width = 760;
+  const rowHeight = 26;
+  const left = 250;
+  const top = 50;
+  const maxValue = Math.min(4, Math.max(1.2, ...rows.map((r) => r.s.max)) * 1.08);
+  const scale = (value) => left + (Math.min(value, maxValue) / maxValue) * (width - left - 60);
+  const targetNumber = (t) => Number(t.target.replace(/[<>=\s]/g, ''));
+  const body = rows
+    .map(({ label, s, target }, i) => {
+      const y = top + i * rowHeight;
+      const fill = target === undefined ? '#8a8f98' : target.holds ? '#3b8a4f' : '#c0392b';
+      const whisker = `<line x1="${scale(s.min)}" x2="${scale(s.max)}" y1="${y + 9}" y2="${y + 9}" stroke="#222"/><line x1="${scale(s.min)}" x2="${scale(s.min)}" y1="${y + 4}" y2="${y + 14}" stroke="#222"/><line x1="${scale(s.max)}" x2="${scale(s.max)}" y1="${y + 4}" y2="${y + 14}" stroke="#222"/>`;
+      const targetLine =
+        target === undefined
+          ? ''
+          : `<line x1="${scale(targetNumber(target))}" x2="${scale(targetNumber(target))}" y1="${y - 2}" y2="${y + 20}" stroke="#000" stroke-width="2" stroke-dasharray="3 2"/>`;
+      return `<text x="10" y="${y + 14}" font-size="12">${label}</text><rect x="${left}" y="${y + 2}" width="${scale(s.median) - left}" height="14" fill="${fill}"/>${whisker}${targetLine}<text x="${Math.max(scale(s.median), scale(s.max)) + 6}" y="${y + 14}" font-size="12">${s.median.toFixed(3)}</text>`;
     })
     .join('');
-  const oneLine = `<line x1="${scale(1)}" x2="${scale(1)}" y1="35" y2="${50 + bars.length * rowHeight}" stroke="#888"/><text x="${scale(1) - 4}" y="30" font-size="11">1.0</text>`;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${70 + bars.length * rowHeight}" font-family="DejaVu Sans, sans-serif"><rect width="100%" height="100%" fill="#fff"/><text x="10" y="22" font-size="16" font-weight="bold">request-budget overhead (ratios, same run)</text>${oneLine}${rows}</svg>`;
-}
-
-function round(value) {
-  return Math.round(value * 1000) / 1000;
+  const height = top + rows.length * rowHeight + 30;
+  const oneLine = `<line x1="${scale(1)}" x2="${scale(1)}" y1="${top - 8}" y2="${height - 30}" stroke="#888"/><text x="${scale(1) - 4}" y="${top - 12}" font-size="11">1.0</text>`;
+  const legend = `<text x="10" y="${height - 10}" font-size="11">bar: median of per-round ratios · whisker: min–max over rounds · dashed: target (green holds, red does not, grey no target)</text>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="DejaVu Sans, sans-serif"><rect width="100%" height="100%" fill="#fff"/><text x="10" y="24" font-size="16" font-weight="bold">request-budget overhead (per-round ratios, same run)</text>${oneLine}${body}${legend}</svg>`;
 }
 
 function mapValues(object, fn) {

@@ -23,10 +23,11 @@ export interface TracedRequest {
   readonly parentSpanId: string;
 }
 
-export async function tracedGet(url: string): Promise<TracedRequest> {
+/** `sampled: false` sends the trace flags 00: a parent-based sampler then drops the request. */
+export async function tracedGet(url: string, { sampled = true }: { sampled?: boolean } = {}): Promise<TracedRequest> {
   const traceId = randomBytes(16).toString('hex');
   const parentSpanId = randomBytes(8).toString('hex');
-  const response = await get(url, { headers: { traceparent: `00-${traceId}-${parentSpanId}-01` }, timeoutMs: 15_000 });
+  const response = await get(url, { headers: { traceparent: `00-${traceId}-${parentSpanId}-${sampled ? '01' : '00'}` }, timeoutMs: 15_000 });
   return { response, traceId, parentSpanId };
 }
 

@@ -1,9 +1,15 @@
 /**
- * Wraps the export pipeline so that a trace whose request breached its budget is exported even
- * when the sampler dropped it. Unsampled spans are recorded (see the always-record sampler in
- * sdk.ts) but never exported by the batch processors; this processor holds an unsampled
- * request's spans until its root ends, then hands them to the exporters, marked sampled, if the
- * root breached, or lets them go if it did not. Sampled spans pass straight through.
+ * Wraps the export pipeline so that a request that breached its budget is exported even when
+ * the sampler dropped it. Sampled spans pass straight through. Of an unsampled request:
+ * - `detail: 'root'` (the default): its root span, with the cost record, violations and breach
+ *   events, under the trace and span ids already propagated downstream. Its queries and calls
+ *   were light spans (light-children.ts), never recorded.
+ * - `detail: 'trace'`: its whole trace. Every span of an unsampled request is then recorded and
+ *   held here until its root ends; a breached request's spans are handed to the exporters, at
+ *   most `wholeTracesPerMinute` traces a minute (past it, the root alone), the rest let go.
+ *
+ * Exported spans are plain copies marked sampled (the batch processors export sampled spans
+ * only): serialising them costs what an SDK span's does.
  *
  * Memory: at most `maxSpansPerTrace` spans held per request in flight; further ones are counted
  * as dropped. Held spans are keyed weakly by their root, so a root that never ends frees them.
@@ -11,25 +17,40 @@
 import { TraceFlags, type Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { BUDGET_BREACHED } from '@request-budget/core';
+import type { BreachedTraceDetail } from './config';
 import { attributionOf } from './cost-span-processor';
+import { reportProblem } from './diagnostics';
 
 export interface BreachedTraceExportOptions {
-  /** Spans held per unsampled request. @default 256 */
+  /** @default 'root' */
+  readonly detail?: BreachedTraceDetail;
+  /** Whole traces exported per minute at most, with `detail: 'trace'`. @default 60 */
+  readonly wholeTracesPerMinute?: number;
+  /** Spans held per unsampled request, with `detail: 'trace'`. @default 256 */
   readonly maxSpansPerTrace?: number;
+  /** @default Date.now */
+  readonly now?: () => number;
 }
 
 export class BreachedTraceExportProcessor implements SpanProcessor {
+  private readonly detail: BreachedTraceDetail;
   private readonly maxSpansPerTrace: number;
+  private readonly wholeTraces: TokenBucket;
   private readonly held = new WeakMap<Span, ReadableSpan[]>();
-  /** Spans of unsampled, breached traces that did not fit in the hold. */
+  private rateReported = false;
+  /** Spans of unsampled requests that did not fit in the hold (whether or not they then breached). */
   droppedSpans = 0;
+  /** Breached traces exported as their root alone because the whole-trace rate was reached. */
+  rootOnlyTraces = 0;
 
   /** @param exporters the export processors (one batch processor per exporter) */
   constructor(
     private readonly exporters: readonly SpanProcessor[],
     options: BreachedTraceExportOptions = {},
   ) {
+    this.detail = options.detail ?? 'root';
     this.maxSpansPerTrace = options.maxSpansPerTrace ?? 256;
+    this.wholeTraces = new TokenBucket(options.wholeTracesPerMinute ?? 60, options.now ?? Date.now);
   }
 
   onStart(span: Span, parentContext: Context): void {
@@ -49,14 +70,17 @@ export class BreachedTraceExportProcessor implements SpanProcessor {
     if (attribution === undefined) return;
     const { root, rootEnded } = attribution;
     if (root === span) {
-      const spans = this.held.get(root) ?? [];
+      const spans = this.held.get(root);
       this.held.delete(root);
       if (span.attributes[BUDGET_BREACHED] !== true) return;
-      for (const held of spans) this.export(markedSampled(held));
-      this.export(markedSampled(span));
+      if (spans !== undefined && spans.length > 0) {
+        if (this.wholeTraces.take()) for (const held of spans) this.export(sampledCopy(held));
+        else this.rateReached();
+      }
+      this.export(sampledCopy(span));
       return;
     }
-    if (rootEnded) return; // ended after its request: the decision has been made
+    if (this.detail === 'root' || rootEnded) return; // not held; or ended after its request: decided
     let spans = this.held.get(root);
     if (spans === undefined) this.held.set(root, (spans = []));
     if (spans.length < this.maxSpansPerTrace) spans.push(span);
@@ -74,11 +98,62 @@ export class BreachedTraceExportProcessor implements SpanProcessor {
   private export(span: ReadableSpan): void {
     for (const exporter of this.exporters) exporter.onEnd(span);
   }
+
+  private rateReached(): void {
+    this.rootOnlyTraces += 1;
+    if (this.rateReported) return;
+    this.rateReported = true;
+    reportProblem(
+      `more breached requests than REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE (${this.wholeTraces.perMinute}) wanted their whole trace exported: past that rate, a breached request's root span is exported alone (reported once)`,
+    );
+  }
 }
 
-/** A view of the span whose context says sampled, which the batch processors export. */
-function markedSampled(span: ReadableSpan): ReadableSpan {
+/** At most `perMinute` takes a minute, refilled continuously. */
+class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    readonly perMinute: number,
+    private readonly now: () => number,
+  ) {
+    this.tokens = perMinute;
+    this.last = now();
+  }
+
+  take(): boolean {
+    const now = this.now();
+    // A clock stepped back refills nothing (and takes nothing away).
+    this.tokens = Math.min(this.perMinute, this.tokens + (Math.max(0, now - this.last) * this.perMinute) / 60_000);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** A plain copy of an ended span whose context says sampled, which the batch processors export. */
+export function sampledCopy(span: ReadableSpan): ReadableSpan {
   const context = span.spanContext();
   const sampledContext = { ...context, traceFlags: context.traceFlags | TraceFlags.SAMPLED };
-  return Object.create(span, { spanContext: { value: () => sampledContext } }) as ReadableSpan;
+  return {
+    name: span.name,
+    kind: span.kind,
+    spanContext: () => sampledContext,
+    parentSpanContext: span.parentSpanContext,
+    startTime: span.startTime,
+    endTime: span.endTime,
+    status: span.status,
+    attributes: span.attributes,
+    links: span.links,
+    events: span.events,
+    duration: span.duration,
+    ended: span.ended,
+    resource: span.resource,
+    instrumentationScope: span.instrumentationScope,
+    droppedAttributesCount: span.droppedAttributesCount,
+    droppedEventsCount: span.droppedEventsCount,
+    droppedLinksCount: span.droppedLinksCount,
+  };
 }

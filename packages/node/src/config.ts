@@ -54,11 +54,18 @@ export interface ResolvedConfig {
   readonly budgets: string | Record<string, unknown> | undefined;
   readonly errorStatusOnCritical: boolean;
   readonly exportBreachedTraces: boolean;
+  /** What of a breached, unsampled request is exported: its root span, or its whole trace. */
+  readonly breachedTraceDetail: BreachedTraceDetail;
+  /** Whole traces exported per minute at most ('trace' detail); past it, the root span alone. */
+  readonly wholeBreachedTracesPerMinute: number;
   readonly alerts: AlertSettings;
   readonly metrics: MetricSettings;
 }
 
 export type MetricExporterName = 'prometheus' | 'otlp' | 'console';
+
+export type BreachedTraceDetail = 'root' | 'trace';
+const BREACHED_TRACE_DETAILS: readonly BreachedTraceDetail[] = ['root', 'trace'];
 
 export interface MetricSettings {
   /** Empty when metrics are not exported (the default unless configured). */
@@ -118,6 +125,8 @@ export const DEFAULTS = Object.freeze({
   shutdownOnExit: true,
   errorStatusOnCritical: false,
   exportBreachedTraces: true,
+  breachedTraceDetail: 'root',
+  wholeBreachedTracesPerMinute: 60,
   alertLog: true,
   alertResendIntervalMs: 60_000,
   alertResolveAfterMs: 300_000,
@@ -174,6 +183,12 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     budgets: options.budgets ?? (env.REQUEST_BUDGET_FILE?.trim() || undefined),
     errorStatusOnCritical: options.errorStatusOnCritical ?? read.boolean('REQUEST_BUDGET_ERROR_ON_CRITICAL') ?? DEFAULTS.errorStatusOnCritical,
     exportBreachedTraces: options.exportBreachedTraces ?? read.boolean('REQUEST_BUDGET_EXPORT_BREACHED') ?? DEFAULTS.exportBreachedTraces,
+    breachedTraceDetail:
+      options.breachedTraceDetail ?? read.oneOf('REQUEST_BUDGET_EXPORT_BREACHED_DETAIL', BREACHED_TRACE_DETAILS) ?? DEFAULTS.breachedTraceDetail,
+    wholeBreachedTracesPerMinute:
+      options.wholeBreachedTracesPerMinute ??
+      read.number('REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE', 0, 1_000_000) ??
+      DEFAULTS.wholeBreachedTracesPerMinute,
     alerts: alertSettings(options, read),
     metrics: metricSettings(options, read, otlpEndpointInEnv),
   };

@@ -29,6 +29,7 @@ import {
 import { describeError, reportProblem } from './diagnostics';
 import { DuplicateOperations } from './duplicate-operations';
 import { GcMonitor } from './gc-monitor';
+import { LightSpan, type LightSpanSink } from './light-span';
 import { HeapProbe } from './heap-probe';
 import { markLateOperation } from './late-operations';
 import { noteModulesLoadedAtStart, notifyRootStarted, notifySpanEnded } from './measurement-registry';
@@ -69,7 +70,7 @@ const KIND_NAMES: Record<SpanKind, SpanKindName> = {
   [SpanKind.CONSUMER]: 'consumer',
 };
 
-export class CostSpanProcessor implements SpanProcessor {
+export class CostSpanProcessor implements SpanProcessor, LightSpanSink {
   private readonly fingerprints = new FingerprintCache();
   private readonly gc = new GcMonitor();
   private readonly heap = new HeapProbe();
@@ -83,10 +84,20 @@ export class CostSpanProcessor implements SpanProcessor {
   private hookFailureReported = false;
   // One operation reported by two spans (an ORM's over its driver's, two instrumentations) counts once.
   private readonly duplicates = new DuplicateOperations();
+  // Late light spans reach no other processor by themselves: those that count late operations.
+  private lateListeners: readonly SpanProcessor[] = [];
 
   constructor() {
     this.gc.start();
     noteModulesLoadedAtStart();
+  }
+
+  /**
+   * Processors that count late operations (metrics, summary lines): light spans (light-span.ts)
+   * reach only this processor, so a late one is handed on to them.
+   */
+  forwardLateLightSpansTo(listeners: readonly SpanProcessor[]): void {
+    this.lateListeners = listeners;
   }
 
   /** Roots started and not yet ended (or collected). Exposed for tests and metrics. */
@@ -146,7 +157,12 @@ export class CostSpanProcessor implements SpanProcessor {
       }
       const contribution = this.duplicates.admit(span, classifySpan(KIND_NAMES[span.kind], span.name, span.attributes));
       // Ended after its root: too late for the cost record, counted per route by the others.
-      if (state.ended) return contribution === undefined ? undefined : markLateOperation(span, state.root, contribution);
+      if (state.ended) {
+        if (contribution === undefined) return;
+        markLateOperation(span, state.root, contribution);
+        if (span instanceof LightSpan) for (const listener of this.lateListeners) listener.onEnd(span);
+        return;
+      }
       if (contribution !== undefined) state.tally.add(contribution, hrTimeToMilliseconds(span.duration));
       notifySpanEnded(span, state.root);
     } catch (error) {
@@ -214,10 +230,10 @@ function isEnqueueSpanObject(parent: object): boolean {
   return kind !== undefined && attributes !== undefined && isEnqueueSpan(KIND_NAMES[kind], attributes);
 }
 
-/** The local root (request or job span) a span was attributed to, and whether it has ended. */
-export function attributionOf(span: object): { readonly root: Span; readonly rootEnded: boolean } | undefined {
+/** The local root (request or job span) a span was attributed to, whether it has ended, and who attributed it. */
+export function attributionOf(span: object): { readonly root: Span; readonly rootEnded: boolean; readonly sink: LightSpanSink } | undefined {
   const state = (span as TrackedSpan)[ROOT_STATE];
-  return state === undefined ? undefined : { root: state.root, rootEnded: state.ended };
+  return state === undefined ? undefined : { root: state.root, rootEnded: state.ended, sink: state.owner };
 }
 
 /** Every statement fingerprint of a root's tally with its count, most repeated first. */

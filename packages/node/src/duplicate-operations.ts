@@ -22,6 +22,7 @@ import {
   type SpanKindName,
 } from '@request-budget/core';
 import { reportProblem } from './diagnostics';
+import { LightSpan } from './light-span';
 import { isOwnScope, isStartingOwnSpan } from './own-spans';
 
 /** What a span reporting an operation carries while its trace runs. */
@@ -118,7 +119,8 @@ export class DuplicateOperations {
   }
 
   private matchTwins(node: OperationNode, parent: object | undefined): void {
-    const parentId = (parent as Span | undefined)?.spanContext?.().spanId ?? '';
+    // Light spans share their root's span context: told apart by their own number.
+    const parentId = parent instanceof LightSpan ? `light ${parent.localId}` : ((parent as Span | undefined)?.spanContext?.().spanId ?? '');
     const key = `${parentId} ${node.scope} ${operationKey(node.identity)}`;
     if (this.turn.size === 0) queueMicrotask(() => this.turn.clear());
     // Twins start back to back; a long synchronous loop of spans must not hold them all (memory

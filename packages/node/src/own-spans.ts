@@ -6,10 +6,13 @@
  *
  * Each own instrumentation gets a tracer provider that hands out the global tracers, wrapped so
  * that while one of them starts a span the span processors can ask {@link isStartingOwnSpan}.
- * Span processors run synchronously inside `startSpan`, so the answer is exact.
+ * Span processors run synchronously inside `startSpan`, so the answer is exact. Inside a request
+ * the sampler dropped, the same tracers start light spans instead (light-children.ts).
  */
 import { context, trace, type Context, type Span, type SpanOptions, type Tracer, type TracerOptions, type TracerProvider } from '@opentelemetry/api';
+import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
+import { startLightChild } from './light-children';
 
 let startingOwn = 0;
 const ownScopes = new Set<string>();
@@ -48,18 +51,22 @@ export function markOwnSpans(instrumentations: readonly Instrumentation[]): void
 function ownTracerProvider(provider: TracerProvider): TracerProvider {
   return {
     getTracer(name: string, version?: string, options?: TracerOptions): Tracer {
-      return new OwnTracer(provider.getTracer(name, version, options));
+      return new OwnTracer(provider.getTracer(name, version, options), { name, version, schemaUrl: options?.schemaUrl });
     },
   };
 }
 
 class OwnTracer implements Tracer {
-  constructor(private readonly inner: Tracer) {}
+  constructor(
+    private readonly inner: Tracer,
+    private readonly scope: InstrumentationScope,
+  ) {}
 
   startSpan(name: string, options?: SpanOptions, parent?: Context): Span {
     startingOwn += 1;
     try {
-      return this.inner.startSpan(name, options, parent);
+      // Inside an unsampled request, a light span that only cost attribution reads.
+      return startLightChild(this.scope, name, options, parent ?? context.active()) ?? this.inner.startSpan(name, options, parent);
     } finally {
       startingOwn -= 1;
     }

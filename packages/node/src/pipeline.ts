@@ -12,12 +12,12 @@ import { hookEveryDriverInstance } from './adopted-instrumentations';
 import { BreachedTraceExportProcessor } from './breached-trace-export-processor';
 import { BudgetSpanProcessor } from './budget-span-processor';
 import type { ResolvedConfig } from './config';
-import { CostMetricsProcessor } from './cost-metrics-processor';
 import { CostSpanProcessor } from './cost-span-processor';
 import { reportProblem } from './diagnostics';
 import { FailureMetrics } from './failure-metrics';
 import { RegistrationProbe, watchRegistrations } from './global-registration';
 import { GuardedSpanProcessor } from './guarded-span-processor';
+import { useLightChildren } from './light-children';
 import { createCostMeterProvider } from './meter-provider';
 import { outsideAnyTrace } from './outside-any-trace';
 import { markOwnSpans } from './own-spans';
@@ -56,16 +56,23 @@ export function assemblePipeline(
   const alerts = budgets === undefined ? undefined : createAlertDispatcher(config.alerts, reportProblem, { runDetached: outsideAnyTrace });
   const rules = budgets === undefined ? undefined : new BudgetRuleSet(budgets);
   const connections = new ExporterConnections();
-  const costMeter = createCostMeterProvider(config, instrumentations, connections);
+  const costMeter = createCostMeterProvider(config, instrumentations, connections, rules);
   const meterProvider = costMeter?.provider;
   // Export and alert failures counted on the cost meter provider, beside the cost metrics.
   const failures =
     costMeter === undefined ? undefined : new FailureMetrics({ meter: costMeter.meter, service: costMeter.service, exporters: config.traceExporters, alerts });
   const exportProcessors = createExportProcessors(config, connections, failures);
   const probe = new RegistrationProbe();
+  const cost = new CostSpanProcessor();
+  const metrics = costMeter?.costMetrics;
+  const summary = config.summary ? new SummarySpanProcessor() : undefined;
+  const exportBreached = config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0;
+  // Queries and calls of unsampled requests are light spans unless whole traces are to be exported.
+  useLightChildren(!(exportBreached && config.breachedTraceDetail === 'trace'));
+  cost.forwardLateLightSpansTo([metrics, summary].filter((processor) => processor !== undefined));
   const spanProcessors: SpanProcessor[] = [
     probe,
-    new CostSpanProcessor(),
+    cost,
     // pg-boss's own job spans, unpatched (an ES module under --require): said once (jobs/).
     new UnpatchedPgBossCheck(),
     ...(rules !== undefined
@@ -78,16 +85,15 @@ export function assemblePipeline(
           }),
         ]
       : []),
-    ...(costMeter !== undefined
-      ? [new CostMetricsProcessor({ meter: costMeter.meter, defaultService: costMeter.service, ...(rules !== undefined ? { rules } : {}) })]
-      : []),
+    ...(metrics !== undefined ? [metrics] : []),
     ...(options.spanProcessors ?? []).map((processor) => new GuardedSpanProcessor(processor)),
-    ...(config.summary ? [new SummarySpanProcessor()] : []),
-    ...(config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0
-      ? [new BreachedTraceExportProcessor(exportProcessors)]
+    ...(summary !== undefined ? [summary] : []),
+    ...(exportBreached
+      ? [new BreachedTraceExportProcessor(exportProcessors, { detail: config.breachedTraceDetail, wholeTracesPerMinute: config.wholeBreachedTracesPerMinute })]
       : exportProcessors),
   ];
-  // Unsampled spans are still recorded (not exported) so every request gets its cost record.
+  // Unsampled spans are still recorded (not exported) so every request gets its cost record:
+  // its root and the app's own spans; its queries and calls are light spans (light-children.ts).
   return { budgets, alerts, meterProvider, spanProcessors, sampler: createAlwaysRecordSampler(config.sampler), probe, connections };
 }
 

@@ -110,11 +110,27 @@ export interface RequestBudgetOptions {
    */
   errorStatusOnCritical?: boolean;
   /**
-   * Export the whole trace of a request that breached its budget even when the sampler dropped it.
+   * Export a request that breached its budget even when the sampler dropped it: its root span
+   * with the cost record, violations and breach events, under the ids already propagated.
    * Env: REQUEST_BUDGET_EXPORT_BREACHED.
    * @default true
    */
   exportBreachedTraces?: boolean;
+  /**
+   * What of a breached request the sampler dropped is exported: `'root'`, its root span alone
+   * (queries and calls of unsampled requests are then never SDK spans: the cheap default), or
+   * `'trace'`, its whole trace (every span of every unsampled request is recorded until its root
+   * ends, as plain sampling never does), at most `wholeBreachedTracesPerMinute` a minute.
+   * Env: REQUEST_BUDGET_EXPORT_BREACHED_DETAIL.
+   * @default 'root'
+   */
+  breachedTraceDetail?: 'root' | 'trace';
+  /**
+   * With `breachedTraceDetail: 'trace'`: whole traces exported per minute at most; past it, a
+   * breached request's root span alone. Env: REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE.
+   * @default 60
+   */
+  wholeBreachedTracesPerMinute?: number;
   /**
    * Prometheus Alertmanager base URL; breaches become alerts there.
    * Env: REQUEST_BUDGET_ALERTMANAGER_URL.
