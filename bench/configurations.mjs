@@ -45,7 +45,7 @@ export function floorConfigurations(sink) {
       ...plainOtel(sink, 'http,pg,express', NOTHING_SAMPLED),
     },
     'request-budget': {
-      label: 'request-budget, always off (spans still recorded for the cost record)',
+      label: 'request-budget, always off (roots recorded, queries as light spans, for the cost record)',
       instrumentations: "request-budget's own set",
       ...requestBudget(sink, NOTHING_SAMPLED),
     },

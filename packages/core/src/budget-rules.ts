@@ -41,14 +41,42 @@ export class BudgetRuleSet {
   /** The rule for a request; without a route template only the defaults apply. */
   forRoute(method: string | undefined, routeTemplate: string | undefined): ResolvedRule {
     if (routeTemplate === undefined || routeTemplate === '') return this.defaults;
-    return this.routes.find((rule) => rule.pattern.matches(method, routeTemplate))?.resolved ?? this.defaults;
+    const byTemplate = this.routeCache.get(method ?? '');
+    const cached = byTemplate?.get(routeTemplate);
+    if (cached !== undefined) return cached;
+    const rule = this.routes.find((candidate) => candidate.pattern.matches(method, routeTemplate))?.resolved ?? this.defaults;
+    if (this.remember(routeTemplate)) {
+      if (byTemplate === undefined) this.routeCache.set(method ?? '', new Map([[routeTemplate, rule]]));
+      else byTemplate.set(routeTemplate, rule);
+    }
+    return rule;
   }
 
   /** The rule for a background job by name. */
   forJob(name: string): ResolvedRule {
-    return this.jobs.find((rule) => rule.pattern.matches(name))?.resolved ?? this.defaults;
+    const cached = this.jobCache.get(name);
+    if (cached !== undefined) return cached;
+    const rule = this.jobs.find((candidate) => candidate.pattern.matches(name))?.resolved ?? this.defaults;
+    if (this.remember(name)) this.jobCache.set(name, rule);
+    return rule;
+  }
+
+  // Each request and job is judged: a route's rule is looked up once, then remembered. The names
+  // can come from senders (the collector), so what is remembered is bounded in count and length.
+  private readonly routeCache = new Map<string, Map<string, ResolvedRule>>();
+  private readonly jobCache = new Map<string, ResolvedRule>();
+  private remembered = 0;
+
+  private remember(name: string): boolean {
+    if (name.length > MAX_REMEMBERED_NAME_LENGTH || this.remembered >= MAX_REMEMBERED_NAMES) return false;
+    this.remembered += 1;
+    return true;
   }
 }
+
+/** Route templates and job names whose rule is remembered, at most, and their longest length. */
+const MAX_REMEMBERED_NAMES = 2000;
+const MAX_REMEMBERED_NAME_LENGTH = 256;
 
 function rank<Input extends unknown[]>(
   rules: readonly BudgetRule[],

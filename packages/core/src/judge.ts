@@ -73,7 +73,8 @@ export function judge(input: JudgeInput, rules: BudgetRuleSet, options: JudgeOpt
       ? rules.forJob(route.job)
       : rules.forRoute(route.method, route.template === undefined ? undefined : (options.normaliseRoute?.(route.template) ?? route.template));
   const statements = rule.allowRepeated.length > 0 ? input.statements?.() : undefined;
-  const cost = { ...costRecordFromAttributes(attributes, input.durationMs), ...(statements !== undefined ? { statements } : {}) };
+  const record = costRecordFromAttributes(attributes, input.durationMs);
+  const cost = statements === undefined ? record : { ...record, statements };
   const violations = evaluateBudget(cost, rule);
   const formatted = violations.map(formatViolation);
   const critical = options.errorStatusOnCritical === true && violations.some((violation) => violation.severity === 'critical');

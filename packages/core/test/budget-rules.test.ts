@@ -102,3 +102,31 @@ jobs:
     expect(rules.forJob('sms.send').name).toBe('defaults');
   });
 });
+
+describe('rule lookups remembered', () => {
+  const rules = new BudgetRuleSet(
+    parseBudgetText(
+      'version: 1\ndefaults:\n  queries: 50\nroutes:\n  - match: GET /users/:id\n    queries: 3\n  - match: /users/**\n    queries: 9\njobs:\n  - match: email.*\n    queries: 2\n',
+      'rules.yaml',
+    ),
+  );
+
+  it('answers a remembered route, method and job exactly as the first lookup did', () => {
+    for (let pass = 0; pass < 3; pass += 1) {
+      expect(rules.forRoute('GET', '/users/:id').name).toBe('GET /users/:id');
+      expect(rules.forRoute('POST', '/users/:id').name).toBe('/users/**');
+      expect(rules.forRoute(undefined, '/users/:id').name).toBe('/users/**');
+      expect(rules.forRoute('GET', '/orders').name).toBe('defaults');
+      expect(rules.forJob('email.send').limits.queries).toBe(2);
+      expect(rules.forJob('sms.send').name).toBe('defaults');
+    }
+  });
+
+  it('stays right past what it remembers: more names than it keeps, and names too long to keep', () => {
+    for (let i = 0; i < 5000; i += 1) expect(rules.forRoute('GET', `/users/${i}/x`).name).toBe('/users/**');
+    const long = `/users/${'a'.repeat(10_000)}`;
+    expect(rules.forRoute('GET', long).name).toBe('/users/**');
+    expect(rules.forRoute('GET', '/users/:id').name).toBe('GET /users/:id');
+    expect(rules.forRoute('GET', '/elsewhere/1').name).toBe('defaults');
+  });
+});

@@ -10,7 +10,6 @@
  *
  * Each problem found in the process's OpenTelemetry setup is reported once, with the fix.
  */
-import type { Span } from '@opentelemetry/api';
 import type { ReadableSpan, Span as SdkSpan } from '@opentelemetry/sdk-trace';
 import {
   HTTP_CLIENT_TIMED,
@@ -22,7 +21,6 @@ import {
   type SpanKindName,
 } from '@request-budget/core';
 import { reportProblem } from './diagnostics';
-import { LightSpan } from './light-span';
 import { isOwnScope, isStartingOwnSpan } from './own-spans';
 
 /** What a span reporting an operation carries while its trace runs. */
@@ -42,14 +40,9 @@ interface OperationNode {
   counted: boolean;
 }
 
-interface TurnEntry {
-  own: boolean;
-  readonly others: OperationNode[];
-}
-
 const NODE = Symbol('request-budget.operation');
-/** Operation spans remembered within one synchronous turn, to pair side-by-side twins. */
-const MAX_TURN_ENTRIES = 256;
+/** Operation spans started most recently, own and others', where a twin is looked for. */
+const RECENT = 16;
 type Linked = { [NODE]?: OperationNode };
 
 /** Instrumentations whose other instances request-budget gives its row hook (adopted-instrumentations.ts). */
@@ -59,13 +52,16 @@ const FIX =
   'run one OpenTelemetry setup: either request-budget\'s register alone, or your own NodeSDK with requestBudgetComponents() spread into it (see the README, "Inside an existing OpenTelemetry setup")';
 
 export class DuplicateOperations {
-  // Operation spans started in the current synchronous turn, by parent, scope and operation.
-  private readonly turn = new Map<string, TurnEntry>();
+  // The operation spans started last, with the spans they started under: a ring each for own
+  // spans and for other instances' (empty until another instance shows up, so an own span costs
+  // two array writes when there is none).
+  private readonly own = new RecentOperations();
+  private readonly others = new RecentOperations();
   private readonly reported = new Set<string>();
 
-  /** Operation spans remembered in the current turn. Exposed for tests: it stays bounded. */
-  get rememberedInTurn(): number {
-    return this.turn.size;
+  /** Operation spans remembered to pair twins. Exposed for tests: it stays bounded. */
+  get rememberedForTwins(): number {
+    return this.own.size + this.others.size;
   }
 
   /**
@@ -118,23 +114,18 @@ export class DuplicateOperations {
     return { ...contribution, timed: timedOf(outer) };
   }
 
+  /**
+   * Twins start back to back under the same parent, one from each instance. A span of another
+   * instance is a twin when an own span of the same scope and operation under the same parent is
+   * still running among the last few started, and the other way round.
+   */
   private matchTwins(node: OperationNode, parent: object | undefined): void {
-    // Light spans share their root's span context: told apart by their own number.
-    const parentId = parent instanceof LightSpan ? `light ${parent.localId}` : ((parent as Span | undefined)?.spanContext?.().spanId ?? '');
-    const key = `${parentId} ${node.scope} ${operationKey(node.identity)}`;
-    if (this.turn.size === 0) queueMicrotask(() => this.turn.clear());
-    // Twins start back to back; a long synchronous loop of spans must not hold them all (memory
-    // bounded whatever the turn does): past the bound, what came before is let go.
-    else if (this.turn.size >= MAX_TURN_ENTRIES) this.turn.clear();
-    let entry = this.turn.get(key);
-    if (entry === undefined) this.turn.set(key, (entry = { own: false, others: [] }));
     if (node.own) {
-      entry.own = true;
-      for (const other of entry.others.splice(0)) this.markTwin(other);
-    } else if (entry.own) {
-      this.markTwin(node);
+      this.own.add(node, parent);
+      if (this.others.size > 0) for (const other of this.others.matching(node, parent)) this.markTwin(other);
     } else {
-      entry.others.push(node);
+      this.others.add(node, parent);
+      if (this.own.matching(node, parent).length > 0) this.markTwin(node);
     }
   }
 
@@ -159,4 +150,30 @@ function timedOf(node: OperationNode | undefined): boolean | undefined {
     if (typeof timed === 'boolean') return timed;
   }
   return undefined;
+}
+
+/** The last {@link RECENT} operation spans of one kind (own or others'), with their parents. */
+class RecentOperations {
+  private readonly nodes: (OperationNode | undefined)[] = new Array<OperationNode | undefined>(RECENT);
+  private readonly parents: (object | undefined)[] = new Array<object | undefined>(RECENT);
+  private next = 0;
+  size = 0;
+
+  add(node: OperationNode, parent: object | undefined): void {
+    this.nodes[this.next] = node;
+    this.parents[this.next] = parent;
+    this.next = (this.next + 1) % RECENT;
+    if (this.size < RECENT) this.size += 1;
+  }
+
+  /** Running spans among these of the same scope and operation as `node`, under the same parent. */
+  matching(node: OperationNode, parent: object | undefined): OperationNode[] {
+    const found: OperationNode[] = [];
+    for (let i = 0; i < this.size; i += 1) {
+      const other = this.nodes[i];
+      if (other === undefined || other === node || other.ended || this.parents[i] !== parent || other.scope !== node.scope) continue;
+      if (operationKey(other.identity) === operationKey(node.identity)) found.push(other);
+    }
+    return found;
+  }
 }

@@ -26,8 +26,6 @@ const NO_LINKS: Link[] = [];
 const NO_EVENTS: TimedEvent[] = [];
 
 /** Wall-clock milliseconds now, at the resolution the SDK's own spans use. */
-let nextLocalId = 0;
-
 function nowMs(): number {
   return performance.timeOrigin + performance.now();
 }
@@ -48,9 +46,6 @@ export class LightSpan implements Span {
   ended = false;
   private readonly startMs: number;
   private endMs = 0;
-
-  /** Tells light spans apart, as their shared span context cannot (duplicate-operations.ts). */
-  readonly localId = nextLocalId++;
 
   constructor(
     public name: string,
