@@ -13,7 +13,7 @@ const { PgInstrumentation } = require('@opentelemetry/instrumentation-pg');
 const FACTORIES = {
   http: () => new HttpInstrumentation(),
   pg: () => new PgInstrumentation(),
-  // As request-budget sets it up: route templates from express's layers, no span per layer.
+  // Route templates from express's layers, no span per layer (as request-budget did before naming routes itself).
   express: () => new ExpressInstrumentation({ ignoreLayersType: [ExpressLayerType.MIDDLEWARE, ExpressLayerType.ROUTER, ExpressLayerType.REQUEST_HANDLER] }),
 };
 

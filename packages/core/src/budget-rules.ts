@@ -45,7 +45,7 @@ export class BudgetRuleSet {
     const cached = byTemplate?.get(routeTemplate);
     if (cached !== undefined) return cached;
     const rule = this.routes.find((candidate) => candidate.pattern.matches(method, routeTemplate))?.resolved ?? this.defaults;
-    if (this.remember(routeTemplate)) {
+    if ((method ?? '').length <= MAX_REMEMBERED_NAME_LENGTH && this.remember(routeTemplate)) {
       if (byTemplate === undefined) this.routeCache.set(method ?? '', new Map([[routeTemplate, rule]]));
       else byTemplate.set(routeTemplate, rule);
     }

@@ -17,7 +17,7 @@
 import { TraceFlags, type Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { BUDGET_BREACHED } from '@request-budget/core';
-import type { BreachedTraceDetail } from './config';
+import { DEFAULTS, type BreachedTraceDetail } from './config';
 import { attributionOf } from './cost-span-processor';
 import { reportProblem } from './diagnostics';
 
@@ -48,9 +48,9 @@ export class BreachedTraceExportProcessor implements SpanProcessor {
     private readonly exporters: readonly SpanProcessor[],
     options: BreachedTraceExportOptions = {},
   ) {
-    this.detail = options.detail ?? 'root';
+    this.detail = options.detail ?? DEFAULTS.breachedTraceDetail;
     this.maxSpansPerTrace = options.maxSpansPerTrace ?? 256;
-    this.wholeTraces = new TokenBucket(options.wholeTracesPerMinute ?? 60, options.now ?? Date.now);
+    this.wholeTraces = new TokenBucket(options.wholeTracesPerMinute ?? DEFAULTS.wholeBreachedTracesPerMinute, options.now ?? Date.now);
   }
 
   onStart(span: Span, parentContext: Context): void {

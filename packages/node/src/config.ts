@@ -186,12 +186,20 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     breachedTraceDetail:
       options.breachedTraceDetail ?? read.oneOf('REQUEST_BUDGET_EXPORT_BREACHED_DETAIL', BREACHED_TRACE_DETAILS) ?? DEFAULTS.breachedTraceDetail,
     wholeBreachedTracesPerMinute:
-      options.wholeBreachedTracesPerMinute ??
+      numberOption(options.wholeBreachedTracesPerMinute, 'wholeBreachedTracesPerMinute', 0, 1_000_000, read) ??
       read.number('REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE', 0, 1_000_000) ??
       DEFAULTS.wholeBreachedTracesPerMinute,
     alerts: alertSettings(options, read),
     metrics: metricSettings(options, read, otlpEndpointInEnv),
   };
+}
+
+/** A number option within bounds; anything else is reported and ignored (a NaN would disable a bound). */
+function numberOption(value: number | undefined, name: string, min: number, max: number, read: EnvReader): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'number' && Number.isFinite(value) && value >= min && value <= max) return value;
+  read.report(`the ${name} option ${String(value)} is not a number from ${min} to ${max}; ignoring it`);
+  return undefined;
 }
 
 function metricSettings(options: RequestBudgetOptions, read: EnvReader, otlpEndpointInEnv: boolean): MetricSettings {

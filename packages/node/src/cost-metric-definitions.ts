@@ -40,7 +40,7 @@ const BUCKETS = {
 
 const describe = (name: string, description: string, unit = ''): MetricDescriptor => ({ name, description, unit, valueType: ValueType.DOUBLE });
 
-/** The per-request histograms, in the order RouteSeries.record takes their values. */
+/** The per-request histograms, in the order HistogramSeries.record takes their values. */
 export const HISTOGRAMS: readonly HistogramDefinition[] = [
   { descriptor: describe(METRIC_NAMES.duration, 'Request (or job) duration', 'ms'), boundaries: BUCKETS.ms },
   { descriptor: describe(METRIC_NAMES.queries, 'DB operations per request', '{query}'), boundaries: BUCKETS.count },

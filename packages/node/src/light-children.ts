@@ -10,7 +10,7 @@
 import { SpanKind, TraceFlags, trace, type Context, type Span, type SpanOptions } from '@opentelemetry/api';
 import { isTracingSuppressed, type InstrumentationScope } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
+import { MEASUREMENT_ATTRIBUTE, ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import { attributionOf } from './cost-span-processor';
 import { describeError, reportProblem } from './diagnostics';
 import { LightSpan } from './light-span';
@@ -25,7 +25,8 @@ export function useLightChildren(on: boolean): void {
 /**
  * A light span for a span started under `parentContext`, or undefined when it must be an SDK
  * span: its request is sampled (or there is none), it is a root of its own (a job, a message
- * received, a measurement), or it is a new request arriving after its parent request ended.
+ * received, a measurement), it runs in a measurement (measureCost), or it is a new request
+ * arriving after its parent request ended.
  */
 export function startLightChild(scope: InstrumentationScope, name: string, options: SpanOptions | undefined, parentContext: Context): Span | undefined {
   if (!enabled || options?.root === true) return undefined;
@@ -49,6 +50,8 @@ function lightChild(scope: InstrumentationScope, name: string, options: SpanOpti
   const kind = options?.kind ?? SpanKind.INTERNAL;
   if (kind === SpanKind.CONSUMER || options?.attributes?.[ROOT_MARKER_ATTRIBUTE] === true) return undefined;
   if (kind === SpanKind.SERVER && attribution.rootEnded) return undefined;
+  // measureCost follows each outgoing call by its span id: a measurement keeps SDK spans.
+  if ((attribution.root as unknown as ReadableSpan).attributes[MEASUREMENT_ATTRIBUTE] === true) return undefined;
   if (isTracingSuppressed(parentContext)) return undefined;
   const rootContext = attribution.root.spanContext();
   return new LightSpan(name, kind, options?.attributes, options?.startTime, parent as unknown as ReadableSpan, rootContext, scope, attribution.sink).started(

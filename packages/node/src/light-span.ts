@@ -31,12 +31,19 @@ function nowMs(): number {
 }
 
 function toMs(time: TimeInput | undefined): number {
-  return time === undefined ? nowMs() : hrTimeToMilliseconds(timeInputToHrTime(time));
+  if (time === undefined) return nowMs();
+  try {
+    return hrTimeToMilliseconds(timeInputToHrTime(time));
+  } catch {
+    // As the SDK's spans do with a time they cannot read: now.
+    return nowMs();
+  }
 }
 
 export class LightSpan implements Span {
   readonly attributes: Attributes;
   readonly parentSpanContext: SpanContext;
+  readonly resource: Resource;
   readonly links = NO_LINKS;
   readonly events = NO_EVENTS;
   readonly droppedAttributesCount = 0;
@@ -52,8 +59,8 @@ export class LightSpan implements Span {
     readonly kind: SpanKind,
     attributes: Attributes | undefined,
     startTime: TimeInput | undefined,
-    /** The span it was started under (a light span, or the request's root or another recorded span). */
-    private readonly parent: ReadableSpan,
+    /** The span it was started under (a light span, or the request's root or another recorded span); not kept. */
+    parent: ReadableSpan,
     /** Its request root's span context: what it propagates. */
     private readonly rootContext: SpanContext,
     readonly instrumentationScope: InstrumentationScope,
@@ -61,6 +68,7 @@ export class LightSpan implements Span {
   ) {
     this.attributes = attributes === undefined ? {} : { ...attributes };
     this.parentSpanContext = parent.spanContext();
+    this.resource = parent.resource;
     this.startMs = toMs(startTime);
   }
 
@@ -72,10 +80,6 @@ export class LightSpan implements Span {
 
   spanContext(): SpanContext {
     return this.rootContext;
-  }
-
-  get resource(): Resource {
-    return this.parent.resource;
   }
 
   get startTime(): HrTime {

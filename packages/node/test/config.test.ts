@@ -70,6 +70,22 @@ describe('resolveConfig', () => {
     expect(config.summary).toBe(false);
   });
 
+  it('exports the root of a breached unsampled request by default; whole traces and their rate from env or options, bad values reported', () => {
+    expect(resolve({}).config).toMatchObject({ exportBreachedTraces: true, breachedTraceDetail: 'root', wholeBreachedTracesPerMinute: 60 });
+    const fromEnv = resolve({ REQUEST_BUDGET_EXPORT_BREACHED_DETAIL: 'trace', REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE: '5' });
+    expect(fromEnv.config).toMatchObject({ breachedTraceDetail: 'trace', wholeBreachedTracesPerMinute: 5 });
+    expect(fromEnv.problems).toEqual([]);
+    const bad = resolve({ REQUEST_BUDGET_EXPORT_BREACHED_DETAIL: 'all', REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE: '-1' });
+    expect(bad.config).toMatchObject({ breachedTraceDetail: 'root', wholeBreachedTracesPerMinute: 60 });
+    expect(bad.problems).toEqual([
+      'REQUEST_BUDGET_EXPORT_BREACHED_DETAIL="all" is not one of root, trace; ignoring it',
+      'REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE="-1" is not a number from 0 to 1000000; ignoring it',
+    ]);
+    const badOption = resolve({ REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE: '7' }, { wholeBreachedTracesPerMinute: Number.NaN });
+    expect(badOption.config.wholeBreachedTracesPerMinute).toBe(7);
+    expect(badOption.problems).toEqual(['the wholeBreachedTracesPerMinute option NaN is not a number from 0 to 1000000; ignoring it']);
+  });
+
   it('"none" turns export off', () => {
     expect(resolve({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://x:4318' }).config.traceExporters).toEqual([]);
   });

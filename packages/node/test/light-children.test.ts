@@ -10,7 +10,7 @@ import {
   type Span as SdkSpan,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
-import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
+import { MEASUREMENT_ATTRIBUTE, ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CostSpanProcessor } from '../src/cost-span-processor';
 import { lateOperationOf } from '../src/late-operations';
@@ -131,6 +131,16 @@ describe('startLightChild', () => {
     // its parent is the app's span.
     expect(nested.spanContext()).toEqual(root.spanContext());
     expect((nested as LightSpan).parentSpanContext).toEqual(internal.spanContext());
+  });
+
+  it('keeps SDK spans inside an unsampled measurement (measureCost follows calls by span id), and still counts them', () => {
+    const measurement = tracer.startSpan('measureCost', { attributes: { [ROOT_MARKER_ATTRIBUTE]: true, [MEASUREMENT_ATTRIBUTE]: true } }) as SdkSpan;
+    expect(measurement.spanContext().traceFlags).toBe(TraceFlags.NONE);
+    expect(startLightChild(scope, 'pg.query', queryOptions('SELECT 1', 1), under(measurement))).toBeUndefined();
+    const query = tracer.startSpan('pg.query', queryOptions('SELECT 1', 1), under(measurement));
+    query.end();
+    measurement.end();
+    expect(measurement.attributes['cost.db.queries']).toBe(1);
   });
 
   it('is undefined whenever the span must be an SDK span, and a light span otherwise', () => {
