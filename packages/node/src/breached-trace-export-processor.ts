@@ -36,9 +36,10 @@ export class BreachedTraceExportProcessor implements SpanProcessor {
   private readonly detail: BreachedTraceDetail;
   private readonly maxSpansPerTrace: number;
   private readonly wholeTraces: TokenBucket;
-  private readonly held = new WeakMap<Span, ReadableSpan[]>();
+  private readonly held = new WeakMap<Span, Held>();
   private rateReported = false;
-  /** Spans of unsampled requests that did not fit in the hold (whether or not they then breached). */
+  private truncationReported = false;
+  /** Spans of breached, unsampled requests left out of their exported trace: past the hold. */
   droppedSpans = 0;
   /** Breached traces exported as their root alone because the whole-trace rate was reached. */
   rootOnlyTraces = 0;
@@ -70,21 +71,23 @@ export class BreachedTraceExportProcessor implements SpanProcessor {
     if (attribution === undefined) return;
     const { root, rootEnded } = attribution;
     if (root === span) {
-      const spans = this.held.get(root);
+      const held = this.held.get(root);
       this.held.delete(root);
       if (span.attributes[BUDGET_BREACHED] !== true) return;
-      if (spans !== undefined && spans.length > 0) {
-        if (this.wholeTraces.take()) for (const held of spans) this.export(sampledCopy(held));
-        else this.rateReached();
+      if (held !== undefined) {
+        if (this.wholeTraces.take()) {
+          for (const child of held.spans) this.export(sampledCopy(child));
+          if (held.dropped > 0) this.truncated(held.dropped);
+        } else this.rateReached();
       }
       this.export(sampledCopy(span));
       return;
     }
     if (this.detail === 'root' || rootEnded) return; // not held; or ended after its request: decided
-    let spans = this.held.get(root);
-    if (spans === undefined) this.held.set(root, (spans = []));
-    if (spans.length < this.maxSpansPerTrace) spans.push(span);
-    else this.droppedSpans += 1;
+    let held = this.held.get(root);
+    if (held === undefined) this.held.set(root, (held = { spans: [], dropped: 0 }));
+    if (held.spans.length < this.maxSpansPerTrace) held.spans.push(span);
+    else held.dropped += 1;
   }
 
   async forceFlush(): Promise<void> {
@@ -99,6 +102,15 @@ export class BreachedTraceExportProcessor implements SpanProcessor {
     for (const exporter of this.exporters) exporter.onEnd(span);
   }
 
+  private truncated(dropped: number): void {
+    this.droppedSpans += dropped;
+    if (this.truncationReported) return;
+    this.truncationReported = true;
+    reportProblem(
+      `a breached request had more than ${this.maxSpansPerTrace} spans: its trace was exported with its first ${this.maxSpansPerTrace} and its root, ${dropped} left out (reported once; counted in droppedSpans)`,
+    );
+  }
+
   private rateReached(): void {
     this.rootOnlyTraces += 1;
     if (this.rateReported) return;
@@ -107,6 +119,12 @@ export class BreachedTraceExportProcessor implements SpanProcessor {
       `more breached requests than REQUEST_BUDGET_EXPORT_BREACHED_TRACES_PER_MINUTE (${this.wholeTraces.perMinute}) wanted their whole trace exported: past that rate, a breached request's root span is exported alone (reported once)`,
     );
   }
+}
+
+/** An unsampled request's spans held until its root is judged, and how many did not fit. */
+interface Held {
+  readonly spans: ReadableSpan[];
+  dropped: number;
 }
 
 /** At most `perMinute` takes a minute, refilled continuously. */

@@ -211,6 +211,17 @@ describe("BreachedTraceExportProcessor, detail 'trace'", () => {
     expect(breached.droppedSpans).toBe(0);
   });
 
+  it('counts nothing as dropped for a request within budget, however many spans it had', async () => {
+    const { breached, tracer, exported } = pipeline({ detail: 'trace', maxSpansPerTrace: 1 });
+    const root = tracer.startSpan('GET /orders', { kind: SpanKind.SERVER });
+    for (const statement of ['SELECT 1', 'SELECT 2', 'SELECT 3']) query(tracer, root, statement).end();
+    root.setAttribute(BUDGET_BREACHED, false);
+    root.end();
+    expect(await exported()).toEqual([]);
+    expect(breached.droppedSpans).toBe(0);
+    expect(requestBudgetLines()).toEqual([]);
+  });
+
   it('holds at most maxSpansPerTrace spans of a request, counting the rest as dropped, and leaves out a span ending after its root', async () => {
     const { breached, tracer, exported } = pipeline({ detail: 'trace', maxSpansPerTrace: 2 });
     const root = tracer.startSpan('GET /orders', { kind: SpanKind.SERVER });
@@ -228,6 +239,8 @@ describe("BreachedTraceExportProcessor, detail 'trace'", () => {
     expectSampledCopy(spans[2]!, root as unknown as ReadableSpan);
     expect(breached.droppedSpans).toBe(1);
     expect(breached.rootOnlyTraces).toBe(0);
-    expect(requestBudgetLines()).toEqual([]);
+    expect(requestBudgetLines()).toEqual([
+      'request-budget: a breached request had more than 2 spans: its trace was exported with its first 2 and its root, 1 left out (reported once; counted in droppedSpans)\n',
+    ]);
   });
 });
