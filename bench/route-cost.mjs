@@ -20,6 +20,8 @@ import { once } from 'node:events';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import { selectConfigurations } from './harness.mjs';
+import { median } from './paired-ratios.mjs';
 
 const require = createRequire(import.meta.url);
 const env = process.env;
@@ -44,12 +46,6 @@ const STEPS = {
   'http+pg+route+pool': { layers: ['http', 'pg', 'express-route', 'pool'], vs: 'http+pg' },
 };
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
 /** The middle half of the values, as `low–high`. */
 function quartiles(values, digits = 1) {
   const sorted = [...values].sort((a, b) => a - b);
@@ -64,13 +60,7 @@ async function main() {
   log(
     `route-cost: ${PATH}, ${ROUNDS} rounds (fresh processes) × ${CYCLES} cycles × bursts of ${BURST} requests (+${WARMUP} warm-up per process) at concurrency ${CONCURRENCY}; ${os.cpus().length} cores, Node ${process.version}`,
   );
-  await runSteps(selected(STEPS, env.ROUTE_COST_STEPS));
-}
-
-function selected(table, list) {
-  const names = list ? list.split(',') : Object.keys(table);
-  for (const name of names) if (table[name] === undefined) throw new Error(`unknown configuration ${name}`);
-  return names;
+  await runSteps(Object.keys(selectConfigurations(STEPS, env.ROUTE_COST_STEPS)));
 }
 
 async function runSteps(names) {

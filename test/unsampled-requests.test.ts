@@ -87,6 +87,20 @@ describe('unsampled requests', () => {
     expect(delta.statements - background).toBe(counts.reduce((sum, n) => sum + n, 0));
   });
 
+  it('one request at a time: each cost record is what PostgreSQL ran for it', async () => {
+    const app = await launch();
+    for (const n of [0, 1, 4, 9]) {
+      let request: TracedRequest | undefined;
+      const delta = await truth.during(async () => {
+        request = await unsampled(`${app.url}/queries/${n}`);
+      });
+      const { server } = await awaitServerSpan(receiver, request!);
+      const background = delta.byStatement.get('SELECT $1::text AS background')?.calls ?? 0;
+      expect([n, server.attributes['cost.db.queries'], server.attributes['cost.db.rows']]).toEqual([n, delta.statements - background, delta.rows - background]);
+      expect(server.attributes['cost.db.queries']).toBe(n);
+    }
+  });
+
   it('keeps the N+1 judgement: repeated count, fingerprint, violations and breach events on the exported root', async () => {
     const app = await launch();
     const request = await unsampled(`${app.url}/n-plus-one/8`);
