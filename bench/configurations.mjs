@@ -4,7 +4,8 @@
  * `npm run bench`: (a) no instrumentation, (b) plain OpenTelemetry http+pg with batch export,
  * (c) request-budget in full (cost attribution, budgets, metrics, alert log, OTLP export),
  * (d) (c) with 10% trace sampling, (e) (b) with 10% trace sampling — what (d) is held against —
- * and (f) (b) with the sampler always off: the floor of having the instrumentations patched.
+ * (f) (b) with the sampler always off: the floor of having the instrumentations patched, and
+ * (g) (d) without memory attribution: what attributing each request's allocations costs (d/g).
  * Every configuration that exports sends to the same local OTLP sink.
  *
  * `npm run bench:floor`: (a), then plain OpenTelemetry with nothing sampled, first the SDK alone
@@ -28,6 +29,10 @@ export function configurations(sink) {
     d: { label: 'request-budget, 10% trace sampling', ...requestBudget(sink, TEN_PERCENT) },
     e: { label: 'plain OpenTelemetry, 10% trace sampling', ...plainOtel(sink, 'http,pg', TEN_PERCENT) },
     f: { label: 'plain OpenTelemetry, sampler always off', ...plainOtel(sink, 'http,pg', NOTHING_SAMPLED) },
+    g: {
+      label: 'request-budget, 10% trace sampling, no memory attribution',
+      ...requestBudget(sink, TEN_PERCENT, { REQUEST_BUDGET_MEMORY_ATTRIBUTION: 'false' }),
+    },
   };
 }
 
@@ -60,7 +65,7 @@ function plainOtel(sink, instrumentations, sampler) {
   };
 }
 
-function requestBudget(sink, sampler) {
+function requestBudget(sink, sampler, extra = {}) {
   return {
     args: ['--require', '@request-budget/node/register', APP_SCRIPT],
     env: {
@@ -72,6 +77,7 @@ function requestBudget(sink, sampler) {
       OTEL_EXPORTER_PROMETHEUS_PORT: String(sink.metricsPort()),
       REQUEST_BUDGET_FILE: 'examples/demo/budgets.yaml',
       ...sampler,
+      ...extra,
     },
   };
 }

@@ -9,7 +9,8 @@
  * shutdown cancel out). Pairs of configurations give the ratios `npm run bench` reports.
  *
  * Env: BENCH_CONFIGS (default e,d), BENCH_ROUTE (q3 or q20, default q3), BENCH_REQUESTS (N, default
- * 300 on q3 and 100 on q20), DATABASE_URL. Needs valgrind. Under callgrind requests are ~50× slower,
+ * 300 on q3 and 100 on q20), BENCH_CONCURRENCY (requests in flight, each on its own connection,
+ * default 1: with several, requests interleave, as memory attribution sees them under load), DATABASE_URL. Needs valgrind. Under callgrind requests are ~50× slower,
  * so time-based budget limits breach more often than they would (a breached unsampled request
  * exports its root): the demo's budgets are used as they are, which only favours plain OpenTelemetry.
  * Writes bench/results/instructions.{json,md}.
@@ -28,6 +29,7 @@ const env = process.env;
 const DATABASE_URL = env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const ROUTE = env.BENCH_ROUTE ?? 'q3';
 const REQUESTS = Number(env.BENCH_REQUESTS ?? (ROUTE === 'q20' ? 100 : 300));
+const CONCURRENCY = Math.max(1, Number(env.BENCH_CONCURRENCY ?? 1));
 const WARMUP = 20;
 const log = (message) => process.stdout.write(`${message}\n`);
 
@@ -42,7 +44,7 @@ async function main() {
   const perRequest = {};
   try {
     log(
-      `bench:instructions: ${Object.keys(configs).join(', ')} on ${ROUTE} (${ROUTES[ROUTE]}), ${REQUESTS} and ${3 * REQUESTS} requests each, under callgrind`,
+      `bench:instructions: ${Object.keys(configs).join(', ')} on ${ROUTE} (${ROUTES[ROUTE]}), ${REQUESTS} and ${3 * REQUESTS} requests each, ${CONCURRENCY} in flight, under callgrind`,
     );
     // Both runs of every configuration at once: instruction counts do not depend on the load.
     const runs = Object.entries(configs).flatMap(([name, config]) =>
@@ -66,6 +68,7 @@ async function main() {
     ['f', 'a'],
     ['d', 'a'],
     ['e', 'a'],
+    ['d', 'g'],
   ]) {
     if (perRequest[over] !== undefined && perRequest[under] !== undefined)
       ratios[`instructions_${over}_over_${under}`] = round(perRequest[over] / perRequest[under]);
@@ -74,6 +77,7 @@ async function main() {
     route: ROUTE,
     path: ROUTES[ROUTE],
     requests: REQUESTS,
+    concurrency: CONCURRENCY,
     perRequest,
     ratios,
     date: new Date().toISOString(),
@@ -108,13 +112,19 @@ async function countInstructions(config, requests, outFile) {
       }
     });
   });
-  await sequentialGets(`${url}${ROUTES[ROUTE]}`, WARMUP);
-  await sequentialGets(`${url}${ROUTES[ROUTE]}`, requests);
+  await concurrentGets(`${url}${ROUTES[ROUTE]}`, WARMUP);
+  await concurrentGets(`${url}${ROUTES[ROUTE]}`, requests);
   child.kill('SIGTERM');
   await once(child, 'exit');
   const summary = /^summary: (\d+)$/m.exec(readFileSync(outFile, 'utf8'));
   if (summary === null) throw new Error(`no instruction total in ${outFile}`);
   return Number(summary[1]);
+}
+
+/** `n` requests, CONCURRENCY at a time, each stream sequential on its own connection. */
+function concurrentGets(url, n) {
+  const streams = Array.from({ length: CONCURRENCY }, (_, index) => sequentialGets(url, Math.floor(n / CONCURRENCY) + (index < n % CONCURRENCY ? 1 : 0)));
+  return Promise.all(streams);
 }
 
 async function sequentialGets(url, n) {

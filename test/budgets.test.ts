@@ -371,7 +371,7 @@ describe('a bad budget file', () => {
     expect(app.stderrLines.filter((l) => l.startsWith('request-budget:') && !l.includes(' queries='))).toEqual([
       'request-budget: budget file test/fixtures/bad-budgets.yaml rejected; running without budgets (costs are still recorded):',
       'request-budget:   bad-budgets.yaml:6 routes[0].queries: expected a non-negative integer, got "three"',
-      'request-budget:   bad-budgets.yaml:8 routes[1].rowz: unknown key (expected one of match, queries, dbTimeMs, rows, repeatedQueries, heapDeltaBytes, durationMs, httpClientCalls, untimedHttpCalls, enqueuedJobs, severity, heapMinConfidence, allowRepeated)',
+      'request-budget:   bad-budgets.yaml:8 routes[1].rowz: unknown key (expected one of match, queries, dbTimeMs, rows, repeatedQueries, heapDeltaBytes, allocatedBytes, dbBytes, durationMs, httpClientCalls, untimedHttpCalls, enqueuedJobs, severity, heapMinConfidence, allowRepeated)',
     ]);
     expect(server.kind).toBe(OtlpSpanKind.SERVER);
   });

@@ -32,6 +32,8 @@ beforeAll(async () => {
       // Fewer connections than requests in flight, and queries outside any request beside them.
       PG_POOL_MAX: '3',
       BACKGROUND_INTERVAL_MS: '3',
+      // Every request measured for memory, so the memory figures are on every span checked.
+      REQUEST_BUDGET_MEMORY_SAMPLE_RATIO: '1',
     },
   });
 });
@@ -47,8 +49,10 @@ function attr(span: ReceivedSpan, name: string) {
 
 describe('the cost record on the server span', () => {
   it('carries every contract attribute with its OTLP type', async () => {
+    // The fourth request of a route: its route has a memory estimate from the three before it.
+    for (let i = 0; i < 3; i++) await costOf(receiver, `${app.url}/queries/2`);
     const { server } = await costOf(receiver, `${app.url}/queries/2`);
-    expect(COUNTS).toHaveLength(9);
+    expect(COUNTS).toHaveLength(13);
     for (const name of COUNTS) expect([name, server.attributeTypes[name]]).toEqual([name, 'int']);
     // The JS SDK sends whole numbers as OTLP ints, so a duration of exactly 0 arrives as int.
     for (const name of DURATIONS) expect(['int', 'double']).toContain(server.attributeTypes[name]);
@@ -69,6 +73,14 @@ describe('the cost record on the server span', () => {
     expect(attr(server, 'cost.db.repeated_count')).toBe(queries);
     expect(attr(server, 'cost.db.repeated_statement')).toBe(queries === 0 ? undefined : 'SELECT $1::int AS i');
     expect(attr(server, 'http.route')).toBe(path === '/health' ? '/health' : '/queries/:n');
+  });
+
+  it('weighs the rows: cost.db.bytes, an int, is the sum of the DataRow messages of its queries', async () => {
+    const { server, trace } = await costOf(receiver, `${app.url}/queries/20`);
+    // SELECT $1::int for 0..19: each row 1 type + 4 length + 2 field count + 4 field length bytes, then 1 or 2 digits.
+    expect([attr(server, 'cost.db.bytes'), server.attributeTypes['cost.db.bytes']]).toEqual([20 * 11 + 10 * 1 + 10 * 2, 'int']);
+    const perQuery = trace.filter((s) => s.attributes['db.query.text'] === 'SELECT $1::int AS i').map((s) => s.attributes['request_budget.db.response_bytes']);
+    expect(perQuery.sort()).toEqual([...Array<number>(10).fill(12), ...Array<number>(10).fill(13)]);
   });
 
   it('sums the DB time of the query spans it counted', async () => {

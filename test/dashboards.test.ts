@@ -5,16 +5,26 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { defaultDashboard } from '@grafana/schema';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse as parseYaml } from 'yaml';
+import {
+  BUDGET_UNJUDGED,
+  COST_DB_BYTES,
+  COST_DB_QUERIES,
+  COST_MEMORY_ALLOCATED_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES,
+  routeOf,
+} from '@request-budget/core';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { startApp, type AppProcess } from './support/app-process';
 import { freePort } from './support/free-port';
 import { repoRoot } from './support/paths';
-import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver';
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver';
 import { DEFAULT_JOB, startPrometheus, type RunningPrometheus, type VectorSample } from './support/prometheus';
 
 const run = promisify(execFile);
@@ -152,10 +162,11 @@ describe('Prometheus rules (promtool)', () => {
     const { stdout } = await run('promtool', ['check', 'rules', recordingRulesFile, alertRulesFile]);
     expect(stdout).toContain(`SUCCESS: ${recordingRules.length} rules found`);
     expect(stdout).toContain(`SUCCESS: ${alertRules.length} rules found`);
-    expect(recordingRules.length).toBe(9);
+    expect(recordingRules.length).toBe(13);
     expect(alertRules.map((r) => r.alert)).toEqual([
       'RequestBudgetBreachRateHigh',
       'RequestBudgetOverBudget',
+      'RequestBudgetLimitUnjudged',
       'RequestBudgetExportFailing',
       'RequestBudgetAlertsDropped',
     ]);
@@ -173,9 +184,9 @@ describe('Prometheus rules (promtool)', () => {
   });
 
   it('the alerts carry severity and summary/description naming the service and the route (or exporter, or sink)', () => {
-    const subjects = ['{{ $labels.route }}', '{{ $labels.route }}', '{{ $labels.exporter }}', '{{ $labels.sink }}'];
+    const subjects = ['{{ $labels.route }}', '{{ $labels.route }}', '{{ $labels.route }}', '{{ $labels.exporter }}', '{{ $labels.sink }}'];
     alertRules.forEach((rule, i) => {
-      expect(rule.labels?.severity, rule.alert).toMatch(/^(warning|critical)$/);
+      expect(rule.labels?.severity, rule.alert).toMatch(/^(info|warning|critical)$/);
       for (const text of [rule.annotations?.summary, rule.annotations?.description]) {
         expect(text, rule.alert).toContain('{{ $labels.service }}');
         expect(text, rule.alert).toContain(subjects[i]);
@@ -183,7 +194,11 @@ describe('Prometheus rules (promtool)', () => {
       // Keyed by service: never summed into one series per Prometheus job.
       expect(rule.expr, rule.alert).not.toMatch(/\bjob\b/);
     });
-    expect(alertRules.map((r) => r.for)).toEqual(['10m', '15m', '5m', undefined]);
+    expect(alertRules.map((r) => r.for)).toEqual(['10m', '15m', '30m', '5m', undefined]);
+    // Limits not judged page nobody: no request is known to be over budget (the annotation says so).
+    const unjudged = alertRules.find((r) => r.alert === 'RequestBudgetLimitUnjudged')!;
+    expect(unjudged.labels?.severity).toBe('info');
+    expect(unjudged.annotations?.description).toContain('Severity info: no request is known to be over budget');
     // Judged on counted breaches, not on a histogram quantile.
     expect(alertRules.map((r) => r.expr).join('\n')).not.toContain('p95');
     for (const rule of recordingRules) expect(rule.expr, rule.record).not.toMatch(/\bjob\b/);
@@ -293,9 +308,11 @@ describe('Grafana dashboard', () => {
       'Top routes by p95 DB queries',
       'Top routes by p95 DB time',
       'Top routes by p95 rows returned',
-      'Top routes by p95 heap growth',
+      'Memory per request (estimate under load)',
       'Budget breaches by route and metric',
       'Routes against their query budget',
+      'Top routes by DB result bytes per request',
+      'Limits not judged, by route and metric',
       'Jobs',
       'Job rate',
       'Jobs: p95 duration',
@@ -323,6 +340,21 @@ describe('Grafana dashboard', () => {
       'max by (service, route) (request_budget_limit{service=~"$service", route=~"$route", metric="db.queries"})',
     );
     expect(exprOf('Routes against their query budget')).not.toContain('histogram_quantile');
+    // Memory from the figures that hold under load: the route estimate (replicas combined as the
+    // recording rules combine them) with its error, never the heap delta, shared noise under load.
+    const recordedExpr = (name: string) =>
+      recordingRules
+        .find((r) => r.record === name)!
+        .expr.replace(/\s+/g, ' ')
+        .trim();
+    const onDashboard = (expr: string) =>
+      expr.replaceAll(/(request_budget_memory_route_estimate(?:_error)?_bytes)/g, '$1{service=~"$service", route=~"$route"}');
+    const memory = exprOf('Memory per request (estimate under load)').replace(/\s+/g, ' ');
+    expect(memory).toContain(onDashboard(recordedExpr('request_budget:route_memory_estimate_bytes')));
+    expect(memory).toContain(onDashboard(recordedExpr('request_budget:route_memory_estimate_error_bytes')));
+    expect(dashboardText).not.toContain('heap_delta_bytes_bucket');
+    expect(exprOf('Limits not judged, by route and metric')).toContain('sum by (service, route, metric) (rate(request_budget_unjudged_total{');
+    expect(exprOf('Top routes by DB result bytes per request')).toContain('rate(request_budget_db_bytes_sum{');
     for (const { panel, target } of allTargets) {
       const matchers = readExpr(target.expr).matchers.filter((m) => m.metric.startsWith('request_budget_'));
       expect(matchers.length, panel.title).toBeGreaterThan(0);
@@ -367,6 +399,8 @@ describe('Grafana dashboard', () => {
 
 /** Prometheus's number text ("NaN", "+Inf", "1.5") as a number. */
 const num = (sample: VectorSample): number => Number(sample.value[1].replace(/^\+Inf$/, 'Infinity'));
+/** The route of requests no route matched, and of Prometheus's scrapes of /metrics (requests of the apps too). */
+const UNROUTED_GET = 'GET (unrouted)';
 /** Two services, both scraped under the one job DEFAULT_JOB: only the `service` label tells them apart. */
 const SERVICES = ['billing', 'shop'] as const;
 
@@ -379,8 +413,17 @@ describe('dashboard and rules on a real Prometheus scraping two services under o
   const sent = new Map<string, number>();
   const sentTo = (service: string, p: string) => sent.get(`${service} ${p}`) ?? 0;
 
+  /** Every root span (request or job) both services exported, once all have arrived. */
+  let roots: ReceivedSpan[];
+
   beforeAll(async () => {
     receiver = await startOtlpReceiver();
+    // The test budgets plus a heap limit on the barrier route, whose requests always overlap: a
+    // limit left unjudged on every one of them (`heap.delta_bytes: 2 requests in flight`).
+    const budgets = parseYaml(fs.readFileSync(path.join(repoRoot, 'test/fixtures/budgets.yaml'), 'utf8')) as { routes: object[] };
+    budgets.routes.push({ match: 'GET /barrier/:group/:n', heapDeltaBytes: '64 MiB' });
+    const budgetFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rb-dashboards-')), 'budgets.yaml');
+    fs.writeFileSync(budgetFile, stringifyYaml(budgets));
     const targets: string[] = [];
     for (const service of SERVICES) {
       const metricsPort = await freePort();
@@ -398,7 +441,9 @@ describe('dashboard and rules on a real Prometheus scraping two services under o
             OTEL_METRICS_EXPORTER: 'prometheus',
             OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1',
             OTEL_EXPORTER_PROMETHEUS_PORT: String(metricsPort),
-            REQUEST_BUDGET_FILE: 'test/fixtures/budgets.yaml',
+            REQUEST_BUDGET_FILE: budgetFile,
+            // Every request measured, not those of sampling windows: each has its own allocation.
+            REQUEST_BUDGET_MEMORY_SAMPLE_RATIO: '1',
             REQUEST_BUDGET_ALERT_LOG: 'true',
           },
         }),
@@ -433,10 +478,37 @@ describe('dashboard and rules on a real Prometheus scraping two services under o
         await new Promise((resolve) => setTimeout(resolve, 40));
       }
     };
+    // Pairs of requests held until both have arrived, every half second, beside the workers.
+    const barriers = async (service: string, app: AppProcess) => {
+      for (let pair = 0; Date.now() < stopAt; pair += 1) {
+        const responses = await Promise.all([0, 1].map(() => fetch(`${app.url}/barrier/${service}-${pair}/2`, { signal: AbortSignal.timeout(5000) })));
+        for (const res of responses) {
+          await res.arrayBuffer();
+          expect(res.status).toBe(200);
+        }
+        sent.set(`${service} /barrier`, sentTo(service, '/barrier') + 2);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    };
     // Two at a time to each: the breach rate of GET /queries/:n must clear the alert's 0.1/s, which
     // rate() works out over the whole 5-minute window, ~16 s of it with data.
-    await Promise.all([...apps].flatMap(([service, app]) => [worker(service, app), worker(service, app)]));
+    await Promise.all([...apps].flatMap(([service, app]) => [worker(service, app), worker(service, app), barriers(service, app)]));
     const trafficEnd = Date.now();
+    // Every request's root span, and each /enqueue/2's three jobs', exported: the figures the metrics
+    // are checked against. Not `GET (unrouted)`: Prometheus's scrapes of /metrics are requests of that
+    // route too, and go on.
+    const requests = (service: string) =>
+      [...sent].filter(([key]) => key.startsWith(`${service} `) && key !== `${service} /no-such-route`).reduce((total, [, n]) => total + n, 0);
+    const rootsOf = (spans: readonly ReceivedSpan[], service: string) =>
+      spans.filter(
+        (span) =>
+          span.resource['service.name'] === service && span.attributes[COST_DB_QUERIES] !== undefined && routeOf(span.attributes).label !== UNROUTED_GET,
+      );
+    roots = await receiver.waitFor(
+      (spans) => SERVICES.every((service) => rootsOf(spans, service).length === requests(service) + 3 * sentTo(service, '/enqueue/2')),
+      { timeoutMs: 20_000 },
+    );
+    roots = SERVICES.flatMap((service) => rootsOf(roots, service));
 
     // Wait for a scrape of both targets that began after the last request, and a rule evaluation after it.
     const deadline = Date.now() + 15_000;
@@ -524,6 +596,7 @@ describe('dashboard and rules on a real Prometheus scraping two services under o
     expect(await labelValues(variableQuery(variables.get('service')))).toEqual([...SERVICES]);
     expect(await labelValues(substitute(variableQuery(variables.get('route')), { service: 'shop', route: '' }))).toEqual([
       'GET (unrouted)',
+      'GET /barrier/:group/:n',
       'GET /enqueue/:n',
       'GET /fetch',
       'GET /health',
@@ -578,6 +651,19 @@ describe('dashboard and rules on a real Prometheus scraping two services under o
       expect(await value(`request_budget:route_rows:p95_5m${route('GET /rows/:n')}`)).toEqual([expect.closeTo(955, 9)]);
       expect(await value(`request_budget:route_over_budget:ratio5m{service="${service}", route="GET /queries/:n", metric="db.queries"}`)).toEqual([1]);
       expect(await value(`request_budget:route_limit{service="${service}", route="GET /queries/:n", metric="db.queries"}`)).toEqual([10]);
+      // Every barrier request left its heap limit unjudged, and no other limit anywhere was.
+      expect(await value(`request_budget:route_unjudged:ratio5m{service="${service}"}`)).toEqual([1]);
+      // One replica: the combined estimate and error are its own (not GET (unrouted)'s, which scrapes go on moving).
+      for (const [recorded, raw] of [
+        ['request_budget:route_memory_estimate_bytes', 'request_budget_memory_route_estimate_bytes'],
+        ['request_budget:route_memory_estimate_error_bytes', 'request_budget_memory_route_estimate_error_bytes'],
+      ]) {
+        const byRoute = async (expr: string) => new Map((await prometheus.queryVector(expr)).map((s) => [s.metric.route, num(s)]));
+        const of = `{service="${service}", route!="${UNROUTED_GET}"}`;
+        const own = await byRoute(`${raw}${of}`);
+        expect(own.size, raw).toBeGreaterThan(0);
+        expect(await byRoute(`${recorded}${of}`), recorded).toEqual(own);
+      }
     }
 
     // Breach rates: exactly the breaching routes, each with its metric and severity.
@@ -590,6 +676,65 @@ describe('dashboard and rules on a real Prometheus scraping two services under o
     ]);
     for (const s of breachSeries) expect(num(s), s.metric.route).toBeGreaterThan(0);
     expect(await value('request_budget:breaches:rate5m{route="GET /health"}')).toEqual([]);
+  });
+
+  it('own allocation, DB bytes, memory estimates and unjudged limits are exactly what the exported root spans carried', async () => {
+    type Tally = Map<string, { count: number; sum: number }>;
+    const add = (tally: Tally, key: string, value: number) => {
+      const entry = tally.get(key) ?? { count: 0, sum: 0 };
+      tally.set(key, { count: entry.count + 1, sum: entry.sum + value });
+    };
+    const numberOf = (value: unknown) => (typeof value === 'number' ? value : undefined);
+    for (const service of SERVICES) {
+      const spans = roots.filter((span) => span.resource['service.name'] === service);
+      const allocated: Tally = new Map();
+      const dbBytes: Tally = new Map();
+      const unjudged: Tally = new Map();
+      /** Each route's spans that carried an estimate: when they ended, the estimate and its error. */
+      const estimates = new Map<string, { end: bigint; pair: string }[]>();
+      for (const span of spans) {
+        const route = routeOf(span.attributes).label;
+        const [own, bytes, mean, error] = [
+          COST_MEMORY_ALLOCATED_BYTES,
+          COST_DB_BYTES,
+          COST_MEMORY_ROUTE_ESTIMATE_BYTES,
+          COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES,
+        ].map((name) => numberOf(span.attributes[name]));
+        if (own !== undefined) add(allocated, route, own);
+        if (bytes !== undefined) add(dbBytes, route, bytes);
+        if (mean !== undefined) estimates.set(route, [...(estimates.get(route) ?? []), { end: span.endTimeUnixNano, pair: `${mean} ± ${error}` }]);
+        for (const entry of (span.attributes[BUDGET_UNJUDGED] ?? []) as string[]) add(unjudged, `${route} ${entry.slice(0, entry.indexOf(': '))}`, 0);
+      }
+      const scraped = async (expr: string, key = (s: VectorSample) => s.metric.route!) =>
+        new Map((await prometheus.queryVector(expr)).map((s) => [key(s), num(s)]));
+      const field = (tally: Tally, name: 'count' | 'sum') => new Map([...tally].map(([key, entry]) => [key, entry[name]]));
+      const of = `{service="${service}", route!="${UNROUTED_GET}"}`;
+      expect(await scraped(`sum by (route) (request_budget_memory_allocated_bytes_count${of})`)).toEqual(field(allocated, 'count'));
+      expect(await scraped(`sum by (route) (request_budget_memory_allocated_bytes_sum${of})`)).toEqual(field(allocated, 'sum'));
+      expect(await scraped(`sum by (route) (request_budget_db_bytes_count${of})`)).toEqual(field(dbBytes, 'count'));
+      expect(await scraped(`sum by (route) (request_budget_db_bytes_sum${of})`)).toEqual(field(dbBytes, 'sum'));
+      // The gauges hold the last estimate and error a route's spans carried: those of the span that
+      // ended last. Spans stamp their end on a clock anchored to Date.now() as each starts, so spans
+      // that ended within 3 ms of the last are as likely to have been last: the pair is one of theirs.
+      const mean = await scraped(`request_budget_memory_route_estimate_bytes${of}`);
+      const error = await scraped(`request_budget_memory_route_estimate_error_bytes${of}`);
+      expect([...mean.keys()].sort()).toEqual([...estimates.keys()].sort());
+      expect([...error.keys()].sort()).toEqual([...estimates.keys()].sort());
+      for (const [route, carried] of estimates) {
+        const lastEnd = carried.reduce((last, { end }) => (end > last ? end : last), 0n);
+        const lastPairs = carried.filter(({ end }) => end >= lastEnd - 3_000_000n).map(({ pair }) => pair);
+        expect(lastPairs, route).toContain(`${mean.get(route)} ± ${error.get(route)}`);
+      }
+      const unjudgedKey = (s: VectorSample) => `${s.metric.route} ${s.metric.metric}`;
+      expect(await scraped(`request_budget_unjudged_total${of}`, unjudgedKey)).toEqual(field(unjudged, 'count'));
+      // Not vacuous: every request's own allocation (memory attribution is on by default), a DB bytes
+      // figure for the requests that made no query, an estimate for a route with 5 requests or more,
+      // and exactly the barrier requests' heap limit unjudged.
+      expect(allocated.get('GET /health')?.count).toBe(sentTo(service, '/health'));
+      expect(dbBytes.get('GET /health')).toEqual({ count: sentTo(service, '/health'), sum: 0 });
+      expect(estimates.has('GET /health') && estimates.has('GET /barrier/:group/:n')).toBe(true);
+      expect(field(unjudged, 'count')).toEqual(new Map([['GET /barrier/:group/:n heap.delta_bytes', sentTo(service, '/barrier')]]));
+    }
   });
 
   it('alerts: over budget is pending for GET /queries/:n of each service only, said with its counted share and its limit', async () => {
@@ -618,6 +763,17 @@ describe('dashboard and rules on a real Prometheus scraping two services under o
     }
     expect(of('RequestBudgetExportFailing')).toEqual([]);
     expect(of('RequestBudgetAlertsDropped')).toEqual([]);
+    // Every barrier request's heap limit unjudged: pending (for 30 minutes before it fires), at info.
+    expect(
+      of('RequestBudgetLimitUnjudged')
+        .map((a) => `${a.labels.service} ${a.labels.route} ${a.labels.metric} ${a.state} ${a.labels.severity}: ${a.annotations.summary}`)
+        .sort(),
+    ).toEqual(
+      SERVICES.map(
+        (service) =>
+          `${service} GET /barrier/:group/:n heap.delta_bytes pending info: GET /barrier/:group/:n of ${service}: the heap.delta_bytes limit could not be judged on 100% of requests`,
+      ),
+    );
   });
 
   it('every metric, label and label value the dashboard and rules use is one the apps export', () => {
@@ -665,17 +821,21 @@ describe('dashboard and rules on a real Prometheus scraping two services under o
     expect([...usedMetrics].sort()).toEqual([
       'request_budget_alert_drops_total',
       'request_budget_breaches_total',
+      'request_budget_db_bytes_count',
+      'request_budget_db_bytes_sum',
       'request_budget_db_queries_bucket',
       'request_budget_db_queries_count',
       'request_budget_db_queries_sum',
       'request_budget_db_rows_bucket',
       'request_budget_db_time_ms_bucket',
       'request_budget_export_failures_total',
-      'request_budget_heap_delta_bytes_bucket',
       'request_budget_jobs_enqueued_total',
       'request_budget_limit',
+      'request_budget_memory_route_estimate_bytes',
+      'request_budget_memory_route_estimate_error_bytes',
       'request_budget_request_duration_ms_bucket',
       'request_budget_request_duration_ms_count',
+      'request_budget_unjudged_total',
     ]);
   });
 });

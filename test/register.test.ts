@@ -29,8 +29,9 @@ describe('with nothing configured', () => {
     const app = await launch({ script: 'test/fixtures/cost-app.js', env: { OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_TRACES_EXPORTER: undefined } });
     expect((await get(`${app.url}/queries/2`)).status).toBe(200);
     const [line] = await app.waitForLine(/request-budget: GET \/queries\/:n .*/, 10_000, 'stderr');
+    // bytes: two DataRow messages of one 1-character int4, 1 + 4 + 2 + 4 + 1 bytes each.
     expect(line).toMatch(
-      /^request-budget: GET \/queries\/:n 200 \d+\.\dms queries=2 db=\d+\.\dms rows=2 heap=[+-][\d.]+(B|KiB|MiB)\((high|medium|low)\) http=0 repeated=2×"SELECT \$1::int AS i"$/,
+      /^request-budget: GET \/queries\/:n 200 \d+\.\dms queries=2 db=\d+\.\dms rows=2 bytes=24B heap=[+-][\d.]+(B|KiB|MiB)\((high|medium|low)\)( mem=[\d.]+(B|KiB|MiB)(\(route [\d.]+(B|KiB|MiB)±[\d.]+(B|KiB|MiB)\))?)? http=0 repeated=2×"SELECT \$1::int AS i"$/,
     );
     expect((await get(`${app.url}/fetch`)).status).toBe(200);
     await app.waitForLine(/request-budget: GET \/fetch 200 .* http=1 untimed=1$/, 10_000, 'stderr');

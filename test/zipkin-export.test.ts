@@ -3,7 +3,7 @@
  * cost and budget marks must arrive as Zipkin v2 JSON that passes the official API contract
  * (checked by the receiver on every payload), rendered the way the Zipkin exporter renders them.
  */
-import { COST_ATTRIBUTE_TYPES } from '@request-budget/core';
+import { COST_ATTRIBUTE_TYPES, OPTIONAL_COST_ATTRIBUTES } from '@request-budget/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type AppProcess } from './support/app-process';
 import { tracedGet, type TracedRequest } from './support/traced-request';
@@ -50,9 +50,19 @@ const INTEGER = /^-?(0|[1-9]\d*)$/;
  */
 function expectCostTags(span: ZipkinSpan, counts: { queries: number; rows: number; repeated: number; statement: string }): void {
   const tags = costTags(span);
-  // Every attribute of the contract, nothing else, each as a Zipkin string.
-  expect(Object.keys(tags).sort()).toEqual(Object.keys(COST_ATTRIBUTE_TYPES).sort());
+  // Every attribute of the contract (those a record may lack aside), nothing else, each as a Zipkin string.
+  const contract = Object.keys(COST_ATTRIBUTE_TYPES);
+  expect(Object.keys(tags).filter((key) => !contract.includes(key))).toEqual([]);
+  expect(Object.keys(tags).sort()).toEqual(expect.arrayContaining(contract.filter((key) => !OPTIONAL_COST_ATTRIBUTES.has(key)).sort()));
+  const optional = Object.fromEntries(
+    Object.keys(tags)
+      .filter((key) => OPTIONAL_COST_ATTRIBUTES.has(key))
+      .map((key) => [key, expect.stringMatching(INTEGER)]),
+  );
+  // cost.db.bytes is always there: pg reports the bytes of the rows.
+  expect(optional).toHaveProperty(['cost.db.bytes']);
   expect(tags).toEqual({
+    ...optional,
     'cost.db.queries': String(counts.queries),
     'cost.db.rows': String(counts.rows),
     'cost.db.repeated_count': String(counts.repeated),

@@ -50,6 +50,8 @@ beforeAll(async () => {
   app = await startApp({
     script: 'test/fixtures/cost-app.js',
     env: {
+      // Every request measured for memory: the app's own memory figure is part of its record.
+      REQUEST_BUDGET_MEMORY_SAMPLE_RATIO: '1',
       OTEL_SERVICE_NAME: 'cost-app',
       OTEL_TRACES_EXPORTER: 'otlp',
       OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
@@ -76,6 +78,7 @@ describe('the Node.js app through the collector', () => {
     const cost = costOf(server);
     // The app's record, whole: the heap and GC figures only the app can measure are there.
     expect(Object.keys(cost).sort()).toEqual([
+      'cost.db.bytes',
       'cost.db.queries',
       'cost.db.repeated_count',
       'cost.db.repeated_statement',
@@ -90,10 +93,14 @@ describe('the Node.js app through the collector', () => {
       'cost.http_client.time_ms',
       'cost.http_client.untimed',
       'cost.jobs.enqueued',
+      // The route's first request: its own figure, no route estimate yet.
+      'cost.memory.allocated_bytes',
     ]);
     expect(cost).toMatchObject({
       'cost.db.queries': 12,
       'cost.db.rows': 12,
+      // 12 DataRow messages of one int4, 1 + 4 + 2 + 4 bytes and its text: 1 byte for 0-9, 2 for 10 and 11.
+      'cost.db.bytes': 12 * 11 + 10 + 2 * 2,
       'cost.db.repeated_count': 12,
       'cost.db.repeated_statement': 'SELECT $1::int AS i',
       'cost.heap.in_flight': 1,

@@ -278,7 +278,7 @@ describe('the request-budget-collector command', () => {
       [
         `request-budget-collector: budget file ${path.join(repoRoot, 'test', 'fixtures', 'bad-budgets.yaml')} rejected:`,
         'request-budget-collector:   bad-budgets.yaml:6 routes[0].queries: expected a non-negative integer, got "three"',
-        'request-budget-collector:   bad-budgets.yaml:8 routes[1].rowz: unknown key (expected one of match, queries, dbTimeMs, rows, repeatedQueries, heapDeltaBytes, durationMs, httpClientCalls, untimedHttpCalls, enqueuedJobs, severity, heapMinConfidence, allowRepeated)',
+        'request-budget-collector:   bad-budgets.yaml:8 routes[1].rowz: unknown key (expected one of match, queries, dbTimeMs, rows, repeatedQueries, heapDeltaBytes, allocatedBytes, dbBytes, durationMs, httpClientCalls, untimedHttpCalls, enqueuedJobs, severity, heapMinConfidence, allowRepeated)',
         '',
       ].join('\n'),
     );

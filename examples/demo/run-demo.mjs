@@ -41,7 +41,11 @@ const ROUTES = [
   { path: '/orders/count-slow', cost: `1 query, ${ORDERS} rows counted in JS`, check: (b) => expect(b.count === ORDERS, `count ${ORDERS}`) },
   { path: '/orders/count', cost: '1 query, 1 row', check: (b) => expect(b.count === ORDERS, `count ${ORDERS}`) },
   { path: '/report', cost: '0 queries, ~16 MB heap', check: (b) => expect(b.rows === 190_000, '190000 rows') /* REPORT_ROWS in app.js */ },
-  { path: '/proxy', cost: '1 outgoing call, no timeout', check: (b) => expect(b.upstreamStatus === 200 && b.upstream.source === 'demo-upstream', 'upstream reply') },
+  {
+    path: '/proxy',
+    cost: '1 outgoing call, no timeout',
+    check: (b) => expect(b.upstreamStatus === 200 && b.upstream.source === 'demo-upstream', 'upstream reply'),
+  },
   {
     path: '/proxy-with-timeout',
     cost: '1 outgoing call, 1 s timeout',
@@ -102,7 +106,7 @@ async function startEmbeddedPostgres() {
   const url = `postgres://postgres@${server.getServerConn()}/postgres`;
   console.log(`embedded PostgreSQL: PGlite (in memory) at ${url}`);
   console.log(`  up to ${POOL_MAX + 1} connections, multiplexed onto one PGlite session: queries run one at a time,`);
-  console.log('  so DB time includes waiting for other requests\' queries. Set DATABASE_URL to use a real PostgreSQL.');
+  console.log("  so DB time includes waiting for other requests' queries. Set DATABASE_URL to use a real PostgreSQL.");
   return url;
 }
 
@@ -134,6 +138,8 @@ function startApp(databaseUrl) {
       REQUEST_BUDGET_FILE: 'examples/demo/budgets.yaml',
       // The summary lines already say OVER BUDGET; the JSON breach lines would repeat them.
       REQUEST_BUDGET_ALERT_LOG: 'false',
+      // A short burst: every request measured for memory (a service's default is 5% of the time).
+      REQUEST_BUDGET_MEMORY_SAMPLE_RATIO: '1',
       ...process.env,
       DATABASE_URL: databaseUrl,
       PG_POOL_MAX: String(POOL_MAX),

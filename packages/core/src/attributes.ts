@@ -10,6 +10,13 @@ export const COST_DB_QUERIES = 'cost.db.queries';
 export const COST_DB_TIME_MS = 'cost.db.time_ms';
 /** Rows returned by the request's DB operations, where the driver reports them. Unit: 1. int. */
 export const COST_DB_ROWS = 'cost.db.rows';
+/**
+ * Wire bytes of the result rows the request's DB operations returned: the sum of their
+ * {@link DB_RESPONSE_BYTES}, the bytes of the same rows `cost.db.rows` counts. Exact whatever runs
+ * beside the request. Written only when every operation that reported rows also reported their
+ * bytes; otherwise absent, never a lower bound. Unit: bytes. int.
+ */
+export const COST_DB_BYTES = 'cost.db.bytes';
 /** Fingerprint (literals replaced by `?`) of the most repeated statement in the request. string. */
 export const COST_DB_REPEATED_STATEMENT = 'cost.db.repeated_statement';
 /** How many times the most repeated statement ran in the request (the N+1 figure). int. */
@@ -30,6 +37,22 @@ export const COST_HEAP_IN_FLIGHT = 'cost.heap.in_flight';
 /** How far the heap delta can be trusted: see {@link HeapConfidence}. string. */
 export const COST_HEAP_CONFIDENCE = 'cost.heap.confidence';
 /**
+ * Bytes the request's own code allocated on the V8 heap: heap growth measured over each stretch of
+ * JavaScript that ran in the request's async context (so requests in flight beside it do not leak
+ * in), plus what garbage collections inside those stretches freed, as far as known when the
+ * request ended. Work a driver does on its connection's socket (parsing rows) is not in it: see
+ * `cost.db.bytes`. Unit: bytes. int.
+ */
+export const COST_MEMORY_ALLOCATED_BYTES = 'cost.memory.allocated_bytes';
+/**
+ * The request's route's mean of `cost.memory.allocated_bytes` over its recent requests (this one
+ * excluded), with every collection's freed bytes accounted: the figure a memory budget is judged
+ * on under load. Absent until the route has enough requests. Unit: bytes. int.
+ */
+export const COST_MEMORY_ROUTE_ESTIMATE_BYTES = 'cost.memory.route_estimate_bytes';
+/** Standard error of `cost.memory.route_estimate_bytes` (its spread over the requests it averages). Unit: bytes. int. */
+export const COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES = 'cost.memory.route_estimate_error_bytes';
+/**
  * Jobs or messages the request (or job) put on a queue: one per message of each enqueue span (a
  * PRODUCER span with `messaging.system`; a batch counts `messaging.batch.message_count`). The
  * queue library's own work to enqueue them is not in `cost.db.*`. Unit: 1. int.
@@ -46,6 +69,11 @@ export const BUDGET_RULE = 'budget.rule';
 export const BUDGET_BREACHED = 'budget.breached';
 /** Every exceeded limit as `metric value>limit`, e.g. `db.queries 41>10`. string[]. */
 export const BUDGET_VIOLATIONS = 'budget.violations';
+/**
+ * Every limit of the matched rule that could not be judged, as `metric: reason`, e.g.
+ * `heap.delta_bytes: 8 requests in flight`. A limit is never skipped without a word. string[].
+ */
+export const BUDGET_UNJUDGED = 'budget.unjudged';
 /** Name of the span event written once per violation (attributes: metric, value, limit, severity). */
 export const BUDGET_BREACH_EVENT = 'budget.breach';
 
@@ -77,6 +105,7 @@ export const COST_ATTRIBUTE_TYPES = {
   [COST_DB_QUERIES]: 'int',
   [COST_DB_TIME_MS]: 'double',
   [COST_DB_ROWS]: 'int',
+  [COST_DB_BYTES]: 'int',
   [COST_DB_REPEATED_STATEMENT]: 'string',
   [COST_DB_REPEATED_COUNT]: 'int',
   [COST_HTTP_CLIENT_CALLS]: 'int',
@@ -86,9 +115,25 @@ export const COST_ATTRIBUTE_TYPES = {
   [COST_HEAP_DELTA_BYTES]: 'int',
   [COST_HEAP_IN_FLIGHT]: 'int',
   [COST_HEAP_CONFIDENCE]: 'string',
+  [COST_MEMORY_ALLOCATED_BYTES]: 'int',
+  [COST_MEMORY_ROUTE_ESTIMATE_BYTES]: 'int',
+  [COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES]: 'int',
   [COST_GC_COUNT]: 'int',
   [COST_GC_TIME_MS]: 'double',
 } as const;
+
+/**
+ * Attributes of {@link COST_ATTRIBUTE_TYPES} a cost record may lack: `cost.db.bytes` when an
+ * operation reported rows without their bytes, the request's own memory figure when it was not
+ * measured (outside a sampling window, or attribution off), the route's estimate until the route
+ * has one.
+ */
+export const OPTIONAL_COST_ATTRIBUTES: ReadonlySet<string> = new Set([
+  COST_DB_BYTES,
+  COST_MEMORY_ALLOCATED_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES,
+]);
 
 // ---------------------------------------------------------------------------------------------
 // Attributes read from child spans. Stable database/HTTP semantic conventions first, with the
@@ -108,6 +153,22 @@ export const DB_OPERATION_NAME = 'db.operation.name';
 export const DB_OPERATION_LEGACY = 'db.operation';
 /** DB semconv: rows returned by the operation. request-budget's driver hooks set it. */
 export const DB_RESPONSE_RETURNED_ROWS = 'db.response.returned_rows';
+/**
+ * Wire bytes of the rows one DB operation returned, as the server sent them; request-budget's
+ * driver hooks set it beside {@link DB_RESPONSE_RETURNED_ROWS}, for the same rows. What is counted:
+ * - pg and postgres.js (PostgreSQL protocol): each DataRow message whole, 1 type byte + 4 length +
+ *   2 field count + per field 4 length bytes and the value as sent (text, or binary where the
+ *   query asked for it; a NULL is its length of -1 alone). Row descriptions, command tags and
+ *   ReadyForQuery are not rows. Not reported by pg-native, nor by postgres.js unless loaded
+ *   through the ES module loader hook (`--import @request-budget/node/register`).
+ * - mysql2 (MySQL/MariaDB protocol): each row packet, 4 header bytes + payload: the text
+ *   protocol's length-encoded values (a NULL is 1 byte) for `query`, the binary protocol's
+ *   header byte, NULL bitmap and values for `execute`; a row over 16 MiB is several packets, each
+ *   with its header. Column definitions and the closing EOF/OK packet are not rows. Compressed
+ *   connections count the packets before compression.
+ * Unit: bytes. int.
+ */
+export const DB_RESPONSE_BYTES = 'request_budget.db.response_bytes';
 /** HTTP semconv: request method, present on HTTP client spans. */
 export const HTTP_REQUEST_METHOD = 'http.request.method';
 /** Deprecated spelling of {@link HTTP_REQUEST_METHOD}. */

@@ -22,6 +22,8 @@ export const LIMIT_NAMES = [
   'rows',
   'repeatedQueries',
   'heapDeltaBytes',
+  'allocatedBytes',
+  'dbBytes',
   'durationMs',
   'httpClientCalls',
   'untimedHttpCalls',
@@ -29,6 +31,8 @@ export const LIMIT_NAMES = [
 ] as const;
 export type LimitName = (typeof LIMIT_NAMES)[number];
 export type Limits = Partial<Record<LimitName, number>>;
+/** Limits given in bytes: a number or a size such as `8 MiB`. */
+const BYTE_LIMITS: ReadonlySet<LimitName> = new Set(['heapDeltaBytes', 'allocatedBytes', 'dbBytes']);
 
 /** Settings a rule (or the defaults) may give; unset ones fall back to the defaults. */
 export interface RuleSettings {
@@ -218,7 +222,7 @@ function readSettings(raw: RawSettings): RuleSettings {
   for (const name of LIMIT_NAMES) {
     const value = raw[name];
     // The schema has checked the form; sizes are the only strings.
-    if (value !== undefined) limits[name] = name === 'heapDeltaBytes' ? parseByteSize(value)! : Number(value);
+    if (value !== undefined) limits[name] = BYTE_LIMITS.has(name) ? parseByteSize(value)! : Number(value);
   }
   return {
     limits,

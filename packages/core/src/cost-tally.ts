@@ -3,6 +3,7 @@
  * fingerprint. Pure arithmetic, no SDK types, so the collector reuses it on OTLP spans.
  */
 import {
+  COST_DB_BYTES,
   COST_DB_QUERIES,
   COST_DB_REPEATED_COUNT,
   COST_DB_REPEATED_STATEMENT,
@@ -39,6 +40,10 @@ export class CostTally {
   queries = 0;
   dbTimeMs = 0;
   rows = 0;
+  /** Wire bytes of the rows (see `cost.db.bytes`); a figure only while {@link bytesComplete}. */
+  dbBytes = 0;
+  /** False once an operation reported rows without their bytes: `cost.db.bytes` is then not written. */
+  bytesComplete = true;
   httpClientCalls = 0;
   httpClientTimeMs = 0;
   httpClientUntimed = 0;
@@ -54,6 +59,8 @@ export class CostTally {
       this.queries += 1;
       this.dbTimeMs += durationMs;
       if (contribution.rows !== undefined) this.rows += contribution.rows;
+      if (contribution.bytes !== undefined) this.dbBytes += contribution.bytes;
+      else if (contribution.rows !== undefined) this.bytesComplete = false;
       this.countStatement(this.fingerprints.get(contribution.statement));
     } else {
       this.httpClientCalls += 1;
@@ -93,6 +100,7 @@ export class CostTally {
     target.setAttribute(COST_DB_QUERIES, this.queries);
     target.setAttribute(COST_DB_TIME_MS, roundMs(this.dbTimeMs));
     target.setAttribute(COST_DB_ROWS, this.rows);
+    if (this.bytesComplete) target.setAttribute(COST_DB_BYTES, this.dbBytes);
     const repeated = this.mostRepeated();
     target.setAttribute(COST_DB_REPEATED_COUNT, repeated?.count ?? 0);
     if (repeated !== undefined) target.setAttribute(COST_DB_REPEATED_STATEMENT, repeated.fingerprint);
@@ -114,6 +122,7 @@ export class CostTally {
       [COST_HTTP_CLIENT_UNTIMED]: this.httpClientUntimed,
       [COST_JOBS_ENQUEUED]: this.jobsEnqueued,
     };
+    if (this.bytesComplete) attributes[COST_DB_BYTES] = this.dbBytes;
     const repeated = this.mostRepeated();
     if (repeated !== undefined) {
       attributes[COST_DB_REPEATED_COUNT] = repeated.count;

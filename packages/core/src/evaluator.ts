@@ -3,6 +3,7 @@
  * in-process span processor and the collector call it on the same attribute maps.
  */
 import {
+  COST_DB_BYTES,
   COST_DB_QUERIES,
   COST_DB_REPEATED_COUNT,
   COST_DB_REPEATED_STATEMENT,
@@ -10,9 +11,12 @@ import {
   COST_DB_TIME_MS,
   COST_HEAP_CONFIDENCE,
   COST_HEAP_DELTA_BYTES,
+  COST_HEAP_IN_FLIGHT,
   COST_HTTP_CLIENT_CALLS,
   COST_HTTP_CLIENT_UNTIMED,
   COST_JOBS_ENQUEUED,
+  COST_MEMORY_ALLOCATED_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_BYTES,
   type HeapConfidence,
 } from './attributes';
 import type { LimitName, Severity } from './budget-file';
@@ -28,6 +32,8 @@ export const BUDGET_METRICS: Record<LimitName, string> = {
   rows: 'db.rows',
   repeatedQueries: 'db.repeated_count',
   heapDeltaBytes: 'heap.delta_bytes',
+  allocatedBytes: 'memory.allocated_bytes',
+  dbBytes: 'db.bytes',
   durationMs: 'duration_ms',
   httpClientCalls: 'http_client.calls',
   untimedHttpCalls: 'http_client.untimed',
@@ -46,6 +52,14 @@ export interface CostRecord {
   readonly statements?: readonly RepeatedStatement[];
   readonly heapDeltaBytes?: number;
   readonly heapConfidence?: HeapConfidence;
+  /** Requests in flight beside this one (itself included): why a heap delta was not trusted. */
+  readonly heapInFlight?: number;
+  /** Bytes the request's own code allocated (a lower bound when a collection's size is not known yet). */
+  readonly allocatedBytes?: number;
+  /** The route's estimate of bytes allocated per request, once it has one. */
+  readonly allocatedEstimateBytes?: number;
+  /** Wire bytes of result rows; absent when an operation's driver did not report them. */
+  readonly dbBytes?: number;
   readonly httpClientCalls: number;
   readonly httpClientUntimed: number;
   /** Jobs or messages put on a queue; absent where nothing counted them (older records). */
@@ -77,13 +91,70 @@ export function evaluateBudget(cost: CostRecord, rule: ResolvedRule): Violation[
   check('rows', cost.rows);
   const repeated = repeatedNotAllowed(cost, rule.allowRepeated);
   check('repeatedQueries', repeated?.count, repeated?.fingerprint);
-  const heapTrusted = CONFIDENCE_ORDER[cost.heapConfidence ?? 'low'] >= CONFIDENCE_ORDER[rule.heapMinConfidence];
-  if (heapTrusted) check('heapDeltaBytes', cost.heapDeltaBytes);
+  if (heapTrusted(cost, rule)) check('heapDeltaBytes', cost.heapDeltaBytes);
+  check('allocatedBytes', judgedAllocation(cost));
+  check('dbBytes', cost.dbBytes);
   check('durationMs', cost.durationMs);
   check('httpClientCalls', cost.httpClientCalls);
   check('untimedHttpCalls', cost.httpClientUntimed);
   check('enqueuedJobs', cost.jobsEnqueued);
   return violations;
+}
+
+/** A limit of the rule that could not be judged on this record, and why. */
+export interface UnjudgedLimit {
+  readonly metric: string;
+  readonly reason: string;
+}
+
+/**
+ * Every limit of the rule that the record cannot be judged on: a limit is never skipped without
+ * a word. Empty for almost every request; the caller writes them as `budget.unjudged`.
+ */
+export function unjudgedLimits(cost: CostRecord, rule: ResolvedRule): UnjudgedLimit[] {
+  const { limits } = rule;
+  if (limits.heapDeltaBytes === undefined && limits.allocatedBytes === undefined && limits.dbBytes === undefined) return [];
+  const unjudged: UnjudgedLimit[] = [];
+  if (limits.heapDeltaBytes !== undefined && cost.heapDeltaBytes !== undefined && !heapTrusted(cost, rule)) {
+    const reason =
+      (cost.heapInFlight ?? 1) > 1
+        ? `${cost.heapInFlight} requests in flight (heapMinConfidence ${rule.heapMinConfidence}; allocatedBytes holds under load)`
+        : `confidence ${cost.heapConfidence ?? 'unknown'} below heapMinConfidence ${rule.heapMinConfidence}`;
+    unjudged.push({ metric: BUDGET_METRICS.heapDeltaBytes, reason });
+  } else if (limits.heapDeltaBytes !== undefined && cost.heapDeltaBytes === undefined) {
+    unjudged.push({ metric: BUDGET_METRICS.heapDeltaBytes, reason: 'no heap figure in the cost record' });
+  }
+  if (limits.allocatedBytes !== undefined && judgedAllocation(cost) === undefined) {
+    unjudged.push({
+      metric: BUDGET_METRICS.allocatedBytes,
+      reason: 'not measured (no cost.memory figure: memory attribution off, the route not measured yet, or no request-budget SDK in the service)',
+    });
+  }
+  if (limits.dbBytes !== undefined && cost.dbBytes === undefined) {
+    unjudged.push({ metric: BUDGET_METRICS.dbBytes, reason: 'not measured (a query went through a driver that does not report result bytes)' });
+  }
+  return unjudged;
+}
+
+/** `heap.delta_bytes: 8 requests in flight`: how unjudged limits are written in `budget.unjudged`. */
+export function formatUnjudged(unjudged: UnjudgedLimit): string {
+  return `${unjudged.metric}: ${unjudged.reason}`;
+}
+
+function heapTrusted(cost: CostRecord, rule: ResolvedRule): boolean {
+  return CONFIDENCE_ORDER[cost.heapConfidence ?? 'low'] >= CONFIDENCE_ORDER[rule.heapMinConfidence];
+}
+
+/**
+ * The memory figure a request is judged on: its own allocation is a lower bound (a collection
+ * inside it may not be accounted yet), its route's estimate the mean over recent requests with
+ * every collection accounted. Over the limit by either is over the limit.
+ */
+function judgedAllocation(cost: CostRecord): number | undefined {
+  const own = cost.allocatedBytes;
+  const estimate = cost.allocatedEstimateBytes;
+  if (own === undefined) return estimate;
+  return estimate === undefined || own >= estimate ? own : estimate;
 }
 
 /** `db.queries 41>10`: how violations are written in `budget.violations`. */
@@ -109,10 +180,22 @@ export function costRecordFromAttributes(attributes: AttributeMap, durationMs: n
     ...(typeof statement === 'string' ? { repeatedStatement: statement } : {}),
     ...(typeof heap === 'number' || typeof heap === 'bigint' ? { heapDeltaBytes: Number(heap) } : {}),
     ...(confidence === 'high' || confidence === 'medium' || confidence === 'low' ? { heapConfidence: confidence } : {}),
+    ...optionalNumber('heapInFlight', attributes[COST_HEAP_IN_FLIGHT]),
+    ...optionalNumber('allocatedBytes', attributes[COST_MEMORY_ALLOCATED_BYTES]),
+    ...optionalNumber('allocatedEstimateBytes', attributes[COST_MEMORY_ROUTE_ESTIMATE_BYTES]),
+    ...optionalNumber('dbBytes', attributes[COST_DB_BYTES]),
     httpClientCalls: int(COST_HTTP_CLIENT_CALLS),
     httpClientUntimed: int(COST_HTTP_CLIENT_UNTIMED),
     ...(attributes[COST_JOBS_ENQUEUED] !== undefined ? { jobsEnqueued: int(COST_JOBS_ENQUEUED) } : {}),
   };
+}
+
+function optionalNumber<Key extends keyof CostRecord>(key: Key, value: unknown): Partial<Record<Key, number>> {
+  return typeof value === 'number'
+    ? ({ [key]: value } as Partial<Record<Key, number>>)
+    : typeof value === 'bigint'
+      ? ({ [key]: Number(value) } as Partial<Record<Key, number>>)
+      : {};
 }
 
 /**

@@ -15,8 +15,8 @@ export { compileRoutePattern, compileJobPattern, compareSpecificity } from './ru
 export type { CompiledPattern, Specificity } from './rule-pattern';
 export { BudgetRuleSet, DEFAULTS_RULE_NAME } from './budget-rules';
 export type { ResolvedRule } from './budget-rules';
-export { evaluateBudget, formatViolation, costRecordFromAttributes, BUDGET_METRICS } from './evaluator';
-export type { CostRecord, Violation } from './evaluator';
+export { evaluateBudget, formatUnjudged, formatViolation, unjudgedLimits, costRecordFromAttributes, BUDGET_METRICS } from './evaluator';
+export type { CostRecord, UnjudgedLimit, Violation } from './evaluator';
 export { ALERT_NAME, UNROUTED, alertKey, breachReports, toAlertmanagerAlert, toBreachEvent } from './breach-report';
 export type { BreachReport, PostableAlert } from './breach-report';
 export { judge, isJudgeable, BREACH_EVENT_SPACING_NS } from './judge';

@@ -5,11 +5,11 @@
  * alerting. The in-process span processor and the collector only apply the result to their own
  * span representation.
  */
-import { BUDGET_BREACH_EVENT, BUDGET_BREACHED, BUDGET_RULE, BUDGET_VIOLATIONS, COST_DB_QUERIES, MEASUREMENT_ATTRIBUTE } from './attributes';
+import { BUDGET_BREACH_EVENT, BUDGET_BREACHED, BUDGET_RULE, BUDGET_UNJUDGED, BUDGET_VIOLATIONS, COST_DB_QUERIES, MEASUREMENT_ATTRIBUTE } from './attributes';
 import { breachReports, type BreachReport } from './breach-report';
 import type { BudgetRuleSet, ResolvedRule } from './budget-rules';
 import type { RepeatedStatement } from './cost-tally';
-import { costRecordFromAttributes, evaluateBudget, formatViolation, type Violation } from './evaluator';
+import { costRecordFromAttributes, evaluateBudget, formatUnjudged, formatViolation, unjudgedLimits, type UnjudgedLimit, type Violation } from './evaluator';
 import { routeOf } from './root-route';
 import type { AttributeMap } from './span-classifier';
 
@@ -45,9 +45,11 @@ export interface BreachEventToWrite {
 export interface Judgement {
   readonly rule: ResolvedRule;
   readonly violations: readonly Violation[];
+  /** Limits of the rule this record could not be judged on (written as `budget.unjudged`). */
+  readonly unjudged: readonly UnjudgedLimit[];
   /** `GET /users/:id` for a request, `job email.send` for a job: the label of reports and metrics. */
   readonly label: string;
-  /** `budget.rule`, `budget.breached` and, when breached, `budget.violations`. */
+  /** `budget.rule`, `budget.breached` and, when breached, `budget.violations`; `budget.unjudged` when a limit could not be judged. */
   readonly attributes: Readonly<Record<string, string | boolean | string[]>>;
   readonly events: readonly BreachEventToWrite[];
   /** Set when the span's status should become ERROR with this message. */
@@ -76,16 +78,19 @@ export function judge(input: JudgeInput, rules: BudgetRuleSet, options: JudgeOpt
   const record = costRecordFromAttributes(attributes, input.durationMs);
   const cost = statements === undefined ? record : { ...record, statements };
   const violations = evaluateBudget(cost, rule);
+  const unjudged = unjudgedLimits(cost, rule);
   const formatted = violations.map(formatViolation);
   const critical = options.errorStatusOnCritical === true && violations.some((violation) => violation.severity === 'critical');
   return {
     rule,
     violations,
+    unjudged,
     label: route.label,
     attributes: {
       [BUDGET_RULE]: rule.name,
       [BUDGET_BREACHED]: violations.length > 0,
       ...(violations.length > 0 ? { [BUDGET_VIOLATIONS]: formatted } : {}),
+      ...(unjudged.length > 0 ? { [BUDGET_UNJUDGED]: unjudged.map(formatUnjudged) } : {}),
     },
     events: violations.map((violation, index) => ({
       name: BUDGET_BREACH_EVENT,

@@ -6,6 +6,7 @@ import {
   DB_OPERATION_LEGACY,
   DB_OPERATION_NAME,
   DB_QUERY_TEXT,
+  DB_RESPONSE_BYTES,
   DB_RESPONSE_RETURNED_ROWS,
   DB_STATEMENT_LEGACY,
   DB_SYSTEM_LEGACY,
@@ -27,6 +28,8 @@ export interface DbOperation {
   readonly statement: string;
   /** Rows returned, when the driver hook reported them. */
   readonly rows: number | undefined;
+  /** Wire bytes of those rows, when the driver hook reported them. */
+  readonly bytes?: number;
 }
 
 /** One outgoing HTTP call. `timed` is undefined when no hook could tell. */
@@ -49,7 +52,7 @@ export function classifySpan(kind: SpanKindName, name: string, attributes: Attri
     if (CONNECT_SPAN_NAMES.has(name)) return undefined;
     const statement = dbStatementOf(attributes);
     if (statement === undefined) return undefined;
-    return { type: 'db', statement, rows: nonNegativeInteger(attributes[DB_RESPONSE_RETURNED_ROWS]) };
+    return { type: 'db', statement, rows: nonNegativeInteger(attributes[DB_RESPONSE_RETURNED_ROWS]), bytes: nonNegativeInteger(attributes[DB_RESPONSE_BYTES]) };
   }
   if (kind === 'client' && (attributes[HTTP_REQUEST_METHOD] ?? attributes[HTTP_METHOD_LEGACY]) !== undefined) {
     const timed = attributes[HTTP_CLIENT_TIMED];

@@ -78,7 +78,7 @@ jobs: nope
       'budgets.yaml:7 routes[0].queries: expected a non-negative integer, got "three"',
       'budgets.yaml:9 routes[1].durationMs: expected a non-negative number of milliseconds, got -5',
       'budgets.yaml:10 routes[1].severity: expected one of info, warning, critical, got "urgent"',
-      'budgets.yaml:11 routes[1].querys: unknown key (expected one of match, queries, dbTimeMs, rows, repeatedQueries, heapDeltaBytes, durationMs, httpClientCalls, untimedHttpCalls, enqueuedJobs, severity, heapMinConfidence, allowRepeated)',
+      'budgets.yaml:11 routes[1].querys: unknown key (expected one of match, queries, dbTimeMs, rows, repeatedQueries, heapDeltaBytes, allocatedBytes, dbBytes, durationMs, httpClientCalls, untimedHttpCalls, enqueuedJobs, severity, heapMinConfidence, allowRepeated)',
       'budgets.yaml:12 routes[2]: missing "match"',
       'budgets.yaml:13 routes[3].match: "FETCH" is not an HTTP method (expected GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH, QUERY or *), got "FETCH /x"',
       'budgets.yaml:14 jobs: expected a list of job rules, got "nope"',

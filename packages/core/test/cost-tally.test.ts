@@ -11,6 +11,7 @@ describe('CostTally', () => {
       'cost.db.queries': 0,
       'cost.db.time_ms': 0,
       'cost.db.rows': 0,
+      'cost.db.bytes': 0,
       'cost.db.repeated_count': 0,
       'cost.http_client.calls': 0,
       'cost.http_client.time_ms': 0,
@@ -43,6 +44,28 @@ describe('CostTally', () => {
       { fingerprint: 'SELECT * FROM orders WHERE user_id = ?', count: 3 },
       { fingerprint: 'SELECT id FROM users', count: 1 },
     ]);
+  });
+
+  it('sums the wire bytes of the rows when every operation that reported rows reported their bytes', () => {
+    const tally = new CostTally(new FingerprintCache());
+    tally.add({ ...db('SELECT a FROM t', 2), bytes: 36 }, 1);
+    tally.add({ ...db('SELECT b FROM t', 0), bytes: 0 }, 1);
+    tally.add({ ...db('SELECT c FROM t', 5000), bytes: 1_234_567 }, 1);
+    // Reported neither (a Redis command, a failed query): no rows of its own to weigh.
+    tally.add(db('GET key'), 1);
+    const written: Record<string, unknown> = {};
+    tally.writeAttributes({ setAttribute: (key, value) => (written[key] = value) });
+    expect([tally.toAttributes()['cost.db.bytes'], written['cost.db.bytes'], tally.rows]).toEqual([1_234_603, 1_234_603, 5002]);
+  });
+
+  it('writes no cost.db.bytes once an operation reported rows without their bytes: never a lower bound', () => {
+    const tally = new CostTally(new FingerprintCache());
+    tally.add({ ...db('SELECT a FROM t', 2), bytes: 36 }, 1);
+    tally.add(db('SELECT b FROM t', 0), 1);
+    tally.add({ ...db('SELECT c FROM t', 3), bytes: 54 }, 1);
+    const written: Record<string, unknown> = {};
+    tally.writeAttributes({ setAttribute: (key, value) => (written[key] = value) });
+    expect(['cost.db.bytes' in tally.toAttributes(), 'cost.db.bytes' in written, written['cost.db.rows']]).toEqual([false, false, 5]);
   });
 
   it('keeps a bounded number of fingerprints, counts every query, and still finds a late N+1', () => {

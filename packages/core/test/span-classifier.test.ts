@@ -12,6 +12,20 @@ describe('classifySpan', () => {
     ).toEqual({ type: 'db', statement: 'SELECT $1::int', rows: 5000 });
   });
 
+  it('reads the wire bytes of the rows beside them, and ignores bytes that are not a non-negative integer', () => {
+    const span = (bytes: unknown) => ({
+      'db.system.name': 'postgresql',
+      'db.query.text': 'q',
+      'db.response.returned_rows': 2,
+      'request_budget.db.response_bytes': bytes,
+    });
+    expect(classifySpan('client', 'q', span(36))).toStrictEqual({ type: 'db', statement: 'q', rows: 2, bytes: 36 });
+    // OTLP decoders may hand a 64-bit integer over as a bigint.
+    expect(classifySpan('client', 'q', span(36n))).toStrictEqual({ type: 'db', statement: 'q', rows: 2, bytes: 36 });
+    for (const bad of [-1, 1.5, '36', undefined])
+      expect(classifySpan('client', 'q', span(bad))).toStrictEqual({ type: 'db', statement: 'q', rows: 2, bytes: undefined });
+  });
+
   it('excludes connection acquisition spans although they carry the DB system', () => {
     expect(classifySpan('client', 'pg-pool.connect', { 'db.system.name': 'postgresql' })).toBeUndefined();
     expect(classifySpan('client', 'pg.connect', { 'db.system.name': 'postgresql' })).toBeUndefined();

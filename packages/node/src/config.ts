@@ -8,6 +8,7 @@ import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBase
 import { parseHeaderList, traceUrlTemplateProblem } from '@request-budget/core';
 import { DEFAULT_MAX_CLIENT_TIMEOUT_MS } from './http-client-timeouts';
 import { INSTRUMENTATION_NAMES, type InstrumentationName } from './instrumentations';
+import { MEMORY_SAMPLING_DEFAULTS } from './memory-windows';
 import type { OtlpProtocol, RequestBudgetOptions, TraceExporterName } from './types';
 
 /** The environment as read by {@link resolveConfig}. */
@@ -34,6 +35,10 @@ export interface ResolvedConfig {
   readonly summaryByDefault: boolean;
   readonly sampler: Sampler;
   readonly instrumentations: readonly InstrumentationName[];
+  /** Attribute each request's own allocations (cost.memory.*). */
+  readonly memoryAttribution: boolean;
+  /** Share of the time requests are measured for it (memory-windows.ts). */
+  readonly memorySampleRatio: number;
   /** Keep express's per-layer spans. */
   readonly expressLayerSpans: boolean;
   /** Keep @fastify/otel's per-hook and per-handler spans. */
@@ -168,6 +173,8 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     summaryByDefault: summary === undefined && nothingConfigured,
     sampler: options.sampler ?? samplerFromEnv(read),
     instrumentations: options.instrumentations ?? instrumentationsFromEnv(read),
+    memoryAttribution: options.memoryAttribution ?? read.boolean('REQUEST_BUDGET_MEMORY_ATTRIBUTION') ?? true,
+    memorySampleRatio: options.memorySampleRatio ?? read.number('REQUEST_BUDGET_MEMORY_SAMPLE_RATIO', 0.001, 1) ?? MEMORY_SAMPLING_DEFAULTS.ratio,
     expressLayerSpans: options.expressLayerSpans ?? read.boolean('REQUEST_BUDGET_EXPRESS_LAYER_SPANS') ?? false,
     fastifyHookSpans: options.fastifyHookSpans ?? read.boolean('REQUEST_BUDGET_FASTIFY_HOOK_SPANS') ?? false,
     koaLayerSpans: options.koaLayerSpans ?? read.boolean('REQUEST_BUDGET_KOA_LAYER_SPANS') ?? false,

@@ -1,13 +1,15 @@
 /**
  * CostMetricsProcessor: turns each finished request's (or job's) cost record into OpenTelemetry
  * metrics per route, so Prometheus can chart and alert on them: histograms of queries, DB time,
- * rows, heap growth and duration, a counter of budget breaches, and a gauge of each route's
- * budget limits (for the budget table and the alerts' annotations).
+ * rows, heap growth, own allocation, DB result bytes and duration, counters of budget breaches
+ * and of limits that could not be judged, a gauge of each route's budget limits (for the budget
+ * table and the alerts' annotations) and gauges of its memory estimate under load.
  *
  * Labels are bounded: `service` is the span's service.name (services scraped under one Prometheus
  * job stay apart), `route` is the method and route template (`GET /users/:id`), `job NAME` or
  * `METHOD (unrouted)`, never a raw URL, and at most `maxRoutes` distinct routes are labelled;
- * the rest share the route `(other)`. `status_class` is one of 1xx…5xx or `none`.
+ * the rest share the route `(other)`. `status_class` is one of 1xx…5xx or `none`. `metric` of the
+ * unjudged counter is the metric name core writes (at most 16 per route, 64 characters each).
  *
  * Recording costs a lookup and a few additions per request (cost-metrics-state.ts): the metrics
  * reach the readers through metricProducer(), which each reader is given when it is made
@@ -20,16 +22,31 @@ import * as core from '@request-budget/core';
 import type { BudgetRuleSet } from '@request-budget/core';
 import { HISTOGRAMS } from './cost-metric-definitions';
 import { CostMetricsProducer } from './cost-metrics-producer';
-import { CostMetricsState, statusClassIndex } from './cost-metrics-state';
+import { CostMetricsState, ESTIMATE, ESTIMATE_ERROR, statusClassIndex } from './cost-metrics-state';
 import { lateOperationOf, type LateOperation } from './late-operations';
-import { RouteTable } from './route-table';
+import { OTHER_ROUTE, RouteTable } from './route-table';
 import { UNKNOWN_SERVICE } from './service-label';
 
 export { METRIC_NAMES } from './cost-metric-definitions';
 export { OTHER_ROUTE } from './route-table';
 
 // Read once: compiled to CommonJS, each use of a re-exported constant calls a getter.
-const { BUDGET_BREACH_EVENT, COST_DB_QUERIES, COST_DB_ROWS, COST_DB_TIME_MS, COST_HEAP_DELTA_BYTES, COST_JOBS_ENQUEUED, MEASUREMENT_ATTRIBUTE } = core;
+const {
+  BUDGET_BREACH_EVENT,
+  BUDGET_UNJUDGED,
+  COST_DB_BYTES,
+  COST_DB_QUERIES,
+  COST_DB_ROWS,
+  COST_DB_TIME_MS,
+  COST_HEAP_DELTA_BYTES,
+  COST_JOBS_ENQUEUED,
+  COST_MEMORY_ALLOCATED_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES,
+  MEASUREMENT_ATTRIBUTE,
+} = core;
+/** `budget.unjudged` entries counted per request at most: core writes one per byte or heap limit. */
+const MAX_UNJUDGED_ENTRIES = 16;
 /** Not in core's attribute names: the HTTP semantic conventions' own. */
 const HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code';
 
@@ -45,7 +62,7 @@ export interface CostMetricsOptions {
 export class CostMetricsProcessor implements SpanProcessor {
   private readonly state = new CostMetricsState();
   private readonly routes: RouteTable;
-  /** One request's histogram values, in HISTOGRAMS order (duration, queries, DB time, rows, heap growth). */
+  /** One request's histogram values, in HISTOGRAMS order (duration, queries, DB time, rows, heap growth, allocated, DB bytes). */
   private readonly request = new Float64Array(HISTOGRAMS.length);
 
   constructor(options: CostMetricsOptions = {}) {
@@ -85,7 +102,24 @@ export class CostMetricsProcessor implements SpanProcessor {
       request[3] = Number(a[COST_DB_ROWS] ?? 0);
       // Histograms take no negative values: a shrinking heap (a GC ran) records as no growth.
       request[4] = Math.max(0, Number(a[COST_HEAP_DELTA_BYTES] ?? 0));
+      // Absent (NaN, not recorded): a request memory attribution did not measure (off, or outside its
+      // sampling windows); a driver that did not report its result bytes.
+      request[5] = Number(a[COST_MEMORY_ALLOCATED_BYTES]);
+      request[6] = Number(a[COST_DB_BYTES]);
       this.state.record(route, statusClassIndex(a[HTTP_RESPONSE_STATUS_CODE]), request);
+      // A route's own estimate; `(other)` mixes routes, whose last estimate would stand for none of them.
+      const estimate = a[COST_MEMORY_ROUTE_ESTIMATE_BYTES];
+      if (estimate !== undefined && route.route !== OTHER_ROUTE) {
+        route.memoryEstimate[ESTIMATE] = Number(estimate);
+        route.memoryEstimate[ESTIMATE_ERROR] = Number(a[COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES]);
+      }
+      const unjudged = a[BUDGET_UNJUDGED];
+      if (Array.isArray(unjudged)) {
+        for (let i = 0; i < unjudged.length && i < MAX_UNJUDGED_ENTRIES; i += 1) {
+          const entry: unknown = unjudged[i];
+          if (typeof entry === 'string') this.state.countUnjudged(route, entry);
+        }
+      }
       const enqueued = Number(a[COST_JOBS_ENQUEUED] ?? 0);
       if (enqueued > 0) this.state.addJobsEnqueued(route, enqueued);
       const events = span.events;

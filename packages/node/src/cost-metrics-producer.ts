@@ -1,6 +1,6 @@
 /**
  * Hands the cost metrics to one metric reader (its `metricProducers` option), as the SDK would
- * have reported the same instruments to it: the histograms, counters and limit gauge of
+ * have reported the same instruments to it: the histograms, counters and gauges of
  * cost-metric-definitions.ts, under the scope `@request-budget/node`, cumulative or delta as the
  * reader (its exporter) selects per instrument type. The work is done here, per collection, from
  * the running totals of cost-metrics-state.ts; nothing here runs per request.
@@ -20,7 +20,7 @@ import {
   type MetricDescriptor,
   type MetricProducer,
 } from '@opentelemetry/sdk-metrics';
-import { COST_METRICS_SCOPE, COUNTERS, HISTOGRAMS, LIMIT_GAUGE } from './cost-metric-definitions';
+import { COST_METRICS_SCOPE, COUNTERS, HISTOGRAMS, LIMIT_GAUGE, MEMORY_ESTIMATE_GAUGES } from './cost-metric-definitions';
 import {
   COUNT,
   FIRST_BUCKET,
@@ -71,12 +71,15 @@ export class CostMetricsProducer implements MetricProducer {
     const add = (metric: MetricData) => {
       if (metric.dataPoints.length > 0) metrics.push(metric);
     };
-    // The order the instruments were created in: the gauge, the histograms, the counters.
+    // The order the instruments were created in: the gauge, the histograms, the counters; then the
+    // metrics added since (memory estimates, unjudged limits), so the others keep their places.
     add(this.limitGauge(collectedAt));
     HISTOGRAMS.forEach(({ descriptor, boundaries }, h) => add(this.histogram(descriptor, boundaries, h, collectedAt)));
     add(this.counter(COUNTERS.breaches, this.state.counters.breaches, collectedAt));
     add(this.counter(COUNTERS.jobsEnqueued, this.state.counters.jobsEnqueued, collectedAt));
     add(this.counter(COUNTERS.lateOperations, this.state.counters.lateOperations, collectedAt));
+    MEMORY_ESTIMATE_GAUGES.forEach((descriptor, at) => add(this.memoryEstimateGauge(descriptor, at, collectedAt)));
+    add(this.counter(COUNTERS.unjudged, this.state.counters.unjudged, collectedAt));
     this.endInterval(collectedAt);
     // The reader reports the meter provider's resource, not this one.
     return Promise.resolve({
@@ -94,6 +97,17 @@ export class CostMetricsProducer implements MetricProducer {
     return { descriptor: LIMIT_GAUGE, aggregationTemporality: this.gaugeTemporality, dataPointType: DataPointType.GAUGE, dataPoints };
   }
 
+  /** One of each route's last memory estimate figures (`at` in CostRoute.memoryEstimate): no point for a route none of whose requests carried one. */
+  private memoryEstimateGauge(descriptor: MetricDescriptor, at: number, collectedAt: HrTime): MetricData {
+    const dataPoints: DataPoint<number>[] = [];
+    for (const route of this.state.routes) {
+      const value = route.memoryEstimate[at];
+      if (Number.isNaN(value)) continue;
+      dataPoints.push({ attributes: route.attributes, startTime: this.startOf(route.createdAt, this.gaugeTemporality), endTime: collectedAt, value });
+    }
+    return { descriptor, aggregationTemporality: this.gaugeTemporality, dataPointType: DataPointType.GAUGE, dataPoints };
+  }
+
   private histogram(descriptor: MetricDescriptor, boundaries: number[], h: number, collectedAt: HrTime): MetricData {
     const at = OFFSETS[h];
     const delta = this.histogramTemporality === AggregationTemporality.DELTA;
@@ -103,8 +117,10 @@ export class CostMetricsProducer implements MetricProducer {
       const previous = delta ? this.base?.series.get(series) : undefined;
       const since = (i: number) => values[i] - (previous?.[i] ?? 0);
       const count = since(at + COUNT);
-      // A delta reader hears of a series only when it had requests since the last collection, as from the SDK.
-      if (delta && count === 0) continue;
+      // A delta reader hears of a series only when it had requests since the last collection, as from
+      // the SDK; any reader, of a histogram only once it recorded a value there (db.bytes is absent
+      // from some requests).
+      if (count === 0) continue;
       const counts: number[] = [];
       for (let b = 0; b <= boundaries.length; b += 1) counts.push(since(at + FIRST_BUCKET + b));
       const interval = delta ? this.deltaSlot! * INTERVAL_LENGTH + h * INTERVAL_FIELDS : -1;

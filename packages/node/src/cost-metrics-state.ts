@@ -1,6 +1,6 @@
 /**
  * The cost metrics' running totals, as plain numbers per series. Each (service, route,
- * status_class) series holds its five histograms — count, sum, min, max and bucket counts — in
+ * status_class) series holds its histograms — count, sum, min, max and bucket counts — in
  * one Float64Array made on its first request, and each counter cell its total: recording a
  * request is a few additions, with no attribute set hashed (as an SDK instrument's record() does
  * on every call) and nothing allocated. The readers turn the totals into metric data when they
@@ -38,7 +38,7 @@ export function statusClassIndex(status: unknown): number {
   return Number.isInteger(code) && code >= 100 && code < 600 ? Math.floor(code / 100) - 1 : STATUS_CLASSES.length - 1;
 }
 
-/** The five histograms of one (service, route, status_class). */
+/** The histograms of one (service, route, status_class). */
 export class HistogramSeries {
   /** Cumulative since the first request, at OFFSETS. */
   readonly values = emptyValues();
@@ -66,7 +66,7 @@ export class HistogramSeries {
     const intervals = this.intervals;
     for (let h = 0; h < HISTOGRAMS.length; h += 1) {
       const value = request[h];
-      // As the SDK's histogram: a negative value is dropped, NaN ignored.
+      // As the SDK's histogram: a negative value is dropped, NaN ignored (an absent figure is passed as NaN).
       if (!(value >= 0)) continue;
       const at = OFFSETS[h];
       values[at + COUNT] += 1;
@@ -112,6 +112,21 @@ export interface RouteLimit {
   readonly value: number;
 }
 
+/** A `request_budget.unjudged` cell: its metric kept apart to match `budget.unjudged` entries without slicing them. */
+export interface UnjudgedCell extends CounterCell {
+  readonly metric: string;
+}
+
+/** The `metric` label of `budget.unjudged` entries that are not `metric: reason` with a short metric, or past a route's cap. */
+export const OTHER_METRIC = '(other)';
+/** Distinct `metric` labels of `request_budget.unjudged` per route; core judges fewer limits than this. */
+export const MAX_UNJUDGED_METRICS = 16;
+/** Longest `metric` label taken from a `budget.unjudged` entry. */
+export const MAX_METRIC_LENGTH = 64;
+/** Where a route's memory estimate and its error are in CostRoute.memoryEstimate. */
+export const ESTIMATE = 0;
+export const ESTIMATE_ERROR = 1;
+
 /** A labelled route of one service (or the service's `(other)`): its series by status class and its counter cells. */
 export class CostRoute {
   /** By statusClassIndex, made on the first request of that class. */
@@ -121,20 +136,36 @@ export class CostRoute {
   readonly breaches = new Map<string, Map<string, CounterCell>>();
   /** By kind. */
   readonly lateOperations = new Map<string, CounterCell>();
+  /** In the order of their first entry, at most MAX_UNJUDGED_METRICS besides OTHER_METRIC's. */
+  readonly unjudged: UnjudgedCell[] = [];
+  /**
+   * The last memory estimate and error its requests carried (at ESTIMATE, ESTIMATE_ERROR), NaN
+   * until one does. Written in place by the processor: storing a double in an object's field may box it.
+   */
+  readonly memoryEstimate = new Float64Array([NaN, NaN]);
+  /** `{ service, route }`, the memory estimate gauges' labels. */
+  readonly attributes: Attributes;
 
   constructor(
     readonly service: string,
     readonly route: string,
     readonly limits: readonly RouteLimit[],
     readonly createdAt: HrTime,
-  ) {}
+  ) {
+    this.attributes = { service, route };
+  }
 }
 
 /** Every route, series and counter cell, each list in the order of its first request (the SDK's order). */
 export class CostMetricsState {
   readonly routes: CostRoute[] = [];
   readonly series: HistogramSeries[] = [];
-  readonly counters = { breaches: [] as CounterCell[], jobsEnqueued: [] as CounterCell[], lateOperations: [] as CounterCell[] };
+  readonly counters = {
+    breaches: [] as CounterCell[],
+    jobsEnqueued: [] as CounterCell[],
+    lateOperations: [] as CounterCell[],
+    unjudged: [] as CounterCell[],
+  };
   private deltaReaders = 0;
 
   addRoute(service: string, route: string, limits: Partial<Record<string, number>>): CostRoute {
@@ -174,6 +205,24 @@ export class CostMetricsState {
     cell.value += 1;
   }
 
+  /**
+   * One entry of a request's `budget.unjudged`, `metric: reason`: counted under its metric. A
+   * known metric is found by comparing the entry's start, so counting makes no string.
+   */
+  countUnjudged(route: CostRoute, entry: string): void {
+    const cells = route.unjudged;
+    for (let i = 0; i < cells.length; i += 1) {
+      const cell = cells[i];
+      const length = cell.metric.length;
+      // ': ' after the metric (58 and 32), so `db.bytes` does not take `db.bytes_x: …`.
+      if (entry.startsWith(cell.metric) && entry.charCodeAt(length) === 58 && entry.charCodeAt(length + 1) === 32) {
+        cell.value += 1;
+        return;
+      }
+    }
+    this.unjudgedCell(route, metricOf(entry)).value += 1;
+  }
+
   /** A reader that reports deltas: its slot in every series' intervals. */
   addDeltaReader(): number {
     for (const series of this.series) series.addDeltaReader();
@@ -187,11 +236,29 @@ export class CostMetricsState {
     return series;
   }
 
+  /** The route's cell for a metric not counted yet (its OTHER_METRIC cell past the cap). */
+  private unjudgedCell(route: CostRoute, metric: string): UnjudgedCell {
+    const cells = route.unjudged;
+    const other = cells.find((cell) => cell.metric === OTHER_METRIC);
+    const label = cells.length - (other === undefined ? 0 : 1) < MAX_UNJUDGED_METRICS ? metric : OTHER_METRIC;
+    if (label === OTHER_METRIC && other !== undefined) return other;
+    const cell: UnjudgedCell = { attributes: { service: route.service, route: route.route, metric: label }, startTime: now(), value: 0, metric: label };
+    cells.push(cell);
+    this.counters.unjudged.push(cell);
+    return cell;
+  }
+
   private addCell(list: CounterCell[], attributes: Attributes): CounterCell {
     const cell = { attributes, startTime: now(), value: 0 };
     list.push(cell);
     return cell;
   }
+}
+
+/** The metric of a `budget.unjudged` entry, `metric: reason`; OTHER_METRIC when it is not one, or the metric is too long to be a label. */
+function metricOf(entry: string): string {
+  const end = entry.indexOf(': ');
+  return end > 0 && end <= MAX_METRIC_LENGTH ? entry.slice(0, end) : OTHER_METRIC;
 }
 
 /** As the SDK stamps a series' start: the wall clock in milliseconds. */

@@ -7,7 +7,7 @@
  * through the parent span in its start context. There is no process-wide map to grow or to
  * sweep, and a tally is freed with its span.
  */
-import { SpanKind, trace, type Context } from '@opentelemetry/api';
+import { SpanKind, trace, type Attributes, type Context } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import {
@@ -16,6 +16,9 @@ import {
   COST_HEAP_CONFIDENCE,
   COST_HEAP_DELTA_BYTES,
   COST_HEAP_IN_FLIGHT,
+  COST_MEMORY_ALLOCATED_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES,
   CostTally,
   FingerprintCache,
   classifySpan,
@@ -23,6 +26,7 @@ import {
   heapConfidence,
   isEnqueueSpan,
   roundMs,
+  routePartsOf,
   type RepeatedStatement,
   type SpanKindName,
 } from '@request-budget/core';
@@ -32,6 +36,9 @@ import { GcMonitor } from './gc-monitor';
 import { LightSpan, type LightSpanSink } from './light-span';
 import { HeapProbe } from './heap-probe';
 import { markLateOperation } from './late-operations';
+import { MemoryAttribution, type AllocationAccount } from './memory-attribution';
+import { RouteMemoryEstimates, type MemoryEstimatesOptions } from './memory-estimates';
+import { MemoryWindows, type MemorySamplingOptions } from './memory-windows';
 import { noteModulesLoadedAtStart, notifyRootStarted, notifySpanEnded } from './measurement-registry';
 
 // Makes a span a root of its own even inside a request (jobs, measurements); defined with the
@@ -53,7 +60,23 @@ interface RootState {
   readonly startSequence: number;
   /** Roots in flight right after this one started, itself included. */
   readonly inFlightAtStart: number;
+  /** Bytes its own code allocates, when memory attribution is on. */
+  readonly memory: AllocationAccount | undefined;
   ended: boolean;
+}
+
+export interface CostSpanProcessorOptions {
+  /**
+   * Attribute the bytes each request's own code allocates (`cost.memory.*`), whatever runs
+   * beside it: async hooks and a heap reading whenever the running request changes, in sampling
+   * windows (memory-windows.ts).
+   * @default true
+   */
+  readonly memoryAttribution?: boolean;
+  /** When requests are measured. @default 5% of the time, in windows of 1 s */
+  readonly memorySampling?: MemorySamplingOptions;
+  /** How each route's estimate of memory per request is averaged. */
+  readonly memoryEstimates?: MemoryEstimatesOptions;
 }
 
 const ROOT_STATE = Symbol('request-budget.root-state');
@@ -86,10 +109,17 @@ export class CostSpanProcessor implements SpanProcessor, LightSpanSink {
   private readonly duplicates = new DuplicateOperations();
   // Late light spans reach no other processor by themselves: those that count late operations.
   private lateListeners: readonly SpanProcessor[] = [];
+  private readonly memoryEstimates: RouteMemoryEstimates | undefined;
+  private readonly memory: MemoryWindows | undefined;
 
-  constructor() {
+  constructor(options: CostSpanProcessorOptions = {}) {
     this.gc.start();
     noteModulesLoadedAtStart();
+    if (options.memoryAttribution !== false) {
+      this.memoryEstimates = new RouteMemoryEstimates(options.memoryEstimates);
+      this.memory = new MemoryWindows(new MemoryAttribution((active) => accountOf(active, this), this.memoryEstimates), options.memorySampling);
+      this.memory.start();
+    }
   }
 
   /**
@@ -176,6 +206,7 @@ export class CostSpanProcessor implements SpanProcessor, LightSpanSink {
 
   shutdown(): Promise<void> {
     this.gc.stop();
+    this.memory?.shutdown();
     return Promise.resolve();
   }
 
@@ -183,6 +214,7 @@ export class CostSpanProcessor implements SpanProcessor, LightSpanSink {
     this.rootsStarted += 1;
     this.rootsInFlight += 1;
     this.unendedRoots.register(root, undefined, root);
+    const memory = this.memory?.admit();
     return {
       owner: this,
       root,
@@ -193,6 +225,7 @@ export class CostSpanProcessor implements SpanProcessor, LightSpanSink {
       fullCollectionsAtStart: this.gc.fullCollectionsSeen(),
       startSequence: this.rootsStarted,
       inFlightAtStart: this.rootsInFlight,
+      memory,
       ended: false,
     };
   }
@@ -215,6 +248,17 @@ export class CostSpanProcessor implements SpanProcessor, LightSpanSink {
     root.setAttribute(COST_HEAP_CONFIDENCE, heapConfidence(overlapping, gcRan));
     root.setAttribute(COST_GC_COUNT, gcCount);
     root.setAttribute(COST_GC_TIME_MS, roundMs(this.gc.timeMs - state.gcTimeAtStart));
+    if (this.memory !== undefined && this.memoryEstimates !== undefined) {
+      const route = memoryRouteOf(root.attributes);
+      // The route's estimate before this request joins it: what the route costs, not this one.
+      const estimate = this.memoryEstimates.estimate(route);
+      const own = state.memory === undefined ? undefined : this.memory.close(state.memory, route);
+      if (own !== undefined) root.setAttribute(COST_MEMORY_ALLOCATED_BYTES, own);
+      if (estimate !== undefined) {
+        root.setAttribute(COST_MEMORY_ROUTE_ESTIMATE_BYTES, estimate.meanBytes);
+        root.setAttribute(COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES, estimate.errorBytes);
+      }
+    }
   }
 
   private reportHookFailure(hook: string, error: unknown): void {
@@ -222,6 +266,18 @@ export class CostSpanProcessor implements SpanProcessor, LightSpanSink {
     this.hookFailureReported = true;
     reportProblem(`cost attribution failed in ${hook} and skipped that span (reported once): ${describeError(error)}`);
   }
+}
+
+/** The key a root's memory estimate is kept under: its job, or its method and route template. */
+function memoryRouteOf(attributes: Attributes): string {
+  const { job, method, template } = routePartsOf(attributes);
+  return job !== undefined ? `job ${job}` : `${method ?? 'ANY'} ${template ?? ''}`;
+}
+
+/** The running root's memory account in a context, for memory attribution. */
+function accountOf(active: Context, owner: CostSpanProcessor): AllocationAccount | undefined {
+  const state = (trace.getSpan(active) as (TrackedSpan & object) | undefined)?.[ROOT_STATE];
+  return state === undefined || state.ended || state.owner !== owner ? undefined : state.memory;
 }
 
 /** Whether a parent span object (an SDK span, read through its public fields) is an enqueue span. */

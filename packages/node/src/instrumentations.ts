@@ -1,6 +1,6 @@
 /**
  * The auto-instrumentations request-budget installs, configured with the hooks the cost record
- * needs: rows returned for pg and mysql2, timeout detection for outgoing HTTP calls. Each one
+ * needs: rows returned for pg and mysql2 with their wire bytes, timeout detection for outgoing HTTP calls. Each one
  * only patches its library when the app loads it, so listing a library the app does not use
  * costs nothing.
  */
@@ -16,13 +16,15 @@ import { MySQL2Instrumentation } from '@opentelemetry/instrumentation-mysql2';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { RedisInstrumentation } from '@opentelemetry/instrumentation-redis';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
-import { DB_RESPONSE_RETURNED_ROWS } from '@request-budget/core';
+import { DB_RESPONSE_BYTES, DB_RESPONSE_RETURNED_ROWS } from '@request-budget/core';
 import { BluebirdContextInstrumentation } from './bluebird-context-instrumentation';
 import { ExpressRouteInstrumentation } from './express-route-instrumentation';
 import { createFastifyInstrumentation } from './fastify-instrumentation';
 import { KoaRouteInstrumentation } from './koa-route-instrumentation';
 import { MysqlCallbackContextInstrumentation } from './mysql-callback-context-instrumentation';
-import { MysqlStreamInstrumentation, streamedRowCount } from './mysql-stream-instrumentation';
+import { MysqlRowBytesInstrumentation, rowSetBytes } from './mysql-row-bytes-instrumentation';
+import { MysqlStreamInstrumentation, streamedRowBytes, streamedRowCount } from './mysql-stream-instrumentation';
+import { PgRowBytesInstrumentation, pgRowBytes } from './pg-row-bytes-instrumentation';
 import { PoolContextInstrumentation } from './pool-context-instrumentation';
 import { PostgresJsInstrumentation } from './instrumentations/postgres-js-instrumentation';
 import { RedisTransactionInstrumentation } from './redis-transaction-instrumentation';
@@ -130,6 +132,9 @@ export function companionInstrumentations(names: readonly InstrumentationName[],
   if (names.includes('pg') || names.includes('mysql2') || names.includes('redis')) {
     instrumentations.push(new PoolContextInstrumentation({ pgBindsCallersWithSpan: settings.pgInstrumented }));
   }
+  // The wire bytes of the rows, beside the rows the response hooks count.
+  if (names.includes('pg')) instrumentations.push(new PgRowBytesInstrumentation());
+  if (names.includes('mysql2')) instrumentations.push(new MysqlRowBytesInstrumentation());
   // mysql2 runs callbacks in the context of whoever opened the connection: bind them to the caller.
   // Streamed queries: one query, ended at its last row (after instrumentation-mysql2, to wrap it).
   if (names.includes('mysql2')) instrumentations.push(new MysqlCallbackContextInstrumentation(), new MysqlStreamInstrumentation());
@@ -147,14 +152,20 @@ export function companionInstrumentations(names: readonly InstrumentationName[],
   return instrumentations;
 }
 
-/** instrumentation-pg `responseHook`: the rows the query returned. */
-export const pgResponseHook = (span: Span, { data }: { data: unknown }): void => recordRows(span, pgRows(data));
+/** instrumentation-pg `responseHook`: the rows the query returned, and their wire bytes. */
+export const pgResponseHook = (span: Span, { data }: { data: unknown }): void => recordRows(span, pgRows(data), pgRowBytes(data));
 
-/** instrumentation-mysql2 `responseHook`: the rows the query returned. */
-export const mysql2ResponseHook = (span: Span, { queryResults }: { queryResults: unknown }): void => recordRows(span, mysqlRows(queryResults));
+/** instrumentation-mysql2 `responseHook`: the rows the query returned, and their wire bytes. */
+export const mysql2ResponseHook = (span: Span, { queryResults }: { queryResults: unknown }): void => {
+  // Decided once for both: deciding reads every row of a large result.
+  const multiple = Array.isArray(queryResults) && isMultipleResults(queryResults);
+  recordRows(span, mysqlRows(queryResults, multiple), mysqlRowBytes(queryResults, multiple));
+};
 
-function recordRows(span: Span, rows: number): void {
+/** Rows and their bytes go together: bytes are left out only when they are unknown. */
+function recordRows(span: Span, rows: number, bytes: number | undefined): void {
   span.setAttribute(DB_RESPONSE_RETURNED_ROWS, rows);
+  if (bytes !== undefined) span.setAttribute(DB_RESPONSE_BYTES, bytes);
 }
 
 /** pg: one result, or an array of results for a multi-statement query. */
@@ -169,16 +180,34 @@ function pgRows(data: unknown): number {
  * arrays) and result headers. Headers (INSERT, UPDATE) return no rows. A streamed query hands
  * over its row count instead (see mysql-stream-instrumentation.ts).
  */
-function mysqlRows(results: unknown): number {
+function mysqlRows(results: unknown, multiple: boolean): number {
   const streamed = streamedRowCount(results);
   if (streamed !== undefined) return streamed;
   if (!Array.isArray(results)) return 0;
+  if (!multiple) return results.length;
+  return results.reduce((sum: number, item) => sum + (Array.isArray(item) ? item.length : 0), 0);
+}
+
+/** mysql2: the wire bytes of the rows {@link mysqlRows} counts, or undefined when any of them went unmeasured. */
+function mysqlRowBytes(results: unknown, multiple: boolean): number | undefined {
+  if (streamedRowCount(results) !== undefined) return streamedRowBytes(results);
+  if (!Array.isArray(results)) return isResultHeader(results) ? 0 : undefined;
+  if (!multiple) return rowSetBytes(results);
+  let sum = 0;
+  for (const item of results) {
+    const bytes = Array.isArray(item) ? rowSetBytes(item) : 0;
+    if (bytes === undefined) return undefined;
+    sum += bytes;
+  }
+  return sum;
+}
+
+/** Whether mysql2 answered with several result sets (and headers) rather than one set of rows. */
+function isMultipleResults(results: readonly unknown[]): boolean {
   // A row is an object (or, with rowsAsArray, an array of values); a result set is an array
   // of object rows.
   const isResultSet = (item: unknown) => Array.isArray(item) && item.every((row) => typeof row === 'object' && row !== null && !Array.isArray(row));
-  const multiple = results.some(isResultHeader) || (results.length > 0 && results.every(isResultSet));
-  if (!multiple) return results.length;
-  return results.reduce((sum: number, item) => sum + (Array.isArray(item) ? item.length : 0), 0);
+  return results.some(isResultHeader) || (results.length > 0 && results.every(isResultSet));
 }
 
 function isResultHeader(item: unknown): boolean {

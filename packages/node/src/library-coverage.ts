@@ -24,6 +24,7 @@ import {
   type InstrumentationConfig,
   type InstrumentationModuleDefinition,
 } from '@opentelemetry/instrumentation';
+import { isAuxiliary } from './auxiliary-instrumentation';
 import { describeError, reportProblem } from './diagnostics';
 import { INSTRUMENTATION_NAMES } from './instrumentations';
 import { KNOWN_LIBRARIES, type KnownLibrary, type LibraryWork } from './known-libraries';
@@ -110,6 +111,8 @@ export class LibraryCoverage {
   }
 
   private addCoverage(instrumentation: Instrumentation, fromApp: boolean): void {
+    // Row bytes and the like: the library's own instrumentation says whether it is counted.
+    if (isAuxiliary(instrumentation)) return;
     for (const definition of moduleDefinitionsOf(instrumentation)) {
       if (!this.libraries.has(definition.name)) continue;
       if (fromApp) this.coveredByApp.add(definition.name);

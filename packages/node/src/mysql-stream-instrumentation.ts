@@ -10,8 +10,10 @@
  * it passes the statement and values as one options object (which mysql2 takes the same way), so
  * instrumentation-mysql2 always takes its first path, then takes back the 'result' listener that
  * path added and calls it itself when the query ends: at its 'end', or when the consumer closes
- * the stream early. Rows are counted as 'result' events pass; a failed query is still ended by
- * instrumentation-mysql2's own 'error' listener.
+ * the stream early. Rows are counted as 'result' events pass, with their wire bytes (see
+ * mysql-row-bytes-instrumentation.ts); a failed query is still ended by instrumentation-mysql2's
+ * own 'error' listener. A pool's query (a command with its callback) is ended by its callback
+ * alone, with all its results (see `endAtCallback`).
  */
 import {
   InstrumentationBase,
@@ -20,10 +22,12 @@ import {
   type InstrumentationConfig,
 } from '@opentelemetry/instrumentation';
 import { describeError, reportProblem } from './diagnostics';
+import { lastRowBytes } from './mysql-row-bytes-instrumentation';
 import { installLayer, removeLayer, type AnyFunction } from './prototype-layer';
 
 const LAYER_NAME = 'mysql2-stream';
 const STREAMED_ROWS = Symbol('request-budget.mysql2-streamed-rows');
+const STREAMED_BYTES = Symbol('request-budget.mysql2-streamed-bytes');
 const TRACKER = Symbol('request-budget.mysql2-streamed-query');
 const STREAM = Symbol('request-budget.mysql2-query-stream');
 
@@ -52,9 +56,18 @@ export function streamedRowCount(queryResults: unknown): number | undefined {
   return (queryResults as { [STREAMED_ROWS]: number })[STREAMED_ROWS];
 }
 
+/** The wire bytes of a streamed query's rows, beside {@link streamedRowCount}; undefined when not all were measured. */
+export function streamedRowBytes(queryResults: unknown): number | undefined {
+  if (typeof queryResults !== 'object' || queryResults === null || !(STREAMED_BYTES in queryResults)) return undefined;
+  const bytes = (queryResults as { [STREAMED_BYTES]: number })[STREAMED_BYTES];
+  return Number.isInteger(bytes) ? bytes : undefined;
+}
+
 /** One streamed query: counts its rows and ends instrumentation-mysql2's span when it ends. */
 class StreamedQuery {
   private rows = 0;
+  // NaN once a row could not be measured: the bytes are then unknown.
+  private bytes = 0;
   private finished = false;
 
   constructor(
@@ -66,17 +79,19 @@ class StreamedQuery {
     // Rows the consumer no longer receives (its stream is destroyed) are not counted.
     if (this.finished || isResultHeader(value) || this.command[STREAM]?.destroyed === true) return;
     this.rows += 1;
+    this.bytes += lastRowBytes(this.command) ?? Number.NaN;
   }
 
   finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.endSpan({ [STREAMED_ROWS]: this.rows });
+    this.endSpan({ [STREAMED_ROWS]: this.rows, [STREAMED_BYTES]: this.bytes });
   }
 }
 
 export class MysqlStreamInstrumentation extends InstrumentationBase<InstrumentationConfig> {
   private reported = false;
+  private pooledReported = false;
 
   constructor(config: InstrumentationConfig = {}) {
     super('@request-budget/mysql2-stream', '0.1.0', config);
@@ -120,14 +135,20 @@ export class MysqlStreamInstrumentation extends InstrumentationBase<Instrumentat
     return function queryStreamedAsOne(this: unknown, ...args: unknown[]) {
       if (!state.active) return original.apply(this, args);
       let plan: { single: unknown[]; before: AnyFunction[] } | undefined;
+      let pooled: { command: Command; before: AnyFunction[] } | undefined;
       try {
         if (isEventMode(args)) plan = { single: asOneArgument(args, isExecute), before: isCommand(args[0]) ? args[0].rawListeners('result') : [] };
+        else if (isPooledCommand(args)) pooled = { command: args[0], before: args[0].rawListeners('result') };
       } catch (error) {
         instrumentation.reportOnce(describeError(error));
-        plan = undefined;
+        plan = pooled = undefined;
       }
       // mysql2's own errors (a bad bind parameter throws) reach the caller unchanged.
-      if (plan === undefined) return original.apply(this, args);
+      if (plan === undefined) {
+        const command = original.apply(this, args) as unknown;
+        if (pooled !== undefined) instrumentation.endAtCallback(pooled.command, pooled.before);
+        return command;
+      }
       const command = original.apply(this, plan.single) as unknown;
       instrumentation.track(command, plan.before);
       return command;
@@ -153,6 +174,28 @@ export class MysqlStreamInstrumentation extends InstrumentationBase<Instrumentat
       command[TRACKER] = tracker;
       command.on('result', (value: unknown) => tracker.row(value));
       command.once('end', () => tracker.finish());
+    } catch (error) {
+      this.reportOnce(describeError(error));
+    }
+  }
+
+  /**
+   * A pool's query is a command carrying its callback (onResult): instrumentation-mysql2 ends the
+   * span from the callback, with every result, but also at the command's first 'result' event,
+   * which a statement without rows emits before the callback (an UPDATE among several
+   * statements, the status at the end of a CALL), with that statement's header alone: its rows
+   * and their bytes would be lost. That listener is taken back.
+   */
+  private endAtCallback(command: Command, before: readonly AnyFunction[]): void {
+    try {
+      const added = command.rawListeners('result').filter((listener) => !before.includes(listener));
+      if (added.length === 1) command.removeListener('result', added[0]);
+      else if (added.length > 1 && !this.pooledReported) {
+        this.pooledReported = true;
+        reportProblem(
+          `a pooled mysql2 query with several results may count only the first (${added.length} 'result' listeners were added, 1 expected; reported once)`,
+        );
+      }
     } catch (error) {
       this.reportOnce(describeError(error));
     }
@@ -195,6 +238,12 @@ function isEventMode(args: readonly unknown[]): boolean {
   if (args.length === 0 || args.some((arg) => typeof arg === 'function')) return false;
   const first = args[0];
   return !(isCommand(first) && typeof first.onResult === 'function');
+}
+
+/** A command with its callback, handed over alone: how a pool runs `pool.query(sql, values, callback)`. */
+function isPooledCommand(args: readonly unknown[]): args is [Command] {
+  const first = args[0];
+  return args.length === 1 && isCommand(first) && typeof first.onResult === 'function';
 }
 
 /**

@@ -63,7 +63,7 @@ export function assemblePipeline(
     costMeter === undefined ? undefined : new FailureMetrics({ meter: costMeter.meter, service: costMeter.service, exporters: config.traceExporters, alerts });
   const exportProcessors = createExportProcessors(config, connections, failures);
   const probe = new RegistrationProbe();
-  const cost = new CostSpanProcessor();
+  const cost = new CostSpanProcessor({ memoryAttribution: config.memoryAttribution, memorySampling: { ratio: config.memorySampleRatio } });
   const metrics = costMeter?.costMetrics;
   const summary = config.summary ? new SummarySpanProcessor() : undefined;
   const exportBreached = config.exportBreachedTraces && budgets !== undefined && exportProcessors.length > 0;

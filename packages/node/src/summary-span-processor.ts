@@ -20,13 +20,15 @@
  * Lines are buffered and written on a timer, never on the request path; the buffer is bounded and
  * lines beyond it are counted and reported as dropped.
  */
-import { SpanStatusCode } from '@opentelemetry/api';
+import { SpanStatusCode, type Attributes } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
 import {
   BUDGET_BREACHED,
   BUDGET_RULE,
+  BUDGET_UNJUDGED,
   BUDGET_VIOLATIONS,
+  COST_DB_BYTES,
   COST_DB_QUERIES,
   COST_DB_REPEATED_COUNT,
   COST_DB_REPEATED_STATEMENT,
@@ -37,6 +39,9 @@ import {
   COST_HTTP_CLIENT_CALLS,
   COST_HTTP_CLIENT_UNTIMED,
   COST_JOBS_ENQUEUED,
+  COST_MEMORY_ALLOCATED_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES,
   HTTP_REQUEST_METHOD,
   JOB_NAME_ATTRIBUTE,
   HTTP_ROUTE,
@@ -167,7 +172,10 @@ export function formatSummaryLine(span: ReadableSpan): string {
     `queries=${shown(a[COST_DB_QUERIES])}`,
     `db=${Number(a[COST_DB_TIME_MS]).toFixed(1)}ms`,
     `rows=${shown(a[COST_DB_ROWS])}`,
+    // The wire size of those rows, where every driver reported it (cost.db.bytes).
+    ...(typeof a[COST_DB_BYTES] === 'number' ? [`bytes=${formatSize(a[COST_DB_BYTES])}`] : []),
     `heap=${formatBytes(Number(a[COST_HEAP_DELTA_BYTES]))}(${shown(a[COST_HEAP_CONFIDENCE])})`,
+    ...memoryPart(a),
     `http=${shown(a[COST_HTTP_CLIENT_CALLS])}`,
   ];
   const untimed = Number(a[COST_HTTP_CLIENT_UNTIMED]);
@@ -178,12 +186,27 @@ export function formatSummaryLine(span: ReadableSpan): string {
   if (repeated > 1) parts.push(`repeated=${repeated}×${JSON.stringify(preview(String(a[COST_DB_REPEATED_STATEMENT])))}`);
   const violations = a[BUDGET_VIOLATIONS];
   if (a[BUDGET_BREACHED] === true && Array.isArray(violations)) parts.push(`OVER BUDGET (${shown(a[BUDGET_RULE])}): ${violations.join(', ')}`);
+  const unjudged = a[BUDGET_UNJUDGED];
+  if (Array.isArray(unjudged) && unjudged.length > 0) parts.push(`NOT JUDGED (${shown(a[BUDGET_RULE])}): ${unjudged.join(', ')}`);
   return `${parts.join(' ')}\n`;
+}
+
+/** `mem=1.9MiB` (the request's own allocation), with its route's estimate once there is one: `mem=1.9MiB(route 2.0MiB±12KiB)`. */
+function memoryPart(a: Attributes): string[] {
+  const own = a[COST_MEMORY_ALLOCATED_BYTES];
+  if (typeof own !== 'number') return [];
+  const estimate = a[COST_MEMORY_ROUTE_ESTIMATE_BYTES];
+  const route = typeof estimate === 'number' ? `(route ${formatSize(estimate)}±${formatSize(Number(a[COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES] ?? 0))})` : '';
+  return [`mem=${formatSize(own)}${route}`];
 }
 
 /** An attribute of the cost record or budget as the line shows it; `?` when the span lacks it. */
 function shown(value: unknown): string {
   return stringAttribute(value) ?? '?';
+}
+
+function formatSize(bytes: number): string {
+  return formatBytes(bytes).slice(1);
 }
 
 function formatBytes(bytes: number): string {

@@ -62,6 +62,21 @@ export interface RequestBudgetOptions {
    */
   instrumentations?: InstrumentationName[];
   /**
+   * Attribute the bytes each request's own code allocates (`cost.memory.allocated_bytes`) and keep
+   * each route's estimate of memory per request (`cost.memory.route_estimate_bytes`), whatever
+   * runs beside it: async hooks and a heap reading whenever the running request changes.
+   * Env: REQUEST_BUDGET_MEMORY_ATTRIBUTION.
+   * @default true
+   */
+  memoryAttribution?: boolean;
+  /**
+   * Share of the time requests are measured for memory attribution, in windows of a second
+   * (its async hooks cost every request in flight while on); 1 measures every request. Requests
+   * outside the windows carry their route's estimate. Env: REQUEST_BUDGET_MEMORY_SAMPLE_RATIO.
+   * @default 0.05
+   */
+  memorySampleRatio?: number;
+  /**
    * Keep express's span per middleware, router and handler. The route template is recorded
    * either way. Env: REQUEST_BUDGET_EXPRESS_LAYER_SPANS.
    * @default false: they cost every request and add little beside the server span

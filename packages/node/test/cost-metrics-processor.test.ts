@@ -15,12 +15,17 @@ import { resourceFromAttributes, type Resource } from '@opentelemetry/resources'
 import { TracerProvider, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import {
   BUDGET_BREACH_EVENT,
+  BUDGET_UNJUDGED,
   BudgetRuleSet,
+  COST_DB_BYTES,
   COST_DB_QUERIES,
   COST_DB_ROWS,
   COST_DB_TIME_MS,
   COST_HEAP_DELTA_BYTES,
   COST_JOBS_ENQUEUED,
+  COST_MEMORY_ALLOCATED_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_BYTES,
+  COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES,
   HTTP_METHOD_LEGACY,
   HTTP_REQUEST_METHOD,
   HTTP_ROUTE,
@@ -48,6 +53,12 @@ const SCOPE = 'otel_scope_name="@request-budget/node"';
 const COUNT_BOUNDS = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000];
 const MS_BOUNDS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 const BYTES_BOUNDS = [65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456];
+const ALLOCATED_BOUNDS = [4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456];
+const WIRE_BOUNDS = [0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+/** `budget.unjudged` entries as core's judge writes them. */
+const HEAP_UNJUDGED = 'heap.delta_bytes: 3 requests in flight (heapMinConfidence medium; allocatedBytes holds under load)';
+const DB_BYTES_UNJUDGED = 'db.bytes: not measured (a query went through a driver that does not report result bytes)';
+const ALLOCATED_UNJUDGED = 'memory.allocated_bytes: not measured (memory attribution is off or could not start)';
 
 // ---- root spans as the processor reads them: attributes, duration, events, resource, nothing else ----
 
@@ -68,6 +79,12 @@ interface RootSpec {
   readonly rows?: number;
   readonly heapDelta?: number;
   readonly enqueued?: number;
+  /** Absent unless given, as when memory attribution is off or a driver reported no bytes. */
+  readonly allocated?: number;
+  readonly dbBytes?: number;
+  /** [estimate, error]: cost.memory.route_estimate_bytes and its error. */
+  readonly estimate?: readonly [number, number];
+  readonly unjudged?: readonly string[];
   /** [metric, severity] of each breach event. */
   readonly breaches?: readonly (readonly [string, string])[];
   readonly measurement?: boolean;
@@ -81,6 +98,12 @@ function root(spec: RootSpec): ReadableSpan {
     [COST_DB_ROWS]: spec.rows ?? 0,
     [COST_HEAP_DELTA_BYTES]: spec.heapDelta ?? 0,
     ...(spec.enqueued !== undefined ? { [COST_JOBS_ENQUEUED]: spec.enqueued } : {}),
+    ...(spec.allocated !== undefined ? { [COST_MEMORY_ALLOCATED_BYTES]: spec.allocated } : {}),
+    ...(spec.dbBytes !== undefined ? { [COST_DB_BYTES]: spec.dbBytes } : {}),
+    ...(spec.estimate !== undefined
+      ? { [COST_MEMORY_ROUTE_ESTIMATE_BYTES]: spec.estimate[0], [COST_MEMORY_ROUTE_ESTIMATE_ERROR_BYTES]: spec.estimate[1] }
+      : {}),
+    ...(spec.unjudged !== undefined ? { [BUDGET_UNJUDGED]: [...spec.unjudged] } : {}),
     ...(spec.measurement ? { [MEASUREMENT_ATTRIBUTE]: true } : {}),
   };
   const events = (spec.breaches ?? []).map(([metric, severity]) => ({ name: BUDGET_BREACH_EVENT, attributes: { metric, severity }, time: [0, 0] }));
@@ -164,7 +187,18 @@ const points = (metric: HistogramMetricData) =>
 describe('CostMetricsProcessor, cumulative (as Prometheus reads it)', () => {
   const processor = new CostMetricsProcessor({ rules, maxRoutes: 3 });
   let readers: Readers;
-  const usersOk = root({ service: 'svc', attributes: http('GET', '/users/:id', 200), ms: 12.5, queries: 1, dbTimeMs: 3.25, rows: 10, heapDelta: 70_000 });
+  const usersOk = root({
+    service: 'svc',
+    attributes: http('GET', '/users/:id', 200),
+    ms: 12.5,
+    queries: 1,
+    dbTimeMs: 3.25,
+    rows: 10,
+    heapDelta: 70_000,
+    allocated: 50_000,
+    dbBytes: 1_500,
+    estimate: [48_000, 1_200],
+  });
 
   beforeAll(async () => {
     readers = await readersOf(processor);
@@ -180,21 +214,56 @@ describe('CostMetricsProcessor, cumulative (as Prometheus reads it)', () => {
         rows: 1000,
         heapDelta: -5,
         enqueued: 2,
+        // A driver reported no bytes: no DB bytes figure, and the limit on it unjudged.
+        allocated: 300_000,
+        estimate: [52_000, 900],
+        unjudged: [HEAP_UNJUDGED, DB_BYTES_UNJUDGED],
         breaches: [
           ['db.queries', 'warning'],
           ['duration_ms', 'critical'],
         ],
       }),
-      root({ service: 'svc', attributes: http('GET', '/orders', 503), ms: 0.5, queries: 0 }),
+      // No rows, so 0 bytes; memory attribution off: no allocation recorded, no estimate published.
+      root({ service: 'svc', attributes: http('GET', '/orders', 503), ms: 0.5, queries: 0, dbBytes: 0 }),
       // Another service's same route is a series of its own, and takes the last of the 3 places.
-      root({ service: 'other', attributes: http('GET', '/users/:id', 204), ms: 7, queries: 4, breaches: [['db.queries', 'warning']] }),
-      // Beyond the cap: the service's `(other)`, with no limits published.
-      root({ service: 'svc', attributes: { [JOB_NAME_ATTRIBUTE]: 'mail.send' }, ms: 30, queries: 6, enqueued: 1, breaches: [['db.queries', 'critical']] }),
-      root({ service: 'svc', attributes: { [HTTP_METHOD_LEGACY]: 'POST' }, ms: 3, queries: 2 }),
-      // A labelled route keeps its label once the cap is reached.
-      root({ service: 'svc', attributes: http('GET', '/users/:id', 500), ms: 10, queries: 5 }),
+      root({
+        service: 'other',
+        attributes: http('GET', '/users/:id', 204),
+        ms: 7,
+        queries: 4,
+        breaches: [['db.queries', 'warning']],
+        allocated: 5_000_000,
+        dbBytes: 70_000,
+        estimate: [4_000_000, 250_000],
+        unjudged: ['heap.delta_bytes: 2 requests in flight (heapMinConfidence medium; allocatedBytes holds under load)'],
+      }),
+      // Beyond the cap: the service's `(other)`, with no limits (nor memory estimate: it mixes routes) published.
+      root({
+        service: 'svc',
+        attributes: { [JOB_NAME_ATTRIBUTE]: 'mail.send' },
+        ms: 30,
+        queries: 6,
+        enqueued: 1,
+        breaches: [['db.queries', 'critical']],
+        estimate: [7_000, 70],
+        unjudged: [ALLOCATED_UNJUDGED],
+      }),
+      // An entry that is not `metric: reason` counts under `(other)`, not as a label of its own.
+      root({ service: 'svc', attributes: { [HTTP_METHOD_LEGACY]: 'POST' }, ms: 3, queries: 2, unjudged: ['no separator here'] }),
+      // A labelled route keeps its label once the cap is reached; a request without an estimate leaves the last one.
+      root({ service: 'svc', attributes: http('GET', '/users/:id', 500), ms: 10, queries: 5, allocated: 4096, dbBytes: 1024, unjudged: [HEAP_UNJUDGED] }),
       // request-budget's own measurement runs are no traffic.
-      root({ service: 'svc', attributes: http('GET', '/users/:id', 200), ms: 1, queries: 1, measurement: true }),
+      root({
+        service: 'svc',
+        attributes: http('GET', '/users/:id', 200),
+        ms: 1,
+        queries: 1,
+        measurement: true,
+        allocated: 1,
+        dbBytes: 1,
+        estimate: [1, 1],
+        unjudged: [HEAP_UNJUDGED],
+      }),
     ])
       processor.onEnd(span);
     // A span that is no root (no cost record) is not counted.
@@ -233,9 +302,72 @@ describe('CostMetricsProcessor, cumulative (as Prometheus reads it)', () => {
       'request_budget.db.time_ms',
       'request_budget.db.rows',
       'request_budget.heap.delta_bytes',
+      'request_budget.memory.allocated_bytes',
+      'request_budget.db.bytes',
       'request_budget.breaches',
       'request_budget.jobs.enqueued',
       'request_budget.late_operations',
+      'request_budget.memory.route_estimate_bytes',
+      'request_budget.memory.route_estimate_error_bytes',
+      'request_budget.unjudged',
+    ]);
+  });
+
+  it('records own allocation and DB bytes per request, only where the figure is present', async () => {
+    const metrics = await readers.collect();
+    const allocated = histogram(metrics, 'request_budget.memory.allocated_bytes');
+    expect(allocated.descriptor).toMatchObject({
+      description:
+        "Bytes each request's own code allocated, of the requests memory attribution measured (a lower bound when a GC inside one is not accounted yet)",
+      unit: 'By',
+    });
+    expect(allocated.dataPoints.every((p) => p.value.buckets.boundaries.join() === ALLOCATED_BOUNDS.join())).toBe(true);
+    // GET /orders carried no figure (memory attribution off): no point, though its series has requests.
+    expect(points(allocated)).toEqual([
+      ['svc GET /users/:id 2xx', 2, 350_000, 50_000, 300_000, [0, 0, 1, 0, 1, 0, 0, 0, 0, 0]],
+      ['other GET /users/:id 2xx', 1, 5_000_000, 5_000_000, 5_000_000, [0, 0, 0, 0, 0, 0, 1, 0, 0, 0]],
+      ['svc GET /users/:id 5xx', 1, 4096, 4096, 4096, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]],
+    ]);
+    const dbBytes = histogram(metrics, 'request_budget.db.bytes');
+    expect(dbBytes.descriptor).toMatchObject({
+      description: 'Wire bytes of result rows per request, of the requests whose DB drivers reported them',
+      unit: 'By',
+    });
+    expect(dbBytes.dataPoints.every((p) => p.value.buckets.boundaries.join() === WIRE_BOUNDS.join())).toBe(true);
+    // The 2xx series counts 1 of its 2 requests: the other's driver reported no bytes. 0 bytes is a figure.
+    expect(points(dbBytes)).toEqual([
+      ['svc GET /users/:id 2xx', 1, 1_500, 1_500, 1_500, [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]],
+      ['svc GET /orders 5xx', 1, 0, 0, 0, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]],
+      ['other GET /users/:id 2xx', 1, 70_000, 70_000, 70_000, [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]],
+      ['svc GET /users/:id 5xx', 1, 1024, 1024, 1024, [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]],
+    ]);
+  });
+
+  it("publishes each route's last memory estimate and error, and counts unjudged limits by route and metric", async () => {
+    const metrics = await readers.collect();
+    const gauge = (name: string) => {
+      const metric = metrics.get(name)!;
+      expect(metric.dataPointType, name).toBe(DataPointType.GAUGE);
+      return metric.dataPoints.map((p) => [p.attributes, p.value]);
+    };
+    // svc GET /users/:id: its second request's (the 5xx one carried none); no point for GET /orders (none
+    // carried one) nor for `(other)`.
+    expect(gauge('request_budget.memory.route_estimate_bytes')).toEqual([
+      [{ service: 'svc', route: 'GET /users/:id' }, 52_000],
+      [{ service: 'other', route: 'GET /users/:id' }, 4_000_000],
+    ]);
+    expect(gauge('request_budget.memory.route_estimate_error_bytes')).toEqual([
+      [{ service: 'svc', route: 'GET /users/:id' }, 900],
+      [{ service: 'other', route: 'GET /users/:id' }, 250_000],
+    ]);
+    expect(metrics.get('request_budget.memory.route_estimate_bytes')!.descriptor).toMatchObject({ unit: 'By' });
+    expect(sum(metrics, 'request_budget.unjudged')).toMatchObject({ isMonotonic: true, aggregationTemporality: AggregationTemporality.CUMULATIVE });
+    expect(sum(metrics, 'request_budget.unjudged').dataPoints.map((p) => [p.attributes, p.value])).toEqual([
+      [{ service: 'svc', route: 'GET /users/:id', metric: 'heap.delta_bytes' }, 2],
+      [{ service: 'svc', route: 'GET /users/:id', metric: 'db.bytes' }, 1],
+      [{ service: 'other', route: 'GET /users/:id', metric: 'heap.delta_bytes' }, 1],
+      [{ service: 'svc', route: '(other)', metric: 'memory.allocated_bytes' }, 1],
+      [{ service: 'svc', route: '(other)', metric: '(other)' }, 1],
     ]);
   });
 
@@ -322,6 +454,58 @@ describe('CostMetricsProcessor, cumulative (as Prometheus reads it)', () => {
       'request_budget_late_operations_total{service="svc",route="GET /users/:id",kind="http_client"} 1',
       'request_budget_late_operations_total{service="svc",route="(other)",kind="db"} 1',
     ]);
+    expect(family(text, 'request_budget_memory_allocated_bytes').slice(0, 3)).toEqual([
+      "# HELP request_budget_memory_allocated_bytes Bytes each request's own code allocated, of the requests memory attribution measured (a lower bound when a GC inside one is not accounted yet)",
+      '# UNIT request_budget_memory_allocated_bytes By',
+      '# TYPE request_budget_memory_allocated_bytes histogram',
+    ]);
+    expect(series('request_budget_memory_allocated_bytes')).toEqual([
+      'request_budget_memory_allocated_bytes_count{service="svc",route="GET /users/:id",status_class="2xx"} 2',
+      'request_budget_memory_allocated_bytes_sum{service="svc",route="GET /users/:id",status_class="2xx"} 350000',
+      'request_budget_memory_allocated_bytes_count{service="other",route="GET /users/:id",status_class="2xx"} 1',
+      'request_budget_memory_allocated_bytes_sum{service="other",route="GET /users/:id",status_class="2xx"} 5000000',
+      'request_budget_memory_allocated_bytes_count{service="svc",route="GET /users/:id",status_class="5xx"} 1',
+      'request_budget_memory_allocated_bytes_sum{service="svc",route="GET /users/:id",status_class="5xx"} 4096',
+    ]);
+    const orders = `service="svc",route="GET /orders",status_class="5xx",${SCOPE}`;
+    expect(family(text, 'request_budget_db_bytes').filter((line) => line.startsWith('#') || line.includes(orders))).toEqual([
+      '# HELP request_budget_db_bytes Wire bytes of result rows per request, of the requests whose DB drivers reported them',
+      '# UNIT request_budget_db_bytes By',
+      '# TYPE request_budget_db_bytes histogram',
+      `request_budget_db_bytes_count{${orders}} 1`,
+      `request_budget_db_bytes_sum{${orders}} 0`,
+      ...WIRE_BOUNDS.map((bound) => `request_budget_db_bytes_bucket{${orders},le="${bound}"} 1`),
+      `request_budget_db_bytes_bucket{${orders},le="+Inf"} 1`,
+    ]);
+    expect(series('request_budget_db_bytes').filter((line) => line.includes('_count{'))).toEqual([
+      'request_budget_db_bytes_count{service="svc",route="GET /users/:id",status_class="2xx"} 1',
+      'request_budget_db_bytes_count{service="svc",route="GET /orders",status_class="5xx"} 1',
+      'request_budget_db_bytes_count{service="other",route="GET /users/:id",status_class="2xx"} 1',
+      'request_budget_db_bytes_count{service="svc",route="GET /users/:id",status_class="5xx"} 1',
+    ]);
+    expect(family(text, 'request_budget_memory_route_estimate_bytes')).toEqual([
+      "# HELP request_budget_memory_route_estimate_bytes The route's mean bytes allocated per request under load, as the last of its requests to carry one had it",
+      '# UNIT request_budget_memory_route_estimate_bytes By',
+      '# TYPE request_budget_memory_route_estimate_bytes gauge',
+      `request_budget_memory_route_estimate_bytes{service="svc",route="GET /users/:id",${SCOPE}} 52000`,
+      `request_budget_memory_route_estimate_bytes{service="other",route="GET /users/:id",${SCOPE}} 4000000`,
+    ]);
+    expect(family(text, 'request_budget_memory_route_estimate_error_bytes')).toEqual([
+      "# HELP request_budget_memory_route_estimate_error_bytes Standard error of the route's memory estimate, as the last of its requests to carry one had it",
+      '# UNIT request_budget_memory_route_estimate_error_bytes By',
+      '# TYPE request_budget_memory_route_estimate_error_bytes gauge',
+      `request_budget_memory_route_estimate_error_bytes{service="svc",route="GET /users/:id",${SCOPE}} 900`,
+      `request_budget_memory_route_estimate_error_bytes{service="other",route="GET /users/:id",${SCOPE}} 250000`,
+    ]);
+    expect(family(text, 'request_budget_unjudged_total')).toEqual([
+      '# HELP request_budget_unjudged_total Budget limits that could not be judged on a request, by route and metric (one per entry of budget.unjudged)',
+      '# TYPE request_budget_unjudged_total counter',
+      `request_budget_unjudged_total{service="svc",route="GET /users/:id",metric="heap.delta_bytes",${SCOPE}} 2`,
+      `request_budget_unjudged_total{service="svc",route="GET /users/:id",metric="db.bytes",${SCOPE}} 1`,
+      `request_budget_unjudged_total{service="other",route="GET /users/:id",metric="heap.delta_bytes",${SCOPE}} 1`,
+      `request_budget_unjudged_total{service="svc",route="(other)",metric="memory.allocated_bytes",${SCOPE}} 1`,
+      `request_budget_unjudged_total{service="svc",route="(other)",metric="(other)",${SCOPE}} 1`,
+    ]);
     expect(family(text, 'request_budget_limit').slice(0, 3)).toEqual([
       '# HELP request_budget_limit Budget limit that applies to the route, by metric (from the budget file)',
       '# TYPE request_budget_limit gauge',
@@ -343,8 +527,18 @@ describe('CostMetricsProcessor, delta (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PR
     const processor = new CostMetricsProcessor({ rules });
     const readers = await readersOf(processor, AggregationTemporality.DELTA);
     try {
-      processor.onEnd(root({ service: 'svc', attributes: http('GET', '/users/:id', 200), ms: 1, queries: 1, breaches: [['db.queries', 'warning']] }));
-      processor.onEnd(root({ service: 'svc', attributes: http('GET', '/users/:id', 200), ms: 1, queries: 3 }));
+      processor.onEnd(
+        root({
+          service: 'svc',
+          attributes: http('GET', '/users/:id', 200),
+          ms: 1,
+          queries: 1,
+          breaches: [['db.queries', 'warning']],
+          dbBytes: 100,
+          unjudged: [HEAP_UNJUDGED],
+        }),
+      );
+      processor.onEnd(root({ service: 'svc', attributes: http('GET', '/users/:id', 200), ms: 1, queries: 3, dbBytes: 300, estimate: [2048, 16] }));
       processor.onEnd(root({ service: 'svc', attributes: http('GET', '/orders', 200), ms: 1, queries: 0 }));
       const first = await readers.collect();
       expect(points(histogram(first, 'request_budget.db.queries'))).toEqual([
@@ -352,9 +546,18 @@ describe('CostMetricsProcessor, delta (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PR
         ['svc GET /orders 2xx', 1, 0, 0, 0, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]],
       ]);
       expect(histogram(first, 'request_budget.db.queries').aggregationTemporality).toBe(AggregationTemporality.DELTA);
+      expect(points(histogram(first, 'request_budget.db.bytes'))).toEqual([['svc GET /users/:id 2xx', 2, 400, 100, 300, [0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]]]);
+      expect(sum(first, 'request_budget.unjudged').dataPoints.map((p) => [p.attributes, p.value])).toEqual([
+        [{ service: 'svc', route: 'GET /users/:id', metric: 'heap.delta_bytes' }, 1],
+      ]);
 
       processor.onEnd(root({ service: 'svc', attributes: http('GET', '/users/:id', 200), ms: 1, queries: 2, enqueued: 3 }));
       const second = await readers.collect();
+      // A request in the interval, but none with DB bytes; no limit left unjudged since.
+      expect(second.has('request_budget.db.bytes')).toBe(false);
+      expect(second.has('request_budget.unjudged')).toBe(false);
+      // A gauge is its last value, whatever the interval.
+      expect(second.get('request_budget.memory.route_estimate_bytes')!.dataPoints.map((p) => p.value)).toEqual([2048]);
       const queries = histogram(second, 'request_budget.db.queries');
       expect(points(queries)).toEqual([['svc GET /users/:id 2xx', 1, 2, 2, 2, [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]]);
       // The interval starts where the last one ended.
@@ -369,6 +572,42 @@ describe('CostMetricsProcessor, delta (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PR
       expect(family(await readers.scrape(), 'request_budget_db_queries')).toContain(
         `request_budget_db_queries_count{service="svc",route="GET /users/:id",status_class="2xx",${SCOPE}} 3`,
       );
+    } finally {
+      await readers.shutdown();
+    }
+  });
+});
+
+describe('unjudged limits: the metric label is bounded', () => {
+  it('takes the text before the first ": ", up to 64 characters and 16 metrics a route; the rest is (other)', async () => {
+    const processor = new CostMetricsProcessor();
+    const readers = await readersOf(processor);
+    const unjudged = (route: string, entries: unknown) => {
+      const span = root({ service: 'svc', attributes: http('GET', route, 200), ms: 1, queries: 0 });
+      span.attributes[BUDGET_UNJUDGED] = entries as string[];
+      processor.onEnd(span);
+    };
+    try {
+      // 20 entries on one request: the first 16 are counted.
+      unjudged(
+        '/many',
+        Array.from({ length: 20 }, (_, i) => `m${i}: reason ${i}`),
+      );
+      // A 17th metric is past the route's cap; a known one still counts under its name.
+      unjudged('/many', ['m16: r', 'm0: r']);
+      // `db.bytes` does not take `db.bytes_total`; 64 characters make a label, 65 do not; a non-string entry is skipped.
+      unjudged('/names', ['db.bytes: r', 'db.bytes_total: r', `${'y'.repeat(64)}: r`, `${'x'.repeat(65)}: r`, ': no metric', 42, 'db.bytes: again']);
+      // Not an array: not budget.unjudged as core writes it.
+      unjudged('/names', 'db.bytes: r');
+      const cells = sum(await readers.collect(), 'request_budget.unjudged').dataPoints.map((p) => `${p.attributes.route} ${p.attributes.metric} ${p.value}`);
+      expect(cells).toEqual([
+        ...Array.from({ length: 16 }, (_, i) => `GET /many m${i} ${i === 0 ? 2 : 1}`),
+        'GET /many (other) 1',
+        'GET /names db.bytes 2',
+        'GET /names db.bytes_total 1',
+        `GET /names ${'y'.repeat(64)} 1`,
+        'GET /names (other) 2',
+      ]);
     } finally {
       await readers.shutdown();
     }

@@ -1,7 +1,8 @@
 /**
  * OpenTelemetry instrumentation for postgres.js (the `postgres` package, 4.x), which has none
  * upstream: one CLIENT span per query, with the stable database semantic conventions and the
- * rows the query returned (`db.response.returned_rows`), so cost attribution counts it.
+ * rows the query returned (`db.response.returned_rows`), so cost attribution counts it, with
+ * their wire bytes where its protocol module could be patched (see postgres-js-row-bytes.ts).
  *
  * The spans come from postgres.js's own `postgres:query` tracing channel: it publishes the start
  * of every query the app runs (awaited, `.execute()`d, `.forEach()`, `.cursor()`, `.simple()`,
@@ -15,8 +16,13 @@
  * `sql.batch`.
  */
 import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import { InstrumentationBase, InstrumentationNodeModuleDefinition, safeExecuteInTheMiddle } from '@opentelemetry/instrumentation';
-import { DB_RESPONSE_RETURNED_ROWS } from '@request-budget/core';
+import {
+  InstrumentationBase,
+  InstrumentationNodeModuleDefinition,
+  InstrumentationNodeModuleFile,
+  safeExecuteInTheMiddle,
+} from '@opentelemetry/instrumentation';
+import { DB_RESPONSE_BYTES, DB_RESPONSE_RETURNED_ROWS } from '@request-budget/core';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { describeError, reportProblem } from '../diagnostics';
 import {
@@ -41,6 +47,7 @@ import {
   runningQuery,
   type PostgresJsQuery,
 } from './postgres-js-running-query';
+import { measureRowMessages, rowBytesOf, stopMeasuringRowMessages, watchRowBytes, type RowBytesCount } from './postgres-js-row-bytes';
 import type { PostgresJsInstrumentationConfig, PostgresJsQueryTrace } from './postgres-js-types';
 
 export type { PostgresJsInstrumentationConfig, PostgresJsResponseInfo } from './postgres-js-types';
@@ -57,6 +64,8 @@ interface QueryInFlight {
   description: QueryDescription;
   /** Rows of the batches a cursor handed to the app; undefined when the query is no cursor. */
   cursorRows: number | undefined;
+  /** The DataRow messages it claimed; undefined when they are not measured. */
+  readonly rowBytes: RowBytesCount | undefined;
 }
 
 // Node subscribes only the handlers given; the type asks for all five.
@@ -83,6 +92,22 @@ export class PostgresJsInstrumentation extends InstrumentationBase<PostgresJsIns
         ['>=4 <5'],
         (moduleExports: unknown) => this.patchQueryClass(moduleExports),
         () => this.unpatchQueryClass(),
+        // Reached only through the ES module loader hook: postgres.js imports it as an ES module.
+        [
+          new InstrumentationNodeModuleFile(
+            'postgres/src/protocol.js',
+            ['>=4 <5'],
+            (protocol: unknown) => {
+              try {
+                if (!measureRowMessages(protocol)) throw new Error('its protocol module has no Frames function');
+              } catch (error) {
+                this.reportOnce('frames', `postgres.js rows are counted without their wire bytes (${describeError(error)})`);
+              }
+              return protocol;
+            },
+            (protocol: unknown) => stopMeasuringRowMessages(protocol),
+          ),
+        ],
       ),
     ];
   }
@@ -146,7 +171,8 @@ export class PostgresJsInstrumentation extends InstrumentationBase<PostgresJsIns
         parent,
       );
       const cursor = query !== undefined && typeof query.cursorFn === 'function';
-      const inFlight: QueryInFlight = { span, namespace, description, cursorRows: cursor ? 0 : undefined };
+      const rowBytes = query === undefined ? undefined : watchRowBytes(query);
+      const inFlight: QueryInFlight = { span, namespace, description, cursorRows: cursor ? 0 : undefined, rowBytes };
       this.inFlight!.set(queryTrace, inFlight);
       // The server's count for a cursor is that of its last batch only.
       if (cursor) countCursorBatches(query, (rows) => (inFlight.cursorRows = (inFlight.cursorRows ?? 0) + rows));
@@ -175,6 +201,8 @@ export class PostgresJsInstrumentation extends InstrumentationBase<PostgresJsIns
         span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(queryTrace.error) });
       } else {
         span.setAttribute(DB_RESPONSE_RETURNED_ROWS, rows);
+        const bytes = rowBytesOf(inFlight.rowBytes, rows);
+        if (bytes !== undefined) span.setAttribute(DB_RESPONSE_BYTES, bytes);
       }
       this.callResponseHook(span, queryTrace, rows);
     } catch (error) {

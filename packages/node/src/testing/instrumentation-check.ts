@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
+import { isAuxiliary } from '../auxiliary-instrumentation';
 import { KNOWN_LIBRARIES } from '../known-libraries';
 import { modulesLoadedAtStart } from '../measurement-registry';
 import { activeInstrumentations } from '../sdk';
@@ -93,7 +94,8 @@ export function findUninstrumented(
   if (loadedAtStart === undefined || loadedAtStart.size === 0) return [];
   const found: Uninstrumented[] = [];
   for (const instrumentation of instrumentations) {
-    if ((instrumentation as WithDefinitions).isEnabled?.() === false) continue;
+    // An auxiliary one (row bytes) left unpatched costs only what it adds, not the queries.
+    if (isAuxiliary(instrumentation) || (instrumentation as WithDefinitions).isEnabled?.() === false) continue;
     for (const definition of moduleDefinitionsOf(instrumentation)) {
       if (!DATA_LIBRARIES.has(definition.name) || patchedSomething(definition)) continue;
       const path = resolveFromProject(moduleRequire, definition.name);
