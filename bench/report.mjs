@@ -22,6 +22,8 @@ export const RATIOS = {
   p99_c_over_b: { x: 'c', y: 'b', field: 'p99', describe: 'c / b p99 latency' },
   f_over_a: { x: 'f', y: 'a', field: 'throughput', describe: 'f / a throughput' },
   cpu_f_over_a: { x: 'f', y: 'a', field: 'cpuMicrosPerRequest', describe: 'f / a CPU per request' },
+  d_over_g: { x: 'd', y: 'g', field: 'throughput', describe: 'd / g throughput (memory attribution)' },
+  cpu_d_over_g: { x: 'd', y: 'g', field: 'cpuMicrosPerRequest', describe: 'd / g CPU per request (memory attribution)' },
 };
 
 /** The issue's targets; `route` for a target that must hold on that route, none for the overall ratio. */
@@ -59,6 +61,12 @@ export const TARGETS = {
     target: '>= 0.95',
     holds: (v) => v >= 0.95,
     describe: 'request-budget full keeps ≥ 95% of plain OpenTelemetry throughput (both routes)',
+  },
+  cpu_memory_attribution: {
+    ratio: 'cpu_d_over_g',
+    target: '<= 1.02',
+    holds: (v) => v <= 1.02,
+    describe: 'memory attribution, with its default sampling windows, costs ≤ 2% CPU per request (both routes)',
   },
   p99_d_vs_e: {
     ratio: 'p99_d_over_e',

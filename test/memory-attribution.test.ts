@@ -129,7 +129,9 @@ describe('memory per request', () => {
     expect(loaded['/alloc/1mib']).toBeGreaterThan(Math.max(loaded['/rows'], loaded['/nothing']));
     // Requests overlapped: the heap delta is shared noise, its limit said not judged.
     const overlapped = [...loadedSpans.values()].flat().filter((span) => Number(span.attributes['cost.heap.in_flight']) > 1);
-    expect(overlapped.length).toBeGreaterThan(48);
+    // (How many overlap depends on the machine: a busy one serves some requests between others.)
+    expect(overlapped.length).toBeGreaterThanOrEqual(24);
+    expect(Math.max(...overlapped.map((span) => Number(span.attributes['cost.heap.in_flight'])))).toBeGreaterThanOrEqual(4);
     for (const span of overlapped) expect(span.attributes['budget.unjudged']).toEqual([expect.stringMatching(/^heap\.delta_bytes: \d+ requests in flight/)]);
 
     // An 8 MiB budget: every 16 MiB request over it once its route has an estimate, alone and

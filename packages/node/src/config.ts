@@ -174,7 +174,10 @@ export function resolveConfig(options: RequestBudgetOptions, env: Environment, r
     sampler: options.sampler ?? samplerFromEnv(read),
     instrumentations: options.instrumentations ?? instrumentationsFromEnv(read),
     memoryAttribution: options.memoryAttribution ?? read.boolean('REQUEST_BUDGET_MEMORY_ATTRIBUTION') ?? true,
-    memorySampleRatio: options.memorySampleRatio ?? read.number('REQUEST_BUDGET_MEMORY_SAMPLE_RATIO', 0.001, 1) ?? MEMORY_SAMPLING_DEFAULTS.ratio,
+    memorySampleRatio:
+      numberOption(options.memorySampleRatio, 'memorySampleRatio', 0.001, 1, read) ??
+      read.number('REQUEST_BUDGET_MEMORY_SAMPLE_RATIO', 0.001, 1) ??
+      MEMORY_SAMPLING_DEFAULTS.ratio,
     expressLayerSpans: options.expressLayerSpans ?? read.boolean('REQUEST_BUDGET_EXPRESS_LAYER_SPANS') ?? false,
     fastifyHookSpans: options.fastifyHookSpans ?? read.boolean('REQUEST_BUDGET_FASTIFY_HOOK_SPANS') ?? false,
     koaLayerSpans: options.koaLayerSpans ?? read.boolean('REQUEST_BUDGET_KOA_LAYER_SPANS') ?? false,

@@ -34,13 +34,22 @@ interface Bucket {
   sumOfSquares: number;
 }
 
+/**
+ * A route's figures: by time bucket, and since the process started — what a quiet route (too
+ * few measured requests in the window, at 5% sampling) is estimated from instead.
+ */
+interface RouteFigures {
+  readonly buckets: Bucket[];
+  readonly lifetime: Bucket;
+}
+
 export class RouteMemoryEstimates {
   private readonly bucketMs: number;
   private readonly bucketCount: number;
   private readonly minRequests: number;
   private readonly maxRoutes: number;
   private readonly now: () => number;
-  private readonly routes = new Map<string, Bucket[]>();
+  private readonly routes = new Map<string, RouteFigures>();
 
   constructor(options: MemoryEstimatesOptions = {}) {
     this.bucketCount = Math.max(1, options.buckets ?? 5);
@@ -50,32 +59,38 @@ export class RouteMemoryEstimates {
     this.now = options.now ?? Date.now;
   }
 
-  /** The route's estimate now, or undefined before it has enough requests. */
+  /**
+   * The route's estimate now: over the window, or since the process started when the window
+   * holds too few of its requests; undefined before it has enough requests at all.
+   */
   estimate(route: string): MemoryEstimate | undefined {
-    const buckets = this.routes.get(route);
-    if (buckets === undefined) return undefined;
+    const figures = this.routes.get(route);
+    if (figures === undefined) return undefined;
     const oldest = this.stampOf(this.now()) - this.bucketCount + 1;
-    let requests = 0;
-    let sum = 0;
-    let sumOfSquares = 0;
-    for (const bucket of buckets) {
+    const window: Bucket = { stamp: 0, requests: 0, sum: 0, sumOfSquares: 0 };
+    for (const bucket of figures.buckets) {
       if (bucket.stamp < oldest) continue;
-      requests += bucket.requests;
-      sum += bucket.sum;
-      sumOfSquares += bucket.sumOfSquares;
+      window.requests += bucket.requests;
+      window.sum += bucket.sum;
+      window.sumOfSquares += bucket.sumOfSquares;
     }
-    if (requests < this.minRequests) return undefined;
+    const basis = window.requests >= this.minRequests ? window : figures.lifetime;
+    if (basis.requests < this.minRequests) return undefined;
+    const { requests, sum, sumOfSquares } = basis;
     const mean = sum / requests;
     const variance = Math.max(0, sumOfSquares / requests - mean * mean);
-    return { meanBytes: Math.round(mean), errorBytes: Math.round(Math.sqrt(variance / requests)), requests };
+    // Below zero only while a collection's freed bytes are missing (a record lost): no request allocates less than nothing.
+    return { meanBytes: Math.max(0, Math.round(mean)), errorBytes: Math.round(Math.sqrt(variance / requests)), requests };
   }
 
   /** One ended request's allocation; returns the time bucket it went into, for `correct`. */
   record(route: string, bytes: number): number {
-    const bucket = this.currentBucket(route);
-    bucket.requests += 1;
-    bucket.sum += bytes;
-    bucket.sumOfSquares += bytes * bytes;
+    const { bucket, lifetime } = this.currentBucket(route);
+    for (const figures of [bucket, lifetime]) {
+      figures.requests += 1;
+      figures.sum += bytes;
+      figures.sumOfSquares += bytes * bytes;
+    }
     return bucket.stamp;
   }
 
@@ -85,28 +100,32 @@ export class RouteMemoryEstimates {
    * bucket, so the request and its bytes leave the window together; dropped once it has.
    */
   correct(route: string, recordedIn: number, recorded: number, bytes: number): void {
-    const bucket = this.routes.get(route)?.[recordedIn % this.bucketCount];
-    if (bucket === undefined || bucket.stamp !== recordedIn) return;
-    bucket.sum += bytes;
-    bucket.sumOfSquares += 2 * recorded * bytes + bytes * bytes;
+    const figures = this.routes.get(route);
+    if (figures === undefined) return;
+    const bucket = figures.buckets[recordedIn % this.bucketCount];
+    for (const corrected of bucket.stamp === recordedIn ? [bucket, figures.lifetime] : [figures.lifetime]) {
+      corrected.sum += bytes;
+      corrected.sumOfSquares += 2 * recorded * bytes + bytes * bytes;
+    }
   }
 
-  private currentBucket(route: string): Bucket {
+  private currentBucket(route: string): { readonly bucket: Bucket; readonly lifetime: Bucket } {
     const stamp = this.stampOf(this.now());
-    let buckets = this.routes.get(route);
-    if (buckets === undefined) {
+    let figures = this.routes.get(route);
+    if (figures === undefined) {
       if (this.routes.size >= this.maxRoutes) this.routes.delete(this.routes.keys().next().value as string);
-      buckets = Array.from({ length: this.bucketCount }, () => ({ stamp: -1, requests: 0, sum: 0, sumOfSquares: 0 }));
-      this.routes.set(route, buckets);
+      const empty = () => ({ stamp: -1, requests: 0, sum: 0, sumOfSquares: 0 });
+      figures = { buckets: Array.from({ length: this.bucketCount }, empty), lifetime: empty() };
+      this.routes.set(route, figures);
     }
-    const bucket = buckets[stamp % this.bucketCount];
+    const bucket = figures.buckets[stamp % this.bucketCount];
     if (bucket.stamp !== stamp) {
       bucket.stamp = stamp;
       bucket.requests = 0;
       bucket.sum = 0;
       bucket.sumOfSquares = 0;
     }
-    return bucket;
+    return { bucket, lifetime: figures.lifetime };
   }
 
   private stampOf(nowMs: number): number {

@@ -86,6 +86,18 @@ describe('resolveConfig', () => {
     expect(badOption.problems).toEqual(['the wholeBreachedTracesPerMinute option NaN is not a number from 0 to 1000000; ignoring it']);
   });
 
+  it('measures memory 5% of the time by default; the share from env or options, bad values reported; off altogether', () => {
+    expect(resolve({}).config).toMatchObject({ memoryAttribution: true, memorySampleRatio: 0.05 });
+    expect(resolve({ REQUEST_BUDGET_MEMORY_SAMPLE_RATIO: '1' }).config.memorySampleRatio).toBe(1);
+    expect(resolve({ REQUEST_BUDGET_MEMORY_ATTRIBUTION: 'false' }).config.memoryAttribution).toBe(false);
+    const bad = resolve({ REQUEST_BUDGET_MEMORY_SAMPLE_RATIO: '0' }, { memorySampleRatio: -1 });
+    expect(bad.config.memorySampleRatio).toBe(0.05);
+    expect(bad.problems).toEqual([
+      'the memorySampleRatio option -1 is not a number from 0.001 to 1; ignoring it',
+      'REQUEST_BUDGET_MEMORY_SAMPLE_RATIO="0" is not a number from 0.001 to 1; ignoring it',
+    ]);
+  });
+
   it('"none" turns export off', () => {
     expect(resolve({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://x:4318' }).config.traceExporters).toEqual([]);
   });

@@ -20,6 +20,9 @@ describe('route memory estimates', () => {
     expect(route.estimate('GET /a')).toBeUndefined();
     route.record('GET /a', 600);
     expect(route.estimate('GET /a')).toMatchObject({ meanBytes: 300, requests: 3 });
+    // Figures cut by collections whose freed bytes never arrived: never a mean below nothing.
+    for (const bytes of [-900, -900, 200]) route.record('GET /cut', bytes);
+    expect(route.estimate('GET /cut')).toMatchObject({ meanBytes: 0, requests: 3 });
   });
 
   it('a late correction gives the same mean and error as the corrected figure recorded', () => {
@@ -59,5 +62,21 @@ describe('route memory estimates', () => {
     route.correct('GET /unknown', stamp, 100, 3_000);
     expect(route.estimate('GET /a')).toEqual({ meanBytes: 100, errorBytes: 0, requests: 3 });
     expect(route.estimate('GET /unknown')).toBeUndefined();
+  });
+
+  it('estimates a quiet route from every request since start while the window holds too few', () => {
+    const { clock, estimates: route } = estimates();
+    const stamp = route.record('GET /quiet', 100);
+    clock.ms = 50_000;
+    route.record('GET /quiet', 200);
+    expect(route.estimate('GET /quiet')).toBeUndefined();
+    clock.ms = 100_000;
+    route.record('GET /quiet', 300);
+    // The first request has left the window; since start, three requests and a late correction.
+    route.correct('GET /quiet', stamp, 100, 300);
+    expect(route.estimate('GET /quiet')).toMatchObject({ meanBytes: 300, requests: 3 });
+    // Once the window holds enough, the window alone: 200 (at 50 s), 300 and three of 1,000.
+    for (let index = 0; index < 3; index++) route.record('GET /quiet', 1_000);
+    expect(route.estimate('GET /quiet')).toMatchObject({ meanBytes: 700, requests: 5 });
   });
 });
