@@ -203,7 +203,8 @@ export class MemoryAttribution {
     // External memory (Buffer and ArrayBuffer contents) is released by a sweeper after the
     // collection, at no moment a record tells: only its growth counts, never its fall.
     // The last reading's own allocation (its figures object, its clock values) fell in this growth.
-    if (this.owner !== undefined) this.owner.allocatedBytes += used - this.usedAtLastChange - this.readingBytes + Math.max(0, external - this.externalAtLastChange);
+    if (this.owner !== undefined)
+      this.owner.allocatedBytes += used - this.usedAtLastChange - this.readingBytes + Math.max(0, external - this.externalAtLastChange);
     this.usedAtLastChange = used;
     this.externalAtLastChange = external;
     // An ended request owns nothing more (a nested callback or a `with` returning to it): growth
