@@ -6,7 +6,7 @@
  *     (derive cost, judge, mark) → alerts + metrics → Downstream queues (OTLP, Zipkin) → retry
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BudgetRuleSet, loadBudgetFile, type Budgets } from '@request-budget/core';
@@ -20,6 +20,8 @@ import type { CollectedSpan } from './otlp/otlp-model';
 import { ExportTraceServiceResponse } from './otlp/otlp-schema';
 import { TraceBuffer, type FlushReason } from './processor/trace-buffer';
 import { TraceProcessor } from './processor/trace-processor';
+import { QueueBytes } from './processor/queue-bytes';
+import { softLimitOf, withMemoryGate } from './receiver/memory-gate';
 import { toZipkinSpan } from './exporter/zipkin';
 
 export interface Logger {
@@ -68,19 +70,30 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     spansInMemory: () => buffer.spanCount,
     queueDepth: () => Object.fromEntries(downstreams.map((downstream) => [downstream.name, downstream.depth])),
     queueCapacity: () => config.maxQueueSpans,
+    heldBytes: () => heldBytes(),
+    memoryLimitBytes: () => config.memoryLimitBytes,
     alertStats: () => alerts?.stats() ?? {},
   });
 
+  // Estimated bytes of the spans in each downstream's queue (the spans are shared between queues).
+  const queueBytes = new Map<string, QueueBytes>();
   const downstreamOptions = (name: string) => ({
     name,
     maxBatchSpans: config.maxBatchSpans,
+    concurrency: config.forwardConcurrency,
     requestTimeoutMs: config.forwardTimeoutMs,
     initialBackoffMs: config.retryInitialBackoffMs,
     maxBackoffMs: config.retryMaxBackoffMs,
     maxElapsedMs: config.retryMaxElapsedMs,
-    onForwarded: (spans: number) => metrics.forwardedSpans.inc({ downstream: name }, spans),
+    onForwarded: (spans: number) => {
+      queueBytes.get(name)?.remove(spans);
+      metrics.forwardedSpans.inc({ downstream: name }, spans);
+    },
     onRetry: () => metrics.forwardRetries.inc({ downstream: name }),
-    onDropped: (spans: number, reason: DropReason) => metrics.droppedSpans.inc({ reason, downstream: name }, spans),
+    onDropped: (spans: number, reason: DropReason) => {
+      queueBytes.get(name)?.remove(spans);
+      metrics.droppedSpans.inc({ reason, downstream: name }, spans);
+    },
     onProblem: log,
   });
   if (config.otlpEndpoint !== undefined) {
@@ -109,6 +122,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       }),
     );
   }
+  for (const downstream of downstreams) queueBytes.set(downstream.name, new QueueBytes());
   if (downstreams.length === 0)
     log('no --otlp-endpoint or --zipkin-endpoint: spans are judged and alerted on, then dropped (counted as no_downstream); /readyz answers 503');
 
@@ -137,7 +151,10 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       noDownstreamReported = true;
       return;
     }
-    for (const downstream of downstreams) downstream.enqueue(spans);
+    for (const downstream of downstreams) {
+      queueBytes.get(downstream.name)?.add(spans);
+      downstream.enqueue(spans);
+    }
   };
 
   const buffer: TraceBuffer = new TraceBuffer({
@@ -154,16 +171,20 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
   });
 
   const held = () => buffer.spanCount + Math.max(0, ...downstreams.map((downstream) => downstream.depth));
+  // Every queue holds the same spans in about the same order: the longest holds them all.
+  const heldBytes = () => buffer.byteCount + Math.max(0, ...[...queueBytes.values()].map((queue) => queue.bytes));
   const refusals = new RateLimitedLog(log, 10_000);
-  const handler = createRequestHandler({
+  const retryAfterSeconds = () => Math.min(60, Math.max(1, Math.ceil(Math.max(0, ...downstreams.map((downstream) => downstream.retryInMs)) / 1000)));
+  const receive = createRequestHandler({
     maxBodyBytes: config.maxBodyBytes,
     maxConcurrentRequests: config.maxConcurrentRequests,
+    stalledAfterMs: config.idleTimeoutMs / 4,
     authToken: config.authToken,
     metrics,
     capacity: () => ({
       held: held(),
       max: config.maxQueueSpans,
-      retryAfterSeconds: Math.min(60, Math.max(1, Math.ceil(Math.max(0, ...downstreams.map((downstream) => downstream.retryInMs)) / 1000))),
+      retryAfterSeconds: retryAfterSeconds(),
     }),
     accept: (spans) => buffer.add(spans),
     notReadyReasons: () => {
@@ -171,6 +192,8 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       if (shuttingDown) reasons.push('shutting down');
       if (downstreams.length === 0) reasons.push('no downstream configured (--otlp-endpoint, --zipkin-endpoint)');
       if (held() >= config.maxQueueSpans) reasons.push(`queue full (${held()} of ${config.maxQueueSpans} spans held)`);
+      if (heldBytes() >= softLimitOf(config.memoryLimitBytes))
+        reasons.push(`memory limit (spans held estimated at ${heldBytes()} bytes, soft limit ${softLimitOf(config.memoryLimitBytes)})`);
       return reasons;
     },
     isShuttingDown: () => shuttingDown,
@@ -189,12 +212,50 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
         (total) =>
           `too many requests at once: refused ${total} request(s) beyond --max-concurrent-requests (${config.maxConcurrentRequests}) with 503 + Retry-After: 1 (senders may retry)`,
       ),
+    onStalledBodyCut: () =>
+      refusals.report(
+        'stalled_body_cut',
+        1,
+        (total) =>
+          `all --max-concurrent-requests (${config.maxConcurrentRequests}) slots taken: closed ${total} connection(s) whose body had stalled (no byte for ${config.idleTimeoutMs / 4} ms) to receive new requests`,
+      ),
   });
 
-  const server = http.createServer({ requestTimeout: 60_000, headersTimeout: 15_000, keepAliveTimeout: 30_000 }, handler);
-  server.on('clientError', (_error, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-    else socket.destroy();
+  const handler = withMemoryGate(receive, {
+    limitBytes: config.memoryLimitBytes,
+    heldBytes,
+    retryAfterSeconds,
+    discardLimitBytes: config.maxBodyBytes * 4,
+    onRefused: (encoding) => {
+      metrics.memoryRefusedRequests.inc();
+      metrics.receivedRequests.inc({ encoding, code: '503' });
+      refusals.report(
+        'memory_limit',
+        1,
+        (total) =>
+          `memory limit: refused ${total} request(s) with 503 + Retry-After before reading them (spans held ≥ 80 % of --memory-limit; senders may retry)`,
+      );
+    },
+  });
+  const server = http.createServer(
+    {
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      // How often the headers and request timeouts are checked: Node's 30 s would add up to 30 s to each.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, config.headersTimeoutMs / 4)),
+    },
+    handler,
+  );
+  // A silent connection — nothing sent yet, a stalled body, an answer not read — is destroyed.
+  server.setTimeout(config.idleTimeoutMs);
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    // Answered when nothing was yet, then destroyed: ended only, a peer that never reads nor
+    // closes would keep the socket (and a file handle) half-open for good.
+    const status = CLIENT_ERROR_STATUS[error.code ?? ''] ?? '400 Bad Request';
+    if (socket.writable && socket.bytesWritten === 0 && error.code !== 'ECONNRESET')
+      socket.write(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -229,6 +290,12 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     },
   };
 }
+
+/** The answer to a request that never reached the handler, by the error Node reports. */
+const CLIENT_ERROR_STATUS: Readonly<Record<string, string>> = {
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+};
 
 /**
  * Flushes the alert sinks within the shutdown deadline, beside the downstream queues: a webhook

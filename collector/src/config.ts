@@ -33,12 +33,24 @@ export interface CollectorConfig {
   readonly maxBodyBytes: number;
   /** Request bodies received and decoded at once; beyond it, 503 before the body is read. */
   readonly maxConcurrentRequests: number;
+  /** A request's headers must have arrived this long after it began (else 408, connection destroyed). */
+  readonly headersTimeoutMs: number;
+  /** A whole request, headers and body, must have arrived within this (else 408, connection destroyed). */
+  readonly requestTimeoutMs: number;
+  /** A connection silent this long while a request is awaited, received or answered is destroyed. */
+  readonly idleTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number;
   readonly graceMs: number;
   readonly maxTraceWaitMs: number;
   readonly maxTraces: number;
   readonly maxSpansPerTrace: number;
   readonly maxQueueSpans: number;
+  /** Estimated bytes of the spans held (traces and queues); from 80 % of it, requests get 503. */
+  readonly memoryLimitBytes: number;
   readonly maxBatchSpans: number;
+  /** Requests under way at once to each downstream. */
+  readonly forwardConcurrency: number;
   readonly forwardTimeoutMs: number;
   readonly retryInitialBackoffMs: number;
   readonly retryMaxBackoffMs: number;
@@ -174,7 +186,43 @@ const DECLARED: readonly OptionDeclaration[] = [
     arg: 'N',
     default: 32,
     min: 1,
-    help: 'request bodies received and decoded at once (with --max-body-size, bounds their memory); a request beyond it gets 503 with Retry-After: 1 before its body is read',
+    help: 'request bodies received and decoded at once (with --max-body-size, bounds their memory); a request beyond it gets 503 with Retry-After: 1 before its body is read, unless a body has stalled (no byte for a quarter of --idle-timeout): that connection is closed and its slot taken',
+  },
+  {
+    key: 'headersTimeoutMs',
+    flag: 'headers-timeout',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 10_000,
+    min: 100,
+    help: "longest wait for a request's headers (slow senders: 408, connection closed)",
+  },
+  {
+    key: 'requestTimeoutMs',
+    flag: 'request-timeout',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 60_000,
+    min: 100,
+    help: 'longest wait for a whole request, headers and body (slow senders: 408, connection closed); at least --headers-timeout',
+  },
+  {
+    key: 'idleTimeoutMs',
+    flag: 'idle-timeout',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 10_000,
+    min: 100,
+    help: 'a connection silent this long — before its request, in the middle of a body, or not reading its answer — is closed',
+  },
+  {
+    key: 'keepAliveTimeoutMs',
+    flag: 'keep-alive-timeout',
+    type: 'duration',
+    arg: 'DURATION',
+    default: 15_000,
+    min: 100,
+    help: 'an idle keep-alive connection between requests is closed after this',
   },
   {
     key: 'graceMs',
@@ -204,7 +252,24 @@ const DECLARED: readonly OptionDeclaration[] = [
     min: 1,
     help: 'spans held in all (in traces and waiting for a downstream); beyond it senders get 503 with Retry-After',
   },
+  // Memory: held spans bounded in bytes as well as in spans.
+  {
+    key: 'memoryLimitBytes',
+    flag: 'memory-limit',
+    type: 'size',
+    arg: 'SIZE',
+    default: 256 * 1024 * 1024,
+    help: "estimated memory of the spans held (in traces and waiting for a downstream); from 80 % of it senders get 503 with Retry-After before their body is read, as otelcol's memory_limiter does; the rest absorbs requests already under way. Set it well below the Node heap (--max-old-space-size)",
+  },
   { key: 'maxBatchSpans', type: 'count', arg: 'N', default: 512, min: 1, help: 'most spans in one request to a downstream' },
+  {
+    key: 'forwardConcurrency',
+    type: 'count',
+    arg: 'N',
+    default: 4,
+    min: 1,
+    help: 'requests under way at once to each downstream (batches are delivered in no particular order); a slow downstream holds only its own',
+  },
   {
     key: 'forwardTimeoutMs',
     flag: 'forward-timeout',
@@ -248,6 +313,7 @@ const DECLARED: readonly OptionDeclaration[] = [
 export const OPTIONS: readonly OptionSpec[] = DECLARED.map((option) => ({ ...option, defaultText: describeDefault(option) }));
 
 export const ENV_PREFIX = 'REQUEST_BUDGET_COLLECTOR_';
+const MIN_MEMORY_LIMIT_BYTES = 1024 * 1024;
 
 const kebab = (key: string) => key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 /** The flag of an option: its own when it has one, else its key in kebab-case. */
@@ -308,6 +374,12 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
   if (rest.retryMaxBackoffMs < rest.retryInitialBackoffMs) {
     problems.push(`retry max backoff (${rest.retryMaxBackoffMs} ms) is shorter than the initial backoff (${rest.retryInitialBackoffMs} ms)`);
   }
+  // Node refuses a headers timeout longer than the request timeout.
+  if (rest.requestTimeoutMs < rest.headersTimeoutMs) {
+    problems.push(`request timeout (${rest.requestTimeoutMs} ms) is shorter than the headers timeout (${rest.headersTimeoutMs} ms)`);
+  }
+  if (rest.memoryLimitBytes < MIN_MEMORY_LIMIT_BYTES)
+    problems.push(`memory limit (${rest.memoryLimitBytes} bytes) must be at least 1MiB: below it, a few spans would keep senders refused`);
   if (problems.length > 0 || listen === undefined) throw new ConfigError(problems);
   const config: CollectorConfig = { ...rest, listenHost: listen.host, listenPort: listen.port };
   return { kind: 'run', config };

@@ -11,6 +11,9 @@ export interface LiveFigures {
   spansInMemory(): number;
   queueDepth(): Record<string, number>;
   queueCapacity(): number;
+  /** Estimated bytes of the spans held (traces and queues), and the --memory-limit. */
+  heldBytes(): number;
+  memoryLimitBytes(): number;
   alertStats(): Record<string, { delivered: number; failed: number; dropped: number }>;
 }
 
@@ -28,6 +31,7 @@ export class CollectorMetrics {
   readonly breaches: Counter<'service' | 'metric' | 'severity'>;
   readonly processSeconds: Histogram;
   readonly internalErrors: Counter;
+  readonly memoryRefusedRequests: Counter;
 
   constructor(live: LiveFigures) {
     const registers = [this.registry];
@@ -88,6 +92,27 @@ export class CollectorMetrics {
       registers,
     });
     this.internalErrors = new Counter({ name: `${prefix}internal_errors_total`, help: 'Unexpected errors caught (each is logged)', registers });
+    this.memoryRefusedRequests = new Counter({
+      name: `${prefix}memory_refused_requests_total`,
+      help: 'Export requests refused with 503 before their body was read, because the spans held were estimated at the soft memory limit (80 % of --memory-limit) or more',
+      registers,
+    });
+    new Gauge({
+      name: `${prefix}memory_held_bytes`,
+      help: 'Estimated memory of the spans held, in traces and waiting for a downstream (see --memory-limit)',
+      registers,
+      collect() {
+        this.set(live.heldBytes());
+      },
+    });
+    new Gauge({
+      name: `${prefix}memory_limit_bytes`,
+      help: 'The --memory-limit: from 80 % of it, export requests are refused with 503',
+      registers,
+      collect() {
+        this.set(live.memoryLimitBytes());
+      },
+    });
     new Gauge({
       name: `${prefix}traces_in_memory`,
       help: 'Traces held, waiting for their root and grace period',

@@ -7,40 +7,16 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/free-port';
 import { otlpRoot } from '../src/otlp/otlp-schema';
-import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
-import { startDownstream, type DownstreamServer } from './support/downstream-server';
+import type { CollectorProcess } from './support/collector-process';
+import { useCollectorsAndDownstreams } from './support/collectors-and-downstreams';
+import type { DownstreamServer } from './support/downstream-server';
 import { ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
 
 const SPANS_PER_TRACE = ordersTrace().spans.length;
-const started: { collectors: CollectorProcess[]; downstreams: DownstreamServer[] } = { collectors: [], downstreams: [] };
-
-afterEach(async () => {
-  await Promise.all(started.collectors.splice(0).map((collector) => collector.stop('SIGKILL')));
-  await Promise.all(started.downstreams.splice(0).map((downstream) => downstream.close()));
-});
-
-async function collectorFor(otlpUrl: string, options: Record<string, string> = {}): Promise<CollectorProcess> {
-  const flags = {
-    '--budgets': COLLECTOR_BUDGETS,
-    '--otlp-endpoint': otlpUrl,
-    '--grace-period': '100ms',
-    '--retry-initial-backoff': '100ms',
-    '--retry-max-backoff': '400ms',
-    ...options,
-  };
-  const collector = await startCollectorProcess(Object.entries(flags).flat());
-  started.collectors.push(collector);
-  return collector;
-}
-
-async function downstreamOn(port?: number, answer?: Parameters<typeof startDownstream>[1]): Promise<DownstreamServer> {
-  const downstream = await startDownstream(port, answer);
-  started.downstreams.push(downstream);
-  return downstream;
-}
+const { collectorFor, downstreamOn } = useCollectorsAndDownstreams();
 
 async function sendTraces(collector: CollectorProcess, count: number): Promise<ReturnType<typeof ordersTrace>[]> {
   const traces = Array.from({ length: count }, () => ordersTrace());

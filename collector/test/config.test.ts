@@ -48,12 +48,18 @@ describe('resolving the configuration', () => {
       authToken: undefined,
       maxBodyBytes: 10 * 1024 * 1024,
       maxConcurrentRequests: 32,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 60_000,
+      idleTimeoutMs: 10_000,
+      keepAliveTimeoutMs: 15_000,
       graceMs: 2000,
       maxTraceWaitMs: 30_000,
       maxTraces: 10_000,
       maxSpansPerTrace: 2000,
       maxQueueSpans: 100_000,
+      memoryLimitBytes: 256 * 1024 * 1024,
       maxBatchSpans: 512,
+      forwardConcurrency: 4,
       forwardTimeoutMs: 10_000,
       retryInitialBackoffMs: 500,
       retryMaxBackoffMs: 30_000,
@@ -215,6 +221,16 @@ describe('resolving the configuration', () => {
       `${bad}: graceMs: expected a duration such as 500ms, 2s, 1m (a plain number is milliseconds), got "later"`,
     ]);
     expect(run([], { REQUEST_BUDGET_COLLECTOR_CONFIG: file }).graceMs).toBe(1500);
+  });
+
+  it('reads the connection timeouts from flags and the environment, and refuses a request timeout shorter than the headers timeout', () => {
+    expect(
+      run(['--headers-timeout', '2s', '--request-timeout', '30s', '--idle-timeout=1500ms'], { REQUEST_BUDGET_COLLECTOR_KEEP_ALIVE_TIMEOUT: '5s' }),
+    ).toMatchObject({ headersTimeoutMs: 2000, requestTimeoutMs: 30_000, idleTimeoutMs: 1500, keepAliveTimeoutMs: 5000 });
+    expect(problems(['--idle-timeout', '0'])).toEqual(['--idle-timeout: must be at least 100 ms, got "0"']);
+    expect(problems(['--headers-timeout', '20s', '--request-timeout', '10s'])).toEqual([
+      'request timeout (10000 ms) is shorter than the headers timeout (20000 ms)',
+    ]);
   });
 
   it('gives each option a flag and an environment variable', () => {

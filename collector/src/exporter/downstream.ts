@@ -1,14 +1,17 @@
 /**
- * One downstream (Jaeger over OTLP/HTTP, or Zipkin): a queue of span batches, sent one request at
- * a time, in order. A failed send is retried — network errors, timeouts, 429, 502, 503 and 504, as
- * the OTLP specification lists them — with exponential backoff, or after the Retry-After the
- * downstream gave when that is longer; other answers are final. Nothing leaves the queue without being counted:
- * delivered, refused by the downstream, given up after `maxElapsedMs` of retries, or cut off at
- * shutdown; each drop is also reported through `onProblem`.
+ * One downstream (Jaeger over OTLP/HTTP, or Zipkin): a queue of span batches, sent up to
+ * `concurrency` requests at a time, in no particular order (a round trip per batch would otherwise
+ * cap throughput at one batch per round trip). A failed send is retried — network errors,
+ * timeouts, 429 and every 5xx (a downstream answering 500 while it restarts or is overloaded is
+ * no reason to lose spans) — with exponential backoff, or after the Retry-After the downstream
+ * gave when that is longer; other answers (4xx) are final. Nothing leaves the queue without being
+ * counted: delivered, refused by the downstream, given up after `maxElapsedMs` of retries, or cut
+ * off at shutdown; each drop is also reported through `onProblem` (refusals once per interval).
  */
 import { backoffDelayMs, withJitter } from '@request-budget/core';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CollectedSpan } from '../otlp/otlp-model';
+import { IntervalLog } from './interval-log';
 
 export type DropReason = 'downstream_rejected' | 'downstream_partial' | 'retries_exhausted' | 'shutdown';
 
@@ -26,6 +29,8 @@ export interface DownstreamOptions {
   /** Spans the downstream says it refused in a successful answer (OTLP partial success). */
   readonly rejectedIn?: (response: Response, body: Uint8Array) => number;
   readonly maxBatchSpans: number;
+  /** Requests under way at once. */
+  readonly concurrency: number;
   readonly requestTimeoutMs: number;
   readonly initialBackoffMs: number;
   readonly maxBackoffMs: number;
@@ -34,30 +39,38 @@ export interface DownstreamOptions {
   readonly onRetry: () => void;
   readonly onDropped: (spans: number, reason: DropReason) => void;
   readonly onProblem: (message: string) => void;
+  /** How often a streak of refusals (4xx) is logged; 10 s unless given. */
+  readonly problemIntervalMs?: number;
 }
 
 interface Batch {
   readonly spans: CollectedSpan[];
-  sealed: boolean;
 }
 
-const RETRYABLE = new Set([429, 502, 503, 504]);
+/** 429 and 5xx say "not now"; any other refusal would be answered the same way again. */
+const isRetryable = (status: number): boolean => status === 429 || (status >= 500 && status <= 599);
 /** Longest Retry-After honoured: a downstream asking for more is retried after this. */
 const MAX_RETRY_AFTER_MS = 300_000;
 
 export class Downstream {
   readonly name: string;
   private readonly options: DownstreamOptions;
+  /** Waiting to be sent, oldest first; the last may still be filling. A batch being sent is no longer here. */
   private readonly batches: Batch[] = [];
+  /** Spans waiting or being sent. */
   private queued = 0;
-  private running: Promise<void> | undefined;
+  /** One per request under way (each sends batches until none is left). */
+  private readonly workers = new Set<Promise<void>>();
+  private scheduled = false;
   private readonly stopController = new AbortController();
   private backoffUntilMs = 0;
   private failing = false;
+  private readonly refusals: IntervalLog;
 
   constructor(options: DownstreamOptions) {
     this.name = options.name;
     this.options = options;
+    this.refusals = new IntervalLog(options.onProblem, options.problemIntervalMs ?? 10_000);
   }
 
   /** Spans queued or being sent. */
@@ -78,12 +91,17 @@ export class Downstream {
     }
     for (const span of spans) {
       let last = this.batches.at(-1);
-      if (last === undefined || last.sealed || last.spans.length >= this.options.maxBatchSpans) this.batches.push((last = { spans: [], sealed: false }));
+      if (last === undefined || last.spans.length >= this.options.maxBatchSpans) this.batches.push((last = { spans: [] }));
       last.spans.push(span);
     }
     this.queued += spans.length;
+    if (this.scheduled) return;
     // On a later turn: traces flushed together go out together.
-    this.running ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.run());
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.startWorkers();
+    });
   }
 
   /**
@@ -92,10 +110,11 @@ export class Downstream {
    */
   async drain(deadlineMs: number): Promise<void> {
     const remaining = deadlineMs - Date.now();
-    const timedOut = Symbol('timeout');
-    const outcome = this.running === undefined ? undefined : await Promise.race([this.running, sleep(Math.max(0, remaining), timedOut, { ref: false })]);
+    await Promise.race([this.sent(), sleep(Math.max(0, remaining), undefined, { ref: false })]);
     this.stopController.abort();
-    if (outcome === timedOut) await this.running;
+    // Each worker returns as soon as its request or backoff is aborted.
+    await Promise.all(this.workers);
+    this.refusals.flush();
     if (this.queued > 0) {
       const left = this.queued;
       this.batches.length = 0;
@@ -105,18 +124,30 @@ export class Downstream {
     }
   }
 
-  private async run(): Promise<void> {
-    try {
-      while (this.batches.length > 0 && !this.stopController.signal.aborted) {
-        const batch = this.batches[0];
-        batch.sealed = true;
-        const delivered = await this.deliver(batch.spans);
-        if (!delivered) return; // stopped mid-retry: drain() counts what is left
-        this.batches.shift();
-        this.queued -= batch.spans.length;
-      }
-    } finally {
-      this.running = undefined;
+  /** Resolves when nothing is queued or being sent. */
+  private async sent(): Promise<void> {
+    while (this.queued > 0 && !this.stopController.signal.aborted) {
+      if (this.workers.size > 0) await Promise.race(this.workers);
+      else await new Promise<void>((resolve) => setImmediate(resolve)); // the workers start on the next turn
+    }
+  }
+
+  /** Up to `concurrency` workers; each takes a batch at once (synchronously), so this ends. */
+  private startWorkers(): void {
+    while (this.workers.size < this.options.concurrency && this.batches.length > 0 && !this.stopController.signal.aborted) {
+      const worker: Promise<void> = this.work()
+        .catch((error: unknown) => this.options.onProblem(`${this.name}: delivery stopped by an unexpected error: ${describe(error)}`))
+        .finally(() => this.workers.delete(worker));
+      this.workers.add(worker);
+    }
+  }
+
+  private async work(): Promise<void> {
+    while (this.batches.length > 0 && !this.stopController.signal.aborted) {
+      const batch = this.batches.shift()!;
+      const delivered = await this.deliver(batch.spans);
+      if (!delivered) return; // stopped mid-retry: still in `queued`, drain() counts it
+      this.queued -= batch.spans.length;
     }
   }
 
@@ -162,9 +193,15 @@ export class Downstream {
           return true;
         }
         problem = `HTTP ${response.status}${excerpt(body)}`;
-        if (!RETRYABLE.has(response.status)) {
+        if (!isRetryable(response.status)) {
           options.onDropped(spans.length, 'downstream_rejected');
-          options.onProblem(`${this.name}: ${options.url} refused ${spans.length} span(s) with ${problem}; dropped (not retryable)`);
+          this.refusals.report(
+            `HTTP ${response.status}`,
+            spans.length,
+            `${this.name}: ${options.url} refused ${spans.length} span(s) with ${problem}; dropped (not retryable)`,
+            ({ times, amount }) =>
+              `${this.name}: ${options.url} refused ${amount} more span(s) in ${times} request(s) with HTTP ${response.status}; dropped (not retryable) (since the last report)`,
+          );
           this.recovered();
           return true;
         }
@@ -189,7 +226,7 @@ export class Downstream {
       if (!this.failing)
         options.onProblem(`${this.name}: could not send ${spans.length} span(s) to ${options.url}: ${problem}; retrying with backoff (spans stay queued)`);
       this.failing = true;
-      this.backoffUntilMs = Date.now() + delayMs;
+      this.backoffUntilMs = Math.max(this.backoffUntilMs, Date.now() + delayMs);
       try {
         await sleep(delayMs, undefined, { signal, ref: false });
       } catch {
@@ -213,7 +250,7 @@ export function parseRetryAfter(value: string | null): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
-/** ±20 %, so that several collectors do not retry in step. */
+/** The start of an error answer's body, printable, for the log. */
 function excerpt(body: Uint8Array): string {
   if (body.length === 0) return '';
   const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength)

@@ -93,6 +93,11 @@ export interface CollectedSpan {
   readonly endNs: bigint;
   /** Span attributes as plain values: ints as numbers (bigint beyond 2^53), arrays, objects. */
   readonly attributes: AttributeMap;
+  /**
+   * Memory the span holds, estimated when it was decoded (see span-footprint.ts); the first span
+   * of a resource and scope in a request also carries theirs.
+   */
+  readonly estimatedBytes: number;
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

@@ -43,6 +43,7 @@ export class TraceBuffer {
   private readonly sweepIntervalMs: number;
   private timer: NodeJS.Timeout | undefined;
   private spans = 0;
+  private bytes = 0;
 
   constructor(options: TraceBufferOptions) {
     this.options = options;
@@ -57,6 +58,11 @@ export class TraceBuffer {
   /** Spans held now. */
   get spanCount(): number {
     return this.spans;
+  }
+
+  /** Estimated bytes of the spans held now (CollectedSpan.estimatedBytes). */
+  get byteCount(): number {
+    return this.bytes;
   }
 
   add(spans: readonly CollectedSpan[]): void {
@@ -74,6 +80,7 @@ export class TraceBuffer {
       }
       trace.spans.push(span);
       this.spans += 1;
+      this.bytes += span.estimatedBytes;
       if (isRootCandidate(span)) trace.deadlineMs = Math.min(trace.firstAtMs + this.options.maxWaitMs, now + this.options.graceMs);
       if (trace.spans.length >= this.options.maxSpansPerTrace) this.flush(trace, 'trace_full');
     }
@@ -109,6 +116,7 @@ export class TraceBuffer {
     if (this.traces.get(trace.traceId) !== trace) return;
     this.traces.delete(trace.traceId);
     this.spans -= trace.spans.length;
+    for (const span of trace.spans) this.bytes -= span.estimatedBytes;
     this.recentlyFlushed.delete(trace.traceId);
     this.recentlyFlushed.set(trace.traceId, true);
     if (this.recentlyFlushed.size > this.options.maxTraces) this.recentlyFlushed.delete(this.recentlyFlushed.keys().next().value!);

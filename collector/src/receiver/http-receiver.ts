@@ -8,6 +8,7 @@
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { CollectorMetrics } from '../metrics';
@@ -21,6 +22,11 @@ export interface ReceiverOptions {
   readonly maxBodyBytes: number;
   /** Request bodies received and decoded at once; a request beyond it is refused before its body is read. */
   readonly maxConcurrentRequests: number;
+  /**
+   * A body with no new byte for this long has stalled: when every slot is taken, the longest
+   * stalled one is cut off (its connection destroyed) and its slot given to the new request.
+   */
+  readonly stalledAfterMs: number;
   readonly authToken: string | undefined;
   readonly metrics: CollectorMetrics;
   /** Spans held now, the most that may be held, and when to come back (s) when full. */
@@ -35,6 +41,19 @@ export interface ReceiverOptions {
   onRefusedSpans(count: number, reason: 'queue_full' | 'invalid'): void;
   /** Reports a request refused because maxConcurrentRequests bodies were being received. */
   onTooManyRequests(): void;
+  /** Reports a stalled body cut off to free its slot for a new request. */
+  onStalledBodyCut(): void;
+}
+
+/** A receive slot, held from the first byte of a body until it is decoded. */
+interface ReceiveSlot {
+  /** When the body last made progress (performance.now()). */
+  lastByteAt: number;
+  /** The body is whole (being decoded): no longer at the sender's pace, never cut off. */
+  bodyDone: boolean;
+  /** Cut off to give its slot to another request. */
+  cut: boolean;
+  readonly req: IncomingMessage;
 }
 
 /** An answer other than success. */
@@ -56,7 +75,28 @@ const DISCARD_FACTOR = 4;
 export function createRequestHandler(options: ReceiverOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const tokenDigest = options.authToken === undefined ? undefined : digest(`Bearer ${options.authToken}`);
   /** Requests whose bodies are being received or decoded now. */
-  let receiving = 0;
+  const receiving = new Set<ReceiveSlot>();
+
+  /**
+   * A slot for `req`, or undefined when all are held by bodies still arriving. Slots held by
+   * stalled senders are taken back: a few connections that send a byte and stop cannot keep
+   * every other sender out until a timeout.
+   */
+  function takeSlot(req: IncomingMessage): ReceiveSlot | undefined {
+    if (receiving.size >= options.maxConcurrentRequests) {
+      let stalled: ReceiveSlot | undefined;
+      for (const slot of receiving) if (!slot.bodyDone && (stalled === undefined || slot.lastByteAt < stalled.lastByteAt)) stalled = slot;
+      if (stalled === undefined || performance.now() - stalled.lastByteAt < options.stalledAfterMs) return undefined;
+      stalled.cut = true;
+      receiving.delete(stalled);
+      // Destroyed, not answered: the sender stopped sending and may not be reading either.
+      stalled.req.destroy();
+      options.onStalledBodyCut();
+    }
+    const slot: ReceiveSlot = { lastByteAt: performance.now(), bodyDone: false, cut: false, req };
+    receiving.add(slot);
+    return slot;
+  }
 
   async function receiveTraces(req: IncomingMessage): Promise<{ encoding: OtlpEncoding; body: Uint8Array; spans: number }> {
     // What the request says it is decides the encoding of the answer, failures included.
@@ -78,24 +118,26 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
 
     // Bodies are held whole while read and decoded: at most maxConcurrentRequests at once bounds
     // their memory. One more is answered at once, before its body is read; the sender retries.
-    if (receiving >= options.maxConcurrentRequests) {
+    const slot = takeSlot(req);
+    if (slot === undefined) {
       options.onTooManyRequests();
       throw new HttpFailure(
         503,
-        `too many requests at once (${receiving} already being received, the limit of --max-concurrent-requests); retry later`,
+        `too many requests at once (${receiving.size} already being received, the limit of --max-concurrent-requests); retry later`,
         { 'retry-after': '1' },
         true,
       );
     }
-    receiving += 1;
     let decoded;
     try {
       let raw: Uint8Array | undefined;
       try {
-        raw = await readBody(req, options.maxBodyBytes);
+        raw = await readBody(req, options.maxBodyBytes, () => (slot.lastByteAt = performance.now()));
       } catch (error) {
+        if (slot.cut) throw failure(408, 'request body stalled; its connection was closed to free its slot for another request');
         throw failure(400, `request body incomplete: ${(error as Error).message}`);
       }
+      slot.bodyDone = true;
       if (raw === undefined) throw failure(413, `body larger than the limit of ${options.maxBodyBytes} bytes`);
       let body: Uint8Array = raw;
       if (coding === 'gzip') {
@@ -116,7 +158,7 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
         throw failure(400, `payload could not be decoded: ${(error as Error).message}`);
       }
     } finally {
-      receiving -= 1;
+      receiving.delete(slot);
     }
     const { spans, rejected } = decoded;
     // Shutdown may have begun while the body was read: the traces held were flushed then, and
@@ -209,13 +251,14 @@ async function plain(req: IncomingMessage, res: ServerResponse, status: number, 
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers }).end(req.method === 'HEAD' ? undefined : text);
 }
 
-/** The whole body, or undefined when it is larger than `limit` (then read to its end and dropped). */
-function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
+/** The whole body, or undefined when it is larger than `limit` (then read to its end and dropped). `onProgress` hears every chunk. */
+function readBody(req: IncomingMessage, limit: number, onProgress: () => void): Promise<Uint8Array | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
     const onData = (chunk: Buffer) => {
+      onProgress();
       size += chunk.length;
       if (size > limit) {
         tooLarge = true;

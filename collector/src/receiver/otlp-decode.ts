@@ -4,7 +4,8 @@
  * converted (hex ids, int64 as text or number, enum names or numbers) and built into the same
  * message type, so one normaliser serves both. Spans whose ids cannot be right are rejected one
  * by one (reported to the sender as a partial success); a body that does not decode is refused
- * whole.
+ * whole, and so is one that would decode into more entries than its size allows (entry-budget.ts),
+ * before anything is decoded. What is kept holds no view into the body (span-footprint.ts).
  */
 import protobuf from 'protobufjs';
 import {
@@ -17,7 +18,9 @@ import {
   type WireKeyValue,
   type WireSpan,
 } from '../otlp/otlp-model';
+import { checkJsonEntries, checkProtobufEntries, EntryBudgetError } from '../otlp/entry-budget';
 import { ExportTraceServiceRequest } from '../otlp/otlp-schema';
+import { detachAndMeasure } from '../otlp/span-footprint';
 
 /** The body cannot be used at all; answered with 400 and this message. */
 export class OtlpDecodeError extends Error {
@@ -39,11 +42,18 @@ export function decodeTraceRequest(body: Uint8Array, encoding: OtlpEncoding): De
   let message: protobuf.Message;
   if (encoding === 'protobuf') {
     try {
+      checkProtobufEntries(body, ExportTraceServiceRequest);
       message = ExportTraceServiceRequest.decode(body);
     } catch (error) {
+      if (error instanceof EntryBudgetError) throw new OtlpDecodeError(error.message);
       throw new OtlpDecodeError(`protobuf ExportTraceServiceRequest did not decode: ${describe(error)}`);
     }
   } else {
+    try {
+      checkJsonEntries(body);
+    } catch (error) {
+      throw new OtlpDecodeError(describe(error));
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'), keepBigIntegersExact);
@@ -71,6 +81,10 @@ interface WireRequest {
   }>;
 }
 
+/** A CollectedSpan beside its wire message: its object, three hex ids, two bigints (measured: about 500). */
+const SPAN_BYTES = 640;
+const PLAIN_ATTRIBUTE_BYTES = 48;
+
 const TRACE_ID_BYTES = 16;
 const SPAN_ID_BYTES = 8;
 
@@ -81,11 +95,15 @@ function normalise(request: WireRequest): DecodedRequest {
   for (const resourceSpans of request.resourceSpans ?? []) {
     const attributes = keyValuesToPlain(resourceSpans.resource?.attributes);
     const serviceName = attributes['service.name'];
+    const processKey = canonicalText(attributes);
+    // Resource and scope are shared by the group's spans: charged to the first one kept. The plain
+    // map and process key of the resource attributes hold about twice the key's text.
+    let groupBytes = detachAndMeasure(resourceSpans.resource) + 2 * processKey.length;
     const resource: ResourceGroup = {
       resource: resourceSpans.resource ?? null,
       schemaUrl: resourceSpans.schemaUrl ?? '',
       attributes,
-      processKey: canonicalText(attributes),
+      processKey,
       serviceName: typeof serviceName === 'string' && serviceName !== '' ? serviceName : 'unknown_service',
     };
     for (const scopeSpans of resourceSpans.scopeSpans ?? []) {
@@ -95,6 +113,7 @@ function normalise(request: WireRequest): DecodedRequest {
         schemaUrl: scopeSpans.schemaUrl ?? '',
         scopeName: scopeSpans.scope?.name ?? '',
       };
+      groupBytes += detachAndMeasure(scopeSpans.scope);
       for (const wire of scopeSpans.spans ?? []) {
         const problem = idProblem(wire);
         if (problem !== undefined) {
@@ -104,6 +123,9 @@ function normalise(request: WireRequest): DecodedRequest {
         }
         wire.attributes ??= [];
         wire.events ??= [];
+        // The plain attribute map: a property and a converted value per attribute.
+        const estimatedBytes = SPAN_BYTES + detachAndMeasure(wire) + PLAIN_ATTRIBUTE_BYTES * wire.attributes.length + groupBytes;
+        groupBytes = 0;
         spans.push({
           wire,
           origin,
@@ -114,6 +136,7 @@ function normalise(request: WireRequest): DecodedRequest {
           startNs: int64ToBigInt(wire.startTimeUnixNano, true),
           endNs: int64ToBigInt(wire.endTimeUnixNano, true),
           attributes: keyValuesToPlain(wire.attributes),
+          estimatedBytes,
         });
       }
     }

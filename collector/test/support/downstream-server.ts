@@ -22,6 +22,8 @@ export interface DownstreamServer {
   readonly spans: ReceivedSpan[];
   /** Epoch ms of every request, accepted or not. */
   readonly attempts: number[];
+  /** Most requests it was answering at once (from the end of a request's body to its answer). */
+  readonly maxInFlight: number;
   close(): Promise<void>;
 }
 
@@ -29,13 +31,17 @@ export interface DownstreamServer {
 export async function startDownstream(port = 0, answer: (attempt: number) => Answer = () => ({ status: 200 })): Promise<DownstreamServer> {
   const spans: ReceivedSpan[] = [];
   const attempts: number[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const { status, headers = {}, delayMs = 0 } = answer(attempts.length);
       attempts.push(Date.now());
+      maxInFlight = Math.max(maxInFlight, (inFlight += 1));
       setTimeout(() => {
+        inFlight -= 1;
         if (status === 200) {
           spans.push(...decodeProtobufRequest(Buffer.concat(chunks)));
           res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(encodeEmptyResponse());
@@ -55,6 +61,9 @@ export async function startDownstream(port = 0, answer: (attempt: number) => Ans
     port: actual,
     spans,
     attempts,
+    get maxInFlight() {
+      return maxInFlight;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -1,0 +1,48 @@
+/**
+ * The memory limit at the door: while the spans held (in traces and downstream queues) are
+ * estimated at the soft limit or more, an export request is answered 503 with Retry-After before
+ * its body is read, as otelcol's memory_limiter refuses data above its soft limit. 503 rather than
+ * 429: the collector is short of room for everyone, not asking this sender to slow down; the
+ * OTLP/HTTP specification has senders retry both, after Retry-After.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CONTENT_TYPES, encodeStatus } from '../exporter/otlp-encode';
+
+/** The soft limit, as a share of the limit: what is left absorbs the requests already under way. */
+export const SOFT_LIMIT_RATIO = 0.8;
+export const softLimitOf = (limitBytes: number): number => Math.floor(limitBytes * SOFT_LIMIT_RATIO);
+
+export interface MemoryGateOptions {
+  /** --memory-limit; requests are refused from its soft limit on. */
+  readonly limitBytes: number;
+  /** Estimated bytes held now. */
+  heldBytes(): number;
+  retryAfterSeconds(): number;
+  /** Bytes of body read and thrown away after the answer, beyond which the connection is cut. */
+  readonly discardLimitBytes: number;
+  onRefused(encoding: 'protobuf' | 'json'): void;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export function withMemoryGate(handler: Handler, options: MemoryGateOptions): Handler {
+  const softLimitBytes = softLimitOf(options.limitBytes);
+  return (req, res) => {
+    if (req.method !== 'POST' || (req.url ?? '/').split('?')[0] !== '/v1/traces') return handler(req, res);
+    const held = options.heldBytes();
+    if (held < softLimitBytes) return handler(req, res);
+    const encoding = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase() === 'application/json' ? 'json' : 'protobuf';
+    options.onRefused(encoding);
+    const message = `memory limit: spans held are estimated at ${held} bytes, past the soft limit of ${softLimitBytes} (${SOFT_LIMIT_RATIO * 100} % of --memory-limit ${options.limitBytes}); retry later`;
+    res
+      .writeHead(503, { 'content-type': CONTENT_TYPES[encoding], 'retry-after': String(options.retryAfterSeconds()) })
+      .end(encodeStatus(encoding, 503, message));
+    // Read (and drop) the body, so the sender sees the answer rather than a reset connection.
+    let read = 0;
+    req.on('data', (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > options.discardLimitBytes) req.destroy();
+    });
+    req.on('error', () => undefined);
+  };
+}

@@ -1,0 +1,232 @@
+/**
+ * What decoding may cost and keep: a decoded span holds no view into its request body (the body
+ * is garbage once decoded, whatever was kept), a body that would decode into millions of entries
+ * is refused before they exist, and the memory a span is charged with is not below what it holds.
+ */
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { MAX_ENTRIES_PER_REQUEST } from '../src/otlp/entry-budget';
+import type { CollectedSpan } from '../src/otlp/otlp-model';
+import { TraceBuffer } from '../src/processor/trace-buffer';
+import { decodeTraceRequest, OtlpDecodeError } from '../src/receiver/otlp-decode';
+import { Kind, newSpanId, newTraceId, toOtlpJson, toOtlpProtobuf } from './support/synthetic-trace';
+import { emptyAttributesRequest, lengthDelimited, requestOfSpan, validSpanBytes } from './support/wire-bytes';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+const MiB = 1024 * 1024;
+
+/** One valid span with a bytes attribute, an event and a link, then `unknownBytes` of an unknown field (number 100). */
+function spanWithUnknownField(unknownBytes: number): { body: Buffer; traceId: string } {
+  const link = { traceId: Buffer.alloc(16, 7), spanId: Buffer.alloc(8, 8), attributes: [{ key: 'l', value: { bytesValue: Buffer.from('link') } }] };
+  const { bytes, traceId } = validSpanBytes({
+    parentSpanId: Buffer.alloc(8, 9),
+    attributes: [{ key: 'payload', value: { bytesValue: Buffer.from('0123456789') } }],
+    events: [{ timeUnixNano: 1_500_000, name: 'e', attributes: [{ key: 'b', value: { bytesValue: Buffer.from('event') } }] }],
+    links: [link],
+  });
+  return { body: Buffer.concat([requestOfSpan(bytes), lengthDelimited(100, Buffer.alloc(unknownBytes, 0x61))]), traceId };
+}
+
+/** Every Uint8Array under `value`, with where it is. */
+function byteArraysIn(value: unknown, path = 'span', found: { path: string; bytes: Uint8Array }[] = []): { path: string; bytes: Uint8Array }[] {
+  if (value instanceof Uint8Array) found.push({ path, bytes: value });
+  else if (value !== null && typeof value === 'object')
+    for (const [key, item] of Object.entries(value as Record<string, unknown>)) byteArraysIn(item, `${path}.${key}`, found);
+  return found;
+}
+
+describe('a decoded span', () => {
+  it('keeps no view into its request body: ids and bytes values are copies of their own', () => {
+    const { body, traceId } = spanWithUnknownField(10 * MiB);
+    const [span] = decodeTraceRequest(body, 'protobuf').spans;
+    expect(span!.traceId).toBe(traceId);
+    const arrays = byteArraysIn({ wire: span!.wire, resource: span!.origin.resource.resource, scope: span!.origin.scope });
+    // traceId, spanId, parentSpanId, the bytes attribute, the event's, the link's ids and attribute.
+    expect(arrays.map(({ path }) => path).sort()).toEqual(
+      [
+        'span.wire.traceId',
+        'span.wire.spanId',
+        'span.wire.parentSpanId',
+        'span.wire.attributes.0.value.bytesValue',
+        'span.wire.events.0.attributes.0.value.bytesValue',
+        'span.wire.links.0.traceId',
+        'span.wire.links.0.spanId',
+        'span.wire.links.0.attributes.0.value.bytesValue',
+      ].sort(),
+    );
+    for (const { bytes } of arrays) {
+      expect(bytes.buffer).not.toBe(body.buffer);
+      // Node's buffer pool slab at most: not the 10 MiB body.
+      expect(bytes.buffer.byteLength).toBeLessThanOrEqual(Buffer.poolSize);
+    }
+    expect(Buffer.from(span!.wire.attributes[0]!.value!.bytesValue!).toString()).toBe('0123456789');
+  });
+
+  it('lets the body be collected while the span is held', async () => {
+    const collected: string[] = [];
+    const registry = new FinalizationRegistry((name: string) => collected.push(name));
+    const decode = (): CollectedSpan[] => {
+      const { body } = spanWithUnknownField(10 * MiB);
+      registry.register(body.buffer, 'protobuf body');
+      const json = Buffer.from(
+        JSON.stringify(toOtlpJson(traceOfOne())).replace('"attributes":[', `"attributes":[{"key":"pad","value":{"stringValue":"${'x'.repeat(MiB)}"}},`),
+      );
+      registry.register(json.buffer, 'json body');
+      return [...decodeTraceRequest(body, 'protobuf').spans, ...decodeTraceRequest(json, 'json').spans];
+    };
+    const held = decode();
+    for (let attempt = 0; attempt < 50 && collected.length < 2; attempt += 1) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(collected.sort()).toEqual(['json body', 'protobuf body']);
+    expect(held).toHaveLength(2);
+  });
+});
+
+function traceOfOne() {
+  return {
+    traceId: newTraceId(),
+    baseNs: 1_000_000_000n,
+    spans: [{ service: 'orders-py', name: 'GET /', kind: Kind.SERVER, spanId: newSpanId(), startUs: 0, endUs: 10, attributes: { 'http.route': '/' } }],
+  };
+}
+
+describe('the decode budget', () => {
+  const refusal = (body: Uint8Array, encoding: 'protobuf' | 'json'): { error: unknown; ms: number; heapMb: number } => {
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const started = performance.now();
+    let error: unknown;
+    try {
+      decodeTraceRequest(body, encoding);
+    } catch (caught) {
+      error = caught;
+    }
+    const ms = performance.now() - started;
+    return { error, ms, heapMb: (process.memoryUsage().heapUsed - before) / MiB };
+  };
+
+  it('refuses 10 MiB of empty attributes in milliseconds, before they exist, naming the limit', () => {
+    const body = emptyAttributesRequest(5 * MiB - 64);
+    expect(body.length).toBeLessThanOrEqual(10 * MiB);
+    const { error, ms, heapMb } = refusal(body, 'protobuf');
+    expect(error).toBeInstanceOf(OtlpDecodeError);
+    expect((error as Error).message).toBe(
+      `request has more entries (spans, attributes, values, events, links) than the limit of ${MAX_ENTRIES_PER_REQUEST} entries per request; send smaller batches`,
+    );
+    // Decoding them took seconds and 2 GB for 12 such requests; the scan stops at the millionth.
+    expect(ms).toBeLessThan(1000);
+    expect(heapMb).toBeLessThan(20);
+  });
+
+  it('counts what the decoder would build, whatever the wire type says', () => {
+    // Attributes sent as varints: protobufjs still reads a length and builds an empty KeyValue.
+    const body = emptyAttributesRequest(5 * MiB - 64, 0);
+    const { error, ms } = refusal(body, 'protobuf');
+    expect((error as Error).message).toMatch(new RegExp(`than the limit of ${MAX_ENTRIES_PER_REQUEST} entries per request`));
+    expect(ms).toBeLessThan(1000);
+  });
+
+  it('bounds the entries of a small body by its size: 1024 + one per 4 bytes', () => {
+    const body = emptyAttributesRequest(3000);
+    const budget = 1024 + Math.floor(body.length / 4);
+    const { error } = refusal(body, 'protobuf');
+    expect((error as Error).message).toBe(
+      `request has more entries (spans, attributes, values, events, links) than the limit of ${budget} entries for a body of ${body.length} bytes (1024 + one per 4 bytes); send smaller batches`,
+    );
+    // Within it, the same shape decodes: request, resource spans, scope spans, span and 1000 attributes.
+    expect(decodeTraceRequest(emptyAttributesRequest(1000), 'protobuf').spans[0]!.wire.attributes).toHaveLength(1000);
+  });
+
+  it('counts the objects and arrays of a JSON body outside its strings', () => {
+    const empties = `{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[${'{},'.repeat(3 * MiB)}{}]}]}]}]}`;
+    const { error, ms } = refusal(Buffer.from(empties), 'json');
+    expect((error as Error).message).toMatch(new RegExp(`than the limit of ${MAX_ENTRIES_PER_REQUEST} entries per request`));
+    expect(ms).toBeLessThan(1000);
+    // Braces and brackets inside strings (escaped quotes included) are text, not entries.
+    const trace = traceOfOne();
+    const text = JSON.stringify(toOtlpJson({ ...trace, spans: [{ ...trace.spans[0]!, attributes: { 'db.statement': '\\"{[' + '{['.repeat(20_000) } }] }));
+    expect(decodeTraceRequest(Buffer.from(text), 'json').spans).toHaveLength(1);
+  });
+
+  it('lets a large realistic batch through: 5,000 spans of 20 attributes', () => {
+    const traceId = newTraceId();
+    const attributes = Object.fromEntries(Array.from({ length: 20 }, (_, index) => [`attribute.${index}`, index % 2 === 0 ? `value ${index}` : index]));
+    const spans = Array.from({ length: 5000 }, () => ({
+      service: 'orders-py',
+      name: 'SELECT',
+      kind: Kind.CLIENT,
+      spanId: newSpanId(),
+      startUs: 0,
+      endUs: 5,
+      attributes,
+    }));
+    expect(decodeTraceRequest(toOtlpProtobuf({ traceId, baseNs: 1_000_000_000n, spans }), 'protobuf').spans).toHaveLength(5000);
+  });
+});
+
+describe('the memory a span is charged with', () => {
+  it('is not below what decoded spans hold, nor far above', () => {
+    const attributes = Object.fromEntries(
+      Array.from({ length: 12 }, (_, index) => [`http.attribute.${index}`, index % 2 === 0 ? `value-${index}-${newSpanId()}` : index]),
+    );
+    const bodies = Array.from({ length: 5 }, () =>
+      toOtlpProtobuf({
+        traceId: newTraceId(),
+        baseNs: 1_000_000_000n,
+        spans: Array.from({ length: 4000 }, () => ({
+          service: 'orders-py',
+          name: 'GET /orders',
+          kind: Kind.CLIENT,
+          spanId: newSpanId(),
+          parentSpanId: newSpanId(),
+          startUs: 0,
+          endUs: 5,
+          attributes,
+        })),
+      }),
+    );
+    const held = () => {
+      gc();
+      const usage = process.memoryUsage();
+      return usage.heapUsed + usage.external;
+    };
+    const before = held();
+    const spans = bodies.flatMap((body) => decodeTraceRequest(body, 'protobuf').spans);
+    const actual = held() - before;
+    bodies.length = 0;
+    const estimated = spans.reduce((sum, span) => sum + span.estimatedBytes, 0);
+    expect(spans).toHaveLength(20_000);
+    expect(estimated).toBeGreaterThan(actual);
+    expect(estimated).toBeLessThan(3 * actual);
+  });
+
+  it('is counted in the trace buffer while held and given back when flushed', () => {
+    const flushed: number[] = [];
+    const buffer = new TraceBuffer({
+      graceMs: 10_000,
+      maxWaitMs: 10_000,
+      maxTraces: 2,
+      maxSpansPerTrace: 100,
+      onFlush: (spans) => flushed.push(spans.length),
+      onError: (error) => {
+        throw error;
+      },
+    });
+    const traces = [traceOfOne(), traceOfOne(), traceOfOne()].map((trace) => decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf').spans);
+    const bytes = traces.map((spans) => spans.reduce((sum, span) => sum + span.estimatedBytes, 0));
+    buffer.add(traces[0]!);
+    buffer.add(traces[1]!);
+    expect(buffer.byteCount).toBe(bytes[0]! + bytes[1]!);
+    // A third trace flushes the oldest: its bytes leave with it.
+    buffer.add(traces[2]!);
+    expect(flushed).toEqual([1]);
+    expect(buffer.byteCount).toBe(bytes[1]! + bytes[2]!);
+    buffer.flushAll();
+    expect(buffer.byteCount).toBe(0);
+  });
+});
