@@ -43,7 +43,9 @@ async function main(): Promise<void> {
   }
   const downstreams =
     [config.otlpEndpoint && `OTLP ${config.otlpEndpoint}`, config.zipkinEndpoint && `Zipkin ${config.zipkinEndpoint}`].filter(Boolean).join(', ') || 'none';
-  process.stdout.write(`${NAME} listening on ${collector.url} (budgets: ${config.budgetsPath ?? 'none'}; forwarding to: ${downstreams})\n`);
+  process.stdout.write(
+    `${NAME} listening on ${collector.url}${collector.grpcAddress === undefined ? '' : ` and grpc://${collector.grpcAddress}`} (budgets: ${config.budgetsPath ?? 'none'}; forwarding to: ${downstreams})\n`,
+  );
 
   // Bad input is answered where it arrives; anything that still escapes is logged, counted and
   // survived: the service must not go down with the spans it holds.

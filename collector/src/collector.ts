@@ -21,8 +21,10 @@ import { ExportTraceServiceResponse } from './otlp/otlp-schema';
 import { TraceBuffer, type FlushReason } from './processor/trace-buffer';
 import { TraceProcessor } from './processor/trace-processor';
 import { QueueBytes } from './processor/queue-bytes';
-import { softLimitOf, withMemoryGate } from './receiver/memory-gate';
+import { memoryRefusal, softLimitOf, withMemoryGate } from './receiver/memory-gate';
+import { startGrpcReceiver, type GrpcReceiver } from './receiver/grpc-receiver';
 import { toZipkinSpan } from './exporter/zipkin';
+import { Spool } from './exporter/spool';
 
 export interface Logger {
   /** One line for the operator (stderr by default). */
@@ -33,6 +35,8 @@ export interface RunningCollector {
   /** `http://host:port` the receiver listens on. */
   readonly url: string;
   readonly port: number;
+  /** `host:port` OTLP/gRPC is received on; undefined when --grpc-listen is off. */
+  readonly grpcAddress: string | undefined;
   readonly metrics: CollectorMetrics;
   /** Stops receiving, processes what is held and delivers it (within the shutdown timeout). Safe to call twice. */
   shutdown(): Promise<void>;
@@ -75,6 +79,14 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     alertStats: () => alerts?.stats() ?? {},
   });
 
+  const spool =
+    config.spoolDir === undefined
+      ? undefined
+      : new Spool(config.spoolDir, {
+          log,
+          onSpooled: (downstream, spans) => metrics.spooledSpans.inc({ downstream }, spans),
+          onLoaded: (downstream, spans) => metrics.spoolLoadedSpans.inc({ downstream }, spans),
+        });
   // Estimated bytes of the spans in each downstream's queue (the spans are shared between queues).
   const queueBytes = new Map<string, QueueBytes>();
   const downstreamOptions = (name: string) => ({
@@ -85,13 +97,15 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     initialBackoffMs: config.retryInitialBackoffMs,
     maxBackoffMs: config.retryMaxBackoffMs,
     maxElapsedMs: config.retryMaxElapsedMs,
-    onForwarded: (spans: number) => {
-      queueBytes.get(name)?.remove(spans);
+    spool,
+    // Spans read from the spool were never added to the queue's bytes.
+    onForwarded: (spans: number, spooled: boolean) => {
+      if (!spooled) queueBytes.get(name)?.remove(spans);
       metrics.forwardedSpans.inc({ downstream: name }, spans);
     },
     onRetry: () => metrics.forwardRetries.inc({ downstream: name }),
-    onDropped: (spans: number, reason: DropReason) => {
-      queueBytes.get(name)?.remove(spans);
+    onDropped: (spans: number, reason: DropReason, spooled: boolean) => {
+      if (!spooled) queueBytes.get(name)?.remove(spans);
       metrics.droppedSpans.inc({ reason, downstream: name }, spans);
     },
     onProblem: log,
@@ -123,6 +137,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     );
   }
   for (const downstream of downstreams) queueBytes.set(downstream.name, new QueueBytes());
+  spool?.load(downstreams, config.maxQueueSpans);
   if (downstreams.length === 0)
     log('no --otlp-endpoint or --zipkin-endpoint: spans are judged and alerted on, then dropped (counted as no_downstream); /readyz answers 503');
 
@@ -175,18 +190,30 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
   const heldBytes = () => buffer.byteCount + Math.max(0, ...[...queueBytes.values()].map((queue) => queue.bytes));
   const refusals = new RateLimitedLog(log, 10_000);
   const retryAfterSeconds = () => Math.min(60, Math.max(1, Math.ceil(Math.max(0, ...downstreams.map((downstream) => downstream.retryInMs)) / 1000)));
-  const receive = createRequestHandler({
-    maxBodyBytes: config.maxBodyBytes,
-    maxConcurrentRequests: config.maxConcurrentRequests,
-    stalledAfterMs: config.idleTimeoutMs / 4,
-    authToken: config.authToken,
-    metrics,
+  // What both receivers (HTTP and gRPC) share: the capacity check, the intake and the refusal counts.
+  const intake = {
     capacity: () => ({
       held: held(),
       max: config.maxQueueSpans,
       retryAfterSeconds: retryAfterSeconds(),
     }),
-    accept: (spans) => buffer.add(spans),
+    accept: (spans: CollectedSpan[]) => buffer.add(spans),
+    isShuttingDown: () => shuttingDown,
+    reportProblem: log,
+    onRefusedSpans: (count: number, reason: 'queue_full' | 'invalid') => {
+      metrics.droppedSpans.inc({ reason, downstream: 'none' }, count);
+      if (reason === 'queue_full')
+        refusals.report('queue_full', count, (total) => `queue full: refused ${total} span(s) with 503 + Retry-After (gRPC: UNAVAILABLE; senders may retry)`);
+      else refusals.report('invalid', count, (total) => `refused ${total} span(s) with invalid ids (answered as partial success)`);
+    },
+  };
+  const receive = createRequestHandler({
+    ...intake,
+    maxBodyBytes: config.maxBodyBytes,
+    maxConcurrentRequests: config.maxConcurrentRequests,
+    stalledAfterMs: config.idleTimeoutMs / 4,
+    authToken: config.authToken,
+    metrics,
     notReadyReasons: () => {
       const reasons: string[] = [];
       if (shuttingDown) reasons.push('shutting down');
@@ -195,14 +222,6 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       if (heldBytes() >= softLimitOf(config.memoryLimitBytes))
         reasons.push(`memory limit (spans held estimated at ${heldBytes()} bytes, soft limit ${softLimitOf(config.memoryLimitBytes)})`);
       return reasons;
-    },
-    isShuttingDown: () => shuttingDown,
-    reportProblem: log,
-    onRefusedSpans: (count, reason) => {
-      metrics.droppedSpans.inc({ reason, downstream: 'none' }, count);
-      if (reason === 'queue_full')
-        refusals.report('queue_full', count, (total) => `queue full: refused ${total} span(s) with 503 + Retry-After (senders may retry)`);
-      else refusals.report('invalid', count, (total) => `refused ${total} span(s) with invalid ids (answered as partial success)`);
     },
     // Counted in received_requests_total{code="503"}: its spans are unknown (the body is not read).
     onTooManyRequests: () =>
@@ -227,16 +246,19 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     retryAfterSeconds,
     discardLimitBytes: config.maxBodyBytes * 4,
     onRefused: (encoding) => {
-      metrics.memoryRefusedRequests.inc();
       metrics.receivedRequests.inc({ encoding, code: '503' });
-      refusals.report(
-        'memory_limit',
-        1,
-        (total) =>
-          `memory limit: refused ${total} request(s) with 503 + Retry-After before reading them (spans held ≥ 80 % of --memory-limit; senders may retry)`,
-      );
+      reportMemoryRefusal();
     },
   });
+  const reportMemoryRefusal = () => {
+    metrics.memoryRefusedRequests.inc();
+    refusals.report(
+      'memory_limit',
+      1,
+      (total) =>
+        `memory limit: refused ${total} request(s) with 503 + Retry-After before reading them (gRPC: UNAVAILABLE before decoding; spans held ≥ 80 % of --memory-limit; senders may retry)`,
+    );
+  };
   const server = http.createServer(
     {
       headersTimeout: config.headersTimeoutMs,
@@ -265,6 +287,23 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     });
   });
   server.on('error', (error) => log(`server error: ${error.message}`));
+  let grpcReceiver: GrpcReceiver | undefined;
+  if (config.grpcListen !== undefined) {
+    try {
+      grpcReceiver = await startGrpcReceiver({
+        ...intake,
+        ...config.grpcListen,
+        maxMessageBytes: config.maxBodyBytes,
+        authToken: config.authToken,
+        metrics,
+        memoryRefusal: () => memoryRefusal({ limitBytes: config.memoryLimitBytes, heldBytes }),
+        onMemoryRefused: reportMemoryRefusal,
+      });
+    } catch (error) {
+      server.close();
+      throw new Error(`cannot receive OTLP/gRPC on ${config.grpcListen.host}:${config.grpcListen.port}: ${(error as Error).message}`, { cause: error });
+    }
+  }
   const { port, address, family } = server.address() as AddressInfo;
   const host = family === 'IPv6' ? `[${address}]` : address;
 
@@ -272,11 +311,13 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
   return {
     url: `http://${host}:${port}`,
     port,
+    grpcAddress: grpcReceiver?.address,
     metrics,
     shutdown() {
       stopping ??= (async () => {
         shuttingDown = true;
         const deadline = Date.now() + config.shutdownTimeoutMs;
+        const grpcStopped = grpcReceiver?.shutdown(deadline);
         // No new connections; requests under way finish (they are answered 503 from now on).
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
@@ -284,7 +325,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
         await Promise.all([...downstreams.map((downstream) => downstream.drain(deadline)), flushAlerts(alerts, deadline, log)]);
         refusals.flush();
         server.closeAllConnections();
-        await closed;
+        await Promise.all([closed, grpcStopped]);
       })();
       return stopping;
     },

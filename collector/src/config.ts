@@ -14,6 +14,8 @@ import { parse as parseYaml } from 'yaml';
 export interface CollectorConfig {
   readonly listenHost: string;
   readonly listenPort: number;
+  /** Where OTLP/gRPC is received; undefined when turned off (`--grpc-listen off`). */
+  readonly grpcListen: { readonly host: string; readonly port: number } | undefined;
   readonly budgetsPath: string | undefined;
   /** Full OTLP/HTTP traces URL (…/v1/traces). */
   readonly otlpEndpoint: string | undefined;
@@ -56,9 +58,11 @@ export interface CollectorConfig {
   readonly retryMaxBackoffMs: number;
   readonly retryMaxElapsedMs: number;
   readonly shutdownTimeoutMs: number;
+  /** Where batches not delivered by the shutdown deadline are kept for the next start; none: dropped. */
+  readonly spoolDir: string | undefined;
 }
 
-type ValueType = 'listen' | 'path' | 'url' | 'traceUrl' | 'text' | 'headers' | 'boolean' | 'count' | 'duration' | 'size';
+type ValueType = 'listen' | 'listenOrOff' | 'path' | 'url' | 'traceUrl' | 'text' | 'headers' | 'boolean' | 'count' | 'duration' | 'size';
 
 interface OptionDeclaration {
   /** The file key (camelCase); the flag is its kebab-case form unless `flag` says otherwise. */
@@ -99,6 +103,13 @@ const DECLARED: readonly OptionDeclaration[] = [
     arg: 'HOST:PORT',
     default: '127.0.0.1:4318',
     help: 'where to receive OTLP/HTTP (POST /v1/traces) and serve /metrics, /healthz, /readyz; port 0 picks a free one',
+  },
+  {
+    key: 'grpcListen',
+    type: 'listenOrOff',
+    arg: 'HOST:PORT|off',
+    default: '127.0.0.1:4317',
+    help: 'where to receive OTLP/gRPC (TraceService/Export, gzip or not); off turns it off; port 0 picks a free one',
   },
   {
     key: 'budgetsPath',
@@ -170,7 +181,7 @@ const DECLARED: readonly OptionDeclaration[] = [
     type: 'text',
     arg: 'TOKEN',
     noneText: 'none (no auth)',
-    help: 'require "Authorization: Bearer TOKEN" on /v1/traces (prefer the environment variable to the flag)',
+    help: 'require "Authorization: Bearer TOKEN" on /v1/traces and as gRPC authorization metadata (prefer the environment variable to the flag)',
   },
   {
     key: 'maxBodyBytes',
@@ -306,6 +317,13 @@ const DECLARED: readonly OptionDeclaration[] = [
     default: 10_000,
     min: 0,
     help: 'on SIGTERM/SIGINT, how long to deliver what is held before exiting',
+  },
+  {
+    key: 'spoolDir',
+    type: 'path',
+    arg: 'DIR',
+    noneText: 'none (what is not delivered by --shutdown-timeout is dropped, counted and logged)',
+    help: 'at the shutdown deadline, write every batch not yet acknowledged by its downstream here (one fsynced file per batch), and send them at the next start; a file is deleted once delivered',
   },
 ];
 
@@ -480,6 +498,10 @@ function convert(spec: OptionSpec, raw: RawValue): unknown {
     case 'listen':
       if (typeof text !== 'string') throw new Error(`expected HOST:PORT, got ${JSON.stringify(value)}`);
       return parseListen(text);
+    case 'listenOrOff':
+      if (typeof text === 'string' && text.toLowerCase() === 'off') return undefined;
+      if (typeof text !== 'string') throw new Error(`expected HOST:PORT or off, got ${JSON.stringify(value)}`);
+      return parseListen(text);
     case 'path':
       if (typeof text !== 'string' || text === '') throw new Error(`expected a file path, got ${JSON.stringify(value)}`);
       return resolve(raw.baseDir, text);
@@ -603,7 +625,8 @@ export function helpText(): string {
     'Durations: 500ms, 2s, 1m, 1h (a plain number is milliseconds). Sizes: 10MiB, 512KiB, 1GB, bytes.',
     'Booleans: --name / --no-name, or --name=true|false. Exit status 2: bad options or budget file.',
     '',
-    'Endpoints: POST /v1/traces (OTLP/HTTP), GET /metrics (Prometheus), /healthz, /readyz.',
+    'Endpoints: POST /v1/traces (OTLP/HTTP), GET /metrics (Prometheus), /healthz, /readyz on --listen;',
+    'opentelemetry.proto.collector.trace.v1.TraceService/Export (OTLP/gRPC) on --grpc-listen.',
   );
   return `${lines.join('\n')}\n`;
 }

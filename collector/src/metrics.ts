@@ -32,6 +32,8 @@ export class CollectorMetrics {
   readonly processSeconds: Histogram;
   readonly internalErrors: Counter;
   readonly memoryRefusedRequests: Counter;
+  readonly spooledSpans: Counter<'downstream'>;
+  readonly spoolLoadedSpans: Counter<'downstream'>;
 
   constructor(live: LiveFigures) {
     const registers = [this.registry];
@@ -95,6 +97,18 @@ export class CollectorMetrics {
     this.memoryRefusedRequests = new Counter({
       name: `${prefix}memory_refused_requests_total`,
       help: 'Export requests refused with 503 before their body was read, because the spans held were estimated at the soft memory limit (80 % of --memory-limit) or more',
+      registers,
+    });
+    this.spooledSpans = new Counter({
+      name: `${prefix}spooled_spans_total`,
+      help: 'Spans not yet acknowledged by a downstream at the shutdown deadline, written to --spool-dir (sent at the next start)',
+      labelNames: ['downstream'],
+      registers,
+    });
+    this.spoolLoadedSpans = new Counter({
+      name: `${prefix}spool_loaded_spans_total`,
+      help: 'Spans read back from --spool-dir at start into a downstream queue',
+      labelNames: ['downstream'],
       registers,
     });
     new Gauge({

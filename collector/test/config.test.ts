@@ -32,6 +32,7 @@ describe('resolving the configuration', () => {
     expect(run([])).toEqual({
       listenHost: '127.0.0.1',
       listenPort: 4318,
+      grpcListen: { host: '127.0.0.1', port: 4317 },
       budgetsPath: undefined,
       otlpEndpoint: undefined,
       otlpHeaders: {},

@@ -7,11 +7,14 @@
  * gave when that is longer; other answers (4xx) are final. Nothing leaves the queue without being
  * counted: delivered, refused by the downstream, given up after `maxElapsedMs` of retries, or cut
  * off at shutdown; each drop is also reported through `onProblem` (refusals once per interval).
+ * With a spool, what is not acknowledged at the shutdown deadline is written to it instead of
+ * being cut off, and batches read back from it at start are sent as they were written.
  */
 import { backoffDelayMs, withJitter } from '@request-budget/core';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { IntervalLog } from './interval-log';
+import type { SpooledBatch } from './spool';
 
 export type DropReason = 'downstream_rejected' | 'downstream_partial' | 'retries_exhausted' | 'shutdown';
 
@@ -35,17 +38,27 @@ export interface DownstreamOptions {
   readonly initialBackoffMs: number;
   readonly maxBackoffMs: number;
   readonly maxElapsedMs: number;
-  readonly onForwarded: (spans: number) => void;
+  /** `spooled`: the spans came from the spool at start (they are not among the spans enqueued). */
+  readonly onForwarded: (spans: number, spooled: boolean) => void;
   readonly onRetry: () => void;
-  readonly onDropped: (spans: number, reason: DropReason) => void;
+  readonly onDropped: (spans: number, reason: DropReason, spooled: boolean) => void;
   readonly onProblem: (message: string) => void;
   /** How often a streak of refusals (4xx) is logged; 10 s unless given. */
   readonly problemIntervalMs?: number;
+  /** Where batches not acknowledged at the shutdown deadline are kept; dropped when absent. */
+  readonly spool?: { readonly dir: string; save(name: string, endpoint: string, batches: readonly SpooledBatch[]): void };
 }
 
 interface Batch {
+  /** Empty for a batch read from the spool: it is sent as `encoded`. */
   readonly spans: CollectedSpan[];
+  /** Encoded once, on its first attempt (or as read from the spool). */
+  encoded?: EncodedBatch;
+  /** A batch read from the spool: its span count and what to do once it is delivered or given up. */
+  readonly spooled?: { readonly spans: number; readonly settled: () => void };
 }
+
+const spanCount = (batch: Batch): number => batch.spooled?.spans ?? batch.spans.length;
 
 /** 429 and 5xx say "not now"; any other refusal would be answered the same way again. */
 const isRetryable = (status: number): boolean => status === 429 || (status >= 500 && status <= 599);
@@ -57,6 +70,8 @@ export class Downstream {
   private readonly options: DownstreamOptions;
   /** Waiting to be sent, oldest first; the last may still be filling. A batch being sent is no longer here. */
   private readonly batches: Batch[] = [];
+  /** Being sent or waiting to be retried; left here when stopped, for drain() to spool. */
+  private readonly sending = new Set<Batch>();
   /** Spans waiting or being sent. */
   private queued = 0;
   /** One per request under way (each sends batches until none is left). */
@@ -73,6 +88,11 @@ export class Downstream {
     this.refusals = new IntervalLog(options.onProblem, options.problemIntervalMs ?? 10_000);
   }
 
+  /** Where it sends: what names it in the spool. */
+  get url(): string {
+    return this.options.url;
+  }
+
   /** Spans queued or being sent. */
   get depth(): number {
     return this.queued;
@@ -86,15 +106,26 @@ export class Downstream {
   enqueue(spans: readonly CollectedSpan[]): void {
     if (spans.length === 0) return;
     if (this.stopController.signal.aborted) {
-      this.options.onDropped(spans.length, 'shutdown');
+      this.options.onDropped(spans.length, 'shutdown', false);
       return;
     }
     for (const span of spans) {
       let last = this.batches.at(-1);
-      if (last === undefined || last.spans.length >= this.options.maxBatchSpans) this.batches.push((last = { spans: [] }));
+      if (last === undefined || last.spooled !== undefined || last.spans.length >= this.options.maxBatchSpans) this.batches.push((last = { spans: [] }));
       last.spans.push(span);
     }
     this.queued += spans.length;
+    this.schedule();
+  }
+
+  /** Queues a batch read from the spool at start, counted in `depth`; `settled` once it is delivered or given up. */
+  enqueueSpooled(batch: SpooledBatch, settled: () => void): void {
+    this.batches.push({ spans: [], encoded: { body: batch.body, contentType: batch.contentType }, spooled: { spans: batch.spans, settled } });
+    this.queued += batch.spans;
+    this.schedule();
+  }
+
+  private schedule(): void {
     if (this.scheduled) return;
     // On a later turn: traces flushed together go out together.
     this.scheduled = true;
@@ -106,7 +137,8 @@ export class Downstream {
 
   /**
    * Waits until everything queued is sent, or until `deadlineMs` (epoch ms); what is left then is
-   * dropped, counted and reported. Later enqueues are dropped as `shutdown`.
+   * written to the spool when there is one (batches read from it stay there), else dropped, counted
+   * and reported. Later enqueues are dropped as `shutdown`.
    */
   async drain(deadlineMs: number): Promise<void> {
     const remaining = deadlineMs - Date.now();
@@ -115,13 +147,33 @@ export class Downstream {
     // Each worker returns as soon as its request or backoff is aborted.
     await Promise.all(this.workers);
     this.refusals.flush();
-    if (this.queued > 0) {
-      const left = this.queued;
-      this.batches.length = 0;
-      this.queued = 0;
-      this.options.onDropped(left, 'shutdown');
-      this.options.onProblem(`${this.name}: shutdown deadline reached with ${left} span(s) not delivered to ${this.options.url}; dropped`);
+    const unsent = [...this.sending, ...this.batches].filter((batch) => batch.spooled === undefined && batch.spans.length > 0);
+    this.sending.clear();
+    this.batches.length = 0;
+    this.queued = 0;
+    const left = unsent.reduce((sum, batch) => sum + batch.spans.length, 0);
+    if (left === 0) return;
+    const { spool } = this.options;
+    if (spool !== undefined) {
+      try {
+        spool.save(
+          this.name,
+          this.options.url,
+          unsent.map((batch) => ({ ...(batch.encoded ??= this.options.encode(batch.spans)), spans: batch.spans.length })),
+        );
+        return;
+      } catch (error) {
+        this.options.onDropped(left, 'shutdown', false);
+        this.options.onProblem(
+          `${this.name}: shutdown deadline reached with ${left} span(s) not delivered to ${this.options.url}; could not write them to the spool ${spool.dir} (${describe(error)}); dropped`,
+        );
+        return;
+      }
     }
+    this.options.onDropped(left, 'shutdown', false);
+    this.options.onProblem(
+      `${this.name}: shutdown deadline reached with ${left} span(s) not delivered to ${this.options.url}; dropped (--spool-dir would keep them on disk and send them at the next start)`,
+    );
   }
 
   /** Resolves when nothing is queued or being sent. */
@@ -145,21 +197,26 @@ export class Downstream {
   private async work(): Promise<void> {
     while (this.batches.length > 0 && !this.stopController.signal.aborted) {
       const batch = this.batches.shift()!;
-      const delivered = await this.deliver(batch.spans);
-      if (!delivered) return; // stopped mid-retry: still in `queued`, drain() counts it
-      this.queued -= batch.spans.length;
+      this.sending.add(batch);
+      const delivered = await this.deliver(batch);
+      if (!delivered) return; // stopped mid-retry: still in `sending`, drain() spools or counts it
+      this.sending.delete(batch);
+      this.queued -= spanCount(batch);
+      batch.spooled?.settled();
     }
   }
 
   /** Sends one batch until it is delivered or given up (true), or the downstream is stopped (false). */
-  private async deliver(spans: CollectedSpan[]): Promise<boolean> {
+  private async deliver(batch: Batch): Promise<boolean> {
     const { options } = this;
+    const count = spanCount(batch);
+    const spooled = batch.spooled !== undefined;
     let encoded: EncodedBatch;
     try {
-      encoded = options.encode(spans);
+      encoded = batch.encoded ??= options.encode(batch.spans);
     } catch (error) {
-      options.onDropped(spans.length, 'downstream_rejected');
-      options.onProblem(`${this.name}: could not encode ${spans.length} span(s): ${describe(error)}; dropped`);
+      options.onDropped(count, 'downstream_rejected', spooled);
+      options.onProblem(`${this.name}: could not encode ${count} span(s): ${describe(error)}; dropped`);
       return true;
     }
     const firstAttemptMs = Date.now();
@@ -178,27 +235,27 @@ export class Downstream {
         const body = new Uint8Array(await response.arrayBuffer());
         if (response.ok) {
           const rejected = Math.min(
-            spans.length,
+            count,
             Math.max(
               0,
               safe(() => options.rejectedIn?.(response, body) ?? 0),
             ),
           );
           if (rejected > 0) {
-            options.onDropped(rejected, 'downstream_partial');
-            options.onProblem(`${this.name}: ${options.url} refused ${rejected} of ${spans.length} span(s) (partial success)`);
+            options.onDropped(rejected, 'downstream_partial', spooled);
+            options.onProblem(`${this.name}: ${options.url} refused ${rejected} of ${count} span(s) (partial success)`);
           }
-          options.onForwarded(spans.length - rejected);
+          options.onForwarded(count - rejected, spooled);
           this.recovered();
           return true;
         }
         problem = `HTTP ${response.status}${excerpt(body)}`;
         if (!isRetryable(response.status)) {
-          options.onDropped(spans.length, 'downstream_rejected');
+          options.onDropped(count, 'downstream_rejected', spooled);
           this.refusals.report(
             `HTTP ${response.status}`,
-            spans.length,
-            `${this.name}: ${options.url} refused ${spans.length} span(s) with ${problem}; dropped (not retryable)`,
+            count,
+            `${this.name}: ${options.url} refused ${count} span(s) with ${problem}; dropped (not retryable)`,
             ({ times, amount }) =>
               `${this.name}: ${options.url} refused ${amount} more span(s) in ${times} request(s) with HTTP ${response.status}; dropped (not retryable) (since the last report)`,
           );
@@ -215,16 +272,16 @@ export class Downstream {
       // already passed) must not turn the retries into a tight loop.
       const delayMs = retryAfterMs !== undefined ? Math.max(backoffMs, Math.min(retryAfterMs, MAX_RETRY_AFTER_MS)) : backoffMs;
       if (Date.now() + delayMs - firstAttemptMs > options.maxElapsedMs) {
-        options.onDropped(spans.length, 'retries_exhausted');
+        options.onDropped(count, 'retries_exhausted', spooled);
         options.onProblem(
-          `${this.name}: gave up on ${spans.length} span(s) after ${attempt} attempt(s) over ${Date.now() - firstAttemptMs} ms to ${options.url}: ${problem}; dropped`,
+          `${this.name}: gave up on ${count} span(s) after ${attempt} attempt(s) over ${Date.now() - firstAttemptMs} ms to ${options.url}: ${problem}; dropped`,
         );
         this.backoffUntilMs = 0;
         return true;
       }
       options.onRetry();
       if (!this.failing)
-        options.onProblem(`${this.name}: could not send ${spans.length} span(s) to ${options.url}: ${problem}; retrying with backoff (spans stay queued)`);
+        options.onProblem(`${this.name}: could not send ${count} span(s) to ${options.url}: ${problem}; retrying with backoff (spans stay queued)`);
       this.failing = true;
       this.backoffUntilMs = Math.max(this.backoffUntilMs, Date.now() + delayMs);
       try {

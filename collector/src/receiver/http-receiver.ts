@@ -6,7 +6,6 @@
  * take more. No request can take the service down: every failure is answered, counted and, when
  * unexpected, logged.
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
@@ -14,11 +13,11 @@ import zlib from 'node:zlib';
 import type { CollectorMetrics } from '../metrics';
 import { decodeTraceRequest, OtlpDecodeError, type OtlpEncoding } from './otlp-decode';
 import { CONTENT_TYPES, encodeExportResponse, encodeStatus } from '../exporter/otlp-encode';
-import type { CollectedSpan } from '../otlp/otlp-model';
+import { acceptDecoded, bearerCheck, SHUTTING_DOWN_MESSAGE, type IntakeOptions } from './accept-decoded';
 
 const gunzip = promisify(zlib.gunzip);
 
-export interface ReceiverOptions {
+export interface ReceiverOptions extends Omit<IntakeOptions, 'onAcceptedSpans'> {
   readonly maxBodyBytes: number;
   /** Request bodies received and decoded at once; a request beyond it is refused before its body is read. */
   readonly maxConcurrentRequests: number;
@@ -29,16 +28,9 @@ export interface ReceiverOptions {
   readonly stalledAfterMs: number;
   readonly authToken: string | undefined;
   readonly metrics: CollectorMetrics;
-  /** Spans held now, the most that may be held, and when to come back (s) when full. */
-  capacity(): { held: number; max: number; retryAfterSeconds: number };
-  /** Takes decoded spans in (must not throw). */
-  accept(spans: CollectedSpan[]): void;
   /** Why the collector is not ready ([] when it is). */
   notReadyReasons(): string[];
-  isShuttingDown(): boolean;
   reportProblem(message: string): void;
-  /** Counts a refused-or-invalid span drop (reason label). */
-  onRefusedSpans(count: number, reason: 'queue_full' | 'invalid'): void;
   /** Reports a request refused because maxConcurrentRequests bodies were being received. */
   onTooManyRequests(): void;
   /** Reports a stalled body cut off to free its slot for a new request. */
@@ -73,7 +65,7 @@ class HttpFailure extends Error {
 const DISCARD_FACTOR = 4;
 
 export function createRequestHandler(options: ReceiverOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const tokenDigest = options.authToken === undefined ? undefined : digest(`Bearer ${options.authToken}`);
+  const authorized = bearerCheck(options.authToken);
   /** Requests whose bodies are being received or decoded now. */
   const receiving = new Set<ReceiveSlot>();
 
@@ -102,9 +94,9 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
     // What the request says it is decides the encoding of the answer, failures included.
     const encoding = encodingOf(req.headers['content-type']);
     const failure = (status: number, message: string, headers?: Record<string, string>) => new HttpFailure(status, message, headers);
-    const shuttingDown = () => failure(503, 'shutting down; send to another instance', { 'retry-after': '5', connection: 'close' });
+    const shuttingDown = () => failure(503, SHUTTING_DOWN_MESSAGE, { 'retry-after': '5', connection: 'close' });
     if (options.isShuttingDown()) throw shuttingDown();
-    if (tokenDigest !== undefined && !timingSafeEqual(digest(req.headers.authorization ?? ''), tokenDigest)) {
+    if (!authorized(req.headers.authorization ?? '')) {
       throw failure(401, 'missing or wrong bearer token (Authorization: Bearer …)', { 'www-authenticate': 'Bearer' });
     }
     if (encoding === undefined) {
@@ -160,23 +152,10 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
     } finally {
       receiving.delete(slot);
     }
-    const { spans, rejected } = decoded;
-    // Shutdown may have begun while the body was read: the traces held were flushed then, and
-    // spans taken in now would be answered 200 and never processed.
-    if (options.isShuttingDown()) throw shuttingDown();
-    // Decoded even when full, so that what is refused is counted span by span.
-    const now = options.capacity();
-    if (now.held > 0 && now.held + spans.length > now.max) {
-      options.onRefusedSpans(spans.length + rejected, 'queue_full');
-      throw failure(503, `queue full (${now.held} spans held, ${spans.length} more would pass the limit of ${now.max}); retry later`, {
-        'retry-after': String(now.retryAfterSeconds),
-      });
-    }
-    if (spans.length > 0) options.accept(spans);
-    options.metrics.receivedSpans.inc({ encoding }, spans.length);
-    if (rejected > 0) options.onRefusedSpans(rejected, 'invalid');
-    const partial = rejected > 0 ? { rejectedSpans: rejected, errorMessage: `${rejected} span(s) refused: ${decoded.rejectionReason}` } : undefined;
-    return { encoding, body: encodeExportResponse(encoding, partial), spans: spans.length };
+    const intake = acceptDecoded({ ...options, onAcceptedSpans: (count) => options.metrics.receivedSpans.inc({ encoding }, count) }, decoded);
+    if (intake.outcome !== 'accepted')
+      throw intake.outcome === 'shutting_down' ? shuttingDown() : failure(503, intake.message, { 'retry-after': String(intake.retryAfterSeconds) });
+    return { encoding, body: encodeExportResponse(encoding, intake.partial), spans: intake.spans };
   }
 
   async function handleTraces(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -316,8 +295,4 @@ function discardBody(req: IncomingMessage, limit: number): Promise<void> {
     req.once('close', done);
     req.resume();
   });
-}
-
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }

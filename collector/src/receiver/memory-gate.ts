@@ -25,15 +25,21 @@ export interface MemoryGateOptions {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-export function withMemoryGate(handler: Handler, options: MemoryGateOptions): Handler {
+/** Why an export request is refused now (spans held at the soft limit or more), or undefined when it may come in. */
+export function memoryRefusal(options: Pick<MemoryGateOptions, 'limitBytes' | 'heldBytes'>): string | undefined {
   const softLimitBytes = softLimitOf(options.limitBytes);
+  const held = options.heldBytes();
+  if (held < softLimitBytes) return undefined;
+  return `memory limit: spans held are estimated at ${held} bytes, past the soft limit of ${softLimitBytes} (${SOFT_LIMIT_RATIO * 100} % of --memory-limit ${options.limitBytes}); retry later`;
+}
+
+export function withMemoryGate(handler: Handler, options: MemoryGateOptions): Handler {
   return (req, res) => {
     if (req.method !== 'POST' || (req.url ?? '/').split('?')[0] !== '/v1/traces') return handler(req, res);
-    const held = options.heldBytes();
-    if (held < softLimitBytes) return handler(req, res);
+    const message = memoryRefusal(options);
+    if (message === undefined) return handler(req, res);
     const encoding = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase() === 'application/json' ? 'json' : 'protobuf';
     options.onRefused(encoding);
-    const message = `memory limit: spans held are estimated at ${held} bytes, past the soft limit of ${softLimitBytes} (${SOFT_LIMIT_RATIO * 100} % of --memory-limit ${options.limitBytes}); retry later`;
     res
       .writeHead(503, { 'content-type': CONTENT_TYPES[encoding], 'retry-after': String(options.retryAfterSeconds()) })
       .end(encodeStatus(encoding, 503, message));
