@@ -21,8 +21,9 @@ import { ExportTraceServiceResponse } from './otlp/otlp-schema';
 import { TraceBuffer, type FlushReason } from './processor/trace-buffer';
 import { TraceProcessor } from './processor/trace-processor';
 import { QueueBytes } from './processor/queue-bytes';
-import { memoryRefusal, softLimitOf, withMemoryGate } from './receiver/memory-gate';
-import { startGrpcReceiver, type GrpcReceiver } from './receiver/grpc-receiver';
+import { memoryOverrun, memoryRefusal, softLimitOf, withMemoryGate, type MemoryFigures } from './receiver/memory-gate';
+import { InFlightBytes } from './receiver/in-flight-bytes';
+import { GrpcBindError, startGrpcReceiver, type GrpcReceiver } from './receiver/grpc-receiver';
 import { toZipkinSpan } from './exporter/zipkin';
 import { Spool } from './exporter/spool';
 
@@ -75,6 +76,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     queueDepth: () => Object.fromEntries(downstreams.map((downstream) => [downstream.name, downstream.depth])),
     queueCapacity: () => config.maxQueueSpans,
     heldBytes: () => heldBytes(),
+    inFlightBytes: () => inFlight.bytes,
     memoryLimitBytes: () => config.memoryLimitBytes,
     alertStats: () => alerts?.stats() ?? {},
   });
@@ -188,6 +190,9 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
   const held = () => buffer.spanCount + Math.max(0, ...downstreams.map((downstream) => downstream.depth));
   // Every queue holds the same spans in about the same order: the longest holds them all.
   const heldBytes = () => buffer.byteCount + Math.max(0, ...[...queueBytes.values()].map((queue) => queue.bytes));
+  // Bodies being read, inflated and decoded (HTTP and gRPC) count with the spans held.
+  const inFlight = new InFlightBytes();
+  const memory: MemoryFigures = { limitBytes: config.memoryLimitBytes, heldBytes, inFlightBytes: () => inFlight.bytes };
   const refusals = new RateLimitedLog(log, 10_000);
   const retryAfterSeconds = () => Math.min(60, Math.max(1, Math.ceil(Math.max(0, ...downstreams.map((downstream) => downstream.retryInMs)) / 1000)));
   // What both receivers (HTTP and gRPC) share: the capacity check, the intake and the refusal counts.
@@ -214,6 +219,9 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     stalledAfterMs: config.idleTimeoutMs / 4,
     authToken: config.authToken,
     metrics,
+    inFlight,
+    memoryOverrun: (moreBytes) => memoryOverrun(memory, moreBytes),
+    onMemoryOverrun: () => reportMemoryOverrun(),
     notReadyReasons: () => {
       const reasons: string[] = [];
       if (shuttingDown) reasons.push('shutting down');
@@ -241,8 +249,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
   });
 
   const handler = withMemoryGate(receive, {
-    limitBytes: config.memoryLimitBytes,
-    heldBytes,
+    ...memory,
     retryAfterSeconds,
     discardLimitBytes: config.maxBodyBytes * 4,
     onRefused: (encoding) => {
@@ -256,7 +263,16 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       'memory_limit',
       1,
       (total) =>
-        `memory limit: refused ${total} request(s) with 503 + Retry-After before reading them (gRPC: UNAVAILABLE before decoding; spans held ≥ 80 % of --memory-limit; senders may retry)`,
+        `memory limit: refused ${total} request(s) with 503 + Retry-After before reading them (gRPC: UNAVAILABLE before decoding; spans held and requests in flight ≥ 80 % of --memory-limit, or a message that would pass it; senders may retry)`,
+    );
+  };
+  const reportMemoryOverrun = () => {
+    metrics.memoryRefusedRequests.inc();
+    refusals.report(
+      'memory_overrun',
+      1,
+      (total) =>
+        `memory limit: refused ${total} request(s) with 503 + Retry-After while reading them (their body, with the spans held and the other requests in flight, would have passed --memory-limit; senders may retry)`,
     );
   };
   const server = http.createServer(
@@ -296,12 +312,18 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
         maxMessageBytes: config.maxBodyBytes,
         authToken: config.authToken,
         metrics,
-        memoryRefusal: () => memoryRefusal({ limitBytes: config.memoryLimitBytes, heldBytes }),
+        memoryRefusal: () => memoryRefusal(memory),
+        memoryOverrun: (bytes) => memoryOverrun(memory, bytes),
         onMemoryRefused: reportMemoryRefusal,
+        inFlight,
       });
     } catch (error) {
       server.close();
-      throw new Error(`cannot receive OTLP/gRPC on ${config.grpcListen.host}:${config.grpcListen.port}: ${(error as Error).message}`, { cause: error });
+      const { host, port } = config.grpcListen;
+      const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+      if (error instanceof GrpcBindError && error.code === 'EADDRINUSE')
+        throw new Error(`${address} (--grpc-listen, OTLP/gRPC) is in use; give --grpc-listen another port, or --grpc-listen off`, { cause: error });
+      throw new Error(`cannot receive OTLP/gRPC on ${address}: ${(error as Error).message}`, { cause: error });
     }
   }
   const { port, address, family } = server.address() as AddressInfo;

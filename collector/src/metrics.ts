@@ -13,6 +13,8 @@ export interface LiveFigures {
   queueCapacity(): number;
   /** Estimated bytes of the spans held (traces and queues), and the --memory-limit. */
   heldBytes(): number;
+  /** Bytes of the export requests in flight (bodies being read, inflated, decoded), counted with them against the limit. */
+  inFlightBytes(): number;
   memoryLimitBytes(): number;
   alertStats(): Record<string, { delivered: number; failed: number; dropped: number }>;
 }
@@ -96,7 +98,7 @@ export class CollectorMetrics {
     this.internalErrors = new Counter({ name: `${prefix}internal_errors_total`, help: 'Unexpected errors caught (each is logged)', registers });
     this.memoryRefusedRequests = new Counter({
       name: `${prefix}memory_refused_requests_total`,
-      help: 'Export requests refused with 503 before their body was read, because the spans held were estimated at the soft memory limit (80 % of --memory-limit) or more',
+      help: 'Export requests refused with 503 (gRPC: UNAVAILABLE) for memory: before their body was read, because the spans held and the requests in flight were estimated at the soft memory limit (80 % of --memory-limit) or more; or while it was read, because it would have passed --memory-limit',
       registers,
     });
     this.spooledSpans = new Counter({
@@ -117,6 +119,14 @@ export class CollectorMetrics {
       registers,
       collect() {
         this.set(live.heldBytes());
+      },
+    });
+    new Gauge({
+      name: `${prefix}memory_in_flight_bytes`,
+      help: 'Bytes of the export requests in flight: bodies being read, inflated and decoded, gRPC messages not yet taken in (counted with memory_held_bytes against --memory-limit)',
+      registers,
+      collect() {
+        this.set(live.inFlightBytes());
       },
     });
     new Gauge({

@@ -2,7 +2,8 @@
  * OTLP/gRPC intake, with the collector as a child process: TraceService/Export over HTTP/2 as
  * SDKs and otelcol send it, plain and gzip (grpc-encoding), is judged like OTLP/HTTP and forwarded
  * once; refusals carry the status codes the OTLP specification gives them (UNAVAILABLE retryable,
- * INVALID_ARGUMENT, UNAUTHENTICATED, RESOURCE_EXHAUSTED past the body limit), each counted.
+ * with a RetryInfo of Retry-After's seconds, INVALID_ARGUMENT, UNAUTHENTICATED, RESOURCE_EXHAUSTED
+ * past the body limit), each counted.
  */
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -12,7 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ExportTraceServiceResponse } from '../../test/support/otlp-schema';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
 import { startDownstream, type DownstreamServer } from './support/downstream-server';
-import { ORDERS_ROOT_COST, ordersTrace, toOtlpProtobuf } from './support/synthetic-trace';
+import { decodeStatusDetails, RETRY_INFO_TYPE_URL } from './support/grpc-status-details';
+import { ORDERS_ROOT_COST, ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
 import { requestOfSpan, validSpanBytes } from './support/wire-bytes';
 
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
@@ -36,6 +38,8 @@ interface GrpcAnswer {
   readonly message: string;
   /** The ExportTraceServiceResponse, decoded with the official schema (undefined when refused). */
   readonly response: Record<string, unknown> | undefined;
+  /** The grpc-status-details-bin trailer of a refusal (grpc-js client only), when there was one. */
+  readonly statusDetails?: Buffer;
 }
 
 /**
@@ -85,8 +89,10 @@ function exportWithGrpcJs(address: string, message: Uint8Array, metadata = new g
   const raw = (bytes: Buffer) => bytes;
   return new Promise((resolve) => {
     client.makeUnaryRequest(EXPORT_PATH, raw, raw, Buffer.from(message), metadata, (error: grpc.ServiceError | null, answer?: Buffer) => {
-      if (error) resolve({ status: error.code, message: error.details, response: undefined });
-      else resolve({ status: grpc.status.OK, message: '', response: ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(answer!)) });
+      if (error) {
+        const statusDetails = error.metadata?.get('grpc-status-details-bin')[0];
+        resolve({ status: error.code, message: error.details, response: undefined, ...(Buffer.isBuffer(statusDetails) ? { statusDetails } : {}) });
+      } else resolve({ status: grpc.status.OK, message: '', response: ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(answer!)) });
     });
   });
 }
@@ -157,6 +163,31 @@ describe('refusals over gRPC', () => {
     expect(await collector.metric('request_budget_collector_dropped_spans_total{reason="queue_full",downstream="none"}')).toBe(SPANS_PER_TRACE);
     expect(await collector.metric('request_budget_collector_received_requests_total{encoding="grpc",code="UNAVAILABLE"}')).toBe(1);
     expect(await collector.metric('request_budget_collector_spans_in_memory')).toBe(SPANS_PER_TRACE);
+  });
+
+  it('UNAVAILABLE carries a google.rpc.RetryInfo of the seconds OTLP/HTTP gives in Retry-After; INVALID_ARGUMENT none', async () => {
+    // The downstream asks for 120 s: the collector tells senders to come back in 60 s, its most.
+    const target = await startDownstream(undefined, () => ({ status: 503, headers: { 'retry-after': '120' } }));
+    started.servers.push(target);
+    const collector = await collectorWith({ '--otlp-endpoint': target.url, '--max-queue-spans': String(SPANS_PER_TRACE + 1) });
+    expect((await exportWithGrpcJs(collector.grpcAddress!, toOtlpProtobuf(ordersTrace()))).status).toBe(grpc.status.OK);
+    await expect.poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 }).toBe(1);
+
+    const overHttp = await postOtlp(collector.tracesUrl, toOtlpProtobuf(ordersTrace()), 'application/x-protobuf');
+    expect([overHttp.status, overHttp.headers.get('retry-after')]).toEqual([503, '60']);
+    const refused = await exportWithGrpcJs(collector.grpcAddress!, toOtlpProtobuf(ordersTrace()));
+    const message = `queue full (${SPANS_PER_TRACE} spans held, ${SPANS_PER_TRACE} more would pass the limit of ${SPANS_PER_TRACE + 1}); retry later`;
+    expect([refused.status, refused.message]).toEqual([grpc.status.UNAVAILABLE, message]);
+    expect(decodeStatusDetails(refused.statusDetails!)).toEqual({
+      code: grpc.status.UNAVAILABLE,
+      message,
+      details: [{ typeUrl: RETRY_INFO_TYPE_URL, retryDelay: { seconds: 60, nanos: 0 } }],
+    });
+
+    // Not to be retried: no RetryInfo.
+    const invalid = await exportWithGrpcJs(collector.grpcAddress!, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+    expect(invalid.status).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(invalid.statusDetails).toBeUndefined();
   });
 
   it('without the bearer token gets UNAUTHENTICATED; with it, OK', async () => {

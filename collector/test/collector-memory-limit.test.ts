@@ -3,15 +3,19 @@
  * bytes (--memory-limit; from 80 % of it, 503 + Retry-After before the body is read), what was
  * accepted is all delivered once the downstream is back, a body that would expand to millions of
  * entries is refused at once, and spans held do not keep their request bodies alive — the
- * process's resident memory (VmRSS, as the kernel counts it) stays bounded.
+ * process's resident memory (VmRSS, as the kernel counts it) stays bounded. Bodies being received
+ * count with the spans held, over OTLP/HTTP and OTLP/gRPC alike, until they end however they end.
  */
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import zlib from 'node:zlib';
+import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/free-port';
 import { otlpRoot } from '../src/otlp/otlp-schema';
 import type { CollectorProcess } from './support/collector-process';
 import { useCollectorsAndDownstreams } from './support/collectors-and-downstreams';
+import { decodeStatusDetails, RETRY_INFO_TYPE_URL } from './support/grpc-status-details';
 import { Kind, newSpanId, newTraceId, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
 import { emptyAttributesRequest, lengthDelimited, requestOfSpan, validSpanBytes } from './support/wire-bytes';
 
@@ -27,6 +31,67 @@ function rssMb(pid: number): number {
 
 const post = (collector: CollectorProcess, body: Uint8Array, headers: Record<string, string> = {}) =>
   postOtlp(collector.tracesUrl, body, 'application/x-protobuf', headers);
+
+/** A request of `size` bytes: one valid span, then an unknown field of padding (dropped at decoding). */
+function paddedRequest(size: number): Buffer {
+  const span = requestOfSpan(validSpanBytes().bytes);
+  // The padding field's tag and length, as for a field of about `size` bytes.
+  const framing = lengthDelimited(100, Buffer.alloc(size)).length - size;
+  const body = Buffer.concat([span, lengthDelimited(100, Buffer.alloc(size - span.length - framing, 0x61))]);
+  expect(body.length).toBe(size);
+  return body;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly retryAfter: string | undefined;
+  readonly message: string;
+}
+
+/**
+ * A POST of `body` whose first `sendFirst` bytes are sent now; `finish()` sends the rest and
+ * resolves with the answer, `abort()` destroys the connection.
+ */
+function sendInPart(collector: CollectorProcess, body: Buffer, sendFirst: number) {
+  const request = http.request(collector.tracesUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length, ...(body[0] === 0x1f ? { 'content-encoding': 'gzip' } : {}) },
+  });
+  const answer = new Promise<Answer>((resolve, reject) => {
+    request.on('response', (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => {
+        const { message } = RpcStatus.toObject(RpcStatus.decode(Buffer.concat(chunks))) as { message?: string };
+        resolve({ status: response.statusCode!, retryAfter: response.headers['retry-after'], message: message ?? '' });
+      });
+    });
+    request.on('error', reject);
+  });
+  // Awaited by finish(); not when the sender is abandoned or the test fails first.
+  answer.catch(() => undefined);
+  request.write(body.subarray(0, sendFirst));
+  return {
+    finish: () => {
+      request.end(body.subarray(sendFirst));
+      return answer;
+    },
+    abort: () => request.destroy(),
+  };
+}
+
+/** One Export call with grpc-js's client: the status code, its message and the grpc-status-details-bin trailer. */
+function exportOverGrpc(address: string, message: Uint8Array): Promise<{ code: number; details: string; statusDetails: Buffer | undefined }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const raw = (bytes: Buffer) => bytes;
+  return new Promise((resolve) => {
+    client.makeUnaryRequest('/opentelemetry.proto.collector.trace.v1.TraceService/Export', raw, raw, Buffer.from(message), (error) => {
+      client.close();
+      if (error === null) resolve({ code: grpc.status.OK, details: '', statusDetails: undefined });
+      else resolve({ code: error.code, details: error.details, statusDetails: error.metadata.get('grpc-status-details-bin')[0] as Buffer | undefined });
+    });
+  });
+}
 
 /** A trace of `count` spans with 20 attributes each, about 2 KB of protobuf a span. */
 function bulkyTrace(count: number) {
@@ -151,5 +216,69 @@ describe('the memory limit, downstream down', () => {
     expect(held).toBeLessThan(100 * 4096);
     // 71 → 1,122 MB when each span kept its body; a few inflated bodies may await collection.
     expect(rssMb(collector.child.pid!) - baseline).toBeLessThan(250);
+  });
+});
+
+describe('the memory limit, with requests in flight', () => {
+  it('counts the bodies being received with the spans held: refuses more past the soft limit, and a body or its inflated form that would pass the limit, and gives the bytes back however a request ends', async () => {
+    const downstream = await downstreamOn();
+    // Senders hold their bodies open across the whole test: no idle cut-off meanwhile.
+    const collector = await collectorFor(downstream.url, { '--memory-limit': '4MiB', '--idle-timeout': '120s', '--request-timeout': '120s' });
+    const limit = 4 * MiB;
+    const inFlight = () => collector.metric('request_budget_collector_memory_in_flight_bytes');
+
+    // Three bodies of 1.25 MiB, all but their last byte sent: 3.75 MiB in flight, past the soft
+    // limit (3.2 MiB) and under the limit. Nothing is held yet.
+    const slow = Array.from({ length: 3 }, () => {
+      const body = paddedRequest(1.25 * MiB);
+      return sendInPart(collector, body, body.length - 1);
+    });
+    const eachInFlight = 1.25 * MiB - 1;
+    await expect.poll(inFlight, { timeout: 10_000 }).toBe(3 * eachInFlight);
+
+    // Any further request is refused before it is read, over OTLP/HTTP and OTLP/gRPC alike.
+    const refusal = `memory limit: spans held are estimated at 0 bytes and requests in flight at ${3 * eachInFlight}, past the soft limit of ${Math.floor(limit * 0.8)} (80 % of --memory-limit ${limit}); retry later`;
+    const refused = await post(collector, toOtlpProtobuf(bulkyTrace(1)));
+    expect([refused.status, refused.headers.get('retry-after')]).toEqual([503, '1']);
+    expect(RpcStatus.toObject(RpcStatus.decode(new Uint8Array(await refused.arrayBuffer())))).toEqual({ code: 14, message: refusal });
+    const refusedOverGrpc = await exportOverGrpc(collector.grpcAddress!, toOtlpProtobuf(bulkyTrace(1)));
+    expect([refusedOverGrpc.code, refusedOverGrpc.details]).toEqual([grpc.status.UNAVAILABLE, refusal]);
+    expect(decodeStatusDetails(refusedOverGrpc.statusDetails!).details).toEqual([{ typeUrl: RETRY_INFO_TYPE_URL, retryDelay: { seconds: 1, nanos: 0 } }]);
+    expect(await collector.metric('request_budget_collector_memory_refused_requests_total')).toBe(2);
+    expect(await collector.metric('request_budget_collector_received_requests_total{encoding="protobuf",code="503"}')).toBe(1);
+    expect(await collector.metric('request_budget_collector_received_requests_total{encoding="grpc",code="UNAVAILABLE"}')).toBe(1);
+
+    // Two of them end: their one span each is taken in, their bytes given back.
+    expect((await Promise.all(slow.slice(0, 2).map((sender) => sender.finish()))).map((answer) => answer.status)).toEqual([200, 200]);
+    await expect.poll(inFlight, { timeout: 10_000 }).toBe(eachInFlight);
+
+    // Below the soft limit a request comes in; once its body, or its inflated body, would take what
+    // is held and in flight past the limit itself, it is refused with 503 + Retry-After.
+    const overrun =
+      /^memory limit: spans held \(estimated at \d+ bytes\) and requests in flight \(\d+ bytes, \d+ more for this one\) would pass --memory-limit 4194304; retry later$/;
+    const large = paddedRequest(3 * MiB);
+    const gzipBomb = zlib.gzipSync(paddedRequest(3 * MiB));
+    expect(gzipBomb.length).toBeLessThan(64 * 1024);
+    for (const body of [large, gzipBomb]) {
+      const answer = await sendInPart(collector, body, 0).finish();
+      expect(answer).toEqual({ status: 503, retryAfter: '1', message: expect.stringMatching(overrun) });
+      expect(await inFlight()).toBe(eachInFlight);
+    }
+    expect(await collector.metric('request_budget_collector_memory_refused_requests_total')).toBe(4);
+
+    // A sender that goes away mid-body gives its bytes back.
+    const abandoned = sendInPart(collector, paddedRequest(1.5 * MiB), MiB);
+    await expect.poll(inFlight, { timeout: 10_000 }).toBe(eachInFlight + MiB);
+    abandoned.abort();
+    await expect.poll(inFlight, { timeout: 10_000 }).toBe(eachInFlight);
+
+    // The last one ends: nothing in flight, and further requests come in again.
+    expect((await slow[2]!.finish()).status).toBe(200);
+    await expect.poll(inFlight, { timeout: 10_000 }).toBe(0);
+    expect((await post(collector, toOtlpProtobuf(bulkyTrace(1)))).status).toBe(200);
+    expect((await exportOverGrpc(collector.grpcAddress!, toOtlpProtobuf(bulkyTrace(1)))).code).toBe(grpc.status.OK);
+    expect(await inFlight()).toBe(0);
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(5);
+    expect(await collector.metric('request_budget_collector_memory_refused_requests_total')).toBe(4);
   });
 });

@@ -312,4 +312,29 @@ describe('the request-budget-collector command', () => {
       blocker.close();
     }
   });
+
+  it('exits 1 with one line, without grpc-js noise, when its gRPC port is taken', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as net.AddressInfo;
+    try {
+      const args = [
+        '--listen',
+        '127.0.0.1:0',
+        '--grpc-listen',
+        `127.0.0.1:${port}`,
+        '--budgets',
+        COLLECTOR_BUDGETS,
+        '--otlp-endpoint',
+        'http://127.0.0.1:4318',
+      ];
+      expect(cli(args)).toEqual({
+        status: 1,
+        stdout: '',
+        stderr: `request-budget-collector: cannot start: 127.0.0.1:${port} (--grpc-listen, OTLP/gRPC) is in use; give --grpc-listen another port, or --grpc-listen off\n`,
+      });
+    } finally {
+      blocker.close();
+    }
+  });
 });

@@ -1,7 +1,8 @@
 /**
  * The OpenTelemetry Collector examples, checked as data (no otelcol binary here): every component
- * a pipeline names is defined, traces are balanced by trace ID to the sidecars' gRPC port, and the
- * sidecars hand them to request-budget-collector's default OTLP/HTTP address.
+ * a pipeline names is defined, traces are balanced by trace ID straight to request-budget-collector's
+ * default OTLP/gRPC port, and the optional TLS sidecar takes that port in its place (the collector's
+ * own gRPC turned off) and hands the spans to its default OTLP/HTTP address.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -35,7 +36,11 @@ describe('otelcol examples', () => {
     for (const extension of config.service.extensions ?? []) expect(config.extensions).toHaveProperty([extension]);
   });
 
-  it('balances traces by trace ID onto the sidecars, which hand them to request-budget-collector', () => {
+  const collector = resolveConfig([], {});
+  if (collector.kind !== 'run') throw new Error('expected a run configuration');
+  const defaultGrpcPort = collector.config.grpcListen?.port;
+
+  it("balances traces by trace ID, over OTLP/gRPC, straight onto request-budget-collector's gRPC port", () => {
     const loadbalancing = gateway.exporters.loadbalancing as {
       routing_key: string;
       protocol: { otlp: unknown };
@@ -43,11 +48,18 @@ describe('otelcol examples', () => {
     };
     expect(loadbalancing.routing_key).toBe('traceID');
     expect(loadbalancing.protocol.otlp).toBeDefined();
-    const sidecarGrpcPort = portOf(sidecar.receivers.otlp!.protocols.grpc!.endpoint);
-    for (const hostname of loadbalancing.resolver.static.hostnames) expect(portOf(hostname)).toBe(sidecarGrpcPort);
+    expect(defaultGrpcPort).toBe(4317);
+    expect(loadbalancing.resolver.static.hostnames.length).toBeGreaterThan(1);
+    for (const hostname of loadbalancing.resolver.static.hostnames) expect(portOf(hostname)).toBe(defaultGrpcPort);
+  });
+
+  it('the optional sidecar takes that port in its place and hands the spans to request-budget-collector over OTLP/HTTP', () => {
+    expect(portOf(sidecar.receivers.otlp!.protocols.grpc!.endpoint)).toBe(defaultGrpcPort);
+    // Both cannot hold 4317 on one host: the command the sidecar's header gives turns the collector's off.
+    expect(readFileSync(path.join(repoRoot, 'collector', 'otelcol-sidecar-example.yaml'), 'utf8')).toMatch(
+      /request-budget-collector --listen 127\.0\.0\.1:4318 --grpc-listen off /,
+    );
     const otlphttp = sidecar.exporters.otlphttp as { endpoint: string; compression: string };
-    const collector = resolveConfig([], {});
-    if (collector.kind !== 'run') throw new Error('expected a run configuration');
     expect(otlphttp.endpoint).toBe(`http://${collector.config.listenHost}:${collector.config.listenPort}`);
     expect(otlphttp.compression).toBe('gzip');
   });

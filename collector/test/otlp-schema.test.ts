@@ -18,6 +18,7 @@ import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeTraceRequest, type OtlpEncoding } from '../src/receiver/otlp-decode';
 import { encodeExportResponse, encodeStatus, encodeTraceRequest } from '../src/exporter/otlp-encode';
+import { spanMessage } from '../src/otlp/span-message';
 import { keyValuesToPlain } from '../src/otlp/otlp-model';
 import { otlpRoot } from '../src/otlp/otlp-schema';
 import { decodeJsonRequest, decodeProtobufRequest } from '../../test/support/otlp-decode';
@@ -173,7 +174,7 @@ describe.each([
         attributes: mine.attributes,
         resource: mine.origin.resource.attributes,
         scope: mine.origin.scopeName,
-        events: mine.wire.events.map((event) => ({ name: event.name, attributes: keyValuesToPlain(event.attributes) })),
+        events: spanMessage(mine).events.map((event) => ({ name: event.name, attributes: keyValuesToPlain(event.attributes) })),
       }).toEqual({
         traceId: official.traceId,
         spanId: official.spanId,
@@ -269,7 +270,7 @@ describe('OTLP/JSON as other senders write it', () => {
       attributes: { n: 7, big: 9007199254740993n },
     });
     expect(spans[0]!.endNs - spans[0]!.startNs).toBe(1_000_000n);
-    expect(spans[0]!.wire.status).toMatchObject({ code: 2, message: 'boom' });
+    expect(spanMessage(spans[0]!).status).toMatchObject({ code: 2, message: 'boom' });
   });
 
   it('ignores unknown fields, those named like members of every JavaScript object included', () => {

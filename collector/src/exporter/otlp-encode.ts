@@ -3,36 +3,100 @@
  * and scope they came with), the ExportTraceServiceResponse it answers with, and the
  * google.rpc.Status bodies of its error answers — each in the encoding of the request.
  */
-import type { CollectedSpan, ResourceGroup, ScopeGroup, WireSpan } from '../otlp/otlp-model';
+import type { CollectedSpan, MessageBytes, ResourceGroup, ScopeGroup } from '../otlp/otlp-model';
 import type { OtlpEncoding } from '../receiver/otlp-decode';
-import { ExportTraceServiceRequest, ExportTraceServiceResponse, RpcStatus } from '../otlp/otlp-schema';
+import { ExportTraceServiceResponse, RpcStatus } from '../otlp/otlp-schema';
+import { varintSize, writeVarint } from '../otlp/varint';
 
 export const CONTENT_TYPES: Record<OtlpEncoding, string> = { protobuf: 'application/x-protobuf', json: 'application/json' };
 
-/** An ExportTraceServiceRequest holding `spans`, protobuf-encoded. */
+// Tags (field number << 3 | length-delimited): every field written here is a message or a string.
+const RESOURCE_SPANS = 0x0a; // ExportTraceServiceRequest.resource_spans = 1
+const RESOURCE = 0x0a; // ResourceSpans.resource = 1
+const SCOPE_SPANS = 0x12; // ResourceSpans.scope_spans = 2
+const SCHEMA_URL = 0x1a; // ResourceSpans.schema_url = 3, ScopeSpans.schema_url = 3
+const SCOPE = 0x0a; // ScopeSpans.scope = 1
+const SPANS = 0x12; // ScopeSpans.spans = 2
+
+interface ScopeBatch {
+  readonly scope: ScopeGroup;
+  readonly spans: MessageBytes[];
+  size: number;
+}
+interface ResourceBatch {
+  readonly resource: ResourceGroup;
+  readonly scopes: Map<ScopeGroup, ScopeBatch>;
+  size: number;
+}
+
+/**
+ * An ExportTraceServiceRequest holding `spans`, protobuf-encoded: each span's message bytes
+ * regrouped under the resource and scope they came with, sizes worked out first and every byte
+ * written once.
+ */
 export function encodeTraceRequest(spans: readonly CollectedSpan[]): Uint8Array {
-  const byResource = new Map<ResourceGroup, Map<ScopeGroup, WireSpan[]>>();
+  const resources = new Map<ResourceGroup, ResourceBatch>();
   for (const span of spans) {
     const { origin } = span;
-    let byScope = byResource.get(origin.resource);
-    if (byScope === undefined) byResource.set(origin.resource, (byScope = new Map()));
-    let list = byScope.get(origin);
-    if (list === undefined) byScope.set(origin, (list = []));
-    list.push(span.wire);
+    let resource = resources.get(origin.resource);
+    if (resource === undefined) resources.set(origin.resource, (resource = { resource: origin.resource, scopes: new Map(), size: 0 }));
+    let scope = resource.scopes.get(origin);
+    if (scope === undefined) resource.scopes.set(origin, (scope = { scope: origin, spans: [], size: 0 }));
+    scope.spans.push(span.raw);
+    scope.size += fieldSize(span.raw.length);
   }
-  const request = {
-    resourceSpans: [...byResource].map(([resource, byScope]) => ({
-      resource: resource.resource,
-      // Empty strings are proto3 defaults: left out, as senders leave them out.
-      ...(resource.schemaUrl !== '' ? { schemaUrl: resource.schemaUrl } : {}),
-      scopeSpans: [...byScope].map(([scope, wires]) => ({
-        scope: scope.scope,
-        ...(scope.schemaUrl !== '' ? { schemaUrl: scope.schemaUrl } : {}),
-        spans: wires,
-      })),
-    })),
+  let total = 0;
+  for (const resource of resources.values()) {
+    // Empty strings are proto3 defaults: left out, as senders leave them out.
+    resource.size = optionalSize(resource.resource.raw) + stringSize(resource.resource.schemaUrl);
+    for (const scope of resource.scopes.values()) {
+      scope.size += optionalSize(scope.scope.raw) + stringSize(scope.scope.schemaUrl);
+      resource.size += fieldSize(scope.size);
+    }
+    total += fieldSize(resource.size);
+  }
+  const out = Buffer.allocUnsafe(total);
+  let pos = 0;
+  const header = (tag: number, length: number) => {
+    out[pos++] = tag;
+    pos = writeVarint(out, pos, length);
   };
-  return ExportTraceServiceRequest.encode(request).finish();
+  const bytes = (tag: number, raw: MessageBytes) => {
+    header(tag, raw.length);
+    pos += out.write(raw, pos, 'latin1');
+  };
+  for (const resource of resources.values()) {
+    header(RESOURCE_SPANS, resource.size);
+    if (resource.resource.raw !== undefined) bytes(RESOURCE, resource.resource.raw);
+    for (const scope of resource.scopes.values()) {
+      header(SCOPE_SPANS, scope.size);
+      if (scope.scope.raw !== undefined) bytes(SCOPE, scope.scope.raw);
+      for (const span of scope.spans) bytes(SPANS, span);
+      if (scope.scope.schemaUrl !== '') {
+        header(SCHEMA_URL, Buffer.byteLength(scope.scope.schemaUrl));
+        pos += out.write(scope.scope.schemaUrl, pos, 'utf8');
+      }
+    }
+    if (resource.resource.schemaUrl !== '') {
+      header(SCHEMA_URL, Buffer.byteLength(resource.resource.schemaUrl));
+      pos += out.write(resource.resource.schemaUrl, pos, 'utf8');
+    }
+  }
+  if (pos !== total) throw new Error(`encoded ${pos} bytes of the ${total} worked out`);
+  return out;
+}
+
+/** A length-delimited field of `length` bytes with its one-byte tag. */
+function fieldSize(length: number): number {
+  return 1 + varintSize(length) + length;
+}
+
+function optionalSize(raw: MessageBytes | undefined): number {
+  return raw === undefined ? 0 : fieldSize(raw.length);
+}
+
+function stringSize(text: string): number {
+  return text === '' ? 0 : fieldSize(Buffer.byteLength(text));
 }
 
 export interface PartialSuccess {

@@ -6,7 +6,8 @@
  * the local endpoint. Times are whole microseconds; a duration under 1 µs is written as 1, as the
  * Zipkin API asks; identical annotations in one span are written once (the API wants them unique).
  */
-import { int64ToBigInt, keyValuesToPlain, type CollectedSpan } from '../otlp/otlp-model';
+import { int64ToBigInt, type CollectedSpan } from '../otlp/otlp-model';
+import { spanMessage } from '../otlp/span-message';
 import { SpanKind, StatusCode } from '../otlp/otlp-schema';
 
 export interface ZipkinSpan {
@@ -31,9 +32,9 @@ const KINDS: Record<number, ZipkinSpan['kind']> = {
 const STATUS_NAMES: Record<number, string> = { [StatusCode.OK]: 'OK', [StatusCode.ERROR]: 'ERROR' };
 
 export function toZipkinSpan(span: CollectedSpan): ZipkinSpan {
-  const { wire } = span;
+  const wire = spanMessage(span);
   const tags: Record<string, string> = {};
-  for (const [key, value] of Object.entries(keyValuesToPlain(wire.attributes))) tags[key] = tagText(value);
+  for (const [key, value] of Object.entries(span.attributes)) tags[key] = tagText(value);
   const statusCode = wire.status?.code ?? StatusCode.UNSET;
   if (STATUS_NAMES[statusCode] !== undefined) tags['otel.status_code'] = STATUS_NAMES[statusCode];
   if (statusCode === StatusCode.ERROR && wire.status?.message) tags.error = wire.status.message;
@@ -44,7 +45,7 @@ export function toZipkinSpan(span: CollectedSpan): ZipkinSpan {
 
   const seen = new Set<string>();
   const annotations = [];
-  for (const event of wire.events) {
+  for (const event of wire.events ?? []) {
     const annotation = { timestamp: Number(int64ToBigInt(event.timeUnixNano, true) / 1000n), value: event.name ?? '' };
     const key = `${annotation.timestamp} ${annotation.value}`;
     if (seen.has(key)) continue;
@@ -57,7 +58,7 @@ export function toZipkinSpan(span: CollectedSpan): ZipkinSpan {
     traceId: span.traceId,
     id: span.spanId,
     ...(span.parentSpanId !== '' ? { parentId: span.parentSpanId } : {}),
-    name: wire.name ?? '',
+    name: span.name,
     ...(kind !== undefined ? { kind } : {}),
     timestamp: Number(span.startNs / 1000n),
     duration: Math.max(1, durationUs),

@@ -1,7 +1,8 @@
 /**
- * The span model the collector works on: each span keeps its decoded OTLP message (re-encoded as
- * it came, plus the attributes and events written on roots) beside the fields the collector reads
- * (hex ids, nanosecond times as bigint, attributes as a plain map for core's classifier).
+ * The span model the collector works on: each span keeps its Span message as bytes (forwarded as
+ * they came, with what is written on roots spliced in; see span-edit.ts) beside the fields the
+ * collector reads (hex ids, nanosecond times as bigint, attributes as a plain map for core's
+ * classifier). The Wire* types are the decoded message, for what needs it whole (Zipkin).
  */
 import type { Long } from 'protobufjs';
 import type { AttributeMap } from '@request-budget/core';
@@ -56,10 +57,17 @@ export interface WireSpan {
   droppedLinksCount?: number;
 }
 
+/**
+ * Message bytes kept as a one-byte string: a copy in the JS heap, of its exact size, holding no
+ * view into the request body (which would keep the whole body alive, outside the heap limit) and
+ * no share of a buffer pool slab; written back with Buffer#latin1Write, byte for byte.
+ */
+export type MessageBytes = string;
+
 /** One ResourceSpans of a request: shared by the spans that came in it. */
 export interface ResourceGroup {
-  /** The Resource message, re-encoded as it came. */
-  readonly resource: unknown;
+  /** The Resource message as it came (fields unknown here left out); undefined when absent. */
+  readonly raw: MessageBytes | undefined;
   readonly schemaUrl: string;
   /** Resource attributes as a plain map (service.name, process.pid…). */
   readonly attributes: Readonly<Record<string, unknown>>;
@@ -72,15 +80,19 @@ export interface ResourceGroup {
 /** One ScopeSpans of a request: shared by the spans that came in it. */
 export interface ScopeGroup {
   readonly resource: ResourceGroup;
-  /** The InstrumentationScope message, re-encoded as it came. */
-  readonly scope: unknown;
+  /** The InstrumentationScope message as it came; undefined when absent. */
+  readonly raw: MessageBytes | undefined;
   readonly schemaUrl: string;
   readonly scopeName: string;
 }
 
 /** A received span. */
 export interface CollectedSpan {
-  readonly wire: WireSpan;
+  /**
+   * The Span message as it is forwarded: as received (fields unknown here left out), with the
+   * attributes, events and status written on a root spliced in once it is processed.
+   */
+  raw: MessageBytes;
   readonly origin: ScopeGroup;
   /** Lowercase hex: 32 characters. */
   readonly traceId: string;
@@ -88,16 +100,19 @@ export interface CollectedSpan {
   readonly spanId: string;
   /** Lowercase hex, '' when the span has no parent. */
   readonly parentSpanId: string;
+  readonly name: string;
   readonly kind: number;
+  /** Span.flags (W3C trace flags and the parent-is-remote bits); 0 when not sent. */
+  readonly flags: number;
   readonly startNs: bigint;
   readonly endNs: bigint;
   /** Span attributes as plain values: ints as numbers (bigint beyond 2^53), arrays, objects. */
   readonly attributes: AttributeMap;
   /**
-   * Memory the span holds, estimated when it was decoded (see span-footprint.ts); the first span
-   * of a resource and scope in a request also carries theirs.
+   * Memory the span holds, estimated when it was decoded (see span-decode.ts); the first span of
+   * a resource and scope in a request also carries theirs. Grows with what is written on a root.
    */
-  readonly estimatedBytes: number;
+  estimatedBytes: number;
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

@@ -26,7 +26,7 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
 
   const localParent = (span: CollectedSpan): CollectedSpan | undefined => {
     if (span.parentSpanId === '') return undefined;
-    const flags = span.wire.flags ?? 0;
+    const { flags } = span;
     const remoteKnown = (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0;
     if (remoteKnown && (flags & SpanFlags.CONTEXT_IS_REMOTE) !== 0) return undefined;
     const parent = byId.get(span.parentSpanId);
@@ -36,12 +36,15 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
     return !remoteKnown && span.kind === SpanKind.SERVER && parent.kind === SpanKind.CLIENT ? undefined : parent;
   };
   const parentIsLocalButMissing = (span: CollectedSpan): boolean => {
-    const flags = span.wire.flags ?? 0;
+    const { flags } = span;
     return (
       span.parentSpanId !== '' && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !byId.has(span.parentSpanId)
     );
   };
 
+  // Reused from span to span: most chains are one or two spans long.
+  const chain: CollectedSpan[] = [];
+  const onChain = new Set<CollectedSpan>();
   for (const span of spans) {
     if (rootOf.has(span)) continue;
     // A second copy of a span (a sender's retry) belongs to no root: children find their parent
@@ -52,8 +55,8 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
     }
     // Walk up to a span already resolved (or the top), iteratively: chains can be long, and a
     // malformed trace can loop.
-    const chain: CollectedSpan[] = [];
-    const onChain = new Set<CollectedSpan>();
+    chain.length = 0;
+    onChain.clear();
     for (
       let current: CollectedSpan | undefined = span;
       current !== undefined && !rootOf.has(current) && !onChain.has(current);

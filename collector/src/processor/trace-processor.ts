@@ -17,6 +17,7 @@ import {
   FingerprintCache,
   classifySpan,
   enqueuedMessages,
+  isEnqueueSpan,
   isJudgeable,
   judge,
   operationIdentity,
@@ -26,12 +27,15 @@ import {
   type SpanKindName,
 } from '@request-budget/core';
 import { plainToAnyValue, type CollectedSpan, type NumberType, type WireKeyValue } from '../otlp/otlp-model';
+import { SpanEdits } from '../otlp/span-edit';
 import { SpanKind, StatusCode } from '../otlp/otlp-schema';
 import { enqueueWorkOf } from './enqueue-work';
 import { attributeToRoots } from './root-attribution';
 
 // The markers live with the attribute contract; re-exported here for existing imports.
 export { JOB_NAME_ATTRIBUTE, MEASUREMENT_ATTRIBUTE } from '@request-budget/core';
+
+const NOTHING: ReadonlySet<CollectedSpan> = new Set();
 
 const KIND_NAMES: Record<number, SpanKindName> = {
   [SpanKind.INTERNAL]: 'internal',
@@ -72,6 +76,21 @@ export class TraceProcessor {
 
   /** Derives and judges the roots among `spans` (one trace), writing onto their messages. */
   process(spans: readonly CollectedSpan[]): TraceOutcome {
+    const edits = new Map<CollectedSpan, SpanEdits>();
+    try {
+      return this.processInto(spans, edits);
+    } finally {
+      // What was written reaches the span's bytes even when judging failed halfway.
+      for (const [span, spanEdits] of edits) spanEdits.applyTo(span);
+    }
+  }
+
+  private processInto(spans: readonly CollectedSpan[], edits: Map<CollectedSpan, SpanEdits>): TraceOutcome {
+    const editsOf = (span: CollectedSpan): SpanEdits => {
+      let spanEdits = edits.get(span);
+      if (spanEdits === undefined) edits.set(span, (spanEdits = new SpanEdits()));
+      return spanEdits;
+    };
     const rootOf = attributeToRoots(spans);
     // One operation two spans report (an ORM's span over its driver's) counts once: the inner one.
     // Worked out only for traces with a cost to derive.
@@ -81,12 +100,14 @@ export class TraceProcessor {
         spans.map((s) => ({
           spanId: s.spanId,
           parentSpanId: s.parentSpanId,
-          identity: operationIdentity(KIND_NAMES[s.kind] ?? 'internal', s.wire.name ?? '', s.attributes),
+          identity: operationIdentity(KIND_NAMES[s.kind] ?? 'internal', s.name, s.attributes),
         })),
       )).has(span.spanId);
     // A queue library's own work beneath an enqueue span counts as the enqueue, not as queries.
-    let enqueueWork: Set<CollectedSpan> | undefined;
-    const isEnqueueWork = (span: CollectedSpan) => (enqueueWork ??= enqueueWorkOf(rootOf, kindNameOf)).has(span);
+    // Most traces have no enqueue span at all: then nothing is looked up.
+    let enqueueWork: ReadonlySet<CollectedSpan> | undefined;
+    const isEnqueueWork = (span: CollectedSpan) =>
+      (enqueueWork ??= spans.some((s) => isEnqueueSpan(kindNameOf(s), s.attributes)) ? enqueueWorkOf(rootOf, kindNameOf) : NOTHING).has(span);
     const tallies = new Map<CollectedSpan, CostTally>();
     const roots = new Set<CollectedSpan>();
     for (const [span, root] of rootOf) {
@@ -102,11 +123,11 @@ export class TraceProcessor {
         tally.addEnqueued(enqueued);
         continue;
       }
-      const contribution = classifySpan(kindNameOf(span), span.wire.name ?? '', span.attributes);
+      const contribution = classifySpan(kindNameOf(span), span.name, span.attributes);
       if (contribution !== undefined) tally.add(contribution, durationMs(span));
     }
     for (const [root, tally] of tallies) {
-      for (const [key, value] of Object.entries(tally.toAttributes())) setAttribute(root, key, value, numberTypeOf(key));
+      for (const [key, value] of Object.entries(tally.toAttributes())) setAttribute(root, editsOf(root), key, value, numberTypeOf(key));
     }
     const breaches: BreachReport[] = [];
     let judged = 0;
@@ -114,28 +135,28 @@ export class TraceProcessor {
       for (const root of roots) {
         if (!isJudgeable(root.attributes)) continue;
         judged += 1;
-        breaches.push(...this.judge(root, this.rules));
+        breaches.push(...this.judge(root, editsOf(root), this.rules));
       }
     }
     return { roots: roots.size, derived: tallies.size, judged, breaches };
   }
 
   /** Applies core's judgement to an OTLP span. */
-  private judge(root: CollectedSpan, rules: BudgetRuleSet): BreachReport[] {
+  private judge(root: CollectedSpan, edits: SpanEdits, rules: BudgetRuleSet): BreachReport[] {
     const judgement = judge({ attributes: root.attributes, durationMs: durationMs(root) }, rules, {
       errorStatusOnCritical: this.errorStatusOnCritical,
       normaliseRoute: normaliseRouteTemplate,
     });
-    for (const [key, value] of Object.entries(judgement.attributes)) setAttribute(root, key, value);
+    for (const [key, value] of Object.entries(judgement.attributes)) setAttribute(root, edits, key, value);
     for (const event of judgement.events) {
-      root.wire.events.push({
+      edits.events.push({
         timeUnixNano: (root.endNs + BigInt(event.offsetNs)).toString(),
         name: event.name,
         attributes: Object.entries(event.attributes).map(([key, value]): WireKeyValue => ({ key, value: plainToAnyValue(value) })),
         droppedAttributesCount: 0,
       });
     }
-    if (judgement.errorStatusMessage !== undefined) root.wire.status = { code: StatusCode.ERROR, message: judgement.errorStatusMessage };
+    if (judgement.errorStatusMessage !== undefined) edits.status = { code: StatusCode.ERROR, message: judgement.errorStatusMessage };
     if (judgement.violations.length === 0) return [];
     return judgement.reports({
       service: root.origin.resource.serviceName,
@@ -179,10 +200,7 @@ function numberTypeOf(key: string): NumberType | undefined {
 }
 
 /** Sets an attribute on the span's message (replacing one of the same key) and its plain map. */
-function setAttribute(span: CollectedSpan, key: string, value: unknown, numberType?: NumberType): void {
-  const anyValue = plainToAnyValue(value, numberType);
-  const existing = span.wire.attributes.findIndex((kv) => kv.key === key);
-  if (existing >= 0) span.wire.attributes.splice(existing, 1);
-  span.wire.attributes.push({ key, value: anyValue });
+function setAttribute(span: CollectedSpan, edits: SpanEdits, key: string, value: unknown, numberType?: NumberType): void {
+  edits.attributes.set(key, plainToAnyValue(value, numberType));
   (span.attributes as Record<string, unknown>)[key] = value;
 }

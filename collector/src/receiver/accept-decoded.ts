@@ -24,12 +24,14 @@ export type Intake =
   | { readonly outcome: 'shutting_down' | 'queue_full'; readonly message: string; readonly retryAfterSeconds: number };
 
 export const SHUTTING_DOWN_MESSAGE = 'shutting down; send to another instance';
+/** When a sender refused at shutdown should come back (Retry-After; gRPC RetryInfo). */
+export const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 5;
 
 export function acceptDecoded(options: IntakeOptions, decoded: DecodedRequest): Intake {
   const { spans, rejected } = decoded;
   // Shutdown may have begun while the body was read: the traces held were flushed then, and
   // spans taken in now would be answered as accepted and never processed.
-  if (options.isShuttingDown()) return { outcome: 'shutting_down', message: SHUTTING_DOWN_MESSAGE, retryAfterSeconds: 5 };
+  if (options.isShuttingDown()) return { outcome: 'shutting_down', message: SHUTTING_DOWN_MESSAGE, retryAfterSeconds: SHUTTING_DOWN_RETRY_AFTER_SECONDS };
   // Decoded even when full, so that what is refused is counted span by span.
   const now = options.capacity();
   if (now.held > 0 && now.held + spans.length > now.max) {

@@ -8,14 +8,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { CollectorMetrics } from '../metrics';
 import { decodeTraceRequest, OtlpDecodeError, type OtlpEncoding } from './otlp-decode';
 import { CONTENT_TYPES, encodeExportResponse, encodeStatus } from '../exporter/otlp-encode';
-import { acceptDecoded, bearerCheck, SHUTTING_DOWN_MESSAGE, type IntakeOptions } from './accept-decoded';
-
-const gunzip = promisify(zlib.gunzip);
+import { acceptDecoded, bearerCheck, SHUTTING_DOWN_MESSAGE, SHUTTING_DOWN_RETRY_AFTER_SECONDS, type IntakeOptions } from './accept-decoded';
+import type { InFlightBytes } from './in-flight-bytes';
 
 export interface ReceiverOptions extends Omit<IntakeOptions, 'onAcceptedSpans'> {
   readonly maxBodyBytes: number;
@@ -28,6 +26,12 @@ export interface ReceiverOptions extends Omit<IntakeOptions, 'onAcceptedSpans'> 
   readonly stalledAfterMs: number;
   readonly authToken: string | undefined;
   readonly metrics: CollectorMetrics;
+  /** The bytes of the requests in flight: a body counts in them as it arrives and is inflated, until its spans are taken in. */
+  readonly inFlight: InFlightBytes;
+  /** Why `moreBytes` more of a body cannot be held (memory-gate.ts), or undefined when they can. */
+  memoryOverrun(moreBytes: number): string | undefined;
+  /** Reports a request refused while its body arrived or was inflated, because the memory limit would be passed. */
+  onMemoryOverrun(): void;
   /** Why the collector is not ready ([] when it is). */
   notReadyReasons(): string[];
   reportProblem(message: string): void;
@@ -94,7 +98,7 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
     // What the request says it is decides the encoding of the answer, failures included.
     const encoding = encodingOf(req.headers['content-type']);
     const failure = (status: number, message: string, headers?: Record<string, string>) => new HttpFailure(status, message, headers);
-    const shuttingDown = () => failure(503, SHUTTING_DOWN_MESSAGE, { 'retry-after': '5', connection: 'close' });
+    const shuttingDown = () => failure(503, SHUTTING_DOWN_MESSAGE, { 'retry-after': String(SHUTTING_DOWN_RETRY_AFTER_SECONDS), connection: 'close' });
     if (options.isShuttingDown()) throw shuttingDown();
     if (!authorized(req.headers.authorization ?? '')) {
       throw failure(401, 'missing or wrong bearer token (Authorization: Bearer …)', { 'www-authenticate': 'Bearer' });
@@ -120,12 +124,27 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
         true,
       );
     }
+    // What the request holds (raw body, then also the inflated one) counts in flight until its
+    // spans are taken in; bytes that would pass the memory limit refuse it on the spot.
+    const share = options.inFlight.open();
+    const hold = (bytes: number) => {
+      const overrun = bytes > share.bytes ? options.memoryOverrun(bytes - share.bytes) : undefined;
+      if (overrun !== undefined) {
+        options.onMemoryOverrun();
+        throw new HttpFailure(503, overrun, { 'retry-after': String(options.capacity().retryAfterSeconds) }, true);
+      }
+      share.set(bytes);
+    };
     let decoded;
     try {
       let raw: Uint8Array | undefined;
       try {
-        raw = await readBody(req, options.maxBodyBytes, () => (slot.lastByteAt = performance.now()));
+        raw = await readBody(req, options.maxBodyBytes, (kept) => {
+          slot.lastByteAt = performance.now();
+          hold(kept);
+        });
       } catch (error) {
+        if (error instanceof HttpFailure) throw error;
         if (slot.cut) throw failure(408, 'request body stalled; its connection was closed to free its slot for another request');
         throw failure(400, `request body incomplete: ${(error as Error).message}`);
       }
@@ -133,12 +152,12 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
       if (raw === undefined) throw failure(413, `body larger than the limit of ${options.maxBodyBytes} bytes`);
       let body: Uint8Array = raw;
       if (coding === 'gzip') {
+        const rawBytes = raw.length;
         try {
-          body = await gunzip(raw, { maxOutputLength: options.maxBodyBytes });
+          body = await inflate(raw, options.maxBodyBytes, (inflated) => hold(rawBytes + inflated));
         } catch (error) {
-          const code = (error as NodeJS.ErrnoException).code;
-          if (code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError)
-            throw failure(413, `inflated body larger than the limit of ${options.maxBodyBytes} bytes`);
+          if (error instanceof HttpFailure) throw error;
+          if (error instanceof RangeError) throw failure(413, `inflated body larger than the limit of ${options.maxBodyBytes} bytes`);
           throw failure(400, `gzip body did not inflate: ${(error as Error).message}`);
         }
       }
@@ -151,6 +170,8 @@ export function createRequestHandler(options: ReceiverOptions): (req: IncomingMe
       }
     } finally {
       receiving.delete(slot);
+      // Ended however it ended; a decoded request is taken in just below, with no await between.
+      share.release();
     }
     const intake = acceptDecoded({ ...options, onAcceptedSpans: (count) => options.metrics.receivedSpans.inc({ encoding }, count) }, decoded);
     if (intake.outcome !== 'accepted')
@@ -230,26 +251,34 @@ async function plain(req: IncomingMessage, res: ServerResponse, status: number, 
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers }).end(req.method === 'HEAD' ? undefined : text);
 }
 
-/** The whole body, or undefined when it is larger than `limit` (then read to its end and dropped). `onProgress` hears every chunk. */
-function readBody(req: IncomingMessage, limit: number, onProgress: () => void): Promise<Uint8Array | undefined> {
+/**
+ * The whole body, or undefined when it is larger than `limit` (then read to its end and dropped).
+ * `onProgress` hears every chunk, with the bytes kept so far (0 once too large); what it throws
+ * ends the read.
+ */
+function readBody(req: IncomingMessage, limit: number, onProgress: (keptBytes: number) => void): Promise<Uint8Array | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
     const onData = (chunk: Buffer) => {
-      onProgress();
       size += chunk.length;
       if (size > limit) {
         tooLarge = true;
         chunks.length = 0;
-        if (size > limit * DISCARD_FACTOR) {
-          cleanup();
-          req.destroy();
-          resolve(undefined);
-        }
+      } else chunks.push(chunk);
+      try {
+        onProgress(tooLarge ? 0 : size);
+      } catch (error) {
+        cleanup();
+        reject(error instanceof Error ? error : new Error(String(error)));
         return;
       }
-      chunks.push(chunk);
+      if (size > limit * DISCARD_FACTOR) {
+        cleanup();
+        req.destroy();
+        resolve(undefined);
+      }
     };
     const onEnd = () => {
       cleanup();
@@ -270,6 +299,35 @@ function readBody(req: IncomingMessage, limit: number, onProgress: () => void): 
     req.on('end', onEnd);
     req.on('error', onError);
     req.on('close', onClose);
+  });
+}
+
+/**
+ * Inflates a gzip body (concatenated members as one). `onProgress` hears the bytes inflated so far
+ * and may throw to stop; past `limit` bytes it stops with a RangeError.
+ */
+function inflate(raw: Uint8Array, limit: number, onProgress: (inflatedBytes: number) => void): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const gunzip = zlib.createGunzip({ chunkSize: 64 * 1024 });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (error: Error) => {
+      gunzip.destroy();
+      reject(error);
+    };
+    gunzip.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return stop(new RangeError(`inflated body larger than ${limit} bytes`));
+      try {
+        onProgress(size);
+      } catch (error) {
+        return stop(error instanceof Error ? error : new Error(String(error)));
+      }
+      chunks.push(chunk);
+    });
+    gunzip.on('end', () => resolve(Buffer.concat(chunks, size)));
+    gunzip.on('error', reject);
+    gunzip.end(raw);
   });
 }
 

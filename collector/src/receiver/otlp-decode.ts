@@ -1,26 +1,17 @@
 /**
- * ExportTraceServiceRequest bodies, protobuf or OTLP/JSON, into {@link CollectedSpan}s. Both go
- * through the same schema: protobuf is decoded by it; JSON is checked against it field by field,
- * converted (hex ids, int64 as text or number, enum names or numbers) and built into the same
- * message type, so one normaliser serves both. Spans whose ids cannot be right are rejected one
- * by one (reported to the sender as a partial success); a body that does not decode is refused
- * whole, and so is one that would decode into more entries than its size allows (entry-budget.ts),
- * before anything is decoded. What is kept holds no view into the body (span-footprint.ts).
+ * ExportTraceServiceRequest bodies, protobuf or OTLP/JSON, into {@link CollectedSpan}s. Protobuf is
+ * decoded in one pass (span-decode.ts); JSON is checked against the schema field by field,
+ * converted (hex ids, int64 as text or number, enum names or numbers), built into the message and
+ * encoded, so one decoder serves both. Spans whose ids cannot be right are rejected one by one
+ * (reported to the sender as a partial success); a body that does not decode is refused whole, and
+ * so is one that would decode into more entries than its size allows (entry-budget.ts). What is
+ * kept holds no view into the body.
  */
 import protobuf from 'protobufjs';
-import {
-  canonicalText,
-  int64ToBigInt,
-  keyValuesToPlain,
-  type CollectedSpan,
-  type ResourceGroup,
-  type ScopeGroup,
-  type WireKeyValue,
-  type WireSpan,
-} from '../otlp/otlp-model';
-import { checkJsonEntries, checkProtobufEntries, EntryBudgetError } from '../otlp/entry-budget';
+import { checkJsonEntries, EntryBudgetError } from '../otlp/entry-budget';
 import { ExportTraceServiceRequest } from '../otlp/otlp-schema';
-import { detachAndMeasure } from '../otlp/span-footprint';
+import { decodeSpans, type DecodedSpans } from '../otlp/span-decode';
+import { WireFormatError } from '../otlp/wire-reader';
 
 /** The body cannot be used at all; answered with 400 and this message. */
 export class OtlpDecodeError extends Error {
@@ -29,136 +20,41 @@ export class OtlpDecodeError extends Error {
 
 export type OtlpEncoding = 'protobuf' | 'json';
 
-export interface DecodedRequest {
-  readonly spans: CollectedSpan[];
-  /** Spans refused one by one (bad ids). */
-  readonly rejected: number;
-  /** Why, for the partial success message (the first reason). */
-  readonly rejectionReason?: string;
-}
+export type DecodedRequest = DecodedSpans;
 
 /** Decodes a (decompressed) request body. Throws {@link OtlpDecodeError}. */
 export function decodeTraceRequest(body: Uint8Array, encoding: OtlpEncoding): DecodedRequest {
+  if (encoding === 'protobuf') return decodeProtobuf(body, body.byteLength);
+  try {
+    checkJsonEntries(body);
+  } catch (error) {
+    throw new OtlpDecodeError(describe(error));
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'), keepBigIntegersExact);
+  } catch (error) {
+    throw new OtlpDecodeError(`body is not JSON: ${describe(error)}`);
+  }
+  const prepared = prepareMessage(ExportTraceServiceRequest, parsed, 'ExportTraceServiceRequest');
   let message: protobuf.Message;
-  if (encoding === 'protobuf') {
-    try {
-      checkProtobufEntries(body, ExportTraceServiceRequest);
-      message = ExportTraceServiceRequest.decode(body);
-    } catch (error) {
-      if (error instanceof EntryBudgetError) throw new OtlpDecodeError(error.message);
-      throw new OtlpDecodeError(`protobuf ExportTraceServiceRequest did not decode: ${describe(error)}`);
-    }
-  } else {
-    try {
-      checkJsonEntries(body);
-    } catch (error) {
-      throw new OtlpDecodeError(describe(error));
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'), keepBigIntegersExact);
-    } catch (error) {
-      throw new OtlpDecodeError(`body is not JSON: ${describe(error)}`);
-    }
-    const prepared = prepareMessage(ExportTraceServiceRequest, parsed, 'ExportTraceServiceRequest');
-    try {
-      message = ExportTraceServiceRequest.fromObject(prepared);
-    } catch (error) {
-      throw new OtlpDecodeError(`JSON does not fit ExportTraceServiceRequest: ${describe(error)}`);
-    }
+  try {
+    message = ExportTraceServiceRequest.fromObject(prepared);
+  } catch (error) {
+    throw new OtlpDecodeError(`JSON does not fit ExportTraceServiceRequest: ${describe(error)}`);
   }
-  return normalise(message as unknown as WireRequest);
+  // One path from here: the message as protobuf, its entries counted against the JSON body's budget.
+  return decodeProtobuf(ExportTraceServiceRequest.encode(message).finish(), body.byteLength);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Message → CollectedSpan
-
-interface WireRequest {
-  resourceSpans?: Array<{
-    resource?: { attributes?: WireKeyValue[] } | null;
-    schemaUrl?: string;
-    scopeSpans?: Array<{ scope?: { name?: string } | null; schemaUrl?: string; spans?: WireSpan[] }>;
-  }>;
-}
-
-/** A CollectedSpan beside its wire message: its object, three hex ids, two bigints (measured: about 500). */
-const SPAN_BYTES = 640;
-const PLAIN_ATTRIBUTE_BYTES = 48;
-
-const TRACE_ID_BYTES = 16;
-const SPAN_ID_BYTES = 8;
-
-function normalise(request: WireRequest): DecodedRequest {
-  const spans: CollectedSpan[] = [];
-  let rejected = 0;
-  let rejectionReason: string | undefined;
-  for (const resourceSpans of request.resourceSpans ?? []) {
-    const attributes = keyValuesToPlain(resourceSpans.resource?.attributes);
-    const serviceName = attributes['service.name'];
-    const processKey = canonicalText(attributes);
-    // Resource and scope are shared by the group's spans: charged to the first one kept. The plain
-    // map and process key of the resource attributes hold about twice the key's text.
-    let groupBytes = detachAndMeasure(resourceSpans.resource) + 2 * processKey.length;
-    const resource: ResourceGroup = {
-      resource: resourceSpans.resource ?? null,
-      schemaUrl: resourceSpans.schemaUrl ?? '',
-      attributes,
-      processKey,
-      serviceName: typeof serviceName === 'string' && serviceName !== '' ? serviceName : 'unknown_service',
-    };
-    for (const scopeSpans of resourceSpans.scopeSpans ?? []) {
-      const origin: ScopeGroup = {
-        resource,
-        scope: scopeSpans.scope ?? null,
-        schemaUrl: scopeSpans.schemaUrl ?? '',
-        scopeName: scopeSpans.scope?.name ?? '',
-      };
-      groupBytes += detachAndMeasure(scopeSpans.scope);
-      for (const wire of scopeSpans.spans ?? []) {
-        const problem = idProblem(wire);
-        if (problem !== undefined) {
-          rejected += 1;
-          rejectionReason ??= `span "${String(wire.name).slice(0, 100)}": ${problem}`;
-          continue;
-        }
-        wire.attributes ??= [];
-        wire.events ??= [];
-        // The plain attribute map: a property and a converted value per attribute.
-        const estimatedBytes = SPAN_BYTES + detachAndMeasure(wire) + PLAIN_ATTRIBUTE_BYTES * wire.attributes.length + groupBytes;
-        groupBytes = 0;
-        spans.push({
-          wire,
-          origin,
-          traceId: hex(wire.traceId),
-          spanId: hex(wire.spanId),
-          parentSpanId: hex(wire.parentSpanId),
-          kind: wire.kind ?? 0,
-          startNs: int64ToBigInt(wire.startTimeUnixNano, true),
-          endNs: int64ToBigInt(wire.endTimeUnixNano, true),
-          attributes: keyValuesToPlain(wire.attributes),
-          estimatedBytes,
-        });
-      }
-    }
+function decodeProtobuf(bytes: Uint8Array, budgetBytes: number): DecodedRequest {
+  try {
+    return decodeSpans(bytes, budgetBytes);
+  } catch (error) {
+    if (error instanceof EntryBudgetError) throw new OtlpDecodeError(error.message);
+    if (error instanceof WireFormatError) throw new OtlpDecodeError(`protobuf ExportTraceServiceRequest did not decode: ${error.message}`);
+    throw error;
   }
-  return { spans, rejected, ...(rejectionReason !== undefined ? { rejectionReason } : {}) };
-}
-
-function idProblem(span: WireSpan): string | undefined {
-  const traceId = span.traceId ?? new Uint8Array(0);
-  const spanId = span.spanId ?? new Uint8Array(0);
-  const parent = span.parentSpanId ?? new Uint8Array(0);
-  if (traceId.length !== TRACE_ID_BYTES || traceId.every((byte) => byte === 0)) return `invalid trace id (${traceId.length} bytes; 16 non-zero bytes expected)`;
-  if (spanId.length !== SPAN_ID_BYTES || spanId.every((byte) => byte === 0)) return `invalid span id (${spanId.length} bytes; 8 non-zero bytes expected)`;
-  if (parent.length !== 0 && parent.length !== SPAN_ID_BYTES) return `invalid parent span id (${parent.length} bytes; 0 or 8 expected)`;
-  return undefined;
-}
-
-function hex(bytes: Uint8Array | null | undefined): string {
-  if (bytes === null || bytes === undefined || bytes.length === 0) return '';
-  // An all-zero parent id means "no parent" too.
-  if (bytes.every((byte) => byte === 0)) return '';
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 function describe(error: unknown): string {

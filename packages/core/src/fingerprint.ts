@@ -33,20 +33,26 @@ const IDENTIFIER_MARK = /\u0000Q(\d+)\u0000/g;
  * runs of whitespace become one space; quoted identifiers are left alone.
  */
 export function fingerprintStatement(statement: string): string {
-  const text = statement.length > FINGERPRINT_MAX_INPUT ? statement.slice(0, FINGERPRINT_MAX_INPUT) : statement;
+  let text = statement.length > FINGERPRINT_MAX_INPUT ? statement.slice(0, FINGERPRINT_MAX_INPUT) : statement;
+  // Each pass runs only when the text holds what it looks for: most statements need three or four.
   const identifiers: string[] = [];
-  return text
-    .replace(QUOTED_IDENTIFIER, (identifier) => identifierMark(identifiers.push(identifier) - 1))
-    .replace(SINGLE_QUOTED, '?')
-    .replace(HEX_NUMBER, '?')
-    .replace(NUMBER, '?')
-    .replace(KEY_NUMBER, '?')
-    .replace(LIST_OF_PLACEHOLDERS, '(?)')
-    .replace(REPEATED_TUPLES, '(?)')
-    .replace(WHITESPACE, ' ')
-    .trim()
-    .replace(IDENTIFIER_MARK, (_, index: string) => identifiers[Number(index)]);
+  if (text.includes('"') || text.includes('`')) text = text.replace(QUOTED_IDENTIFIER, (identifier) => identifierMark(identifiers.push(identifier) - 1));
+  if (text.includes("'")) text = text.replace(SINGLE_QUOTED, '?');
+  if (HAS_HEX_PREFIX.test(text)) text = text.replace(HEX_NUMBER, '?');
+  if (HAS_DIGIT.test(text)) {
+    text = text.replace(NUMBER, '?');
+    if (text.includes(':') || text.includes('/')) text = text.replace(KEY_NUMBER, '?');
+  }
+  if (text.includes('(')) text = text.replace(LIST_OF_PLACEHOLDERS, '(?)').replace(REPEATED_TUPLES, '(?)');
+  if (NEEDS_WHITESPACE_PASS.test(text)) text = text.replace(WHITESPACE, ' ');
+  text = text.trim();
+  return identifiers.length > 0 ? text.replace(IDENTIFIER_MARK, (_, index: string) => identifiers[Number(index)]) : text;
 }
+
+const HAS_HEX_PREFIX = /0x/i;
+const HAS_DIGIT = /\d/;
+// Whitespace other than single spaces: a tab, a newline, or two in a row.
+const NEEDS_WHITESPACE_PASS = /[^\S ]|\s\s/;
 
 /**
  * A bounded memo of {@link fingerprintStatement}. Parameterised statements repeat verbatim, so

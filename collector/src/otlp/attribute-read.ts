@@ -1,0 +1,187 @@
+/**
+ * OTLP KeyValue lists read from the wire straight into plain maps (what core's classifier and
+ * judgement read): no intermediate KeyValue or AnyValue objects. Values as anyValueToPlain gives
+ * them: ints as numbers when safe (bigint beyond), bytes as base64, arrays, key-value lists as
+ * objects, an AnyValue without a member as null; the last of duplicate keys wins. Every message and
+ * list item is counted against the entry budget; wire types, lengths and nesting are checked.
+ */
+import { isUtf8 } from 'node:buffer';
+import { EntryBudgetError, MAX_NESTING, type EntryCounter } from './entry-budget';
+import { wrongWireType, type CheckFindings } from './message-check';
+import { WireType, type WireReader } from './wire-reader';
+
+// Tags: (field number << 3) | wire type.
+const KEY = (1 << 3) | WireType.LENGTH;
+const VALUE = (2 << 3) | WireType.LENGTH;
+const STRING_VALUE = (1 << 3) | WireType.LENGTH;
+const BOOL_VALUE = (2 << 3) | WireType.VARINT;
+const INT_VALUE = (3 << 3) | WireType.VARINT;
+const DOUBLE_VALUE = (4 << 3) | WireType.FIXED64;
+const ARRAY_VALUE = (5 << 3) | WireType.LENGTH;
+const KVLIST_VALUE = (6 << 3) | WireType.LENGTH;
+const BYTES_VALUE = (7 << 3) | WireType.LENGTH;
+const LIST_VALUES = (1 << 3) | WireType.LENGTH;
+
+const ANY_VALUE_FIELDS: Record<number, [string, number]> = {
+  1: ['AnyValue.stringValue', WireType.LENGTH],
+  2: ['AnyValue.boolValue', WireType.VARINT],
+  3: ['AnyValue.intValue', WireType.VARINT],
+  4: ['AnyValue.doubleValue', WireType.FIXED64],
+  5: ['AnyValue.arrayValue', WireType.LENGTH],
+  6: ['AnyValue.kvlistValue', WireType.LENGTH],
+  7: ['AnyValue.bytesValue', WireType.LENGTH],
+};
+
+const KEY_VALUE_FIELDS: Record<number, [string, number]> = { 1: ['KeyValue.key', WireType.LENGTH], 2: ['KeyValue.value', WireType.LENGTH] };
+
+const LIST_FIELDS: Record<number, [string, number]> = { 1: ['ArrayValue.values / KeyValueList.values', WireType.LENGTH] };
+
+/** Attribute keys repeat from span to span: one string each is kept, not one per span. */
+const keys = new Map<string, string>();
+const MAX_SHARED_KEYS = 4096;
+
+function sharedKey(key: string): string {
+  const shared = keys.get(key);
+  if (shared !== undefined) return shared;
+  if (keys.size < MAX_SHARED_KEYS) keys.set(key, key);
+  return key;
+}
+
+/**
+ * Reads one KeyValue (the message from `reader.pos` to `end`) into `out`. Returns the length of
+ * text kept (key and string values), for the memory estimate.
+ */
+export function readKeyValue(
+  reader: WireReader,
+  end: number,
+  out: Record<string, unknown>,
+  entries: EntryCounter,
+  findings: CheckFindings,
+  depth: number,
+): number {
+  const outer = reader.end;
+  reader.end = end;
+  let key = '';
+  let value: unknown = null;
+  let text = 0;
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if (tag === KEY) key = sharedKey(readString(reader, findings));
+    else if (tag === VALUE) {
+      entries.add();
+      const valueEnd = reader.lengthEnd();
+      value = readAnyValue(reader, valueEnd, entries, findings, depth + 1);
+      text += valueText;
+    } else skipOther(reader, tag, KEY_VALUE_FIELDS);
+  }
+  reader.end = outer;
+  setOwn(out, key, value);
+  return text + key.length;
+}
+
+/** Text kept by the last readAnyValue (strings' length), for the memory estimate; not returned to allocate nothing per value. */
+let valueText = 0;
+
+function readAnyValue(reader: WireReader, end: number, entries: EntryCounter, findings: CheckFindings, depth: number): unknown {
+  if (depth > MAX_NESTING) throw new EntryBudgetError(`request nests messages deeper than ${MAX_NESTING} levels`);
+  const outer = reader.end;
+  reader.end = end;
+  let value: unknown = null;
+  let text = 0;
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    switch (tag) {
+      case STRING_VALUE: {
+        const string = readString(reader, findings);
+        value = string;
+        text = string.length;
+        break;
+      }
+      case BOOL_VALUE:
+        value = reader.bool();
+        break;
+      case INT_VALUE:
+        value = reader.int64();
+        break;
+      case DOUBLE_VALUE:
+        value = reader.double();
+        break;
+      case ARRAY_VALUE: {
+        const items: unknown[] = [];
+        text = 0;
+        forEachItem(reader, entries, (itemEnd) => {
+          items.push(readAnyValue(reader, itemEnd, entries, findings, depth + 1));
+          text += valueText + 8;
+        });
+        value = items;
+        break;
+      }
+      case KVLIST_VALUE: {
+        const map: Record<string, unknown> = {};
+        text = 0;
+        forEachItem(reader, entries, (itemEnd) => {
+          text += readKeyValue(reader, itemEnd, map, entries, findings, depth + 1) + 16;
+        });
+        value = map;
+        break;
+      }
+      case BYTES_VALUE: {
+        const bytesEnd = reader.lengthEnd();
+        const base64 = reader.buf.toString('base64', reader.pos, bytesEnd);
+        reader.pos = bytesEnd;
+        value = base64;
+        text = base64.length;
+        break;
+      }
+      default:
+        skipOther(reader, tag, ANY_VALUE_FIELDS);
+    }
+  }
+  reader.end = outer;
+  valueText = text;
+  return value;
+}
+
+/** Reads an ArrayValue or KeyValueList (length prefix at `reader.pos`): `read` gets each item's end. */
+function forEachItem(reader: WireReader, entries: EntryCounter, read: (itemEnd: number) => void): void {
+  const listEnd = reader.lengthEnd();
+  const outer = reader.end;
+  reader.end = listEnd;
+  while (reader.pos < listEnd) {
+    const itemTag = reader.uint32();
+    if (itemTag !== LIST_VALUES) {
+      skipOther(reader, itemTag, LIST_FIELDS);
+      continue;
+    }
+    entries.add();
+    read(reader.lengthEnd());
+  }
+  reader.end = outer;
+}
+
+/** A string field's text; notes invalid UTF-8 (read as U+FFFD, as protobufjs does). */
+export function readString(reader: WireReader, findings: CheckFindings): string {
+  const end = reader.lengthEnd();
+  const start = reader.pos;
+  reader.pos = end;
+  if (end === start) return '';
+  const value = reader.buf.toString('utf8', start, end);
+  // U+FFFD stands for invalid input, or was sent as such: only then are the bytes looked at.
+  if (!findings.invalidUtf8 && value.includes('\uFFFD') && !isUtf8(reader.buf.subarray(start, end))) findings.invalidUtf8 = true;
+  return value;
+}
+
+/** Skips a field that is not the one read here: unknown, or known with another wire type (refused). */
+function skipOther(reader: WireReader, tag: number, known: Record<number, [string, number]>): void {
+  const number = tag >>> 3;
+  const wireType = tag & 7;
+  const field = known[number];
+  if (field !== undefined && field[1] !== wireType) throw wrongWireType(field[0], number, wireType, field[1]);
+  reader.skip(wireType);
+}
+
+/** `out[key] = value`, as an own property even for keys like `__proto__`. */
+function setOwn(out: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  else out[key] = value;
+}

@@ -1,0 +1,224 @@
+/**
+ * What the collector writes on a root (its cost record, budget marks, breach events, an error
+ * status), spliced into the span's message bytes: the attributes it replaces and the status it
+ * overrides are cut out, the new fields appended. Protobuf readers take a message's fields in any
+ * order, so the span reads as one whose attributes were set in that order, and every other byte is
+ * forwarded as it came.
+ */
+import { int64ToBigInt, type CollectedSpan, type MessageBytes, type WireAnyValue, type WireEvent, type WireKeyValue, type WireStatus } from './otlp-model';
+import { varintSize, writeVarint } from './varint';
+import { WireReader, WireType } from './wire-reader';
+
+const ATTRIBUTES = (9 << 3) | WireType.LENGTH;
+const STATUS = (15 << 3) | WireType.LENGTH;
+const EVENTS = (11 << 3) | WireType.LENGTH;
+const KEY = (1 << 3) | WireType.LENGTH;
+
+/** What is written on one span while its trace is processed. */
+export class SpanEdits {
+  /** Attributes set, in the order they were first set; each replaces one of the same key. */
+  readonly attributes = new Map<string, WireAnyValue>();
+  readonly events: WireEvent[] = [];
+  status: WireStatus | undefined;
+
+  /** Writes the edits into `span`'s message bytes (and its memory estimate). */
+  applyTo(span: CollectedSpan): void {
+    const before = span.raw.length;
+    span.raw = this.edit(span.raw);
+    span.estimatedBytes += span.raw.length - before;
+  }
+
+  /** `raw` with the edits: replaced attributes and an overridden status cut out, the new fields appended. */
+  edit(raw: MessageBytes): MessageBytes {
+    const reader = new WireReader(Buffer.from(raw, 'latin1'));
+    let kept = '';
+    let runStart = 0;
+    while (reader.more) {
+      const fieldStart = reader.pos;
+      const tag = reader.uint32();
+      let cut = false;
+      if (tag === ATTRIBUTES && this.attributes.size > 0) {
+        const end = reader.lengthEnd();
+        cut = this.attributes.has(keyOf(reader, end));
+        reader.pos = end;
+      } else if (tag === STATUS && this.status !== undefined) {
+        reader.pos = reader.lengthEnd();
+        cut = true;
+      } else reader.skip(tag & 7);
+      if (cut) {
+        kept += raw.slice(runStart, fieldStart);
+        runStart = reader.pos;
+      }
+    }
+    kept += raw.slice(runStart);
+    const writer = new FieldWriter();
+    for (const [key, value] of this.attributes) writer.keyValue(ATTRIBUTES, { key, value });
+    for (const event of this.events) writer.event(event);
+    if (this.status !== undefined) writer.status(this.status);
+    return kept + writer.text();
+  }
+}
+
+/**
+ * Writes the fields edits add (KeyValue, AnyValue, Event, Status), each message's size worked out
+ * before it is written. Values are what plainToAnyValue makes: strings, bools, ints (a number, or
+ * decimal text beyond 2^53), doubles, arrays of those.
+ */
+class FieldWriter {
+  private bytes = Buffer.allocUnsafe(1024);
+  private pos = 0;
+
+  text(): MessageBytes {
+    return this.bytes.toString('latin1', 0, this.pos);
+  }
+
+  keyValue(tag: number, kv: WireKeyValue): void {
+    this.header(tag, keyValueSize(kv));
+    this.keyValueBody(kv);
+  }
+
+  event(event: WireEvent): void {
+    this.header(EVENTS, eventSize(event));
+    this.fixed64(1, int64ToBigInt(event.timeUnixNano, true));
+    this.string(2, event.name);
+    for (const kv of event.attributes) this.keyValue((3 << 3) | WireType.LENGTH, kv);
+  }
+
+  status(status: WireStatus): void {
+    this.header(STATUS, statusSize(status));
+    if (status.message) this.string(2, status.message);
+    if (status.code) this.varintField(3, status.code);
+  }
+
+  private keyValueBody(kv: WireKeyValue): void {
+    this.string(1, kv.key);
+    if (kv.value !== undefined && kv.value !== null) {
+      this.header((2 << 3) | WireType.LENGTH, anyValueSize(kv.value));
+      this.anyValueBody(kv.value);
+    }
+  }
+
+  private anyValueBody(value: WireAnyValue): void {
+    if (value.stringValue !== undefined && value.stringValue !== null) this.string(1, value.stringValue, true);
+    else if (value.boolValue !== undefined && value.boolValue !== null) this.varintField(2, value.boolValue ? 1 : 0, true);
+    else if (value.intValue !== undefined && value.intValue !== null) {
+      this.ensure(11);
+      this.bytes[this.pos++] = (3 << 3) | WireType.VARINT;
+      this.varint64(int64ToBigInt(value.intValue, false));
+    } else if (value.doubleValue !== undefined && value.doubleValue !== null) {
+      this.ensure(9);
+      this.bytes[this.pos++] = (4 << 3) | WireType.FIXED64;
+      this.pos = this.bytes.writeDoubleLE(value.doubleValue, this.pos);
+    } else if (value.arrayValue) {
+      const items = value.arrayValue.values ?? [];
+      this.header((5 << 3) | WireType.LENGTH, arraySize(items));
+      for (const item of items) {
+        this.header((1 << 3) | WireType.LENGTH, anyValueSize(item));
+        this.anyValueBody(item);
+      }
+    }
+  }
+
+  private header(tag: number, length: number): void {
+    this.ensure(6 + length);
+    this.bytes[this.pos++] = tag;
+    this.varint(length);
+  }
+
+  /** A string field; proto3 leaves empty ones out, but not as a oneof member (`always`). */
+  private string(number: number, text: string, always = false): void {
+    if (text === '' && !always) return;
+    const length = Buffer.byteLength(text);
+    this.header((number << 3) | WireType.LENGTH, length);
+    this.pos += this.bytes.write(text, this.pos, 'utf8');
+  }
+
+  private varintField(number: number, value: number, always = false): void {
+    if (value === 0 && !always) return;
+    this.ensure(6);
+    this.bytes[this.pos++] = (number << 3) | WireType.VARINT;
+    this.varint(value);
+  }
+
+  private fixed64(number: number, value: bigint): void {
+    this.ensure(9);
+    this.bytes[this.pos++] = (number << 3) | WireType.FIXED64;
+    this.pos = this.bytes.writeBigUInt64LE(BigInt.asUintN(64, value), this.pos);
+  }
+
+  private varint(value: number): void {
+    this.pos = writeVarint(this.bytes, this.pos, value);
+  }
+
+  private varint64(value: bigint): void {
+    let rest = BigInt.asUintN(64, value);
+    while (rest >= 0x80n) {
+      this.bytes[this.pos++] = Number(rest & 0x7fn) | 0x80;
+      rest >>= 7n;
+    }
+    this.bytes[this.pos++] = Number(rest);
+  }
+
+  private ensure(more: number): void {
+    if (this.pos + more <= this.bytes.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.pos + more));
+    this.bytes.copy(grown, 0, 0, this.pos);
+    this.bytes = grown;
+  }
+}
+
+function varint64Size(value: bigint): number {
+  let rest = BigInt.asUintN(64, value);
+  let size = 1;
+  while (rest >= 0x80n) {
+    rest >>= 7n;
+    size += 1;
+  }
+  return size;
+}
+
+const fieldSize = (length: number) => 1 + varintSize(length) + length;
+const stringFieldSize = (text: string, always = false) => (text === '' && !always ? 0 : fieldSize(Buffer.byteLength(text)));
+
+function anyValueSize(value: WireAnyValue): number {
+  if (value.stringValue !== undefined && value.stringValue !== null) return stringFieldSize(value.stringValue, true);
+  if (value.boolValue !== undefined && value.boolValue !== null) return 2;
+  if (value.intValue !== undefined && value.intValue !== null) return 1 + varint64Size(int64ToBigInt(value.intValue, false));
+  if (value.doubleValue !== undefined && value.doubleValue !== null) return 9;
+  if (value.arrayValue) return fieldSize(arraySize(value.arrayValue.values ?? []));
+  return 0;
+}
+
+function arraySize(items: readonly WireAnyValue[]): number {
+  let size = 0;
+  for (const item of items) size += fieldSize(anyValueSize(item));
+  return size;
+}
+
+function keyValueSize(kv: WireKeyValue): number {
+  return stringFieldSize(kv.key) + (kv.value !== undefined && kv.value !== null ? fieldSize(anyValueSize(kv.value)) : 0);
+}
+
+function eventSize(event: WireEvent): number {
+  let size = 9 + stringFieldSize(event.name);
+  for (const kv of event.attributes) size += fieldSize(keyValueSize(kv));
+  return size;
+}
+
+function statusSize(status: WireStatus): number {
+  return (status.message ? stringFieldSize(status.message) : 0) + (status.code ? 1 + varintSize(status.code) : 0);
+}
+
+/** The key of the KeyValue from `reader.pos` to `end`. */
+function keyOf(reader: WireReader, end: number): string {
+  const outer = reader.end;
+  reader.end = end;
+  let key = '';
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if (tag === KEY) key = reader.string();
+    else reader.skip(tag & 7);
+  }
+  reader.end = outer;
+  return key;
+}

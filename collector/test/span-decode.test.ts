@@ -1,0 +1,217 @@
+/**
+ * The one-pass decoder and the byte splicing of what is written on roots, against the official
+ * schema (the opentelemetry-proto .proto files): values read as the official decoder reads them,
+ * unknown fields left out, bytes that are not UTF-8 re-encoded, fields with another wire type
+ * refused, and a root's replaced attributes and status present once, with the new value.
+ */
+import { describe, expect, it } from 'vitest';
+import { encodeTraceRequest } from '../src/exporter/otlp-encode';
+import { keyValuesToPlain, type WireKeyValue } from '../src/otlp/otlp-model';
+import { SpanEdits } from '../src/otlp/span-edit';
+import { decodeTraceRequest, OtlpDecodeError } from '../src/receiver/otlp-decode';
+import { ExportTraceServiceRequest, otlpRoot } from '../../test/support/otlp-schema';
+import { lengthDelimited, validSpanBytes } from './support/wire-bytes';
+
+const Span = otlpRoot.lookupType('opentelemetry.proto.trace.v1.Span');
+const Resource = otlpRoot.lookupType('opentelemetry.proto.resource.v1.Resource');
+const Scope = otlpRoot.lookupType('opentelemetry.proto.common.v1.InstrumentationScope');
+
+const bytesOf = (type: typeof Span, object: Record<string, unknown>) => Buffer.from(type.encode(type.fromObject(object)).finish());
+
+/** A request of one resource, one scope, and the given span messages (extra bytes appended to each part as given). */
+function request(spans: Buffer[], extra: { resource?: Buffer; scope?: Buffer } = {}): Buffer {
+  const resource = Buffer.concat([
+    bytesOf(Resource, { attributes: [{ key: 'service.name', value: { stringValue: 'orders' } }] }),
+    extra.resource ?? Buffer.alloc(0),
+  ]);
+  const scope = Buffer.concat([bytesOf(Scope, { name: 'psycopg', version: '1.0' }), extra.scope ?? Buffer.alloc(0)]);
+  const scopeSpans = Buffer.concat([lengthDelimited(1, scope), ...spans.map((span) => lengthDelimited(2, span))]);
+  return lengthDelimited(1, Buffer.concat([lengthDelimited(1, resource), lengthDelimited(2, scopeSpans)]));
+}
+
+const officialSpans = (body: Uint8Array) =>
+  (
+    ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(body), { longs: String, bytes: String, defaults: false }) as {
+      resourceSpans: { resource: unknown; scopeSpans: { scope: unknown; spans: Record<string, unknown>[] }[] }[];
+    }
+  ).resourceSpans;
+
+describe('attribute values', () => {
+  it('are what the official decoder reads, for every AnyValue member', () => {
+    const attributes = [
+      { key: 's', value: { stringValue: 'héllo ✓' } },
+      { key: 'empty', value: { stringValue: '' } },
+      { key: 't', value: { boolValue: true } },
+      { key: 'f', value: { boolValue: false } },
+      { key: 'i', value: { intValue: 42 } },
+      { key: 'negative', value: { intValue: -7 } },
+      { key: 'min', value: { intValue: '-9223372036854775808' } },
+      { key: 'beyond', value: { intValue: '9007199254740993' } },
+      { key: 'safe', value: { intValue: '9007199254740991' } },
+      { key: 'unsafeNegative', value: { intValue: '-9007199254740993' } },
+      { key: 'd', value: { doubleValue: 0.125 } },
+      { key: 'b', value: { bytesValue: Buffer.from('raw bytes') } },
+      { key: 'a', value: { arrayValue: { values: [{ stringValue: 'x' }, { intValue: 2 }, { arrayValue: { values: [{ boolValue: true }] } }] } } },
+      {
+        key: 'kv',
+        value: {
+          kvlistValue: {
+            values: [
+              { key: 'inner', value: { doubleValue: 1.5 } },
+              { key: '__proto__', value: { stringValue: 'own' } },
+            ],
+          },
+        },
+      },
+      { key: 'none', value: {} },
+      { key: 'dup', value: { stringValue: 'first' } },
+      { key: 'dup', value: { stringValue: 'last' } },
+    ];
+    const { bytes } = validSpanBytes({ attributes });
+    const [span] = decodeTraceRequest(request([bytes]), 'protobuf').spans;
+    const official = Span.decode(bytes) as unknown as { attributes: WireKeyValue[] };
+    // As the previous decoder read them (protobufjs and keyValuesToPlain), but for two of its slips:
+    // an AnyValue with no member read as '' (it is null), a `__proto__` key set the prototype.
+    const { none: _none, kv: _kv, ...comparable } = span!.attributes;
+    const { none: previousNone, kv: _previousKv, ...previous } = keyValuesToPlain(official.attributes);
+    expect(comparable).toEqual(previous);
+    expect(previousNone).toBe('');
+    expect(span!.attributes).toEqual({
+      s: 'héllo ✓',
+      empty: '',
+      t: true,
+      f: false,
+      i: 42,
+      negative: -7,
+      min: -9223372036854775808n,
+      beyond: 9007199254740993n,
+      safe: 9007199254740991,
+      unsafeNegative: -9007199254740993n,
+      d: 0.125,
+      b: Buffer.from('raw bytes').toString('base64'),
+      a: ['x', 2, [true]],
+      kv: Object.defineProperty({ inner: 1.5 }, '__proto__', { value: 'own', enumerable: true, writable: true, configurable: true }),
+      none: null,
+      dup: 'last',
+    });
+    expect(Object.getPrototypeOf(span!.attributes.kv)).toBe(Object.prototype);
+  });
+});
+
+describe('what is forwarded', () => {
+  it('is each message as it came, without the fields unknown to OTLP, at every level', () => {
+    const unknown = lengthDelimited(99, Buffer.from('not in the schema'));
+    const first = validSpanBytes({ attributes: [{ key: 'k', value: { intValue: 1 } }], status: { code: 1, message: 'ok' } });
+    const second = validSpanBytes({ events: [{ timeUnixNano: 5, name: 'e' }], links: [{ traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2) }] });
+    const withUnknown = request([Buffer.concat([first.bytes, unknown]), Buffer.concat([unknown, second.bytes])], { resource: unknown, scope: unknown });
+    const withoutUnknown = request([first.bytes, second.bytes]);
+    const { spans } = decodeTraceRequest(withUnknown, 'protobuf');
+    expect(spans.map((span) => span.spanId)).toEqual([first.spanId, second.spanId]);
+    const forwarded = Buffer.from(encodeTraceRequest(spans));
+    expect(forwarded.equals(withoutUnknown)).toBe(true);
+    expect(officialSpans(forwarded)).toEqual(officialSpans(withoutUnknown));
+  });
+
+  it('re-encodes a span whose strings are not UTF-8, with U+FFFD in their place, and leaves the others byte for byte', () => {
+    const good = validSpanBytes({ name: 'SELECT', attributes: [{ key: 'db.system', value: { stringValue: 'postgresql' } }] });
+    // "caf\xe9": Latin-1, not UTF-8, in the name and in an attribute value.
+    const bad = validSpanBytes({ name: 'PLACEHOLDER', attributes: [{ key: 'db.statement', value: { stringValue: 'PLACEHOLDER' } }] });
+    const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21]); // same length as PLACEHOLDER
+    const badBytes = Buffer.from(bad.bytes);
+    for (let at = badBytes.indexOf('PLACEHOLDER'); at !== -1; at = badBytes.indexOf('PLACEHOLDER')) latin1.copy(badBytes, at);
+    const { spans } = decodeTraceRequest(request([good.bytes, badBytes]), 'protobuf');
+    expect(spans[1]!.name).toBe('caf\uFFFD!!!!!!!');
+    expect(spans[1]!.attributes['db.statement']).toBe('caf\uFFFD!!!!!!!');
+    expect(Buffer.from(spans[0]!.raw, 'latin1').equals(good.bytes)).toBe(true);
+    const reencoded = Buffer.from(spans[1]!.raw, 'latin1');
+    expect(reencoded.includes(Buffer.from('caf\uFFFD!!!!!!!'))).toBe(true);
+    expect(reencoded.includes(Buffer.from([0x66, 0xe9, 0x21]))).toBe(false);
+    expect((Span.decode(reencoded) as unknown as { name: string }).name).toBe('caf\uFFFD!!!!!!!');
+  });
+});
+
+describe('a body that is not OTLP', () => {
+  it.each([
+    ['a span name sent as a varint', Buffer.from([0x28, 0x01]), 'Span.name (field 5) has wire type varint; length-delimited expected'],
+    [
+      'an event name sent as fixed32',
+      lengthDelimited(11, Buffer.from([0x15, 1, 2, 3, 4])),
+      'Event.name (field 2) has wire type fixed32; length-delimited expected',
+    ],
+    [
+      'a status code sent as fixed64',
+      lengthDelimited(15, Buffer.from([0x19, 1, 2, 3, 4, 5, 6, 7, 8])),
+      'Status.code (field 3) has wire type fixed64; varint expected',
+    ],
+    [
+      'an attribute value of the wrong type',
+      lengthDelimited(9, Buffer.from([0x0a, 0x01, 0x6b, 0x15, 0, 0, 0, 0])),
+      'KeyValue.value (field 2) has wire type fixed32; length-delimited expected',
+    ],
+    ['a group', Buffer.from([0xa3, 0x01]), 'wire type start-group at offset'],
+  ])('refuses %s, naming the field', (_what, field, message) => {
+    const { bytes } = validSpanBytes();
+    let error: unknown;
+    try {
+      decodeTraceRequest(request([Buffer.concat([bytes, field])]), 'protobuf');
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(OtlpDecodeError);
+    expect((error as Error).message).toContain(`protobuf ExportTraceServiceRequest did not decode: ${message}`);
+  });
+});
+
+describe('what is written on a root', () => {
+  it('replaces attributes of the same key and the status, keeps every other field, and appends events', () => {
+    const { bytes } = validSpanBytes({
+      attributes: [
+        { key: 'http.route', value: { stringValue: '/orders' } },
+        { key: 'budget.breached', value: { boolValue: false } },
+        { key: 'http.status_code', value: { intValue: 200 } },
+      ],
+      status: { code: 1, message: 'fine' },
+      events: [{ timeUnixNano: 7, name: 'kept' }],
+    });
+    const [span] = decodeTraceRequest(request([bytes]), 'protobuf').spans;
+    const edits = new SpanEdits();
+    edits.attributes.set('budget.breached', { boolValue: true });
+    edits.attributes.set('cost.db.queries', { intValue: 12 });
+    edits.attributes.set('big', { intValue: '-9223372036854775808' });
+    edits.attributes.set('rules', { arrayValue: { values: [{ stringValue: 'a' }, { stringValue: 'é' }] } });
+    edits.events.push({ timeUnixNano: '1700000000000000001', name: 'budget.breach', attributes: [{ key: 'limit', value: { doubleValue: 2.5 } }] });
+    edits.status = { code: 2, message: 'over budget' };
+    const before = span!.estimatedBytes;
+    const rawBefore = span!.raw.length;
+    edits.applyTo(span!);
+    expect(span!.estimatedBytes - before).toBe(span!.raw.length - rawBefore);
+    const decoded = Span.toObject(Span.decode(Buffer.from(span!.raw, 'latin1')), { longs: String, defaults: false }) as {
+      attributes: WireKeyValue[];
+      status: unknown;
+      events: { name: string; timeUnixNano: string; attributes: WireKeyValue[] }[];
+    };
+    expect(decoded.attributes.map((kv) => kv.key)).toEqual(['http.route', 'http.status_code', 'budget.breached', 'cost.db.queries', 'big', 'rules']);
+    expect(keyValuesToPlain(decoded.attributes)).toEqual({
+      'http.route': '/orders',
+      'http.status_code': 200,
+      'budget.breached': true,
+      'cost.db.queries': 12,
+      big: -9223372036854775808n,
+      rules: ['a', 'é'],
+    });
+    expect(decoded.status).toEqual({ code: 2, message: 'over budget' });
+    expect(decoded.events.map((event) => [event.name, event.timeUnixNano, keyValuesToPlain(event.attributes)])).toEqual([
+      ['kept', '7', {}],
+      ['budget.breach', '1700000000000000001', { limit: 2.5 }],
+    ]);
+    // What the collector wrote reads the same through protobufjs' own encoder.
+    const written = Span.encode(
+      Span.fromObject({
+        attributes: [...edits.attributes].map(([key, value]) => ({ key, value })),
+        events: edits.events,
+        status: edits.status,
+      }),
+    ).finish();
+    expect(Buffer.from(span!.raw, 'latin1').subarray(span!.raw.length - written.length)).toEqual(Buffer.from(written));
+  });
+});
