@@ -323,12 +323,14 @@ async function main() {
     spansInMemoryAtEnd: m1.sum('request_budget_collector_spans_in_memory'),
     tracesInMemoryAtEnd: m1.sum('request_budget_collector_traces_in_memory'),
     heapUsedBytesAtEnd: m1.sum('request_budget_collector_nodejs_heap_size_used_bytes'),
+    heapTotalBytesAtEnd: m1.sum('request_budget_collector_nodejs_heap_size_total_bytes'),
+    externalBytesAtEnd: m1.sum('request_budget_collector_nodejs_external_memory_bytes'),
   };
   log(
     `accepted ${fmt(throughput.spansPerSecond)} spans/s (${fmt(p1.acceptedRequests / windowSeconds)} req/s; collector counted ${fmt(throughput.collectorReceivedSpansPerSecond)}/s), forwarded ${fmt(throughput.forwardedSpansPerSecond)} spans/s`,
   );
   log(
-    `collector CPU ${throughput.cpuMicrosPerSpan.toFixed(2)} µs/span (${(throughput.collectorCpuUtilisation * 100).toFixed(0)}% of a core), RSS ${mib(mem1.rss)} MiB (peak ${mib(mem1.peakRss)} MiB), V8 heap used ${mib(throughput.heapUsedBytesAtEnd)} MiB; load generator ${(throughput.loadGeneratorCpuUtilisation * 100).toFixed(0)}% and sink ${(throughput.sinkCpuUtilisation * 100).toFixed(0)}% of a core; other processes ${(throughput.otherProcessesCpuUtilisation * 100).toFixed(0)}% of a core; core 0 busy ${(throughput.core0BusyUtilisation * 100).toFixed(0)}%`,
+    `collector CPU ${throughput.cpuMicrosPerSpan.toFixed(2)} µs/span (${(throughput.collectorCpuUtilisation * 100).toFixed(0)}% of a core), RSS ${mib(mem1.rss)} MiB (peak ${mib(mem1.peakRss)} MiB), V8 heap used ${mib(throughput.heapUsedBytesAtEnd)} of ${mib(throughput.heapTotalBytesAtEnd)} MiB, external ${mib(throughput.externalBytesAtEnd)} MiB; load generator ${(throughput.loadGeneratorCpuUtilisation * 100).toFixed(0)}% and sink ${(throughput.sinkCpuUtilisation * 100).toFixed(0)}% of a core; other processes ${(throughput.otherProcessesCpuUtilisation * 100).toFixed(0)}% of a core; core 0 busy ${(throughput.core0BusyUtilisation * 100).toFixed(0)}%`,
   );
   log(
     `refused ${p1.refused} requests (429/503; senders waited ${throughput.retryWaitSeconds.toFixed(1)} s in all, out of ${SENDERS * (WARMUP_SECONDS + SECONDS)} sender-seconds); at the end of the window ${fmt(throughput.spansInMemoryAtEnd)} spans in ${fmt(throughput.tracesInMemoryAtEnd)} traces held; all forwarded ${throughput.drainSecondsAfterLoad.toFixed(2)} s after the senders stopped`,

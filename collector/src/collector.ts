@@ -120,7 +120,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
         headers: config.otlpHeaders,
         encode: (spans) => ({ body: encodeTraceRequest(spans), contentType: CONTENT_TYPES.protobuf }),
         rejectedIn: (response, body) => {
-          if (body.length === 0 || !(response.headers.get('content-type') ?? '').startsWith(CONTENT_TYPES.protobuf)) return 0;
+          if (body.length === 0 || !(response.header('content-type') ?? '').startsWith(CONTENT_TYPES.protobuf)) return 0;
           const decoded = ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(body), { longs: Number }) as {
             partialSuccess?: { rejectedSpans?: number };
           };
@@ -145,6 +145,21 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
 
   const processTrace = (spans: CollectedSpan[], reason: FlushReason): void => {
     metrics.flushedTraces.inc({ reason });
+    // Closed before its window ended: said once per interval, with the fix.
+    if (reason === 'traces_full')
+      refusals.report(
+        'traces_full',
+        1,
+        (total) =>
+          `--max-traces (${config.maxTraces}) reached: ${total} trace(s) judged before their grace period ended (spans of theirs still on the way are judged apart, counted as late); raise --max-traces, memory stays bounded by --memory-limit`,
+      );
+    else if (reason === 'trace_full')
+      refusals.report(
+        'trace_full',
+        1,
+        (total) =>
+          `--max-spans-per-trace (${config.maxSpansPerTrace}) reached: ${total} trace(s) judged with the spans held so far (the rest are judged apart, counted as late); raise --max-spans-per-trace`,
+      );
     const started = performance.now();
     let outcome;
     try {

@@ -125,6 +125,23 @@ describe('a full queue', () => {
   });
 });
 
+describe('a full trace window', () => {
+  it('judges the oldest trace at once when --max-traces are held, and says so once with the fix', async () => {
+    const downstream = await downstreamOn(await freePort());
+    const collector = await collectorFor(downstream.url, { '--max-traces': '2', '--grace-period': '30s', '--max-trace-wait': '60s' });
+    const traces = await sendTraces(collector, 3);
+    // The third trace's first span made room by judging the first trace, long before its 30 s grace period.
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(SPANS_PER_TRACE);
+    expectDeliveredOnce(downstream, traces.slice(0, 1));
+    expect(await collector.metric('request_budget_collector_flushed_traces_total{reason="traces_full"}')).toBe(1);
+    await collector.waitForLine(
+      /--max-traces \(2\) reached: 1 trace\(s\) judged before their grace period ended \(spans of theirs still on the way are judged apart, counted as late\); raise --max-traces, memory stays bounded by --memory-limit$/,
+      5000,
+      'stderr',
+    );
+  });
+});
+
 /** A request whose headers and first bytes have reached the collector's handler; `finish()` sends the rest. */
 async function holdOpen(collector: CollectorProcess, body: Buffer) {
   // 100-continue: the collector has the request's headers (its handler has run) when the client hears "continue".

@@ -13,6 +13,7 @@
 import { backoffDelayMs, withJitter } from '@request-budget/core';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CollectedSpan } from '../otlp/otlp-model';
+import { HttpPoster, type PostAnswer } from './http-post';
 import { IntervalLog } from './interval-log';
 import type { SpooledBatch } from './spool';
 
@@ -30,7 +31,7 @@ export interface DownstreamOptions {
   readonly headers?: Readonly<Record<string, string>>;
   readonly encode: (spans: readonly CollectedSpan[]) => EncodedBatch;
   /** Spans the downstream says it refused in a successful answer (OTLP partial success). */
-  readonly rejectedIn?: (response: Response, body: Uint8Array) => number;
+  readonly rejectedIn?: (response: PostAnswer, body: Uint8Array) => number;
   readonly maxBatchSpans: number;
   /** Requests under way at once. */
   readonly concurrency: number;
@@ -81,10 +82,12 @@ export class Downstream {
   private backoffUntilMs = 0;
   private failing = false;
   private readonly refusals: IntervalLog;
+  private readonly poster: HttpPoster;
 
   constructor(options: DownstreamOptions) {
     this.name = options.name;
     this.options = options;
+    this.poster = new HttpPoster(options.url, options.concurrency);
     this.refusals = new IntervalLog(options.onProblem, options.problemIntervalMs ?? 10_000);
   }
 
@@ -146,6 +149,7 @@ export class Downstream {
     this.stopController.abort();
     // Each worker returns as soon as its request or backoff is aborted.
     await Promise.all(this.workers);
+    this.poster.close();
     this.refusals.flush();
     const unsent = [...this.sending, ...this.batches].filter((batch) => batch.spooled === undefined && batch.spans.length > 0);
     this.sending.clear();
@@ -226,13 +230,8 @@ export class Downstream {
       let problem: string;
       let retryAfterMs: number | undefined;
       try {
-        const response = await fetch(options.url, {
-          method: 'POST',
-          headers: { ...options.headers, 'content-type': encoded.contentType },
-          body: encoded.body,
-          signal: AbortSignal.any([signal, AbortSignal.timeout(options.requestTimeoutMs)]),
-        });
-        const body = new Uint8Array(await response.arrayBuffer());
+        const response = await this.poster.post({ ...options.headers, 'content-type': encoded.contentType }, encoded.body, signal, options.requestTimeoutMs);
+        const { body } = response;
         if (response.ok) {
           const rejected = Math.min(
             count,
@@ -262,7 +261,7 @@ export class Downstream {
           this.recovered();
           return true;
         }
-        retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+        retryAfterMs = parseRetryAfter(response.header('retry-after') ?? null);
       } catch (error) {
         if (signal.aborted) return false;
         problem = describe(error);
@@ -328,6 +327,8 @@ function safe(read: () => number): number {
 function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   if (error.name === 'TimeoutError') return 'timed out';
+  const { code } = error as NodeJS.ErrnoException;
+  if (typeof code === 'string') return code;
   const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
   return cause?.code ?? cause?.message ?? error.message;
 }

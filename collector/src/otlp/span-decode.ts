@@ -130,6 +130,10 @@ class RequestDecoding {
   private readonly findings: CheckFindings = { invalidUtf8: false };
   // Resource and scope are shared by their spans: charged to the next span kept.
   private groupBytes = 0;
+  // Spans of a trace come together: they share one trace id string (less memory, and the trace
+  // buffer finds the trace by the same string).
+  private lastTraceIdStart = -1;
+  private lastTraceId = '';
 
   constructor(
     private readonly reader: WireReader,
@@ -274,6 +278,13 @@ class RequestDecoding {
     reader.end = outer;
   }
 
+  private traceIdAt(buf: Buffer, start: number): string {
+    if (this.lastTraceIdStart < 0 || !sameBytes(buf, this.lastTraceIdStart, start, TRACE_ID_BYTES))
+      this.lastTraceId = buf.toString('hex', start, start + TRACE_ID_BYTES);
+    this.lastTraceIdStart = start;
+    return this.lastTraceId;
+  }
+
   /** Checks the message whose length prefix is at `reader.pos`, leaving `reader.pos` past it. */
   private checkNested(type: protobuf.Type): void {
     const { reader } = this;
@@ -396,7 +407,7 @@ class RequestDecoding {
     this.spans.push({
       raw,
       origin,
-      traceId: buf.toString('hex', traceIdStart, traceIdStart + TRACE_ID_BYTES),
+      traceId: this.traceIdAt(buf, traceIdStart),
       spanId: buf.toString('hex', spanIdStart, spanIdStart + SPAN_ID_BYTES),
       // An all-zero parent id means "no parent" too.
       parentSpanId: parentLength === 0 || allZero(buf, parentStart, parentLength) ? '' : buf.toString('hex', parentStart, parentStart + SPAN_ID_BYTES),
@@ -409,6 +420,11 @@ class RequestDecoding {
       estimatedBytes,
     });
   }
+}
+
+function sameBytes(buf: Buffer, a: number, b: number, length: number): boolean {
+  for (let index = 0; index < length; index += 1) if (buf[a + index] !== buf[b + index]) return false;
+  return true;
 }
 
 function allZero(buf: Buffer, start: number, length: number): boolean {

@@ -68,21 +68,28 @@ export class TraceBuffer {
   add(spans: readonly CollectedSpan[]): void {
     const now = Date.now();
     let late = 0;
+    // Spans of one trace come one after another: the trace is looked up once for the run.
+    let trace: PendingTrace | undefined;
+    let traceIsLate = false;
     for (const span of spans) {
-      let trace = this.traces.get(span.traceId);
-      if (trace === undefined) {
-        if (this.traces.size >= this.options.maxTraces) this.flushOldest('traces_full');
-        if (this.recentlyFlushed.has(span.traceId)) late += 1;
-        trace = { traceId: span.traceId, spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
-        this.traces.set(span.traceId, trace);
-      } else if (this.recentlyFlushed.has(span.traceId)) {
-        late += 1;
+      if (trace === undefined || trace.traceId !== span.traceId) {
+        trace = this.traces.get(span.traceId);
+        if (trace === undefined) {
+          if (this.traces.size >= this.options.maxTraces) this.flushOldest('traces_full');
+          trace = { traceId: span.traceId, spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
+          this.traces.set(span.traceId, trace);
+        }
+        traceIsLate = this.recentlyFlushed.has(span.traceId);
       }
+      if (traceIsLate) late += 1;
       trace.spans.push(span);
       this.spans += 1;
       this.bytes += span.estimatedBytes;
       if (isRootCandidate(span)) trace.deadlineMs = Math.min(trace.firstAtMs + this.options.maxWaitMs, now + this.options.graceMs);
-      if (trace.spans.length >= this.options.maxSpansPerTrace) this.flush(trace, 'trace_full');
+      if (trace.spans.length >= this.options.maxSpansPerTrace) {
+        this.flush(trace, 'trace_full');
+        trace = undefined;
+      }
     }
     if (late > 0) this.options.onLateSpans?.(late);
     if (this.traces.size > 0) this.timer ??= setInterval(() => this.sweep(), this.sweepIntervalMs).unref();
