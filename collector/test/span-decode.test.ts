@@ -163,6 +163,19 @@ describe('a body that is not OTLP', () => {
 });
 
 describe('what is written on a root', () => {
+  it('leaves the bytes it came with whole when it only adds attributes and events', () => {
+    const { bytes } = validSpanBytes({ attributes: [{ key: 'http.route', value: { stringValue: '/orders' } }], status: { code: 1 } });
+    const [span] = decodeTraceRequest(request([bytes]), 'protobuf').spans;
+    const edits = new SpanEdits();
+    edits.setAttribute('budget.breached', { boolValue: false }, false);
+    edits.applyTo(span!);
+    const written = Buffer.from(span!.raw, 'latin1');
+    expect(written.subarray(0, bytes.length).equals(bytes)).toBe(true);
+    const decoded = Span.toObject(Span.decode(written), { defaults: false }) as { attributes: WireKeyValue[]; status: unknown };
+    expect(keyValuesToPlain(decoded.attributes)).toEqual({ 'http.route': '/orders', 'budget.breached': false });
+    expect(decoded.status).toEqual({ code: 1 });
+  });
+
   it('replaces attributes of the same key and the status, keeps every other field, and appends events', () => {
     const { bytes } = validSpanBytes({
       attributes: [
@@ -175,10 +188,10 @@ describe('what is written on a root', () => {
     });
     const [span] = decodeTraceRequest(request([bytes]), 'protobuf').spans;
     const edits = new SpanEdits();
-    edits.attributes.set('budget.breached', { boolValue: true });
-    edits.attributes.set('cost.db.queries', { intValue: 12 });
-    edits.attributes.set('big', { intValue: '-9223372036854775808' });
-    edits.attributes.set('rules', { arrayValue: { values: [{ stringValue: 'a' }, { stringValue: 'é' }] } });
+    edits.setAttribute('budget.breached', { boolValue: true }, true);
+    edits.setAttribute('cost.db.queries', { intValue: 12 }, false);
+    edits.setAttribute('big', { intValue: '-9223372036854775808' }, false);
+    edits.setAttribute('rules', { arrayValue: { values: [{ stringValue: 'a' }, { stringValue: 'é' }] } }, false);
     edits.events.push({ timeUnixNano: '1700000000000000001', name: 'budget.breach', attributes: [{ key: 'limit', value: { doubleValue: 2.5 } }] });
     edits.status = { code: 2, message: 'over budget' };
     const before = span!.estimatedBytes;

@@ -91,4 +91,27 @@ describe('the trace window', () => {
     expect(flushed.map((flush) => flush.reason).slice(2)).toEqual(['shutdown', 'shutdown']);
     expect(flushed.reduce((sum, flush) => sum + flush.spans, 0)).toBe(6);
   });
+
+  it('turned over many times, flushes the oldest still held, skipping those the sweep took, and counts late spans of the last maxTraces flushes only', async () => {
+    const { buffer, flushed, late } = bufferWith({ maxTraces: 3, graceMs: 20, maxWaitMs: 10_000 });
+    const ids = Array.from({ length: 3000 }, () => newTraceId());
+    // 3000 traces through a window of 3: each new one flushes the oldest.
+    for (const id of ids) buffer.add(spansOf(id, [{}]));
+    expect(flushed.map((flush) => flush.traceId)).toEqual(ids.slice(0, 2997));
+    // A root makes the middle trace due; the sweep flushes it, and the next full window skips it.
+    buffer.add(spansOf(ids[2998]!, [{ kind: Kind.SERVER, parentSpanId: undefined }]));
+    await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(2998);
+    expect(flushed[2997]).toMatchObject({ traceId: ids[2998], spans: 2, reason: 'root_grace' });
+    // Two held: a third fits, a fourth flushes the oldest still held.
+    buffer.add(spansOf(newTraceId(), [{}]));
+    expect(flushed).toHaveLength(2998);
+    buffer.add(spansOf(newTraceId(), [{}]));
+    expect(flushed[2998]).toMatchObject({ traceId: ids[2997], reason: 'traces_full' });
+    // Late: a span of one of the last 3 traces flushed; not of one flushed 3 flushes or more ago.
+    expect(late()).toBe(0);
+    buffer.add(spansOf(ids[2997]!, [{}]));
+    expect(late()).toBe(1);
+    buffer.add(spansOf(ids[2990]!, [{}]));
+    expect(late()).toBe(1);
+  });
 });

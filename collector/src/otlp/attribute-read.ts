@@ -106,25 +106,14 @@ function readAnyValue(reader: WireReader, end: number, entries: EntryCounter, fi
       case DOUBLE_VALUE:
         value = reader.double();
         break;
-      case ARRAY_VALUE: {
-        const items: unknown[] = [];
-        text = 0;
-        forEachItem(reader, entries, (itemEnd) => {
-          items.push(readAnyValue(reader, itemEnd, entries, findings, depth + 1));
-          text += valueText + 8;
-        });
-        value = items;
+      case ARRAY_VALUE:
+        value = readArray(reader, entries, findings, depth);
+        text = valueText;
         break;
-      }
-      case KVLIST_VALUE: {
-        const map: Record<string, unknown> = {};
-        text = 0;
-        forEachItem(reader, entries, (itemEnd) => {
-          text += readKeyValue(reader, itemEnd, map, entries, findings, depth + 1) + 16;
-        });
-        value = map;
+      case KVLIST_VALUE:
+        value = readKeyValueList(reader, entries, findings, depth);
+        text = valueText;
         break;
-      }
       case BYTES_VALUE: {
         const bytesEnd = reader.lengthEnd();
         const base64 = reader.buf.toString('base64', reader.pos, bytesEnd);
@@ -140,6 +129,28 @@ function readAnyValue(reader: WireReader, end: number, entries: EntryCounter, fi
   reader.end = outer;
   valueText = text;
   return value;
+}
+
+// Apart from readAnyValue: closures there would make every call allocate a context for its locals.
+function readArray(reader: WireReader, entries: EntryCounter, findings: CheckFindings, depth: number): unknown[] {
+  const items: unknown[] = [];
+  let text = 0;
+  forEachItem(reader, entries, (itemEnd) => {
+    items.push(readAnyValue(reader, itemEnd, entries, findings, depth + 1));
+    text += valueText + 8;
+  });
+  valueText = text;
+  return items;
+}
+
+function readKeyValueList(reader: WireReader, entries: EntryCounter, findings: CheckFindings, depth: number): Record<string, unknown> {
+  const map: Record<string, unknown> = {};
+  let text = 0;
+  forEachItem(reader, entries, (itemEnd) => {
+    text += readKeyValue(reader, itemEnd, map, entries, findings, depth + 1) + 16;
+  });
+  valueText = text;
+  return map;
 }
 
 /** Reads an ArrayValue or KeyValueList (length prefix at `reader.pos`): `read` gets each item's end. */

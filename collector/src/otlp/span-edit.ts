@@ -14,12 +14,23 @@ const STATUS = (15 << 3) | WireType.LENGTH;
 const EVENTS = (11 << 3) | WireType.LENGTH;
 const KEY = (1 << 3) | WireType.LENGTH;
 
+const keyFields = new Map<string, Buffer>();
+const MAX_KEY_FIELDS = 512;
+
 /** What is written on one span while its trace is processed. */
 export class SpanEdits {
   /** Attributes set, in the order they were first set; each replaces one of the same key. */
   readonly attributes = new Map<string, WireAnyValue>();
   readonly events: WireEvent[] = [];
   status: WireStatus | undefined;
+  /** An attribute set here was already on the span: its bytes must be looked for and cut out. */
+  private replacesExisting = false;
+
+  /** Sets an attribute; `onSpan`: the span came with one of that key (it is replaced, not repeated). */
+  setAttribute(key: string, value: WireAnyValue, onSpan: boolean): void {
+    if (onSpan) this.replacesExisting = true;
+    this.attributes.set(key, value);
+  }
 
   /** Writes the edits into `span`'s message bytes (and its memory estimate). */
   applyTo(span: CollectedSpan): void {
@@ -30,6 +41,17 @@ export class SpanEdits {
 
   /** `raw` with the edits: replaced attributes and an overridden status cut out, the new fields appended. */
   edit(raw: MessageBytes): MessageBytes {
+    // Most roots get only new attributes and events: their bytes are kept whole, nothing is read.
+    const kept = this.replacesExisting || this.status !== undefined ? this.cut(raw) : raw;
+    const writer = new FieldWriter();
+    for (const [key, value] of this.attributes) writer.keyValue(ATTRIBUTES, { key, value });
+    for (const event of this.events) writer.event(event);
+    if (this.status !== undefined) writer.status(this.status);
+    return kept + writer.text();
+  }
+
+  /** `raw` without the attributes set here and, when one is set here, its status. */
+  private cut(raw: MessageBytes): MessageBytes {
     const reader = new WireReader(Buffer.from(raw, 'latin1'));
     let kept = '';
     let runStart = 0;
@@ -50,12 +72,7 @@ export class SpanEdits {
         runStart = reader.pos;
       }
     }
-    kept += raw.slice(runStart);
-    const writer = new FieldWriter();
-    for (const [key, value] of this.attributes) writer.keyValue(ATTRIBUTES, { key, value });
-    for (const event of this.events) writer.event(event);
-    if (this.status !== undefined) writer.status(this.status);
-    return kept + writer.text();
+    return kept + raw.slice(runStart);
   }
 }
 
@@ -91,7 +108,7 @@ class FieldWriter {
   }
 
   private keyValueBody(kv: WireKeyValue): void {
-    this.string(1, kv.key);
+    this.keyField(kv.key);
     if (kv.value !== undefined && kv.value !== null) {
       this.header((2 << 3) | WireType.LENGTH, anyValueSize(kv.value));
       this.anyValueBody(kv.value);
@@ -131,6 +148,22 @@ class FieldWriter {
     const length = Buffer.byteLength(text);
     this.header((number << 3) | WireType.LENGTH, length);
     this.pos += this.bytes.write(text, this.pos, 'utf8');
+  }
+
+  /** KeyValue.key: the same few keys on every root, each encoded once. */
+  private keyField(key: string): void {
+    let field = keyFields.get(key);
+    if (field === undefined) {
+      const length = Buffer.byteLength(key);
+      field = Buffer.allocUnsafe(1 + varintSize(length) + length);
+      field[0] = KEY;
+      field.write(key, writeVarint(field, 1, length), 'utf8');
+      if (keyFields.size < MAX_KEY_FIELDS) keyFields.set(key, field);
+    }
+    if (key === '') return;
+    this.ensure(field.length);
+    this.bytes.set(field, this.pos);
+    this.pos += field.length;
   }
 
   private varintField(number: number, value: number, always = false): void {

@@ -7,6 +7,7 @@
  */
 import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import type { CollectedSpan } from '../otlp/otlp-model';
+import { AgeQueue } from './age-queue';
 import { SpanKind } from '../otlp/otlp-schema';
 
 /** Why a trace left the buffer. */
@@ -29,17 +30,29 @@ export interface TraceBufferOptions {
 
 interface PendingTrace {
   readonly traceId: string;
+  /** The order it came in: tells it from a later trace of the same id in the age queue. */
+  readonly sequence: number;
   readonly spans: CollectedSpan[];
   readonly firstAtMs: number;
   deadlineMs: number;
 }
 
+interface AgeEntry {
+  readonly traceId: string;
+  readonly sequence: number;
+}
+
 export class TraceBuffer {
   private readonly options: TraceBufferOptions;
-  // Insertion order is age order: the first entry is the oldest trace.
   private readonly traces = new Map<string, PendingTrace>();
-  // Trace ids flushed lately, to count late spans (bounded like the traces).
-  private readonly recentlyFlushed = new Map<string, true>();
+  // The traces by age, to flush the oldest: their ids and sequence numbers (not the traces, whose
+  // spans would stay alive here after a sweep flushed them); flushed ones are skipped.
+  private readonly byAge = new AgeQueue<AgeEntry>();
+  private sequence = 0;
+  // Trace ids flushed lately, to count late spans: the last maxTraces flushes, and how many of
+  // them were of each id.
+  private readonly recentlyFlushed = new Map<string, number>();
+  private readonly recentFlushes = new AgeQueue<string>();
   private readonly sweepIntervalMs: number;
   private timer: NodeJS.Timeout | undefined;
   private spans = 0;
@@ -76,8 +89,9 @@ export class TraceBuffer {
         trace = this.traces.get(span.traceId);
         if (trace === undefined) {
           if (this.traces.size >= this.options.maxTraces) this.flushOldest('traces_full');
-          trace = { traceId: span.traceId, spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
+          trace = { traceId: span.traceId, sequence: (this.sequence += 1), spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
           this.traces.set(span.traceId, trace);
+          this.byAge.push({ traceId: trace.traceId, sequence: trace.sequence });
         }
         traceIsLate = this.recentlyFlushed.has(span.traceId);
       }
@@ -98,6 +112,7 @@ export class TraceBuffer {
   /** Flushes every trace held (shutdown). */
   flushAll(reason: FlushReason = 'shutdown'): void {
     for (const trace of [...this.traces.values()]) this.flush(trace, reason);
+    this.byAge.reset([]);
     this.stopTimer();
   }
 
@@ -108,15 +123,25 @@ export class TraceBuffer {
 
   private sweep(): void {
     const now = Date.now();
-    for (const trace of [...this.traces.values()]) {
+    const held: AgeEntry[] = [];
+    for (const trace of this.traces.values()) {
       if (trace.deadlineMs <= now) this.flush(trace, now - trace.firstAtMs >= this.options.maxWaitMs ? 'max_wait' : 'root_grace');
+      else held.push({ traceId: trace.traceId, sequence: trace.sequence });
     }
+    // The age queue also holds traces flushed here: rebuilt from the Map (insertion order is age
+    // order) once they are most of it, so that a long-held trace cannot make it grow.
+    if (this.byAge.size > 2 * held.length + 1024) this.byAge.reset(held);
     if (this.traces.size === 0) this.stopTimer();
   }
 
   private flushOldest(reason: FlushReason): void {
-    const oldest = this.traces.values().next();
-    if (!oldest.done) this.flush(oldest.value, reason);
+    for (let oldest = this.byAge.shift(); oldest !== undefined; oldest = this.byAge.shift()) {
+      const trace = this.traces.get(oldest.traceId);
+      if (trace?.sequence === oldest.sequence) {
+        this.flush(trace, reason);
+        return;
+      }
+    }
   }
 
   private flush(trace: PendingTrace, reason: FlushReason): void {
@@ -124,14 +149,22 @@ export class TraceBuffer {
     this.traces.delete(trace.traceId);
     this.spans -= trace.spans.length;
     for (const span of trace.spans) this.bytes -= span.estimatedBytes;
-    this.recentlyFlushed.delete(trace.traceId);
-    this.recentlyFlushed.set(trace.traceId, true);
-    if (this.recentlyFlushed.size > this.options.maxTraces) this.recentlyFlushed.delete(this.recentlyFlushed.keys().next().value!);
+    this.rememberFlushed(trace.traceId);
     try {
       this.options.onFlush(trace.spans, reason);
     } catch (error) {
       this.options.onError(error);
     }
+  }
+
+  private rememberFlushed(traceId: string): void {
+    this.recentlyFlushed.set(traceId, (this.recentlyFlushed.get(traceId) ?? 0) + 1);
+    this.recentFlushes.push(traceId);
+    if (this.recentFlushes.size <= this.options.maxTraces) return;
+    const forgotten = this.recentFlushes.shift()!;
+    const left = this.recentlyFlushed.get(forgotten)! - 1;
+    if (left === 0) this.recentlyFlushed.delete(forgotten);
+    else this.recentlyFlushed.set(forgotten, left);
   }
 
   private stopTimer(): void {

@@ -36,6 +36,7 @@ import { attributeToRoots } from './root-attribution';
 export { JOB_NAME_ATTRIBUTE, MEASUREMENT_ATTRIBUTE } from '@request-budget/core';
 
 const NOTHING: ReadonlySet<CollectedSpan> = new Set();
+const MAX_ROUTES_REMEMBERED = 1000;
 
 const KIND_NAMES: Record<number, SpanKindName> = {
   [SpanKind.INTERNAL]: 'internal',
@@ -68,6 +69,16 @@ export class TraceProcessor {
   private readonly rules: BudgetRuleSet | undefined;
   private readonly errorStatusOnCritical: boolean;
   private readonly fingerprints = new FingerprintCache();
+  // A service has a few route templates; each is normalised once (bounded: cleared when full).
+  private readonly routes = new Map<string, string>();
+  private readonly normalisedRoute = (route: string): string => {
+    let normalised = this.routes.get(route);
+    if (normalised === undefined) {
+      if (this.routes.size >= MAX_ROUTES_REMEMBERED) this.routes.clear();
+      this.routes.set(route, (normalised = normaliseRouteTemplate(route)));
+    }
+    return normalised;
+  };
 
   constructor(options: TraceProcessorOptions = {}) {
     this.rules = options.rules;
@@ -145,7 +156,7 @@ export class TraceProcessor {
   private judge(root: CollectedSpan, edits: SpanEdits, rules: BudgetRuleSet): BreachReport[] {
     const judgement = judge({ attributes: root.attributes, durationMs: durationMs(root) }, rules, {
       errorStatusOnCritical: this.errorStatusOnCritical,
-      normaliseRoute: normaliseRouteTemplate,
+      normaliseRoute: this.normalisedRoute,
     });
     for (const [key, value] of Object.entries(judgement.attributes)) setAttribute(root, edits, key, value);
     for (const event of judgement.events) {
@@ -201,6 +212,7 @@ function numberTypeOf(key: string): NumberType | undefined {
 
 /** Sets an attribute on the span's message (replacing one of the same key) and its plain map. */
 function setAttribute(span: CollectedSpan, edits: SpanEdits, key: string, value: unknown, numberType?: NumberType): void {
-  edits.attributes.set(key, plainToAnyValue(value, numberType));
+  // In the plain map and not yet set here: the span came with it.
+  edits.setAttribute(key, plainToAnyValue(value, numberType), !edits.attributes.has(key) && Object.hasOwn(span.attributes, key));
   (span.attributes as Record<string, unknown>)[key] = value;
 }
