@@ -349,11 +349,16 @@ async function main() {
   const p2End = p2MeasureFrom + SECONDS * 1000;
   const pending = [];
   const cpu2a = { at: 0, cpu: 0 };
+  let gc2a;
   let scheduled = p2Start;
   const interval = 1000 / rate;
   while (performance.now() < p2End) {
     const now = performance.now();
-    if (!cpu2a.at && now >= p2MeasureFrom) Object.assign(cpu2a, { at: now, cpu: cpuMicros(collectorPid) });
+    if (!cpu2a.at && now >= p2MeasureFrom) {
+      Object.assign(cpu2a, { at: now, cpu: cpuMicros(collectorPid) });
+      // Resets the collector's event loop delay histogram, and marks where the GC counts start.
+      gc2a = scrape();
+    }
     while (scheduled <= now) {
       scheduled += interval;
       const body = nextBody();
@@ -372,6 +377,22 @@ async function main() {
   }
   await Promise.all(pending);
   const p2CpuUtilisation = (cpuMicros(collectorPid) - cpu2a.cpu) / 1e3 / (performance.now() - cpu2a.at);
+  // What held the event loop meanwhile: GC pauses (prom-client's histogram: count, sum, pauses over
+  // 10 and 100 ms) and the event loop delay percentiles over the window.
+  const [g0, g1] = [await gc2a, await scrape()];
+  const gcPrefix = 'request_budget_collector_nodejs_gc_duration_seconds';
+  const overBucket = (m, le) => m.sum(`${gcPrefix}_count`) - m.sum(`${gcPrefix}_bucket`, (l) => l.le === le);
+  const pauses = {
+    count: g1.sum(`${gcPrefix}_count`) - g0.sum(`${gcPrefix}_count`),
+    totalMs: round3((g1.sum(`${gcPrefix}_sum`) - g0.sum(`${gcPrefix}_sum`)) * 1000),
+    over10ms: overBucket(g1, '0.01') - overBucket(g0, '0.01'),
+    over100ms: overBucket(g1, '0.1') - overBucket(g0, '0.1'),
+    majorMs: round3((g1.sum(`${gcPrefix}_sum`, (l) => l.kind === 'major') - g0.sum(`${gcPrefix}_sum`, (l) => l.kind === 'major')) * 1000),
+  };
+  const loopDelay = {
+    p99Ms: round3(g1.sum('request_budget_collector_nodejs_eventloop_lag_p99_seconds') * 1000),
+    maxMs: round3(g1.sum('request_budget_collector_nodejs_eventloop_lag_max_seconds') * 1000),
+  };
   const drain2 = await waitDrained(30_000);
   latencies.sort((a, b) => a - b);
   const latency = {
@@ -384,9 +405,14 @@ async function main() {
     notOk: p2.notOk,
     maxInFlight: p2.inFlightMax,
     collectorCpuUtilisation: p2CpuUtilisation,
+    gcPauses: pauses,
+    eventLoopDelay: loopDelay,
   };
   log(
     `POST /v1/traces latency p50 ${latency.p50} ms, p99 ${latency.p99} ms, max ${latency.max} ms over ${latency.samples} requests (${p2.notOk} not 200, at most ${p2.inFlightMax} in flight; collector at ${(p2CpuUtilisation * 100).toFixed(0)}% of a core)`,
+  );
+  log(
+    `meanwhile: GC ${pauses.count} pauses, ${pauses.totalMs} ms in all (major ${pauses.majorMs} ms), ${pauses.over10ms} over 10 ms, ${pauses.over100ms} over 100 ms; event loop delay p99 ${loopDelay.p99Ms} ms, max ${loopDelay.maxMs} ms`,
   );
 
   // ── Accounting and checks.

@@ -114,4 +114,32 @@ describe('the trace window', () => {
     buffer.add(spansOf(ids[2990]!, [{}]));
     expect(late()).toBe(1);
   });
+
+  it('judges the traces of a sweep in slices, the event loop free in between', async () => {
+    const busyMs = 2;
+    const { buffer, flushed } = bufferWith({
+      graceMs: 10,
+      onFlush: (spans, reason) => {
+        // Each trace takes 2 ms to judge: the 20 below would hold the event loop 40 ms in one go.
+        const until = performance.now() + busyMs;
+        while (performance.now() < until);
+        flushed.push({ traceId: spans[0]!.traceId, spans: spans.length, reason, atMs: Date.now() });
+      },
+    });
+    for (let index = 0; index < 20; index += 1) buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
+    // What other work saw between turns of the event loop while the sweep was under way.
+    const seen: number[] = [];
+    await new Promise<void>((resolve) => {
+      const look = () => {
+        seen.push(flushed.length);
+        if (flushed.length < 20) setImmediate(look);
+        else resolve();
+      };
+      look();
+    });
+    const between = seen.filter((count) => count > 0 && count < 20);
+    // Slices of 5 ms: at most 3 traces of 2 ms each, so the sweep ran over 7 turns at least.
+    expect(new Set(between).size).toBeGreaterThanOrEqual(6);
+    expect(flushed.map((flush) => flush.reason)).toEqual(Array(20).fill('root_grace'));
+  });
 });

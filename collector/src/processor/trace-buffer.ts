@@ -5,10 +5,14 @@
  * most `maxTraces` traces (a new one flushes the oldest) and `maxSpansPerTrace` spans per trace (a
  * full trace is flushed at once). A flushed trace is handed on as it is: nothing is dropped here.
  */
+import { performance } from 'node:perf_hooks';
 import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { AgeQueue } from './age-queue';
 import { SpanKind } from '../otlp/otlp-schema';
+
+/** Longest stretch of judging in one turn of the event loop during a sweep. */
+const SWEEP_SLICE_MS = 5;
 
 /** Why a trace left the buffer. */
 export type FlushReason = 'root_grace' | 'max_wait' | 'traces_full' | 'trace_full' | 'shutdown';
@@ -54,6 +58,10 @@ export class TraceBuffer {
   private readonly recentlyFlushed = new Map<string, number>();
   private readonly recentFlushes = new AgeQueue<string>();
   private readonly sweepIntervalMs: number;
+  // A sweep under way (sliced): where it is, and the traces it left held so far.
+  private sweepCursor: Iterator<PendingTrace> | undefined;
+  private heldAtSweep: AgeEntry[] = [];
+  private closed = false;
   private timer: NodeJS.Timeout | undefined;
   private spans = 0;
   private bytes = 0;
@@ -118,19 +126,41 @@ export class TraceBuffer {
 
   /** Stops the sweep timer (spans held stay until flushAll). */
   close(): void {
+    this.closed = true;
     this.stopTimer();
   }
 
+  /**
+   * Flushes the traces that are due, in slices of at most SWEEP_SLICE_MS with the event loop
+   * free in between: a sweep can have thousands of traces to judge, and requests must not wait
+   * for all of them.
+   */
   private sweep(): void {
-    const now = Date.now();
-    const held: AgeEntry[] = [];
-    for (const trace of this.traces.values()) {
+    if (this.sweepCursor !== undefined) return; // the last one is still under way
+    this.sweepCursor = this.traces.values();
+    this.heldAtSweep = [];
+    this.continueSweep(Date.now());
+  }
+
+  private continueSweep(now: number): void {
+    const cursor = this.sweepCursor;
+    if (cursor === undefined || this.closed) return;
+    const sliceEnd = performance.now() + SWEEP_SLICE_MS;
+    // A Map's iterator goes on past entries deleted meanwhile, and reaches those added since.
+    for (let next = cursor.next(); !next.done; next = cursor.next()) {
+      const trace = next.value;
       if (trace.deadlineMs <= now) this.flush(trace, now - trace.firstAtMs >= this.options.maxWaitMs ? 'max_wait' : 'root_grace');
-      else held.push({ traceId: trace.traceId, sequence: trace.sequence });
+      else this.heldAtSweep.push({ traceId: trace.traceId, sequence: trace.sequence });
+      if (performance.now() >= sliceEnd) {
+        setImmediate(() => this.continueSweep(now));
+        return;
+      }
     }
+    this.sweepCursor = undefined;
     // The age queue also holds traces flushed here: rebuilt from the Map (insertion order is age
     // order) once they are most of it, so that a long-held trace cannot make it grow.
-    if (this.byAge.size > 2 * held.length + 1024) this.byAge.reset(held);
+    if (this.byAge.size > 2 * this.heldAtSweep.length + 1024) this.byAge.reset(this.heldAtSweep);
+    this.heldAtSweep = [];
     if (this.traces.size === 0) this.stopTimer();
   }
 
