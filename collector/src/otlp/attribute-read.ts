@@ -65,7 +65,7 @@ export function readKeyValue(
   let value: unknown = null;
   let text = 0;
   while (reader.pos < end) {
-    const tag = reader.uint32();
+    const tag = reader.tag();
     if (tag === KEY) key = sharedKey(readString(reader, findings));
     else if (tag === VALUE) {
       entries.add();
@@ -89,7 +89,7 @@ function readAnyValue(reader: WireReader, end: number, entries: EntryCounter, fi
   let value: unknown = null;
   let text = 0;
   while (reader.pos < end) {
-    const tag = reader.uint32();
+    const tag = reader.tag();
     switch (tag) {
       case STRING_VALUE: {
         const string = readString(reader, findings);
@@ -159,7 +159,7 @@ function forEachItem(reader: WireReader, entries: EntryCounter, read: (itemEnd: 
   const outer = reader.end;
   reader.end = listEnd;
   while (reader.pos < listEnd) {
-    const itemTag = reader.uint32();
+    const itemTag = reader.tag();
     if (itemTag !== LIST_VALUES) {
       skipOther(reader, itemTag, LIST_FIELDS);
       continue;
@@ -168,6 +168,104 @@ function forEachItem(reader: WireReader, entries: EntryCounter, read: (itemEnd: 
     read(reader.lengthEnd());
   }
   reader.end = outer;
+}
+
+/**
+ * Checks one KeyValue (from `reader.pos` to `end`) as readKeyValue would read it, building
+ * nothing: wire types, lengths, nesting, UTF-8, entries counted. Returns, for a KeyValue whose key
+ * is `markerKey`, whether its value is the boolean true; undefined for any other key.
+ */
+export function checkKeyValue(
+  reader: WireReader,
+  end: number,
+  entries: EntryCounter,
+  findings: CheckFindings,
+  depth: number,
+  markerKey?: Buffer,
+): boolean | undefined {
+  const outer = reader.end;
+  reader.end = end;
+  let isMarker = false;
+  let isTrue = false;
+  while (reader.pos < end) {
+    const tag = reader.tag();
+    if (tag === KEY) {
+      const keyEnd = reader.lengthEnd();
+      checkUtf8(reader.buf, reader.pos, keyEnd, findings);
+      isMarker = markerKey !== undefined && sameBytes(reader.buf, reader.pos, keyEnd, markerKey);
+      reader.pos = keyEnd;
+    } else if (tag === VALUE) {
+      entries.add();
+      isTrue = checkAnyValue(reader, reader.lengthEnd(), entries, findings, depth + 1);
+    } else skipOther(reader, tag, KEY_VALUE_FIELDS);
+  }
+  reader.end = outer;
+  return isMarker ? isTrue : undefined;
+}
+
+/** Checks an AnyValue; returns whether it is the boolean true. */
+function checkAnyValue(reader: WireReader, end: number, entries: EntryCounter, findings: CheckFindings, depth: number): boolean {
+  if (depth > MAX_NESTING) throw new EntryBudgetError(`request nests messages deeper than ${MAX_NESTING} levels`);
+  const outer = reader.end;
+  reader.end = end;
+  let isTrue = false;
+  while (reader.pos < end) {
+    const tag = reader.tag();
+    isTrue = false;
+    switch (tag) {
+      case STRING_VALUE: {
+        const stringEnd = reader.lengthEnd();
+        checkUtf8(reader.buf, reader.pos, stringEnd, findings);
+        reader.pos = stringEnd;
+        break;
+      }
+      case BOOL_VALUE:
+        isTrue = reader.bool();
+        break;
+      case INT_VALUE:
+        reader.skipVarint();
+        break;
+      case DOUBLE_VALUE:
+      case BYTES_VALUE:
+        reader.skip(tag & 7);
+        break;
+      case ARRAY_VALUE:
+        checkList(reader, entries, findings, depth, false);
+        break;
+      case KVLIST_VALUE:
+        checkList(reader, entries, findings, depth, true);
+        break;
+      default:
+        skipOther(reader, tag, ANY_VALUE_FIELDS);
+    }
+  }
+  reader.end = outer;
+  return isTrue;
+}
+
+// Apart from checkAnyValue, as readArray is from readAnyValue: no context allocated per value.
+function checkList(reader: WireReader, entries: EntryCounter, findings: CheckFindings, depth: number, keyValues: boolean): void {
+  forEachItem(reader, entries, (itemEnd) => {
+    if (keyValues) checkKeyValue(reader, itemEnd, entries, findings, depth + 1);
+    else checkAnyValue(reader, itemEnd, entries, findings, depth + 1);
+  });
+}
+
+/** Notes bytes that are not UTF-8; ASCII (the common case) is told in JavaScript, without a call. */
+function checkUtf8(buf: Buffer, start: number, end: number, findings: CheckFindings): void {
+  if (findings.invalidUtf8) return;
+  for (let index = start; index < end; index += 1) {
+    if (buf[index] >= 0x80) {
+      if (!isUtf8(buf.subarray(start, end))) findings.invalidUtf8 = true;
+      return;
+    }
+  }
+}
+
+function sameBytes(buf: Buffer, start: number, end: number, expected: Buffer): boolean {
+  if (end - start !== expected.length) return false;
+  for (let index = 0; index < expected.length; index += 1) if (buf[start + index] !== expected[index]) return false;
+  return true;
 }
 
 /** A string field's text; notes invalid UTF-8 (read as U+FFFD, as protobufjs does). */

@@ -17,6 +17,8 @@ interface FieldPlan {
   /** The message type of a message field. */
   readonly message?: protobuf.Type;
   readonly isString: boolean;
+  /** A varint of 64 bits (int64, uint64, sint64); other varints are 32-bit values. */
+  readonly varint64: boolean;
   /** Counted as an entry (a message, or an item of a repeated field). */
   readonly entry: boolean;
 }
@@ -41,6 +43,7 @@ export function planOf(type: protobuf.Type): Map<number, FieldPlan> {
       wireType,
       ...(message !== undefined ? { message } : {}),
       isString: field.type === 'string',
+      varint64: field.type === 'int64' || field.type === 'uint64' || field.type === 'sint64',
       entry: message !== undefined || field.repeated,
     });
   }
@@ -67,7 +70,7 @@ export function checkMessage(reader: WireReader, type: protobuf.Type, entries: E
   if (depth > MAX_NESTING) throw new EntryBudgetError(`request nests messages deeper than ${MAX_NESTING} levels`);
   const plan = planOf(type);
   while (reader.pos < reader.end) {
-    const tag = reader.uint32();
+    const tag = reader.tag();
     const number = tag >>> 3;
     const wireType = tag & 7;
     const field = plan.get(number);
@@ -87,6 +90,13 @@ export function checkMessage(reader: WireReader, type: protobuf.Type, entries: E
       const end = reader.lengthEnd();
       if (!findings.invalidUtf8 && end > reader.pos && !isUtf8(reader.buf.subarray(reader.pos, end))) findings.invalidUtf8 = true;
       reader.pos = end;
-    } else reader.skip(wireType);
+    } else skipKnownField(reader, field, number, wireType);
   }
+}
+
+/** Skips a field the schema knows (refused when its wire type is another), its varint by its width. */
+export function skipKnownField(reader: WireReader, field: FieldPlan, number: number, wireType: number): void {
+  if (wireType !== field.wireType) throw wrongWireType(field.name, number, wireType, field.wireType);
+  if (wireType === WireType.VARINT && !field.varint64) reader.varint32();
+  else reader.skip(wireType);
 }

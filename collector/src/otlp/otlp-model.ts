@@ -106,8 +106,13 @@ export interface CollectedSpan {
   readonly flags: number;
   readonly startNs: bigint;
   readonly endNs: bigint;
-  /** Span attributes as plain values: ints as numbers (bigint beyond 2^53), arrays, objects. */
+  /**
+   * Span attributes as plain values: ints as numbers (bigint beyond 2^53), arrays, objects. Read
+   * from `raw` when first asked for: a span held in the trace window keeps no map.
+   */
   readonly attributes: AttributeMap;
+  /** Carries `request_budget.root = true` (a job root or measurement the SDK marked): read at decoding. */
+  readonly markedRoot: boolean;
   /**
    * Memory the span holds, estimated when it was decoded (see span-decode.ts); the first span of
    * a resource and scope in a request also carries theirs. Grows with what is written on a root.

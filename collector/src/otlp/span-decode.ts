@@ -13,11 +13,12 @@
 import { Buffer } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { canonicalText, type CollectedSpan, type MessageBytes, type ResourceGroup, type ScopeGroup } from './otlp-model';
-import { readKeyValue, readString } from './attribute-read';
+import { ROOT_MARKER_ATTRIBUTE, type AttributeMap } from '@request-budget/core';
+import { checkKeyValue, readKeyValue, readString } from './attribute-read';
 import { EntryCounter } from './entry-budget';
-import { checkMessage, planOf, wrongWireType, type CheckFindings } from './message-check';
+import { checkMessage, planOf, skipKnownField, type CheckFindings } from './message-check';
 import { otlpRoot } from './otlp-schema';
-import { WireReader, WireType } from './wire-reader';
+import { WireFormatError, WireReader, WireType } from './wire-reader';
 
 export interface DecodedSpans {
   readonly spans: CollectedSpan[];
@@ -77,7 +78,7 @@ export function decodeSpans(body: Uint8Array, budgetBytes = body.byteLength): De
   const entries = new EntryCounter(budgetBytes);
   const decoding = new RequestDecoding(reader, entries);
   while (reader.pos < reader.end) {
-    const fieldTag = reader.uint32();
+    const fieldTag = reader.tag();
     if (fieldTag === RESOURCE_SPANS) {
       entries.add();
       const end = reader.lengthEnd();
@@ -93,8 +94,8 @@ function skipUnknown(reader: WireReader, fieldTag: number, plan: ReturnType<type
   const number = fieldTag >>> 3;
   const wireType = fieldTag & 7;
   const field = plan.get(number);
-  if (field !== undefined && field.wireType !== wireType) throw wrongWireType(field.name, number, wireType, field.wireType);
-  reader.skip(wireType);
+  if (field === undefined) reader.skip(wireType);
+  else skipKnownField(reader, field, number, wireType);
 }
 
 /** Ranges of a message's bytes that are kept: all but its unknown fields. */
@@ -155,7 +156,7 @@ class RequestDecoding {
     const scopeRanges: number[] = [];
     const plan = planOf(ResourceSpansType);
     while (reader.pos < end) {
-      const fieldTag = reader.uint32();
+      const fieldTag = reader.tag();
       if (fieldTag === tag(1, WireType.LENGTH)) {
         this.entries.add();
         resourceEnd = reader.lengthEnd();
@@ -190,7 +191,7 @@ class RequestDecoding {
       const plan = planOf(ResourceType);
       while (reader.pos < end) {
         const fieldStart = reader.pos;
-        const fieldTag = reader.uint32();
+        const fieldTag = reader.tag();
         if (fieldTag === tag(1, WireType.LENGTH)) {
           this.entries.add();
           readKeyValue(reader, reader.lengthEnd(), attributes, this.entries, this.findings, 1);
@@ -229,7 +230,7 @@ class RequestDecoding {
     const spanRanges: number[] = [];
     const plan = planOf(ScopeSpansType);
     while (reader.pos < end) {
-      const fieldTag = reader.uint32();
+      const fieldTag = reader.tag();
       if (fieldTag === tag(1, WireType.LENGTH)) {
         this.entries.add();
         scopeEnd = reader.lengthEnd();
@@ -253,7 +254,7 @@ class RequestDecoding {
       const scopePlan = planOf(ScopeType);
       while (reader.pos < scopeEnd) {
         const fieldStart = reader.pos;
-        const fieldTag = reader.uint32();
+        const fieldTag = reader.tag();
         const field = scopePlan.get(fieldTag >>> 3);
         if (field === undefined) {
           reader.skip(fieldTag & 7);
@@ -264,7 +265,7 @@ class RequestDecoding {
           this.entries.add();
           this.checkNested(field.message);
         } else if (field.isString) readString(reader, this.findings);
-        else reader.skip(fieldTag & 7);
+        else skipKnownField(reader, field, fieldTag >>> 3, fieldTag & 7);
       }
       scopeRaw = this.keptText(scopeEnd, ScopeType);
     }
@@ -300,8 +301,12 @@ class RequestDecoding {
     const text = this.kept.text(this.reader.buf, end);
     if (!this.findings.invalidUtf8) return text;
     this.findings.invalidUtf8 = false;
-    const bytes = Buffer.from(text, 'latin1');
-    return Buffer.from(type.encode(type.decode(bytes)).finish()).toString('latin1');
+    try {
+      return Buffer.from(type.encode(type.decode(Buffer.from(text, 'latin1'))).finish()).toString('latin1');
+    } catch (error) {
+      // Checked above as every reader reads it: a failure here is the re-encoder's, still the body's.
+      throw new WireFormatError(`${type.name} with text that is not UTF-8 could not be re-encoded: ${(error as Error).message}`);
+    }
   }
 
   private span(origin: ScopeGroup, end: number): void {
@@ -321,12 +326,12 @@ class RequestDecoding {
     let flags = 0;
     let startNs = 0n;
     let endNs = 0n;
-    let text = 0;
+    let attributeBytes = 0;
     let attributeCount = 0;
-    const attributes: Record<string, unknown> = {};
+    let markedRoot = false;
     while (reader.pos < end) {
       const fieldStart = reader.pos;
-      const fieldTag = reader.uint32();
+      const fieldTag = reader.tag();
       switch (fieldTag) {
         case TRACE_ID: {
           const idEnd = reader.lengthEnd();
@@ -353,7 +358,7 @@ class RequestDecoding {
           name = readString(reader, this.findings);
           break;
         case KIND:
-          kind = reader.uint32();
+          kind = reader.varint32();
           break;
         case START:
           startNs = reader.fixed64();
@@ -361,11 +366,16 @@ class RequestDecoding {
         case END:
           endNs = reader.fixed64();
           break;
-        case ATTRIBUTES:
+        case ATTRIBUTES: {
+          // Checked and counted now, read into a map when the trace is processed.
           this.entries.add();
           attributeCount += 1;
-          text += readKeyValue(reader, reader.lengthEnd(), attributes, this.entries, this.findings, 1);
+          const attributeEnd = reader.lengthEnd();
+          attributeBytes += attributeEnd - reader.pos;
+          const marker = checkKeyValue(reader, attributeEnd, this.entries, this.findings, 1, MARKER_KEY);
+          if (marker !== undefined) markedRoot = marker;
           break;
+        }
         case FLAGS:
           flags = reader.fixed32();
           break;
@@ -402,24 +412,74 @@ class RequestDecoding {
       return;
     }
     const raw = this.keptText(end, SpanType);
-    const estimatedBytes = SPAN_BYTES + raw.length + name.length + ATTRIBUTE_BYTES * attributeCount + text + this.groupBytes;
+    // Held: the span, its ids, times and bytes. Once processed, also its attribute map (a slot and
+    // a value per attribute, their text about what it took on the wire).
+    const estimatedBytes = SPAN_BYTES + raw.length + name.length + ATTRIBUTE_BYTES * attributeCount + attributeBytes + this.groupBytes;
     this.groupBytes = 0;
-    this.spans.push({
-      raw,
-      origin,
-      traceId: this.traceIdAt(buf, traceIdStart),
-      spanId: buf.toString('hex', spanIdStart, spanIdStart + SPAN_ID_BYTES),
-      // An all-zero parent id means "no parent" too.
-      parentSpanId: parentLength === 0 || allZero(buf, parentStart, parentLength) ? '' : buf.toString('hex', parentStart, parentStart + SPAN_ID_BYTES),
-      name,
-      kind,
-      flags,
-      startNs,
-      endNs,
-      attributes,
-      estimatedBytes,
-    });
+    this.spans.push(
+      new ReceivedSpan(
+        raw,
+        origin,
+        this.traceIdAt(buf, traceIdStart),
+        buf.toString('hex', spanIdStart, spanIdStart + SPAN_ID_BYTES),
+        // An all-zero parent id means "no parent" too.
+        parentLength === 0 || allZero(buf, parentStart, parentLength) ? '' : buf.toString('hex', parentStart, parentStart + SPAN_ID_BYTES),
+        name,
+        kind,
+        flags,
+        startNs,
+        endNs,
+        markedRoot,
+        estimatedBytes,
+      ),
+    );
   }
+}
+
+const MARKER_KEY = Buffer.from(ROOT_MARKER_ATTRIBUTE);
+
+/** A span as received. Its attributes are read from its bytes when first asked for, once. */
+class ReceivedSpan implements CollectedSpan {
+  private attributeMap: AttributeMap | undefined;
+
+  constructor(
+    public raw: MessageBytes,
+    readonly origin: ScopeGroup,
+    readonly traceId: string,
+    readonly spanId: string,
+    readonly parentSpanId: string,
+    readonly name: string,
+    readonly kind: number,
+    readonly flags: number,
+    readonly startNs: bigint,
+    readonly endNs: bigint,
+    readonly markedRoot: boolean,
+    public estimatedBytes: number,
+  ) {}
+
+  get attributes(): AttributeMap {
+    return (this.attributeMap ??= attributesOf(this.raw));
+  }
+}
+
+// Spans are read one at a time: their bytes are written here to be read, not copied anew each time
+// (a larger one gets a buffer of its own).
+const scratch = Buffer.allocUnsafe(64 * 1024);
+
+/** The attributes in a span's bytes, checked and counted when it was received. */
+function attributesOf(raw: MessageBytes): AttributeMap {
+  const bytes = raw.length <= scratch.length ? scratch.subarray(0, scratch.write(raw, 0, 'latin1')) : Buffer.from(raw, 'latin1');
+  const reader = new WireReader(bytes);
+  const attributes: Record<string, unknown> = {};
+  // Counted against the request's budget when received: here only the cap any request has.
+  const entries = new EntryCounter(Number.MAX_SAFE_INTEGER);
+  const findings: CheckFindings = { invalidUtf8: false };
+  while (reader.pos < reader.end) {
+    const fieldTag = reader.tag();
+    if (fieldTag === ATTRIBUTES) readKeyValue(reader, reader.lengthEnd(), attributes, entries, findings, 1);
+    else reader.skip(fieldTag & 7);
+  }
+  return attributes;
 }
 
 function sameBytes(buf: Buffer, a: number, b: number, length: number): boolean {

@@ -57,7 +57,7 @@ export class SpanEdits {
     let runStart = 0;
     while (reader.more) {
       const fieldStart = reader.pos;
-      const tag = reader.uint32();
+      const tag = reader.tag();
       let cut = false;
       if (tag === ATTRIBUTES && this.attributes.size > 0) {
         const end = reader.lengthEnd();
@@ -248,7 +248,7 @@ function keyOf(reader: WireReader, end: number): string {
   reader.end = end;
   let key = '';
   while (reader.pos < end) {
-    const tag = reader.uint32();
+    const tag = reader.tag();
     if (tag === KEY) key = reader.string();
     else reader.skip(tag & 7);
   }

@@ -36,22 +36,69 @@ export class WireReader {
     return this.pos < this.end;
   }
 
-  /** A varint of up to 32 bits (tags, lengths, enums, uint32); larger values are truncated as protobuf does. */
+  /**
+   * A tag or a length: a varint of 32 bits at most, in 5 bytes at most. Longer or larger ones are
+   * refused: protobufjs reads 5 bytes of a 32-bit varint and would lose its place in what is
+   * forwarded, and Go's readers take the bits beyond 32 that a truncated read would drop.
+   */
   uint32(): number {
     const { buf } = this;
-    let pos = this.pos;
-    if (pos >= this.end) throw this.truncated();
-    let byte = buf[pos++];
+    const start = this.pos;
+    if (start >= this.end) throw this.truncated();
+    let byte = buf[start];
+    if (byte < 0x80) {
+      this.pos = start + 1;
+      return byte;
+    }
     let value = byte & 0x7f;
-    if (byte >= 0x80) {
-      let shift = 7;
-      do {
-        if (pos >= this.end) throw this.truncated();
-        byte = buf[pos++]!;
-        if (shift < 32) value |= (byte & 0x7f) << shift;
-        shift += 7;
-        if (shift > 70) throw new WireFormatError(`varint longer than 10 bytes at offset ${this.pos}`);
-      } while (byte >= 0x80);
+    let pos = start + 1;
+    for (let shift = 7; ; shift += 7) {
+      if (pos >= this.end) throw this.truncated();
+      byte = buf[pos++]!;
+      if (shift === 28) {
+        if (byte > 0x0f) throw new WireFormatError(`varint at offset ${start} is longer than 32 bits`);
+        value = (value | (byte << 28)) >>> 0;
+        break;
+      }
+      value |= (byte & 0x7f) << shift;
+      if (byte < 0x80) break;
+    }
+    this.pos = pos;
+    return value >>> 0;
+  }
+
+  /** A field tag (field number and wire type); field number 0 is refused (Go's readers refuse it). */
+  tag(): number {
+    const start = this.pos;
+    const tag = this.uint32();
+    if (tag >>> 3 === 0) throw new WireFormatError(`field number 0 at offset ${start}`);
+    return tag;
+  }
+
+  /**
+   * A 32-bit value field (enum, int32, uint32, bool), its low 32 bits: 5 bytes at most, or 10 for a
+   * negative int32 written sign-extended — the two lengths every reader takes alike.
+   */
+  varint32(): number {
+    const { buf } = this;
+    const start = this.pos;
+    let value = 0;
+    let pos = start;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (pos >= this.end) throw this.truncated();
+      const byte = buf[pos++];
+      value |= (byte & 0x7f) << shift;
+      if (byte < 0x80) {
+        this.pos = pos;
+        return value >>> 0;
+      }
+    }
+    // Five more: four with the continuation bit, the tenth 0 or 1.
+    for (let count = 0; count < 5; count += 1) {
+      if (pos >= this.end) throw this.truncated();
+      const byte = buf[pos++];
+      if (count < 4 ? byte < 0x80 : byte > 0x01)
+        throw new WireFormatError(`varint at offset ${start} of a 32-bit field is neither 5 bytes at most nor 10 (a negative int32)`);
     }
     this.pos = pos;
     return value >>> 0;
@@ -68,6 +115,7 @@ export class WireReader {
       if (this.pos >= this.end) throw this.truncated();
       if (shift > 63) throw new WireFormatError(`varint longer than 10 bytes at offset ${start}`);
       byte = this.buf[this.pos++]!;
+      if (shift === 63 && byte > 0x01) throw new WireFormatError(`varint at offset ${start} is larger than 64 bits`);
       if (shift < 28) low |= (byte & 0x7f) << shift;
       else if (shift === 28) {
         low |= (byte & 0x0f) << 28;
@@ -86,20 +134,21 @@ export class WireReader {
     return BigInt.asIntN(64, (BigInt(high >>> 0) << 32n) | BigInt(low));
   }
 
-  /** Skips a varint. */
+  /** Skips a 64-bit varint: 10 bytes at most, the tenth 0 or 1. */
   skipVarint(): void {
+    const start = this.pos;
     for (let count = 0; count < 10; count += 1) {
       if (this.pos >= this.end) throw this.truncated();
-      if (this.buf[this.pos++] < 0x80) return;
+      const byte = this.buf[this.pos++];
+      if (count === 9 && byte > 0x01) throw new WireFormatError(`varint at offset ${start} is larger than 64 bits`);
+      if (byte < 0x80) return;
     }
-    throw new WireFormatError(`varint longer than 10 bytes at offset ${this.pos - 10}`);
+    throw new WireFormatError(`varint longer than 10 bytes at offset ${start}`);
   }
 
+  /** A bool: a 32-bit varint (as protobufjs reads it), true when not 0. */
   bool(): boolean {
-    const start = this.pos;
-    this.skipVarint();
-    for (let index = start; index < this.pos; index += 1) if ((this.buf[index] & 0x7f) !== 0) return true;
-    return false;
+    return this.varint32() !== 0;
   }
 
   /** A fixed64 as an unsigned bigint. */

@@ -14,7 +14,6 @@
  * SERVER span's CLIENT parent is remote; a parent that never arrived leaves its children
  * unattributed (their local root cannot be known).
  */
-import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { SpanFlags, SpanKind } from '../otlp/otlp-schema';
 
@@ -84,5 +83,5 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): Map<Collected
 
 /** A root of its own wherever it starts: a marked root (a job, a measurement) or a CONSUMER span. */
 export function isOwnRoot(span: CollectedSpan): boolean {
-  return span.attributes[ROOT_MARKER_ATTRIBUTE] === true || span.kind === SpanKind.CONSUMER;
+  return span.markedRoot || span.kind === SpanKind.CONSUMER;
 }

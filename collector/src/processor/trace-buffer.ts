@@ -6,7 +6,6 @@
  * full trace is flushed at once). A flushed trace is handed on as it is: nothing is dropped here.
  */
 import { performance } from 'node:perf_hooks';
-import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { AgeQueue } from './age-queue';
 import { SpanKind } from '../otlp/otlp-schema';
@@ -205,5 +204,5 @@ export class TraceBuffer {
 
 /** A span after which little of its trace is still to come from its process. */
 function isRootCandidate(span: CollectedSpan): boolean {
-  return span.kind === SpanKind.SERVER || span.kind === SpanKind.CONSUMER || span.parentSpanId === '' || span.attributes[ROOT_MARKER_ATTRIBUTE] === true;
+  return span.kind === SpanKind.SERVER || span.kind === SpanKind.CONSUMER || span.parentSpanId === '' || span.markedRoot;
 }
