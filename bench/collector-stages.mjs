@@ -4,7 +4,7 @@
  * written spliced into the roots' bytes), encode batches for a downstream, and what the garbage
  * collector takes meanwhile. The same traffic as `npm run bench:collector` (collector-payloads.mjs).
  *
- *   npm run bench:collector-stages          (COLLECTOR_STAGES_SECONDS, default 6)
+ *   npm run bench:collector-stages          (COLLECTOR_STAGES_SECONDS, default 6; or COLLECTOR_STAGES_SPANS)
  *
  * Writes bench/results/collector-stages.json; a figure is CPU µs per span (process.cpuUsage around
  * each stage), the total beside the end-to-end bench's figure for comparison.
@@ -23,6 +23,9 @@ const { TraceProcessor } = await dist('processor/trace-processor.js');
 const { encodeTraceRequest } = await dist('exporter/otlp-encode.js');
 
 const SECONDS = Number(process.env.COLLECTOR_STAGES_SECONDS ?? 6);
+// Fixed work instead (for paired runs timed from outside, e.g. farm-bench --vs): this many spans
+// measured after 100 rounds of warm-up.
+const FIXED_SPANS = Number(process.env.COLLECTOR_STAGES_SPANS ?? 0);
 const BATCH_SPANS = 512; // the collector's default --max-batch-spans
 const processor = new TraceProcessor({ rules: new BudgetRuleSet(loadBudgetFile(path.join(ROOT, 'examples/demo/budgets.yaml'))) });
 const { payloads } = await generatePayloads({ pool: 200, tracesPerRequest: 14 });
@@ -78,13 +81,14 @@ function round(count) {
 
 // Warm-up, then measured.
 const warmUntil = performance.now() + 2000;
-while (performance.now() < warmUntil) round(20);
+if (FIXED_SPANS > 0) for (let warm = 0; warm < 100; warm += 1) round(20);
+else while (performance.now() < warmUntil) round(20);
 for (const key of Object.keys(stages)) stages[key] = 0;
 pending = [];
 gcMs = 0;
 const startedCpu = cpu();
 const until = performance.now() + SECONDS * 1000;
-while (performance.now() < until) spansDone += round(20);
+while (FIXED_SPANS > 0 ? spansDone < FIXED_SPANS : performance.now() < until) spansDone += round(20);
 const totalCpu = cpu() - startedCpu;
 // Let the last GC entries arrive.
 await new Promise((resolve) => setTimeout(resolve, 50));
