@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseByteSize, parseHeaderList, traceUrlTemplateProblem } from '@request-budget/core';
+import { HEADER_NAME, HEADER_VALUE, parseByteSize, parseHeaderList, traceUrlTemplateProblem } from '@request-budget/core';
 import { parse as parseYaml } from 'yaml';
 
 export interface CollectorConfig {
@@ -567,7 +567,10 @@ function parseHeaders(value: unknown): Record<string, string> {
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const headers: Record<string, string> = {};
     for (const [key, inner] of Object.entries(value)) {
+      if (!HEADER_NAME.test(key)) throw new Error('a header name is not a header name (RFC 9110 token; not shown: it may hold a secret)');
       if (typeof inner !== 'string') throw new Error(`header ${key}: expected a string value, got ${JSON.stringify(inner)}`);
+      if (!HEADER_VALUE.test(inner))
+        throw new Error(`header ${key}: the value has a character a header cannot carry (a line break, a control character, or one beyond Latin-1)`);
       headers[key.toLowerCase()] = inner;
     }
     return headers;

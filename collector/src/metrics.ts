@@ -123,7 +123,7 @@ export class CollectorMetrics {
     });
     new Gauge({
       name: `${prefix}memory_in_flight_bytes`,
-      help: 'Bytes of the export requests in flight: bodies being read, inflated and decoded, gRPC messages not yet taken in (counted with memory_held_bytes against --memory-limit)',
+      help: 'Bytes of the OTLP/HTTP export requests in flight: bodies being read, inflated and decoded (counted with memory_held_bytes against --memory-limit; a gRPC message is decoded in one go as it arrives, checked against the limit alone)',
       registers,
       collect() {
         this.set(live.inFlightBytes());

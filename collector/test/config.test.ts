@@ -168,6 +168,10 @@ describe('resolving the configuration', () => {
       'REQUEST_BUDGET_COLLECTOR_WEBHOOK_HEADERS: expected key=value pairs separated by commas: entry 1 of 1 is not name=value (the value is not shown: it may hold a secret)',
       '--trace-url: expected an http(s) URL with {traceId} in it, e.g. http://jaeger:16686/trace/{traceId}; "http://jaeger:16686/search" has no {traceId} to put the trace id in',
     ]);
+    // A value Node's HTTP client would refuse on every send is refused here, once, without its text.
+    expect(problems(['--otlp-headers', 'authorization=Bearer%0Ahunter2,x-tenant=%E2%9C%93'], {})).toEqual([
+      '--otlp-headers: expected key=value pairs separated by commas: entry 1 of 2 (authorization): the value has a character a header cannot carry (a line break, a control character, or one beyond Latin-1); entry 2 of 2 (x-tenant): the value has a character a header cannot carry (a line break, a control character, or one beyond Latin-1) (the value is not shown: it may hold a secret)',
+    ]);
   });
 
   it('reads --max-concurrent-requests from a flag, the environment or the file, and refuses what is not a count ≥ 1', () => {

@@ -150,6 +150,21 @@ describe('the decode budget', () => {
     expect(decodeTraceRequest(Buffer.from(text), 'json').spans).toHaveLength(1);
   });
 
+  it('counts the unknown fields it leaves out: interleaved with known ones they are refused past the budget, and a few are dropped from the bytes kept', () => {
+    // dropped_attributes_count = 0, then unknown field 17 = 0: 5 bytes, two fields.
+    const pair = Buffer.from([0x50, 0x00, 0x88, 0x01, 0x00]);
+    const { bytes } = validSpanBytes();
+    const { error, ms, heapMb } = refusal(requestOfSpan(Buffer.concat([bytes, Buffer.alloc(2 * 1024 * 1024 * 5, pair)])), 'protobuf');
+    expect((error as Error).message).toBe(
+      `request has more entries (spans, attributes, values, events, links) than the limit of ${MAX_ENTRIES_PER_REQUEST} entries per request; send smaller batches`,
+    );
+    expect(ms).toBeLessThan(2000);
+    expect(heapMb).toBeLessThan(100);
+    const few = decodeTraceRequest(requestOfSpan(Buffer.concat([bytes, Buffer.alloc(1000 * 5, pair)])), 'protobuf').spans[0]!;
+    // Kept: the span and the 1,000 known fields, without the 1,000 unknown ones (3 bytes each).
+    expect(Buffer.from(few.raw, 'latin1').equals(Buffer.concat([bytes, Buffer.alloc(1000 * 2, Buffer.from([0x50, 0x00]))]))).toBe(true);
+  });
+
   it('lets a large realistic batch through: 5,000 spans of 20 attributes', () => {
     const traceId = newTraceId();
     const attributes = Object.fromEntries(Array.from({ length: 20 }, (_, index) => [`attribute.${index}`, index % 2 === 0 ? `value ${index}` : index]));

@@ -98,6 +98,24 @@ describe('attribute values', () => {
   });
 });
 
+describe('the root marker', () => {
+  it('is read at decoding as the attribute map reads it: the last member of its value, fields unknown here aside', () => {
+    const marker = (value: number[]) =>
+      lengthDelimited(9, Buffer.concat([lengthDelimited(1, Buffer.from('request_budget.root')), lengthDelimited(2, Buffer.from(value))]));
+    const cases: [number[], boolean][] = [
+      [[0x10, 0x01], true],
+      [[0x10, 0x01, 0x40, 0x00], true], // bool true, then unknown field 8
+      [[0x10, 0x01, 0x0a, 0x00], false], // bool true, then a string: the string wins
+      [[0x0a, 0x00, 0x10, 0x01], true],
+      [[0x10, 0x00], false],
+    ];
+    for (const [value, expected] of cases) {
+      const [span] = decodeTraceRequest(request([Buffer.concat([validSpanBytes().bytes, marker(value)])]), 'protobuf').spans;
+      expect([span!.markedRoot, span!.attributes['request_budget.root'] === true]).toEqual([expected, expected]);
+    }
+  });
+});
+
 describe('what is forwarded', () => {
   it('is each message as it came, without the fields unknown to OTLP, at every level', () => {
     const unknown = lengthDelimited(99, Buffer.from('not in the schema'));

@@ -248,7 +248,12 @@ export class Downstream {
           this.recovered();
           return true;
         }
-        problem = `HTTP ${response.status}${excerpt(body)}`;
+        // A redirect is not followed (the body would have to be sent again, maybe elsewhere): said as such.
+        const location = response.status >= 300 && response.status < 400 ? response.header('location') : undefined;
+        problem =
+          location !== undefined
+            ? `HTTP ${response.status}, a redirect to ${location.slice(0, 200)} (not followed: give the ${this.name} endpoint as that URL)`
+            : `HTTP ${response.status}${excerpt(body)}`;
         if (!isRetryable(response.status)) {
           options.onDropped(count, 'downstream_rejected', spooled);
           this.refusals.report(

@@ -39,45 +39,60 @@ export class HttpPoster {
   post(headers: Readonly<Record<string, string>>, body: Uint8Array, signal: AbortSignal, timeoutMs: number): Promise<PostAnswer> {
     return new Promise((resolve, reject) => {
       let settled = false;
+      let req: http.ClientRequest | undefined;
       const finish = (error: Error | undefined, answer?: PostAnswer) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
         if (error !== undefined) {
-          req.destroy();
+          req?.destroy();
           reject(error);
         } else resolve(answer!);
       };
       const onAbort = () => finish(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
       const timer = setTimeout(() => finish(new PostTimeoutError(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      const req = this.request(this.url, { method: 'POST', agent: this.agent, headers: { ...headers, 'content-length': String(body.byteLength) } }, (res) => {
-        const chunks: Buffer[] = [];
-        let length = 0;
-        res.on('data', (chunk: Buffer) => {
-          if (length >= MAX_ANSWER_BYTES) return;
-          chunks.push(chunk);
-          length += chunk.length;
-        });
-        res.on('error', (error) => finish(error));
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          const all = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-          finish(undefined, {
-            status,
-            ok: status >= 200 && status < 300,
-            header: (name) => {
-              const value = res.headers[name.toLowerCase()];
-              return Array.isArray(value) ? value.join(', ') : value;
-            },
-            body: all.length > MAX_ANSWER_BYTES ? all.subarray(0, MAX_ANSWER_BYTES) : all,
-          });
-        });
-      });
+      try {
+        req = this.start(headers, body, finish);
+      } catch (error) {
+        // A header Node refuses (checked in the configuration, but not only from it): no request.
+        finish(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
       req.on('error', (error) => finish(error));
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
       req.end(body);
+    });
+  }
+
+  private start(
+    headers: Readonly<Record<string, string>>,
+    body: Uint8Array,
+    finish: (error: Error | undefined, answer?: PostAnswer) => void,
+  ): http.ClientRequest {
+    return this.request(this.url, { method: 'POST', agent: this.agent, headers: { ...headers, 'content-length': String(body.byteLength) } }, (res) => {
+      const chunks: Buffer[] = [];
+      let length = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (length >= MAX_ANSWER_BYTES) return;
+        chunks.push(chunk);
+        length += chunk.length;
+      });
+      res.on('error', (error) => finish(error));
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        const all = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        finish(undefined, {
+          status,
+          ok: status >= 200 && status < 300,
+          header: (name) => {
+            const value = res.headers[name.toLowerCase()];
+            return Array.isArray(value) ? value.join(', ') : value;
+          },
+          body: all.length > MAX_ANSWER_BYTES ? all.subarray(0, MAX_ANSWER_BYTES) : all,
+        });
+      });
     });
   }
 

@@ -211,7 +211,8 @@ function checkAnyValue(reader: WireReader, end: number, entries: EntryCounter, f
   let isTrue = false;
   while (reader.pos < end) {
     const tag = reader.tag();
-    isTrue = false;
+    // Each member read replaces the one before (as readAnyValue keeps the last); fields unknown here do not.
+    if (tag >>> 3 >= 1 && tag >>> 3 <= 7) isTrue = false;
     switch (tag) {
       case STRING_VALUE: {
         const stringEnd = reader.lengthEnd();

@@ -114,6 +114,11 @@ export interface CollectedSpan {
   /** Carries `request_budget.root = true` (a job root or measurement the SDK marked): read at decoding. */
   readonly markedRoot: boolean;
   /**
+   * Lets the attribute map go once the trace is judged (its edits are in `raw` then): a span
+   * waiting for a downstream holds its bytes only, as estimated. Read again from `raw` if asked for.
+   */
+  releaseAttributes(): void;
+  /**
    * Memory the span holds, estimated when it was decoded (see span-decode.ts); the first span of
    * a resource and scope in a request also carries theirs. Grows with what is written on a root.
    */

@@ -117,9 +117,14 @@ class KeptBytes {
   text(buf: Buffer, end: number): MessageBytes {
     if (this.ranges.length === 0) return buf.toString('latin1', this.runStart, end);
     if (end > this.runStart) this.ranges.push(this.runStart, end);
-    let text = '';
-    for (let index = 0; index < this.ranges.length; index += 2) text += buf.toString('latin1', this.ranges[index], this.ranges[index + 1]);
-    return text;
+    // Copied into one buffer and read once: joined as strings, many small pieces would be held as
+    // a tree of them, many times their bytes.
+    let length = 0;
+    for (let index = 0; index < this.ranges.length; index += 2) length += this.ranges[index + 1] - this.ranges[index];
+    const joined = Buffer.allocUnsafe(length);
+    let at = 0;
+    for (let index = 0; index < this.ranges.length; index += 2) at += buf.copy(joined, at, this.ranges[index], this.ranges[index + 1]);
+    return joined.toString('latin1');
   }
 }
 
@@ -201,7 +206,7 @@ class RequestDecoding {
         } else if (plan.has(fieldTag >>> 3)) skipUnknown(reader, fieldTag, plan);
         else {
           reader.skip(fieldTag & 7);
-          this.kept.leaveOut(fieldStart, reader.pos);
+          this.leaveOut(fieldStart);
         }
       }
       raw = this.keptText(end, ResourceType);
@@ -258,7 +263,7 @@ class RequestDecoding {
         const field = scopePlan.get(fieldTag >>> 3);
         if (field === undefined) {
           reader.skip(fieldTag & 7);
-          this.kept.leaveOut(fieldStart, reader.pos);
+          this.leaveOut(fieldStart);
         } else if (fieldTag === tag(1, WireType.LENGTH)) scopeName = readString(reader, this.findings);
         else if (field.wireType !== (fieldTag & 7)) skipUnknown(reader, fieldTag, scopePlan);
         else if (field.message !== undefined) {
@@ -284,6 +289,12 @@ class RequestDecoding {
       this.lastTraceId = buf.toString('hex', start, start + TRACE_ID_BYTES);
     this.lastTraceIdStart = start;
     return this.lastTraceId;
+  }
+
+  /** An unknown field from `start` to `reader.pos`, left out; counted, as every field read costs a step. */
+  private leaveOut(start: number): void {
+    this.entries.add();
+    this.kept.leaveOut(start, this.reader.pos);
   }
 
   /** Checks the message whose length prefix is at `reader.pos`, leaving `reader.pos` past it. */
@@ -399,7 +410,7 @@ class RequestDecoding {
           if (plan.has(fieldTag >>> 3)) skipUnknown(reader, fieldTag, plan);
           else {
             reader.skip(fieldTag & 7);
-            this.kept.leaveOut(fieldStart, reader.pos);
+            this.leaveOut(fieldStart);
           }
         }
       }
@@ -459,6 +470,10 @@ class ReceivedSpan implements CollectedSpan {
 
   get attributes(): AttributeMap {
     return (this.attributeMap ??= attributesOf(this.raw));
+  }
+
+  releaseAttributes(): void {
+    this.attributeMap = undefined;
   }
 }
 

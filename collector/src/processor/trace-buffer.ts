@@ -143,7 +143,11 @@ export class TraceBuffer {
 
   private continueSweep(now: number): void {
     const cursor = this.sweepCursor;
-    if (cursor === undefined || this.closed) return;
+    if (cursor === undefined) return;
+    if (this.closed) {
+      this.sweepCursor = undefined;
+      return;
+    }
     const sliceEnd = performance.now() + SWEEP_SLICE_MS;
     // A Map's iterator goes on past entries deleted meanwhile, and reaches those added since.
     for (let next = cursor.next(); !next.done; next = cursor.next()) {

@@ -91,8 +91,10 @@ export class TraceProcessor {
     try {
       return this.processInto(spans, edits);
     } finally {
-      // What was written reaches the span's bytes even when judging failed halfway.
+      // What was written reaches the span's bytes even when judging failed halfway; the maps read
+      // for judging go (a span waiting for a downstream holds its bytes only).
       for (const [span, spanEdits] of edits) spanEdits.applyTo(span);
+      for (const span of spans) span.releaseAttributes();
     }
   }
 

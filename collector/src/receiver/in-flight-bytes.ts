@@ -1,6 +1,7 @@
 /**
- * The bytes of export requests in flight: OTLP/HTTP bodies being read, inflated and decoded, and
- * OTLP/gRPC messages not yet taken in. They count with the spans held against --memory-limit
+ * The bytes of export requests in flight: OTLP/HTTP bodies being read, inflated and decoded (an
+ * OTLP/gRPC message, whole when grpc-js hands it over, is decoded and taken in within the same
+ * turn: it is checked against the limit, never seen here by another). They count with the spans held against --memory-limit
  * (memory-gate.ts): without them, concurrent large bodies would each pass the check while none of
  * them was held yet.
  */

@@ -7,7 +7,9 @@
  */
 
 /** Header names as HTTP allows them (RFC 9110 tokens). */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i;
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i;
+/** What a header value may carry (as Node's HTTP client checks it): no line break, nothing beyond Latin-1. */
+export const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export interface HeaderList {
   readonly headers: Record<string, string>;
@@ -31,11 +33,20 @@ export function parseHeaderList(text: string): HeaderList {
       problems.push(`${which}: the part before "=" is not a header name`);
       return;
     }
+    let headerValue: string;
     try {
-      headers[name.toLowerCase()] = decodeURIComponent(entry.slice(equals + 1).trim());
+      headerValue = decodeURIComponent(entry.slice(equals + 1).trim());
     } catch {
       problems.push(`${which} (${name.toLowerCase()}): the value is not URL-encoded text (a lone "%"?)`);
+      return;
     }
+    if (!HEADER_VALUE.test(headerValue)) {
+      problems.push(
+        `${which} (${name.toLowerCase()}): the value has a character a header cannot carry (a line break, a control character, or one beyond Latin-1)`,
+      );
+      return;
+    }
+    headers[name.toLowerCase()] = headerValue;
   });
   return { headers, problems };
 }

@@ -26,6 +26,6 @@ export type { RootRoute, RouteParts } from './root-route';
 export { compileGlob } from './glob';
 export type { GlobOptions } from './glob';
 export { backoffDelayMs, withJitter } from './backoff';
-export { parseHeaderList } from './header-list';
+export { HEADER_NAME, HEADER_VALUE, parseHeaderList } from './header-list';
 export type { HeaderList } from './header-list';
 export { TRACE_ID_PLACEHOLDER, traceLink, traceUrlTemplateProblem } from './trace-link';

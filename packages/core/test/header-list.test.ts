@@ -20,6 +20,17 @@ describe('parseHeaderList (the OTEL_EXPORTER_OTLP_HEADERS form)', () => {
     ]);
     expect(problems.join(' ')).not.toMatch(/hunter|Bearer|100/);
   });
+
+  it('leaves out a value an HTTP client cannot send (a line break, a control character, beyond Latin-1)', () => {
+    const { headers, problems } = parseHeaderList('a=x%0Ay,b=x%00,c=caf%C3%A9,d=%E2%9C%93,e=tab%09ok');
+    expect(headers).toEqual({ c: 'café', e: 'tab\tok' });
+    expect(problems).toEqual(
+      ['a', 'b', 'd'].map(
+        (name, index) =>
+          `entry ${[1, 2, 4][index]} of 5 (${name}): the value has a character a header cannot carry (a line break, a control character, or one beyond Latin-1)`,
+      ),
+    );
+  });
 });
 
 describe('trace links', () => {
