@@ -77,14 +77,13 @@ async function load(app: AppProcess, routes: readonly Route[], count: number, pe
 }
 
 /** Each route's estimate now: the one a further request of the route carries. */
-async function estimates(app: AppProcess): Promise<Record<Route, number>> {
+/** Each route's estimate and its standard error, as the probe request after the load reports them. */
+async function estimatesWithErrors(app: AppProcess): Promise<{ estimates: Record<Route, number>; errors: Record<Route, number> }> {
   // Collections of the last requests are accounted a tick after they ran.
   await new Promise((resolve) => setTimeout(resolve, 200));
   const probes = await load(app, ROUTES, 1, 1);
-  return Object.fromEntries(ROUTES.map((route) => [route, Number(probes.get(route)![0]!.attributes['cost.memory.route_estimate_bytes'])])) as Record<
-    Route,
-    number
-  >;
+  const read = (key: string) => Object.fromEntries(ROUTES.map((route) => [route, Number(probes.get(route)![0]!.attributes[key])])) as Record<Route, number>;
+  return { estimates: read('cost.memory.route_estimate_bytes'), errors: read('cost.memory.route_estimate_error_bytes') };
 }
 
 const violationsOf = (span: ReceivedSpan) => (span.attributes['budget.violations'] as string[] | undefined) ?? [];
@@ -102,7 +101,7 @@ describe('memory per request', () => {
     await warmUp(aloneApp);
     const aloneSpans = new Map<Route, ReceivedSpan[]>();
     for (const route of ROUTES) aloneSpans.set(route, (await load(aloneApp, [route], 24, 1)).get(route)!);
-    const alone = await estimates(aloneApp);
+    const { estimates: alone, errors: aloneErrors } = await estimatesWithErrors(aloneApp);
     // What the fixture allocates: 64 and 4 arrays of 256 KiB; the routes that allocate nothing of
     // their own a few tens of KiB (express, JSON, the query's parameters).
     // (V8's own work, a sweep finishing, moves one request's figure by some KiB either way.)
@@ -116,12 +115,15 @@ describe('memory per request', () => {
     const loadedApp = await launch({ BACKGROUND_INTERVAL_MS: '5' });
     await warmUp(loadedApp);
     const loadedSpans = await load(loadedApp, ROUTES, 24, 2);
-    const loaded = await estimates(loadedApp);
+    const { estimates: loaded, errors: loadedErrors } = await estimatesWithErrors(loadedApp);
     for (const route of ROUTES) {
+      // Within a quarter (64 KiB at least) or, for a route whose estimates are noisy on a busy
+      // machine, within three standard errors of the two as the estimates state them.
+      const stated = 3 * Math.hypot(aloneErrors[route], loadedErrors[route]);
       expect({ route, alone: alone[route], loaded: loaded[route] }).toEqual({
         route,
         alone: alone[route],
-        loaded: expect.toSatisfy((value: number) => Math.abs(value - alone[route]) <= within(alone[route])),
+        loaded: expect.toSatisfy((value: number) => Math.abs(value - alone[route]) <= Math.max(within(alone[route]), stated)),
       });
     }
     // Ranked as alone: the 16 MiB route, then 1 MiB, then the two that allocate next to nothing.
