@@ -7,7 +7,8 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { EntryBudgetError, MAX_NESTING, type EntryCounter } from './entry-budget';
-import { wrongWireType, type CheckFindings } from './message-check';
+import { planOf, skipField, type CheckFindings } from './message-check';
+import { otlpRoot } from './otlp-schema';
 import { WireType, type WireReader } from './wire-reader';
 
 // Tags: (field number << 3) | wire type.
@@ -22,19 +23,11 @@ const KVLIST_VALUE = (6 << 3) | WireType.LENGTH;
 const BYTES_VALUE = (7 << 3) | WireType.LENGTH;
 const LIST_VALUES = (1 << 3) | WireType.LENGTH;
 
-const ANY_VALUE_FIELDS: Record<number, [string, number]> = {
-  1: ['AnyValue.stringValue', WireType.LENGTH],
-  2: ['AnyValue.boolValue', WireType.VARINT],
-  3: ['AnyValue.intValue', WireType.VARINT],
-  4: ['AnyValue.doubleValue', WireType.FIXED64],
-  5: ['AnyValue.arrayValue', WireType.LENGTH],
-  6: ['AnyValue.kvlistValue', WireType.LENGTH],
-  7: ['AnyValue.bytesValue', WireType.LENGTH],
-};
-
-const KEY_VALUE_FIELDS: Record<number, [string, number]> = { 1: ['KeyValue.key', WireType.LENGTH], 2: ['KeyValue.value', WireType.LENGTH] };
-
-const LIST_FIELDS: Record<number, [string, number]> = { 1: ['ArrayValue.values / KeyValueList.values', WireType.LENGTH] };
+// The fields of these messages as the schema declares them: what is not read here is skipped by it.
+const ANY_VALUE_FIELDS = planOf(otlpRoot.lookupType('opentelemetry.proto.common.v1.AnyValue'));
+const KEY_VALUE_FIELDS = planOf(otlpRoot.lookupType('opentelemetry.proto.common.v1.KeyValue'));
+const ARRAY_FIELDS = planOf(otlpRoot.lookupType('opentelemetry.proto.common.v1.ArrayValue'));
+const KEY_VALUE_LIST_FIELDS = planOf(otlpRoot.lookupType('opentelemetry.proto.common.v1.KeyValueList'));
 
 /** Attribute keys repeat from span to span: one string each is kept, not one per span. */
 const keys = new Map<string, string>();
@@ -72,7 +65,7 @@ export function readKeyValue(
       const valueEnd = reader.lengthEnd();
       value = readAnyValue(reader, valueEnd, entries, findings, depth + 1);
       text += valueText;
-    } else skipOther(reader, tag, KEY_VALUE_FIELDS);
+    } else skipField(reader, tag, KEY_VALUE_FIELDS);
   }
   reader.end = outer;
   setOwn(out, key, value);
@@ -123,7 +116,7 @@ function readAnyValue(reader: WireReader, end: number, entries: EntryCounter, fi
         break;
       }
       default:
-        skipOther(reader, tag, ANY_VALUE_FIELDS);
+        skipField(reader, tag, ANY_VALUE_FIELDS);
     }
   }
   reader.end = outer;
@@ -135,7 +128,7 @@ function readAnyValue(reader: WireReader, end: number, entries: EntryCounter, fi
 function readArray(reader: WireReader, entries: EntryCounter, findings: CheckFindings, depth: number): unknown[] {
   const items: unknown[] = [];
   let text = 0;
-  forEachItem(reader, entries, (itemEnd) => {
+  forEachItem(reader, entries, ARRAY_FIELDS, (itemEnd) => {
     items.push(readAnyValue(reader, itemEnd, entries, findings, depth + 1));
     text += valueText + 8;
   });
@@ -146,7 +139,7 @@ function readArray(reader: WireReader, entries: EntryCounter, findings: CheckFin
 function readKeyValueList(reader: WireReader, entries: EntryCounter, findings: CheckFindings, depth: number): Record<string, unknown> {
   const map: Record<string, unknown> = {};
   let text = 0;
-  forEachItem(reader, entries, (itemEnd) => {
+  forEachItem(reader, entries, KEY_VALUE_LIST_FIELDS, (itemEnd) => {
     text += readKeyValue(reader, itemEnd, map, entries, findings, depth + 1) + 16;
   });
   valueText = text;
@@ -154,14 +147,14 @@ function readKeyValueList(reader: WireReader, entries: EntryCounter, findings: C
 }
 
 /** Reads an ArrayValue or KeyValueList (length prefix at `reader.pos`): `read` gets each item's end. */
-function forEachItem(reader: WireReader, entries: EntryCounter, read: (itemEnd: number) => void): void {
+function forEachItem(reader: WireReader, entries: EntryCounter, plan: ReturnType<typeof planOf>, read: (itemEnd: number) => void): void {
   const listEnd = reader.lengthEnd();
   const outer = reader.end;
   reader.end = listEnd;
   while (reader.pos < listEnd) {
     const itemTag = reader.tag();
     if (itemTag !== LIST_VALUES) {
-      skipOther(reader, itemTag, LIST_FIELDS);
+      skipField(reader, itemTag, plan);
       continue;
     }
     entries.add();
@@ -197,7 +190,7 @@ export function checkKeyValue(
     } else if (tag === VALUE) {
       entries.add();
       isTrue = checkAnyValue(reader, reader.lengthEnd(), entries, findings, depth + 1);
-    } else skipOther(reader, tag, KEY_VALUE_FIELDS);
+    } else skipField(reader, tag, KEY_VALUE_FIELDS);
   }
   reader.end = outer;
   return isMarker ? isTrue : undefined;
@@ -237,7 +230,7 @@ function checkAnyValue(reader: WireReader, end: number, entries: EntryCounter, f
         checkList(reader, entries, findings, depth, true);
         break;
       default:
-        skipOther(reader, tag, ANY_VALUE_FIELDS);
+        skipField(reader, tag, ANY_VALUE_FIELDS);
     }
   }
   reader.end = outer;
@@ -246,7 +239,7 @@ function checkAnyValue(reader: WireReader, end: number, entries: EntryCounter, f
 
 // Apart from checkAnyValue, as readArray is from readAnyValue: no context allocated per value.
 function checkList(reader: WireReader, entries: EntryCounter, findings: CheckFindings, depth: number, keyValues: boolean): void {
-  forEachItem(reader, entries, (itemEnd) => {
+  forEachItem(reader, entries, keyValues ? KEY_VALUE_LIST_FIELDS : ARRAY_FIELDS, (itemEnd) => {
     if (keyValues) checkKeyValue(reader, itemEnd, entries, findings, depth + 1);
     else checkAnyValue(reader, itemEnd, entries, findings, depth + 1);
   });
@@ -279,15 +272,6 @@ export function readString(reader: WireReader, findings: CheckFindings): string 
   // U+FFFD stands for invalid input, or was sent as such: only then are the bytes looked at.
   if (!findings.invalidUtf8 && value.includes('\uFFFD') && !isUtf8(reader.buf.subarray(start, end))) findings.invalidUtf8 = true;
   return value;
-}
-
-/** Skips a field that is not the one read here: unknown, or known with another wire type (refused). */
-function skipOther(reader: WireReader, tag: number, known: Record<number, [string, number]>): void {
-  const number = tag >>> 3;
-  const wireType = tag & 7;
-  const field = known[number];
-  if (field !== undefined && field[1] !== wireType) throw wrongWireType(field[0], number, wireType, field[1]);
-  reader.skip(wireType);
 }
 
 /** `out[key] = value`, as an own property even for keys like `__proto__`. */

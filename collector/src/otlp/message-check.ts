@@ -94,6 +94,13 @@ export function checkMessage(reader: WireReader, type: protobuf.Type, entries: E
   }
 }
 
+/** Skips a field a reader does not read itself: unknown, or known to `plan` (by its declared width). */
+export function skipField(reader: WireReader, tag: number, plan: Map<number, FieldPlan>): void {
+  const field = plan.get(tag >>> 3);
+  if (field === undefined) reader.skip(tag & 7);
+  else skipKnownField(reader, field, tag >>> 3, tag & 7);
+}
+
 /** Skips a field the schema knows (refused when its wire type is another), its varint by its width. */
 export function skipKnownField(reader: WireReader, field: FieldPlan, number: number, wireType: number): void {
   if (wireType !== field.wireType) throw wrongWireType(field.name, number, wireType, field.wireType);

@@ -16,7 +16,7 @@ import { canonicalText, type CollectedSpan, type MessageBytes, type ResourceGrou
 import { ROOT_MARKER_ATTRIBUTE, type AttributeMap } from '@request-budget/core';
 import { checkKeyValue, readKeyValue, readString } from './attribute-read';
 import { EntryCounter } from './entry-budget';
-import { checkMessage, planOf, skipKnownField, type CheckFindings } from './message-check';
+import { checkMessage, planOf, skipField, skipKnownField, type CheckFindings } from './message-check';
 import { otlpRoot } from './otlp-schema';
 import { WireFormatError, WireReader, WireType } from './wire-reader';
 
@@ -84,18 +84,9 @@ export function decodeSpans(body: Uint8Array, budgetBytes = body.byteLength): De
       const end = reader.lengthEnd();
       decoding.resourceSpans(end);
       reader.pos = end;
-    } else skipUnknown(reader, fieldTag, planOf(ExportTraceServiceRequestType));
+    } else skipField(reader, fieldTag, planOf(ExportTraceServiceRequestType));
   }
   return decoding.result();
-}
-
-/** Skips a field this reader does not read: unknown, or known with another wire type (refused). */
-function skipUnknown(reader: WireReader, fieldTag: number, plan: ReturnType<typeof planOf>): void {
-  const number = fieldTag >>> 3;
-  const wireType = fieldTag & 7;
-  const field = plan.get(number);
-  if (field === undefined) reader.skip(wireType);
-  else skipKnownField(reader, field, number, wireType);
 }
 
 /** Ranges of a message's bytes that are kept: all but its unknown fields. */
@@ -173,7 +164,7 @@ class RequestDecoding {
         scopeRanges.push(reader.pos, scopeEnd);
         reader.pos = scopeEnd;
       } else if (fieldTag === tag(3, WireType.LENGTH)) schemaUrl = readString(reader, this.findings);
-      else skipUnknown(reader, fieldTag, plan);
+      else skipField(reader, fieldTag, plan);
     }
     const resource = this.resource(resourceStart, resourceEnd, schemaUrl);
     for (let index = 0; index < scopeRanges.length; index += 2) {
@@ -203,7 +194,7 @@ class RequestDecoding {
         } else if (fieldTag === tag(3, WireType.LENGTH)) {
           this.entries.add();
           this.checkNested(EntityRefType);
-        } else if (plan.has(fieldTag >>> 3)) skipUnknown(reader, fieldTag, plan);
+        } else if (plan.has(fieldTag >>> 3)) skipField(reader, fieldTag, plan);
         else {
           reader.skip(fieldTag & 7);
           this.leaveOut(fieldStart);
@@ -247,7 +238,7 @@ class RequestDecoding {
         spanRanges.push(reader.pos, spanEnd);
         reader.pos = spanEnd;
       } else if (fieldTag === tag(3, WireType.LENGTH)) schemaUrl = readString(reader, this.findings);
-      else skipUnknown(reader, fieldTag, plan);
+      else skipField(reader, fieldTag, plan);
     }
     let scopeRaw: MessageBytes | undefined;
     let scopeName = '';
@@ -265,7 +256,7 @@ class RequestDecoding {
           reader.skip(fieldTag & 7);
           this.leaveOut(fieldStart);
         } else if (fieldTag === tag(1, WireType.LENGTH)) scopeName = readString(reader, this.findings);
-        else if (field.wireType !== (fieldTag & 7)) skipUnknown(reader, fieldTag, scopePlan);
+        else if (field.wireType !== (fieldTag & 7)) skipField(reader, fieldTag, scopePlan);
         else if (field.message !== undefined) {
           this.entries.add();
           this.checkNested(field.message);
@@ -407,7 +398,7 @@ class RequestDecoding {
           break;
         default: {
           const plan = planOf(SpanType);
-          if (plan.has(fieldTag >>> 3)) skipUnknown(reader, fieldTag, plan);
+          if (plan.has(fieldTag >>> 3)) skipField(reader, fieldTag, plan);
           else {
             reader.skip(fieldTag & 7);
             this.leaveOut(fieldStart);
