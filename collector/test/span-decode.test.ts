@@ -38,22 +38,41 @@ const officialSpans = (body: Uint8Array) =>
 
 describe('attribute values', () => {
   it('are what the official decoder reads, for every AnyValue member', () => {
+    // Only the names core reads are read (the others stay in the bytes): one for each member here.
+    const K = {
+      s: 'db.query.text',
+      empty: 'db.statement',
+      t: 'request_budget.http_client.timed',
+      f: 'request_budget.measurement',
+      i: 'cost.db.queries',
+      negative: 'cost.db.rows',
+      min: 'cost.db.bytes',
+      beyond: 'cost.heap.delta_bytes',
+      safe: 'cost.db.repeated_count',
+      unsafeNegative: 'cost.heap.in_flight',
+      d: 'cost.db.time_ms',
+      b: 'db.system',
+      a: 'budget.violations',
+      kv: 'http.route',
+      none: 'db.operation.name',
+      dup: 'http.method',
+    } as const;
     const attributes = [
-      { key: 's', value: { stringValue: 'héllo ✓' } },
-      { key: 'empty', value: { stringValue: '' } },
-      { key: 't', value: { boolValue: true } },
-      { key: 'f', value: { boolValue: false } },
-      { key: 'i', value: { intValue: 42 } },
-      { key: 'negative', value: { intValue: -7 } },
-      { key: 'min', value: { intValue: '-9223372036854775808' } },
-      { key: 'beyond', value: { intValue: '9007199254740993' } },
-      { key: 'safe', value: { intValue: '9007199254740991' } },
-      { key: 'unsafeNegative', value: { intValue: '-9007199254740993' } },
-      { key: 'd', value: { doubleValue: 0.125 } },
-      { key: 'b', value: { bytesValue: Buffer.from('raw bytes') } },
-      { key: 'a', value: { arrayValue: { values: [{ stringValue: 'x' }, { intValue: 2 }, { arrayValue: { values: [{ boolValue: true }] } }] } } },
+      { key: K.s, value: { stringValue: 'héllo ✓' } },
+      { key: K.empty, value: { stringValue: '' } },
+      { key: K.t, value: { boolValue: true } },
+      { key: K.f, value: { boolValue: false } },
+      { key: K.i, value: { intValue: 42 } },
+      { key: K.negative, value: { intValue: -7 } },
+      { key: K.min, value: { intValue: '-9223372036854775808' } },
+      { key: K.beyond, value: { intValue: '9007199254740993' } },
+      { key: K.safe, value: { intValue: '9007199254740991' } },
+      { key: K.unsafeNegative, value: { intValue: '-9007199254740993' } },
+      { key: K.d, value: { doubleValue: 0.125 } },
+      { key: K.b, value: { bytesValue: Buffer.from('raw bytes') } },
+      { key: K.a, value: { arrayValue: { values: [{ stringValue: 'x' }, { intValue: 2 }, { arrayValue: { values: [{ boolValue: true }] } }] } } },
       {
-        key: 'kv',
+        key: K.kv,
         value: {
           kvlistValue: {
             values: [
@@ -63,38 +82,58 @@ describe('attribute values', () => {
           },
         },
       },
-      { key: 'none', value: {} },
-      { key: 'dup', value: { stringValue: 'first' } },
-      { key: 'dup', value: { stringValue: 'last' } },
+      { key: K.none, value: {} },
+      { key: K.dup, value: { stringValue: 'first' } },
+      { key: 'server.address', value: { stringValue: 'not read' } },
+      { key: K.dup, value: { stringValue: 'last' } },
     ];
     const { bytes } = validSpanBytes({ attributes });
     const [span] = decodeTraceRequest(request([bytes]), 'protobuf').spans;
     const official = Span.decode(bytes) as unknown as { attributes: WireKeyValue[] };
     // As the previous decoder read them (protobufjs and keyValuesToPlain), but for two of its slips:
     // an AnyValue with no member read as '' (it is null), a `__proto__` key set the prototype.
-    const { none: _none, kv: _kv, ...comparable } = span!.attributes;
-    const { none: previousNone, kv: _previousKv, ...previous } = keyValuesToPlain(official.attributes);
+    const { [K.none]: _none, [K.kv]: _kv, ...comparable } = span!.attributes;
+    const { [K.none]: previousNone, [K.kv]: _previousKv, 'server.address': notRead, ...previous } = keyValuesToPlain(official.attributes);
     expect(comparable).toEqual(previous);
     expect(previousNone).toBe('');
+    expect(notRead).toBe('not read');
     expect(span!.attributes).toEqual({
-      s: 'héllo ✓',
-      empty: '',
-      t: true,
-      f: false,
-      i: 42,
-      negative: -7,
-      min: -9223372036854775808n,
-      beyond: 9007199254740993n,
-      safe: 9007199254740991,
-      unsafeNegative: -9007199254740993n,
-      d: 0.125,
-      b: Buffer.from('raw bytes').toString('base64'),
-      a: ['x', 2, [true]],
-      kv: Object.defineProperty({ inner: 1.5 }, '__proto__', { value: 'own', enumerable: true, writable: true, configurable: true }),
-      none: null,
-      dup: 'last',
+      [K.s]: 'héllo ✓',
+      [K.empty]: '',
+      [K.t]: true,
+      [K.f]: false,
+      [K.i]: 42,
+      [K.negative]: -7,
+      [K.min]: -9223372036854775808n,
+      [K.beyond]: 9007199254740993n,
+      [K.safe]: 9007199254740991,
+      [K.unsafeNegative]: -9007199254740993n,
+      [K.d]: 0.125,
+      [K.b]: Buffer.from('raw bytes').toString('base64'),
+      [K.a]: ['x', 2, [true]],
+      [K.kv]: Object.defineProperty({ inner: 1.5 }, '__proto__', { value: 'own', enumerable: true, writable: true, configurable: true }),
+      [K.none]: null,
+      [K.dup]: 'last',
     });
-    expect(Object.getPrototypeOf(span!.attributes.kv)).toBe(Object.prototype);
+    expect(Object.getPrototypeOf(span!.attributes[K.kv])).toBe(Object.prototype);
+  });
+
+  it('are read for the names core reads or writes, the others left in the bytes and forwarded as they came', () => {
+    const attributes = [
+      { key: 'server.address', value: { stringValue: 'db.internal' } },
+      { key: 'db.system.name', value: { stringValue: 'postgresql' } },
+      // A key that is a contract name's prefix, or one with the same length and last byte, is not one.
+      { key: 'db.system.nam', value: { stringValue: 'prefix' } },
+      { key: 'db.system.nbme', value: { stringValue: 'same length and last byte' } },
+      { key: 'db.query.text', value: { stringValue: 'SELECT 1' } },
+      { key: '', value: { stringValue: 'empty key' } },
+      { key: 'http.route', value: { stringValue: '/a' } },
+    ];
+    const { bytes } = validSpanBytes({ attributes });
+    const [span] = decodeTraceRequest(request([bytes]), 'protobuf').spans;
+    expect(span!.attributes).toEqual({ 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 1', 'http.route': '/a' });
+    const forwarded = Span.decode(Buffer.from(span!.raw, 'latin1')) as unknown as { attributes: WireKeyValue[] };
+    expect(keyValuesToPlain(forwarded.attributes)).toEqual(keyValuesToPlain((Span.decode(bytes) as unknown as { attributes: WireKeyValue[] }).attributes));
   });
 });
 

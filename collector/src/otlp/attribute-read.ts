@@ -6,8 +6,10 @@
  * list item is counted against the entry budget; wire types, lengths and nesting are checked.
  */
 import { isUtf8 } from 'node:buffer';
+import { CONTRACT_ATTRIBUTES } from '@request-budget/core';
 import { EntryBudgetError, MAX_NESTING, type EntryCounter } from './entry-budget';
 import { planOf, skipField, type CheckFindings } from './message-check';
+import { StringPool } from './string-pool';
 import { otlpRoot } from './otlp-schema';
 import { WireType, type WireReader } from './wire-reader';
 
@@ -29,20 +31,57 @@ const KEY_VALUE_FIELDS = planOf(otlpRoot.lookupType('opentelemetry.proto.common.
 const ARRAY_FIELDS = planOf(otlpRoot.lookupType('opentelemetry.proto.common.v1.ArrayValue'));
 const KEY_VALUE_LIST_FIELDS = planOf(otlpRoot.lookupType('opentelemetry.proto.common.v1.KeyValueList'));
 
-/** Attribute keys repeat from span to span: one string each is kept, not one per span. */
-const keys = new Map<string, string>();
-const MAX_SHARED_KEYS = 4096;
+/** Attribute keys repeat from span to span (nested lists' and resources' keys included). */
+const keys = new StringPool(4096);
 
-function sharedKey(key: string): string {
-  const shared = keys.get(key);
-  if (shared !== undefined) return shared;
-  if (keys.size < MAX_SHARED_KEYS) keys.set(key, key);
+/**
+ * The names of the attribute contract (all ASCII) by length and last byte: a KeyValue's key is
+ * matched against them without making a string.
+ */
+const contractKeys = new Map<number, Array<{ readonly bytes: Buffer; readonly key: string }>>();
+const bucketOf = (length: number, lastByte: number) => length * 256 + lastByte;
+for (const key of CONTRACT_ATTRIBUTES) {
+  const bytes = Buffer.from(key, 'latin1');
+  const bucket = bucketOf(bytes.length, bytes[bytes.length - 1]);
+  contractKeys.set(bucket, [...(contractKeys.get(bucket) ?? []), { bytes, key }]);
+}
+
+function contractKeyAt(buf: Buffer, start: number, end: number): string | undefined {
+  if (end === start) return undefined;
+  const candidates = contractKeys.get(bucketOf(end - start, buf[end - 1]));
+  if (candidates === undefined) return undefined;
+  for (const { bytes, key } of candidates) if (sameBytes(buf, start, end, bytes)) return key;
+  return undefined;
+}
+
+/**
+ * The key of the KeyValue from `reader.pos` to `end` when it is a name of the attribute contract
+ * (core's CONTRACT_ATTRIBUTES: all that a cost record and a judgement read), else undefined.
+ * Leaves `reader.pos` where it was. The KeyValue was checked when received.
+ */
+export function contractKeyOf(reader: WireReader, end: number): string | undefined {
+  const start = reader.pos;
+  const outer = reader.end;
+  reader.end = end;
+  let key: string | undefined;
+  while (reader.pos < end) {
+    const tag = reader.tag();
+    if (tag === KEY) {
+      // The last key read wins, as in readKeyValue.
+      const keyEnd = reader.lengthEnd();
+      key = contractKeyAt(reader.buf, reader.pos, keyEnd);
+      reader.pos = keyEnd;
+    } else skipField(reader, tag, KEY_VALUE_FIELDS);
+  }
+  reader.pos = start;
+  reader.end = outer;
   return key;
 }
 
 /**
  * Reads one KeyValue (the message from `reader.pos` to `end`) into `out`. Returns the length of
- * text kept (key and string values), for the memory estimate.
+ * text kept (key and string values), for the memory estimate. `knownKey`: the key, when the
+ * caller has matched it already (contractKeyOf).
  */
 export function readKeyValue(
   reader: WireReader,
@@ -51,16 +90,19 @@ export function readKeyValue(
   entries: EntryCounter,
   findings: CheckFindings,
   depth: number,
+  knownKey?: string,
 ): number {
   const outer = reader.end;
   reader.end = end;
-  let key = '';
+  let key = knownKey ?? '';
   let value: unknown = null;
   let text = 0;
   while (reader.pos < end) {
     const tag = reader.tag();
-    if (tag === KEY) key = sharedKey(readString(reader, findings));
-    else if (tag === VALUE) {
+    if (tag === KEY) {
+      if (knownKey === undefined) key = keys.shared(readString(reader, findings));
+      else reader.pos = reader.lengthEnd();
+    } else if (tag === VALUE) {
       entries.add();
       const valueEnd = reader.lengthEnd();
       value = readAnyValue(reader, valueEnd, entries, findings, depth + 1);

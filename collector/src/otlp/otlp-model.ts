@@ -107,8 +107,10 @@ export interface CollectedSpan {
   readonly startNs: bigint;
   readonly endNs: bigint;
   /**
-   * Span attributes as plain values: ints as numbers (bigint beyond 2^53), arrays, objects. Read
-   * from `raw` when first asked for: a span held in the trace window keeps no map.
+   * The span's attributes that request-budget reads or writes (core's CONTRACT_ATTRIBUTES), as
+   * plain values: ints as numbers (bigint beyond 2^53), arrays, objects. Read from `raw` when first
+   * asked for: a span held in the trace window keeps no map. Other attributes are not read here;
+   * they stay in `raw`, forwarded as they came.
    */
   readonly attributes: AttributeMap;
   /** Carries `request_budget.root = true` (a job root or measurement the SDK marked): read at decoding. */

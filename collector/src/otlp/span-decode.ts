@@ -14,10 +14,11 @@ import { Buffer } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { canonicalText, type CollectedSpan, type MessageBytes, type ResourceGroup, type ScopeGroup } from './otlp-model';
 import { ROOT_MARKER_ATTRIBUTE, type AttributeMap } from '@request-budget/core';
-import { checkKeyValue, readKeyValue, readString } from './attribute-read';
+import { checkKeyValue, contractKeyOf, readKeyValue, readString } from './attribute-read';
 import { EntryCounter } from './entry-budget';
 import { checkMessage, planOf, skipField, skipKnownField, type CheckFindings } from './message-check';
 import { otlpRoot } from './otlp-schema';
+import { StringPool } from './string-pool';
 import { WireFormatError, WireReader, WireType } from './wire-reader';
 
 export interface DecodedSpans {
@@ -357,7 +358,7 @@ class RequestDecoding {
           break;
         }
         case NAME:
-          name = readString(reader, this.findings);
+          name = spanNames.shared(readString(reader, this.findings));
           break;
         case KIND:
           kind = reader.varint32();
@@ -439,6 +440,8 @@ class RequestDecoding {
 }
 
 const MARKER_KEY = Buffer.from(ROOT_MARKER_ATTRIBUTE);
+// A service names its spans after a few operations and route templates.
+const spanNames = new StringPool(4096);
 
 /** A span as received. Its attributes are read from its bytes when first asked for, once. */
 class ReceivedSpan implements CollectedSpan {
@@ -472,7 +475,10 @@ class ReceivedSpan implements CollectedSpan {
 // (a larger one gets a buffer of its own).
 const scratch = Buffer.allocUnsafe(64 * 1024);
 
-/** The attributes in a span's bytes, checked and counted when it was received. */
+/**
+ * The attributes in a span's bytes that core reads or writes (its attribute contract); the others
+ * stay in the bytes, forwarded as they came. Checked and counted when the span was received.
+ */
 function attributesOf(raw: MessageBytes): AttributeMap {
   const bytes = raw.length <= scratch.length ? scratch.subarray(0, scratch.write(raw, 0, 'latin1')) : Buffer.from(raw, 'latin1');
   const reader = new WireReader(bytes);
@@ -482,8 +488,12 @@ function attributesOf(raw: MessageBytes): AttributeMap {
   const findings: CheckFindings = { invalidUtf8: false };
   while (reader.pos < reader.end) {
     const fieldTag = reader.tag();
-    if (fieldTag === ATTRIBUTES) readKeyValue(reader, reader.lengthEnd(), attributes, entries, findings, 1);
-    else reader.skip(fieldTag & 7);
+    if (fieldTag === ATTRIBUTES) {
+      const end = reader.lengthEnd();
+      const key = contractKeyOf(reader, end);
+      if (key === undefined) reader.pos = end;
+      else readKeyValue(reader, end, attributes, entries, findings, 1, key);
+    } else reader.skip(fieldTag & 7);
   }
   return attributes;
 }

@@ -43,7 +43,8 @@ export class SpanEdits {
   edit(raw: MessageBytes): MessageBytes {
     // Most roots get only new attributes and events: their bytes are kept whole, nothing is read.
     const kept = this.replacesExisting || this.status !== undefined ? this.cut(raw) : raw;
-    const writer = new FieldWriter();
+    const writer = FieldWriter.shared;
+    writer.reset();
     for (const [key, value] of this.attributes) writer.keyValue(ATTRIBUTES, { key, value });
     for (const event of this.events) writer.event(event);
     if (this.status !== undefined) writer.status(this.status);
@@ -82,8 +83,14 @@ export class SpanEdits {
  * decimal text beyond 2^53), doubles, arrays of those.
  */
 class FieldWriter {
+  /** Edits are written one span at a time: one writer serves them all. */
+  static readonly shared = new FieldWriter();
   private bytes = Buffer.allocUnsafe(1024);
   private pos = 0;
+
+  reset(): void {
+    this.pos = 0;
+  }
 
   text(): MessageBytes {
     return this.bytes.toString('latin1', 0, this.pos);
@@ -121,7 +128,9 @@ class FieldWriter {
     else if (value.intValue !== undefined && value.intValue !== null) {
       this.ensure(11);
       this.bytes[this.pos++] = (3 << 3) | WireType.VARINT;
-      this.varint64(int64ToBigInt(value.intValue, false));
+      // Counts are small non-negative numbers: written without a bigint.
+      if (isSmallCount(value.intValue)) this.varint(value.intValue);
+      else this.varint64(int64ToBigInt(value.intValue, false));
     } else if (value.doubleValue !== undefined && value.doubleValue !== null) {
       this.ensure(9);
       this.bytes[this.pos++] = (4 << 3) | WireType.FIXED64;
@@ -200,6 +209,11 @@ class FieldWriter {
   }
 }
 
+/** A non-negative integer writeVarint takes as a number (below 2^53). */
+function isSmallCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
 function varint64Size(value: bigint): number {
   let rest = BigInt.asUintN(64, value);
   let size = 1;
@@ -216,7 +230,8 @@ const stringFieldSize = (text: string, always = false) => (text === '' && !alway
 function anyValueSize(value: WireAnyValue): number {
   if (value.stringValue !== undefined && value.stringValue !== null) return stringFieldSize(value.stringValue, true);
   if (value.boolValue !== undefined && value.boolValue !== null) return 2;
-  if (value.intValue !== undefined && value.intValue !== null) return 1 + varint64Size(int64ToBigInt(value.intValue, false));
+  if (value.intValue !== undefined && value.intValue !== null)
+    return 1 + (isSmallCount(value.intValue) ? varintSize(value.intValue) : varint64Size(int64ToBigInt(value.intValue, false)));
   if (value.doubleValue !== undefined && value.doubleValue !== null) return 9;
   if (value.arrayValue) return fieldSize(arraySize(value.arrayValue.values ?? []));
   return 0;

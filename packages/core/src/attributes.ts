@@ -173,6 +173,10 @@ export const DB_RESPONSE_BYTES = 'request_budget.db.response_bytes';
 export const HTTP_REQUEST_METHOD = 'http.request.method';
 /** Deprecated spelling of {@link HTTP_REQUEST_METHOD}. */
 export const HTTP_METHOD_LEGACY = 'http.method';
+/** HTTP semconv: the full URL of an outgoing call. */
+export const URL_FULL = 'url.full';
+/** Deprecated spelling of {@link URL_FULL}. */
+export const HTTP_URL_LEGACY = 'http.url';
 /** Messaging semconv: the messaging system of a producer or consumer span, e.g. `rabbitmq`. */
 export const MESSAGING_SYSTEM = 'messaging.system';
 /** Messaging semconv: how many messages one producer span sent (absent: one). */

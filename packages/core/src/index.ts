@@ -1,4 +1,5 @@
 export * from './attributes';
+export { CONTRACT_ATTRIBUTES } from './contract-attributes';
 export { fingerprintStatement, FingerprintCache, FINGERPRINT_MAX_INPUT } from './fingerprint';
 export { classifySpan } from './span-classifier';
 export { enqueuedMessages, isEnqueueSpan } from './enqueue-classifier';

@@ -8,16 +8,12 @@
  * Judged from what a span carries when it starts (instrumentation-pg sets the statement later),
  * so only the database system and the HTTP method and URL are compared.
  */
-import { DB_SYSTEM_LEGACY, DB_SYSTEM_NAME, HTTP_METHOD_LEGACY, HTTP_REQUEST_METHOD } from './attributes';
+import { DB_SYSTEM_LEGACY, DB_SYSTEM_NAME, HTTP_METHOD_LEGACY, HTTP_REQUEST_METHOD, HTTP_URL_LEGACY, URL_FULL } from './attributes';
 import type { AttributeMap, SpanKindName } from './span-classifier';
 
 /** What kind of operation a span reports, as far as nesting is concerned. */
 export type OperationIdentity =
   { readonly type: 'db'; readonly system: string } | { readonly type: 'http_client'; readonly method: string; readonly url: string | undefined };
-
-/** HTTP semconv: the full URL of an outgoing call (and its pre-1.21 spelling). */
-const URL_FULL = 'url.full';
-const HTTP_URL_LEGACY = 'http.url';
 
 // Connection acquisition spans carry the DB system too, but wrap no statement of their own.
 const CONNECT_SPAN_NAMES = new Set(['pg-pool.connect', 'pg.connect', 'connect']);
@@ -96,12 +92,12 @@ export function outerDuplicateSpanIds(spans: readonly LinkedOperationSpan[]): Se
 }
 
 function nearestOperationAncestor(span: LinkedOperationSpan, byId: ReadonlyMap<string, LinkedOperationSpan>): LinkedOperationSpan | undefined {
-  const seen = new Set<string>([span.spanId]);
-  for (let parentId = span.parentSpanId; parentId;) {
-    if (seen.has(parentId)) return undefined; // a malformed trace with a cycle
-    seen.add(parentId);
+  // A walk longer than the trace has spans is going round a cycle (a malformed trace).
+  let steps = 0;
+  for (let parentId = span.parentSpanId; parentId; steps += 1) {
+    if (steps >= byId.size) return undefined;
     const parent = byId.get(parentId);
-    if (parent === undefined) return undefined;
+    if (parent === undefined || parent === span) return undefined;
     if (parent.identity !== undefined) return parent;
     parentId = parent.parentSpanId;
   }

@@ -100,4 +100,10 @@ describe('outerDuplicateSpanIds (a whole trace, as the collector has it)', () =>
     const trace = [span('a', 'b', 'internal', 'x', {}), span('b', 'a', 'internal', 'y', {}), span('c', 'a', 'client', 'pg.query', pg)];
     expect(outerDuplicateSpanIds(trace).size).toBe(0);
   });
+
+  it('does not take a span that is its own parent, or comes round a cycle to itself, for its own outer duplicate', () => {
+    expect(outerDuplicateSpanIds([span('s', 's', 'client', 'pg.query', pg)]).size).toBe(0);
+    const loop = [span('q', 'm', 'client', 'pg.query', pg), span('m', 'n', 'internal', 'x', {}), span('n', 'q', 'internal', 'y', {})];
+    expect(outerDuplicateSpanIds(loop).size).toBe(0);
+  });
 });
