@@ -9,6 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONTRACT_ATTRIBUTES } from '@request-budget/core';
 import { startApp, type AppProcess } from '../../test/support/app-process';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../../test/support/otlp-receiver';
 import { ExportTraceServiceResponse } from '../../test/support/otlp-schema';
@@ -135,6 +136,10 @@ describe('the Node.js app through the collector', () => {
       'budget.violations': 'db.queries 12>10',
       'budget.rule': 'GET /queries/:n',
     });
+    // Every attribute the span came with, those judging does not read included.
+    const unread = Object.keys(server.attributes).filter((key) => !CONTRACT_ATTRIBUTES.has(key));
+    expect(unread.length).toBeGreaterThanOrEqual(3);
+    for (const key of unread) expect(zipkinRoot.tags?.[key], key).toBe(String(server.attributes[key]));
 
     await collector.waitForLine(/"trace_id":"/, 5000, 'stderr');
     expect(breachLines().find((line) => line.trace_id === request.traceId)).toEqual({

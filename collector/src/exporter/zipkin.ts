@@ -6,7 +6,7 @@
  * the local endpoint. Times are whole microseconds; a duration under 1 µs is written as 1, as the
  * Zipkin API asks; identical annotations in one span are written once (the API wants them unique).
  */
-import { int64ToBigInt, type CollectedSpan } from '../otlp/otlp-model';
+import { int64ToBigInt, keyValuesToPlain, type CollectedSpan } from '../otlp/otlp-model';
 import { spanMessage } from '../otlp/span-message';
 import { SpanKind, StatusCode } from '../otlp/otlp-schema';
 
@@ -34,7 +34,8 @@ const STATUS_NAMES: Record<number, string> = { [StatusCode.OK]: 'OK', [StatusCod
 export function toZipkinSpan(span: CollectedSpan): ZipkinSpan {
   const wire = spanMessage(span);
   const tags: Record<string, string> = {};
-  for (const [key, value] of Object.entries(span.attributes)) tags[key] = tagText(value);
+  // Every attribute, from the message (span.attributes holds only the names judging reads).
+  for (const [key, value] of Object.entries(keyValuesToPlain(wire.attributes))) tags[key] = tagText(value);
   const statusCode = wire.status?.code ?? StatusCode.UNSET;
   if (STATUS_NAMES[statusCode] !== undefined) tags['otel.status_code'] = STATUS_NAMES[statusCode];
   if (statusCode === StatusCode.ERROR && wire.status?.message) tags.error = wire.status.message;
