@@ -54,14 +54,17 @@ export function toZipkinSpan(span: CollectedSpan): ZipkinSpan {
     annotations.push(annotation);
   }
   const kind = KINDS[span.kind];
-  const durationUs = span.endNs > span.startNs ? Number((span.endNs - span.startNs + 500n) / 1000n) : 0;
+  // Ids and times from the message too: asking the span would keep what judging reads while the batch waits.
+  const startNs = int64ToBigInt(wire.startTimeUnixNano, true);
+  const endNs = int64ToBigInt(wire.endTimeUnixNano, true);
+  const durationUs = endNs > startNs ? Number((endNs - startNs + 500n) / 1000n) : 0;
   return {
     traceId: span.traceId,
-    id: span.spanId,
-    ...(span.parentSpanId !== '' ? { parentId: span.parentSpanId } : {}),
+    id: Buffer.from(wire.spanId).toString('hex'),
+    ...(span.hasParent ? { parentId: Buffer.from(wire.parentSpanId).toString('hex') } : {}),
     name: span.name,
     ...(kind !== undefined ? { kind } : {}),
-    timestamp: Number(span.startNs / 1000n),
+    timestamp: Number(startNs / 1000n),
     duration: Math.max(1, durationUs),
     localEndpoint: { serviceName: span.origin.resource.serviceName },
     tags,

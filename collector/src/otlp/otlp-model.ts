@@ -96,10 +96,16 @@ export interface CollectedSpan {
   readonly origin: ScopeGroup;
   /** Lowercase hex: 32 characters. */
   readonly traceId: string;
-  /** Lowercase hex: 16 characters. */
+  /**
+   * Lowercase hex: 16 characters. This, the parent id, the times and the attributes are read from
+   * `raw` when first asked for (while the trace is judged): a span held in the trace window keeps
+   * none of them.
+   */
   readonly spanId: string;
   /** Lowercase hex, '' when the span has no parent. */
   readonly parentSpanId: string;
+  /** Has a parent span id (not empty, not all zero): read at decoding. */
+  readonly hasParent: boolean;
   readonly name: string;
   readonly kind: number;
   /** Span.flags (W3C trace flags and the parent-is-remote bits); 0 when not sent. */
@@ -108,16 +114,16 @@ export interface CollectedSpan {
   readonly endNs: bigint;
   /**
    * The span's attributes that request-budget reads or writes (core's CONTRACT_ATTRIBUTES), as
-   * plain values: ints as numbers (bigint beyond 2^53), arrays, objects. Read from `raw` when first
-   * asked for: a span held in the trace window keeps no map. Other attributes are not read here;
-   * they stay in `raw`, forwarded as they came.
+   * plain values: ints as numbers (bigint beyond 2^53), arrays, objects. Other attributes are not
+   * read here; they stay in `raw`, forwarded as they came.
    */
   readonly attributes: AttributeMap;
   /** Carries `request_budget.root = true` (a job root or measurement the SDK marked): read at decoding. */
   readonly markedRoot: boolean;
   /**
-   * Lets the attribute map go once the trace is judged (its edits are in `raw` then): a span
-   * waiting for a downstream holds its bytes only, as estimated. Read again from `raw` if asked for.
+   * Lets the ids, times and attribute map read for judging go once the trace is judged (its edits
+   * are in `raw` then): a span waiting for a downstream holds its bytes only, as estimated. Read
+   * again from `raw` if asked for.
    */
   releaseAttributes(): void;
   /**

@@ -59,7 +59,7 @@ const LINKS = tag(13, WireType.LENGTH);
 const STATUS = tag(15, WireType.LENGTH);
 const FLAGS = tag(16, WireType.FIXED32);
 
-/** A span beside its message: its object, three hex ids, two bigints, its attribute map (measured: about 330). */
+/** A span beside its message: its object and, while judged, two hex ids, two bigints and its attribute map (measured: about 330). */
 const SPAN_BYTES = 400;
 /** An attribute in the plain map: its slot and value (its text is counted apart). */
 const ATTRIBUTE_BYTES = 24;
@@ -327,8 +327,6 @@ class RequestDecoding {
     let name = '';
     let kind = 0;
     let flags = 0;
-    let startNs = 0n;
-    let endNs = 0n;
     let attributeBytes = 0;
     let attributeCount = 0;
     let markedRoot = false;
@@ -364,10 +362,9 @@ class RequestDecoding {
           kind = reader.varint32();
           break;
         case START:
-          startNs = reader.fixed64();
-          break;
         case END:
-          endNs = reader.fixed64();
+          // Read with the span id when the trace is judged (readJudgedFields): a held span keeps no bigint.
+          reader.skip(WireType.FIXED64);
           break;
         case ATTRIBUTES: {
           // Checked and counted now, read into a map when the trace is processed.
@@ -415,8 +412,8 @@ class RequestDecoding {
       return;
     }
     const raw = this.keptText(end, SpanType);
-    // Held: the span, its ids, times and bytes. Once processed, also its attribute map (a slot and
-    // a value per attribute, their text about what it took on the wire).
+    // Held: the span and its bytes; while its trace is judged, also its ids, times and attribute
+    // map (a slot and a value per attribute, their text about what it took on the wire).
     const estimatedBytes = SPAN_BYTES + raw.length + name.length + ATTRIBUTE_BYTES * attributeCount + attributeBytes + this.groupBytes;
     this.groupBytes = 0;
     this.spans.push(
@@ -424,14 +421,11 @@ class RequestDecoding {
         raw,
         origin,
         this.traceIdAt(buf, traceIdStart),
-        buf.toString('hex', spanIdStart, spanIdStart + SPAN_ID_BYTES),
-        // An all-zero parent id means "no parent" too.
-        parentLength === 0 || allZero(buf, parentStart, parentLength) ? '' : buf.toString('hex', parentStart, parentStart + SPAN_ID_BYTES),
         name,
         kind,
         flags,
-        startNs,
-        endNs,
+        // An all-zero parent id means "no parent" too.
+        parentLength !== 0 && !allZero(buf, parentStart, parentLength),
         markedRoot,
         estimatedBytes,
       ),
@@ -443,31 +437,61 @@ const MARKER_KEY = Buffer.from(ROOT_MARKER_ATTRIBUTE);
 // A service names its spans after a few operations and route templates.
 const spanNames = new StringPool(4096);
 
-/** A span as received. Its attributes are read from its bytes when first asked for, once. */
+/**
+ * What judging reads of a span beyond what the trace window needs: its ids, times and attributes,
+ * read from its bytes together when first asked for. A held span keeps none of them (no id
+ * strings, bigints or map: fewer objects for the garbage collector to copy and mark).
+ */
+interface JudgedFields {
+  readonly spanId: string;
+  readonly parentSpanId: string;
+  readonly startNs: bigint;
+  readonly endNs: bigint;
+  readonly attributes: AttributeMap;
+}
+
+/** A span as received: its bytes and what the trace window needs; the rest is read from the bytes when asked for. */
 class ReceivedSpan implements CollectedSpan {
-  private attributeMap: AttributeMap | undefined;
+  private fields: JudgedFields | undefined;
 
   constructor(
     public raw: MessageBytes,
     readonly origin: ScopeGroup,
     readonly traceId: string,
-    readonly spanId: string,
-    readonly parentSpanId: string,
     readonly name: string,
     readonly kind: number,
     readonly flags: number,
-    readonly startNs: bigint,
-    readonly endNs: bigint,
+    readonly hasParent: boolean,
     readonly markedRoot: boolean,
     public estimatedBytes: number,
   ) {}
 
+  get spanId(): string {
+    return this.read().spanId;
+  }
+
+  get parentSpanId(): string {
+    return this.read().parentSpanId;
+  }
+
+  get startNs(): bigint {
+    return this.read().startNs;
+  }
+
+  get endNs(): bigint {
+    return this.read().endNs;
+  }
+
   get attributes(): AttributeMap {
-    return (this.attributeMap ??= attributesOf(this.raw));
+    return this.read().attributes;
   }
 
   releaseAttributes(): void {
-    this.attributeMap = undefined;
+    this.fields = undefined;
+  }
+
+  private read(): JudgedFields {
+    return (this.fields ??= readJudgedFields(this.raw));
   }
 }
 
@@ -476,26 +500,60 @@ class ReceivedSpan implements CollectedSpan {
 const scratch = Buffer.allocUnsafe(64 * 1024);
 
 /**
- * The attributes in a span's bytes that core reads or writes (its attribute contract); the others
- * stay in the bytes, forwarded as they came. Checked and counted when the span was received.
+ * The ids, times and attributes in a span's bytes, checked when it was received. Of the
+ * attributes, those core reads or writes (its attribute contract); the others stay in the bytes,
+ * forwarded as they came.
  */
-function attributesOf(raw: MessageBytes): AttributeMap {
+function readJudgedFields(raw: MessageBytes): JudgedFields {
   const bytes = raw.length <= scratch.length ? scratch.subarray(0, scratch.write(raw, 0, 'latin1')) : Buffer.from(raw, 'latin1');
   const reader = new WireReader(bytes);
+  let spanId = '';
+  let parentSpanId = '';
+  let startNs = 0n;
+  let endNs = 0n;
   const attributes: Record<string, unknown> = {};
   // Counted against the request's budget when received: here only the cap any request has.
   const entries = new EntryCounter(Number.MAX_SAFE_INTEGER);
   const findings: CheckFindings = { invalidUtf8: false };
   while (reader.pos < reader.end) {
     const fieldTag = reader.tag();
-    if (fieldTag === ATTRIBUTES) {
-      const end = reader.lengthEnd();
-      const key = contractKeyOf(reader, end);
-      if (key === undefined) reader.pos = end;
-      else readKeyValue(reader, end, attributes, entries, findings, 1, key);
-    } else reader.skip(fieldTag & 7);
+    switch (fieldTag) {
+      case SPAN_ID:
+        spanId = hexOf(reader);
+        break;
+      case PARENT_SPAN_ID:
+        parentSpanId = hexOf(reader);
+        // An all-zero parent id means "no parent" too.
+        if (parentSpanId === ALL_ZERO_SPAN_ID) parentSpanId = '';
+        break;
+      case START:
+        startNs = reader.fixed64();
+        break;
+      case END:
+        endNs = reader.fixed64();
+        break;
+      case ATTRIBUTES: {
+        const end = reader.lengthEnd();
+        const key = contractKeyOf(reader, end);
+        if (key === undefined) reader.pos = end;
+        else readKeyValue(reader, end, attributes, entries, findings, 1, key);
+        break;
+      }
+      default:
+        reader.skip(fieldTag & 7);
+    }
   }
-  return attributes;
+  return { spanId, parentSpanId, startNs, endNs, attributes };
+}
+
+const ALL_ZERO_SPAN_ID = '0'.repeat(2 * SPAN_ID_BYTES);
+
+/** A length-delimited id field as lowercase hex ('' when empty; lengths were checked when received). */
+function hexOf(reader: WireReader): string {
+  const end = reader.lengthEnd();
+  const hex = reader.buf.toString('hex', reader.pos, end);
+  reader.pos = end;
+  return hex;
 }
 
 function sameBytes(buf: Buffer, a: number, b: number, length: number): boolean {

@@ -208,5 +208,5 @@ export class TraceBuffer {
 
 /** A span after which little of its trace is still to come from its process. */
 function isRootCandidate(span: CollectedSpan): boolean {
-  return span.kind === SpanKind.SERVER || span.kind === SpanKind.CONSUMER || span.parentSpanId === '' || span.markedRoot;
+  return span.kind === SpanKind.SERVER || span.kind === SpanKind.CONSUMER || !span.hasParent || span.markedRoot;
 }
