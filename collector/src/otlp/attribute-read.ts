@@ -61,6 +61,13 @@ function contractKeyAt(buf: Buffer, start: number, end: number): string | undefi
  */
 export function contractKeyOf(reader: WireReader, end: number): string | undefined {
   const start = reader.pos;
+  const { buf } = reader;
+  // As SDKs write it: the key (shorter than 128 bytes), then nothing or a value that runs to the
+  // end (its length in one or two bytes) — then that key is the one.
+  if (buf[start] === KEY && buf[start + 1] < 0x80) {
+    const keyEnd = start + 2 + buf[start + 1];
+    if (keyEnd === end || (buf[keyEnd] === VALUE && valueEnd(buf, keyEnd + 1) === end)) return contractKeyAt(buf, start + 2, keyEnd);
+  }
   const outer = reader.end;
   reader.end = end;
   let key: string | undefined;
@@ -76,6 +83,14 @@ export function contractKeyOf(reader: WireReader, end: number): string | undefin
   reader.pos = start;
   reader.end = outer;
   return key;
+}
+
+/** Where a field whose length varint starts at `at` ends, for lengths of one or two bytes; else -1. */
+function valueEnd(buf: Buffer, at: number): number {
+  const first = buf[at];
+  if (first < 0x80) return at + 1 + first;
+  const second = buf[at + 1];
+  return second < 0x80 ? at + 2 + ((first & 0x7f) | (second << 7)) : -1;
 }
 
 /**

@@ -8,13 +8,15 @@
 import { isEnqueueSpan, type SpanKindName } from '@request-budget/core';
 import type { CollectedSpan } from '../otlp/otlp-model';
 
-/** The spans of `rootOf` (attributeToRoots' answer) that run beneath an enqueue span of their root. */
+/** The spans of a trace that run beneath an enqueue span of their root (`roots`: attributeToRoots' answer). */
 export function enqueueWorkOf(
-  rootOf: ReadonlyMap<CollectedSpan, CollectedSpan | undefined>,
+  spans: readonly CollectedSpan[],
+  roots: readonly (CollectedSpan | undefined)[],
   kindName: (span: CollectedSpan) => SpanKindName,
 ): Set<CollectedSpan> {
+  const rootOf = new Map(spans.map((span, index) => [span, roots[index]]));
   const byId = new Map<string, CollectedSpan>();
-  for (const span of rootOf.keys()) if (!byId.has(span.spanId)) byId.set(span.spanId, span);
+  for (const span of spans) if (!byId.has(span.spanId)) byId.set(span.spanId, span);
   const under = new Map<CollectedSpan, boolean>();
   // Beneath an enqueue span: its parent (in the same root) is one, or its parent is beneath one.
   const isUnder = (span: CollectedSpan, root: CollectedSpan): boolean => {

@@ -17,68 +17,79 @@
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { SpanFlags, SpanKind } from '../otlp/otlp-schema';
 
-/** Each span's root (undefined: none), for every span of `spans`. */
-export function attributeToRoots(spans: readonly CollectedSpan[]): Map<CollectedSpan, CollectedSpan | undefined> {
-  const byId = new Map<string, CollectedSpan>();
-  for (const span of spans) if (!byId.has(span.spanId)) byId.set(span.spanId, span);
-  const rootOf = new Map<CollectedSpan, CollectedSpan | undefined>();
+// A span's root index, or: none, not yet worked out, on the chain being worked out.
+const NO_ROOT = -1;
+const UNRESOLVED = -2;
+const ON_CHAIN = -3;
 
-  const localParent = (span: CollectedSpan): CollectedSpan | undefined => {
-    if (span.parentSpanId === '') return undefined;
+/** Each span's root (undefined: none), by its index in `spans`. */
+export function attributeToRoots(spans: readonly CollectedSpan[]): (CollectedSpan | undefined)[] {
+  const count = spans.length;
+  // The first span of each id: a second copy is no one's parent.
+  const indexById = new Map<string, number>();
+  for (let index = 0; index < count; index += 1) {
+    const id = spans[index].spanId;
+    if (!indexById.has(id)) indexById.set(id, index);
+  }
+  const rootIndex = new Int32Array(count).fill(UNRESOLVED);
+
+  /** The index of the span's parent when it is in the same process, else -1. */
+  const localParent = (index: number): number => {
+    const span = spans[index];
+    if (!span.hasParent) return -1;
     const { flags } = span;
     const remoteKnown = (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0;
-    if (remoteKnown && (flags & SpanFlags.CONTEXT_IS_REMOTE) !== 0) return undefined;
-    const parent = byId.get(span.parentSpanId);
-    if (parent === undefined || parent === span || parent.origin.resource.processKey !== span.origin.resource.processKey) return undefined;
+    if (remoteKnown && (flags & SpanFlags.CONTEXT_IS_REMOTE) !== 0) return -1;
+    const parentIndex = indexById.get(span.parentSpanId);
+    if (parentIndex === undefined || parentIndex === index) return -1;
+    const parent = spans[parentIndex];
+    if (parent.origin.resource.processKey !== span.origin.resource.processKey) return -1;
     // Without flags: a client's context reaches a server over the wire, so in-process that parent
     // is remote — even when the server is the same process, or a replica whose resource reads the same.
-    return !remoteKnown && span.kind === SpanKind.SERVER && parent.kind === SpanKind.CLIENT ? undefined : parent;
+    return !remoteKnown && span.kind === SpanKind.SERVER && parent.kind === SpanKind.CLIENT ? -1 : parentIndex;
   };
   const parentIsLocalButMissing = (span: CollectedSpan): boolean => {
     const { flags } = span;
     return (
-      span.parentSpanId !== '' && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !byId.has(span.parentSpanId)
+      span.hasParent && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !indexById.has(span.parentSpanId)
     );
   };
 
   // Reused from span to span: most chains are one or two spans long.
-  const chain: CollectedSpan[] = [];
-  const onChain = new Set<CollectedSpan>();
-  for (const span of spans) {
-    if (rootOf.has(span)) continue;
+  const chain: number[] = [];
+  for (let index = 0; index < count; index += 1) {
+    if (rootIndex[index] !== UNRESOLVED) continue;
     // A second copy of a span (a sender's retry) belongs to no root: children find their parent
     // by id, so the first copy already counts them, and a root must not be judged twice.
-    if (byId.get(span.spanId) !== span) {
-      rootOf.set(span, undefined);
+    if (indexById.get(spans[index].spanId) !== index) {
+      rootIndex[index] = NO_ROOT;
       continue;
     }
     // Walk up to a span already resolved (or the top), iteratively: chains can be long, and a
-    // malformed trace can loop.
+    // malformed trace can loop (a span met twice, marked on the chain, ends the walk).
     chain.length = 0;
-    onChain.clear();
-    for (
-      let current: CollectedSpan | undefined = span;
-      current !== undefined && !rootOf.has(current) && !onChain.has(current);
-      current = localParent(current)
-    ) {
+    for (let current = index; current >= 0 && rootIndex[current] === UNRESOLVED; current = localParent(current)) {
       chain.push(current);
-      onChain.add(current);
-      if (isOwnRoot(current)) break;
+      rootIndex[current] = ON_CHAIN;
+      if (isOwnRoot(spans[current])) break;
     }
-    for (let index = chain.length - 1; index >= 0; index -= 1) {
-      const current = chain[index];
-      if (isOwnRoot(current)) {
-        rootOf.set(current, current);
+    for (let link = chain.length - 1; link >= 0; link -= 1) {
+      const current = chain[link];
+      const span = spans[current];
+      if (isOwnRoot(span)) {
+        rootIndex[current] = current;
         continue;
       }
       const parent = localParent(current);
-      const parentRoot = parent === undefined ? undefined : rootOf.get(parent);
-      if (parentRoot !== undefined && current.startNs <= parentRoot.endNs) rootOf.set(current, parentRoot);
-      else if (current.kind === SpanKind.SERVER && !parentIsLocalButMissing(current)) rootOf.set(current, current);
-      else rootOf.set(current, undefined);
+      const parentRoot = parent < 0 ? NO_ROOT : rootIndex[parent];
+      if (parentRoot >= 0 && span.startNs <= spans[parentRoot].endNs) rootIndex[current] = parentRoot;
+      else if (span.kind === SpanKind.SERVER && !parentIsLocalButMissing(span)) rootIndex[current] = current;
+      else rootIndex[current] = NO_ROOT;
     }
   }
-  return rootOf;
+  const roots: (CollectedSpan | undefined)[] = new Array(count);
+  for (let index = 0; index < count; index += 1) roots[index] = rootIndex[index] >= 0 ? spans[rootIndex[index]] : undefined;
+  return roots;
 }
 
 /** A root of its own wherever it starts: a marked root (a job, a measurement) or a CONSUMER span. */

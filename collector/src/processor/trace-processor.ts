@@ -120,10 +120,12 @@ export class TraceProcessor {
     // Most traces have no enqueue span at all: then nothing is looked up.
     let enqueueWork: ReadonlySet<CollectedSpan> | undefined;
     const isEnqueueWork = (span: CollectedSpan) =>
-      (enqueueWork ??= spans.some((s) => isEnqueueSpan(kindNameOf(s), s.attributes)) ? enqueueWorkOf(rootOf, kindNameOf) : NOTHING).has(span);
+      (enqueueWork ??= spans.some((s) => isEnqueueSpan(kindNameOf(s), s.attributes)) ? enqueueWorkOf(spans, rootOf, kindNameOf) : NOTHING).has(span);
     const tallies = new Map<CollectedSpan, CostTally>();
     const roots = new Set<CollectedSpan>();
-    for (const [span, root] of rootOf) {
+    for (let index = 0; index < spans.length; index += 1) {
+      const span = spans[index];
+      const root = rootOf[index];
       if (root === undefined) continue;
       roots.add(root);
       if (root.attributes[COST_DB_QUERIES] !== undefined) continue;
