@@ -63,6 +63,35 @@ describe('the trace window', () => {
     expect([buffer.traceCount, buffer.spanCount]).toEqual([0, 0]);
   });
 
+  it('moves the deadline on when a later root of the trace comes, and flushes it then', async () => {
+    const { buffer, flushed } = bufferWith({ graceMs: 200, maxWaitMs: 5000 });
+    const traceId = newTraceId();
+    buffer.add(spansOf(traceId, [{ kind: Kind.SERVER }]));
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    // A consumer span of the same trace (a job the request enqueued): a grace period from now.
+    buffer.add(spansOf(traceId, [{ kind: Kind.CONSUMER }]));
+    const secondRootAt = Date.now();
+    await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1);
+    expect(flushed[0]).toMatchObject({ traceId, spans: 2, reason: 'root_grace' });
+    expect(flushed[0]!.atMs - secondRootAt).toBeGreaterThanOrEqual(195);
+  });
+
+  it('flushes traces due by their root while one without a root waits at the front, then that one at its maximum wait', async () => {
+    const { buffer, flushed } = bufferWith({ graceMs: 20, maxWaitMs: 600, maxTraces: 5000 });
+    const waiting = newTraceId();
+    const started = Date.now();
+    buffer.add(spansOf(waiting, [{}]));
+    const rooted = Array.from({ length: 1500 }, () => newTraceId());
+    for (const id of rooted) buffer.add(spansOf(id, [{ kind: Kind.SERVER, parentSpanId: undefined }]));
+    await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1500);
+    expect(flushed.map((flush) => flush.traceId)).toEqual(rooted);
+    expect(new Set(flushed.map((flush) => flush.reason))).toEqual(new Set(['root_grace']));
+    expect(buffer.traceCount).toBe(1);
+    await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1501);
+    expect(flushed[1500]).toMatchObject({ traceId: waiting, reason: 'max_wait' });
+    expect(flushed[1500]!.atMs - started).toBeGreaterThanOrEqual(595);
+  });
+
   it('flushes a trace whose root never comes after the maximum wait', async () => {
     const { buffer, flushed } = bufferWith();
     const traceId = newTraceId();

@@ -16,6 +16,11 @@ export class AgeQueue<T> {
     this.items.push(item);
   }
 
+  /** The oldest item, left in; undefined when empty. */
+  peek(): T | undefined {
+    return this.head < this.items.length ? this.items[this.head] : undefined;
+  }
+
   /** The oldest item, taken out; undefined when empty. */
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;

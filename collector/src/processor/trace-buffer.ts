@@ -33,33 +33,34 @@ export interface TraceBufferOptions {
 
 interface PendingTrace {
   readonly traceId: string;
-  /** The order it came in: tells it from a later trace of the same id in the age queue. */
-  readonly sequence: number;
-  readonly spans: CollectedSpan[];
+  /** Handed on (and let go here) when flushed. */
+  spans: CollectedSpan[];
   readonly firstAtMs: number;
   deadlineMs: number;
 }
 
-interface AgeEntry {
-  readonly traceId: string;
-  readonly sequence: number;
+/** A trace's deadline as its root set it: a later root sets a later one, queued anew. */
+interface GraceEntry {
+  readonly trace: PendingTrace;
+  readonly deadlineMs: number;
 }
 
 export class TraceBuffer {
   private readonly options: TraceBufferOptions;
   private readonly traces = new Map<string, PendingTrace>();
-  // The traces by age, to flush the oldest: their ids and sequence numbers (not the traces, whose
-  // spans would stay alive here after a sweep flushed them); flushed ones are skipped.
-  private readonly byAge = new AgeQueue<AgeEntry>();
-  private sequence = 0;
+  // The traces by age (to flush the oldest, and those past the maximum wait) and by the deadline
+  // their root set (deadlines only grow: the earliest is first), so that a sweep visits only the
+  // traces due, not all held. Flushed traces are skipped as they come up (a flushed trace lets
+  // its spans go); the age queue is rebuilt once they are most of it.
+  private readonly byAge = new AgeQueue<PendingTrace>();
+  private readonly byGrace = new AgeQueue<GraceEntry>();
   // Trace ids flushed lately, to count late spans: the last maxTraces flushes, and how many of
   // them were of each id.
   private readonly recentlyFlushed = new Map<string, number>();
   private readonly recentFlushes = new AgeQueue<string>();
   private readonly sweepIntervalMs: number;
-  // A sweep under way (sliced): where it is, and the traces it left held so far.
-  private sweepCursor: Iterator<PendingTrace> | undefined;
-  private heldAtSweep: AgeEntry[] = [];
+  // A sweep is under way (sliced).
+  private sweeping = false;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
   private spans = 0;
@@ -96,9 +97,9 @@ export class TraceBuffer {
         trace = this.traces.get(span.traceId);
         if (trace === undefined) {
           if (this.traces.size >= this.options.maxTraces) this.flushOldest('traces_full');
-          trace = { traceId: span.traceId, sequence: (this.sequence += 1), spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
+          trace = { traceId: span.traceId, spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
           this.traces.set(span.traceId, trace);
-          this.byAge.push({ traceId: trace.traceId, sequence: trace.sequence });
+          this.byAge.push(trace);
         }
         traceIsLate = this.recentlyFlushed.has(span.traceId);
       }
@@ -106,7 +107,7 @@ export class TraceBuffer {
       trace.spans.push(span);
       this.spans += 1;
       this.bytes += span.estimatedBytes;
-      if (isRootCandidate(span)) trace.deadlineMs = Math.min(trace.firstAtMs + this.options.maxWaitMs, now + this.options.graceMs);
+      if (isRootCandidate(span)) this.rootArrived(trace, now);
       if (trace.spans.length >= this.options.maxSpansPerTrace) {
         this.flush(trace, 'trace_full');
         trace = undefined;
@@ -120,6 +121,7 @@ export class TraceBuffer {
   flushAll(reason: FlushReason = 'shutdown'): void {
     for (const trace of [...this.traces.values()]) this.flush(trace, reason);
     this.byAge.reset([]);
+    this.byGrace.reset([]);
     this.stopTimer();
   }
 
@@ -129,62 +131,89 @@ export class TraceBuffer {
     this.stopTimer();
   }
 
+  /** A root candidate came: the trace is due a grace period from now (or at its maximum wait, if sooner). */
+  private rootArrived(trace: PendingTrace, now: number): void {
+    const graceEnd = now + this.options.graceMs;
+    const maxWaitEnd = trace.firstAtMs + this.options.maxWaitMs;
+    if (graceEnd >= maxWaitEnd) {
+      trace.deadlineMs = maxWaitEnd; // the age queue takes it then
+      return;
+    }
+    if (trace.deadlineMs === graceEnd) return; // another root in the same request
+    trace.deadlineMs = graceEnd;
+    this.byGrace.push({ trace, deadlineMs: graceEnd });
+  }
+
   /**
    * Flushes the traces that are due, in slices of at most SWEEP_SLICE_MS with the event loop
    * free in between: a sweep can have thousands of traces to judge, and requests must not wait
    * for all of them.
    */
   private sweep(): void {
-    if (this.sweepCursor !== undefined) return; // the last one is still under way
-    this.sweepCursor = this.traces.values();
-    this.heldAtSweep = [];
+    if (this.sweeping) return; // the last one is still under way
+    this.sweeping = true;
     this.continueSweep(Date.now());
   }
 
   private continueSweep(now: number): void {
-    const cursor = this.sweepCursor;
-    if (cursor === undefined) return;
     if (this.closed) {
-      this.sweepCursor = undefined;
+      this.sweeping = false;
       return;
     }
     const sliceEnd = performance.now() + SWEEP_SLICE_MS;
-    // A Map's iterator goes on past entries deleted meanwhile, and reaches those added since.
-    for (let next = cursor.next(); !next.done; next = cursor.next()) {
-      const trace = next.value;
-      if (trace.deadlineMs <= now) this.flush(trace, now - trace.firstAtMs >= this.options.maxWaitMs ? 'max_wait' : 'root_grace');
-      else this.heldAtSweep.push({ traceId: trace.traceId, sequence: trace.sequence });
+    for (let trace = this.takeDue(now); trace !== undefined; trace = this.takeDue(now)) {
+      this.flush(trace, now - trace.firstAtMs >= this.options.maxWaitMs ? 'max_wait' : 'root_grace');
       if (performance.now() >= sliceEnd) {
         setImmediate(() => this.continueSweep(now));
         return;
       }
     }
-    this.sweepCursor = undefined;
-    // The age queue also holds traces flushed here: rebuilt from the Map (insertion order is age
-    // order) once they are most of it, so that a long-held trace cannot make it grow.
-    if (this.byAge.size > 2 * this.heldAtSweep.length + 1024) this.byAge.reset(this.heldAtSweep);
-    this.heldAtSweep = [];
+    this.sweeping = false;
+    // Flushed traces are most of the age queue (one held long keeps those behind it there): it
+    // starts over from the Map, whose insertion order is age order.
+    if (this.byAge.size > 2 * this.traces.size + 1024) this.byAge.reset([...this.traces.values()]);
     if (this.traces.size === 0) this.stopTimer();
+  }
+
+  /** A held trace due at `now` (its grace period over, or its maximum wait), taken off its queue; undefined when none is. */
+  private takeDue(now: number): PendingTrace | undefined {
+    for (let entry = this.byGrace.peek(); entry !== undefined && entry.deadlineMs <= now; entry = this.byGrace.peek()) {
+      this.byGrace.shift();
+      // Still held, and no later root has moved its deadline on.
+      if (this.isHeld(entry.trace) && entry.trace.deadlineMs <= now) return entry.trace;
+    }
+    for (let trace = this.byAge.peek(); trace !== undefined; trace = this.byAge.peek()) {
+      if (this.isHeld(trace) && trace.firstAtMs + this.options.maxWaitMs > now) return undefined;
+      this.byAge.shift();
+      if (this.isHeld(trace)) return trace;
+    }
+    return undefined;
+  }
+
+  private isHeld(trace: PendingTrace): boolean {
+    return this.traces.get(trace.traceId) === trace;
   }
 
   private flushOldest(reason: FlushReason): void {
     for (let oldest = this.byAge.shift(); oldest !== undefined; oldest = this.byAge.shift()) {
-      const trace = this.traces.get(oldest.traceId);
-      if (trace?.sequence === oldest.sequence) {
-        this.flush(trace, reason);
+      if (this.isHeld(oldest)) {
+        this.flush(oldest, reason);
         return;
       }
     }
   }
 
   private flush(trace: PendingTrace, reason: FlushReason): void {
-    if (this.traces.get(trace.traceId) !== trace) return;
+    if (!this.isHeld(trace)) return;
     this.traces.delete(trace.traceId);
-    this.spans -= trace.spans.length;
-    for (const span of trace.spans) this.bytes -= span.estimatedBytes;
+    const { spans } = trace;
+    // Queue entries may outlive the trace here: they must not keep its spans.
+    trace.spans = [];
+    this.spans -= spans.length;
+    for (const span of spans) this.bytes -= span.estimatedBytes;
     this.rememberFlushed(trace.traceId);
     try {
-      this.options.onFlush(trace.spans, reason);
+      this.options.onFlush(spans, reason);
     } catch (error) {
       this.options.onError(error);
     }
