@@ -8,7 +8,7 @@ import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { MAX_ENTRIES_PER_REQUEST } from '../src/otlp/entry-budget';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
-import { TraceBuffer } from '../src/processor/trace-buffer';
+import { TRACE_BYTES, TraceBuffer } from '../src/processor/trace-buffer';
 import { decodeTraceRequest, OtlpDecodeError } from '../src/receiver/otlp-decode';
 import { spanMessage } from '../src/otlp/span-message';
 import { Kind, newSpanId, newTraceId, toOtlpJson, toOtlpProtobuf } from './support/synthetic-trace';
@@ -81,6 +81,24 @@ describe('a decoded span', () => {
     expect(held).toHaveLength(2);
   });
 });
+
+/** One trace of `spans` CLIENT spans, as an OTLP protobuf body. */
+function clientTrace(spans: number, attributes: () => Record<string, string | number | boolean>): Uint8Array {
+  return toOtlpProtobuf({
+    traceId: newTraceId(),
+    baseNs: 1_000_000_000n,
+    spans: Array.from({ length: spans }, () => ({
+      service: 'orders-py',
+      name: 'GET /orders',
+      kind: Kind.CLIENT,
+      spanId: newSpanId(),
+      parentSpanId: newSpanId(),
+      startUs: 0,
+      endUs: 5,
+      attributes: attributes(),
+    })),
+  });
+}
 
 function traceOfOne() {
   return {
@@ -186,22 +204,7 @@ describe('the memory a span is charged with', () => {
     const attributes = Object.fromEntries(
       Array.from({ length: 12 }, (_, index) => [`http.attribute.${index}`, index % 2 === 0 ? `value-${index}-${newSpanId()}` : index]),
     );
-    const bodies = Array.from({ length: 5 }, () =>
-      toOtlpProtobuf({
-        traceId: newTraceId(),
-        baseNs: 1_000_000_000n,
-        spans: Array.from({ length: 4000 }, () => ({
-          service: 'orders-py',
-          name: 'GET /orders',
-          kind: Kind.CLIENT,
-          spanId: newSpanId(),
-          parentSpanId: newSpanId(),
-          startUs: 0,
-          endUs: 5,
-          attributes,
-        })),
-      }),
-    );
+    const bodies = Array.from({ length: 5 }, () => clientTrace(4000, () => attributes));
     const held = () => {
       gc();
       const usage = process.memoryUsage();
@@ -215,6 +218,32 @@ describe('the memory a span is charged with', () => {
     expect(spans).toHaveLength(20_000);
     expect(estimated).toBeGreaterThan(actual);
     expect(estimated).toBeLessThan(2 * actual);
+  });
+
+  it.each([1, 2, 7])('is not below what the trace window holds for traces of %i span(s), nor far above', (spansPerTrace) => {
+    // Each trace in a request of its own, as small traces come: the trace's own record, Map entry,
+    // queue entries and id string count beside its spans.
+    const bodies = Array.from({ length: Math.round(12_000 / spansPerTrace) }, () =>
+      clientTrace(spansPerTrace, () => ({ 'http.request.method': 'GET', 'url.full': `http://orders/${newSpanId()}` })),
+    );
+    const buffer = new TraceBuffer({
+      graceMs: 600_000,
+      maxWaitMs: 600_000,
+      maxTraces: 100_000,
+      maxSpansPerTrace: 100,
+      onFlush: () => {},
+      onError: (error) => {
+        throw error;
+      },
+    });
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (const body of bodies) buffer.add(decodeTraceRequest(body, 'protobuf').spans);
+    gc();
+    const actual = process.memoryUsage().heapUsed - before;
+    expect(buffer.byteCount).toBeGreaterThan(actual);
+    expect(buffer.byteCount).toBeLessThan(2 * actual);
+    buffer.close();
   });
 
   it('is counted in the trace buffer while held and given back when flushed', () => {
@@ -233,11 +262,12 @@ describe('the memory a span is charged with', () => {
     const bytes = traces.map((spans) => spans.reduce((sum, span) => sum + span.estimatedBytes, 0));
     buffer.add(traces[0]!);
     buffer.add(traces[1]!);
-    expect(buffer.byteCount).toBe(bytes[0]! + bytes[1]!);
+    // Each trace's spans, and the trace's own record.
+    expect(buffer.byteCount).toBe(bytes[0]! + bytes[1]! + 2 * TRACE_BYTES);
     // A third trace flushes the oldest: its bytes leave with it.
     buffer.add(traces[2]!);
     expect(flushed).toEqual([1]);
-    expect(buffer.byteCount).toBe(bytes[1]! + bytes[2]!);
+    expect(buffer.byteCount).toBe(bytes[1]! + bytes[2]! + 2 * TRACE_BYTES);
     buffer.flushAll();
     expect(buffer.byteCount).toBe(0);
   });

@@ -6,7 +6,9 @@
  * the local endpoint. Times are whole microseconds; a duration under 1 µs is written as 1, as the
  * Zipkin API asks; identical annotations in one span are written once (the API wants them unique).
  */
-import { int64ToBigInt, keyValuesToPlain, type CollectedSpan } from '../otlp/otlp-model';
+import { int64ToBigInt, type CollectedSpan } from '../otlp/otlp-model';
+import { setOwn } from '../otlp/attribute-read';
+import { allAttributesOf } from '../otlp/span-decode';
 import { spanMessage } from '../otlp/span-message';
 import { SpanKind, StatusCode } from '../otlp/otlp-schema';
 
@@ -34,15 +36,15 @@ const STATUS_NAMES: Record<number, string> = { [StatusCode.OK]: 'OK', [StatusCod
 export function toZipkinSpan(span: CollectedSpan): ZipkinSpan {
   const wire = spanMessage(span);
   const tags: Record<string, string> = {};
-  // Every attribute, from the message (span.attributes holds only the names judging reads).
-  for (const [key, value] of Object.entries(keyValuesToPlain(wire.attributes))) tags[key] = tagText(value);
+  // Every attribute (span.attributes holds only the names judging reads), read as judging reads them.
+  for (const [key, value] of Object.entries(allAttributesOf(span))) setOwn(tags, key, tagText(value));
   const statusCode = wire.status?.code ?? StatusCode.UNSET;
   if (STATUS_NAMES[statusCode] !== undefined) tags['otel.status_code'] = STATUS_NAMES[statusCode];
   if (statusCode === StatusCode.ERROR && wire.status?.message) tags.error = wire.status.message;
   if (wire.droppedAttributesCount) tags['otel.dropped_attributes_count'] = String(wire.droppedAttributesCount);
   if (wire.droppedEventsCount) tags['otel.dropped_events_count'] = String(wire.droppedEventsCount);
   if (wire.droppedLinksCount) tags['otel.dropped_links_count'] = String(wire.droppedLinksCount);
-  for (const [key, value] of Object.entries(span.origin.resource.attributes)) tags[key] = tagText(value);
+  for (const [key, value] of Object.entries(span.origin.resource.attributes)) setOwn(tags, key, tagText(value));
 
   const seen = new Set<string>();
   const annotations = [];

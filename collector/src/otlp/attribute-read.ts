@@ -332,7 +332,7 @@ export function readString(reader: WireReader, findings: CheckFindings): string 
 }
 
 /** `out[key] = value`, as an own property even for keys like `__proto__`. */
-function setOwn(out: Record<string, unknown>, key: string, value: unknown): void {
+export function setOwn(out: Record<string, unknown>, key: string, value: unknown): void {
   if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
   else out[key] = value;
 }

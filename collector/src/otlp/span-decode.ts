@@ -65,8 +65,10 @@ const FLAGS = tag(16, WireType.FIXED32);
  * map) is held only while its trace is judged, one trace at a time.
  */
 const SPAN_BYTES = 160;
-/** A kept string: its header. */
-const STRING_BYTES = 16;
+/** A resource beside its bytes and text: its record, attribute map and strings' headers (per request). */
+const RESOURCE_BYTES = 160;
+/** A scope beside its bytes and name: its record and strings' headers (per request). */
+const SCOPE_BYTES = 96;
 
 const TRACE_ID_BYTES = 16;
 const SPAN_ID_BYTES = 8;
@@ -209,7 +211,7 @@ class RequestDecoding {
     const serviceName = attributes['service.name'];
     const processKey = canonicalText(attributes);
     // The plain map and process key of the resource attributes hold about twice the key's text.
-    this.groupBytes += STRING_BYTES * 2 + (raw?.length ?? 0) + 2 * processKey.length;
+    this.groupBytes += RESOURCE_BYTES + (raw?.length ?? 0) + 2 * processKey.length;
     return {
       raw,
       schemaUrl,
@@ -268,7 +270,7 @@ class RequestDecoding {
       }
       scopeRaw = this.keptText(scopeEnd, ScopeType);
     }
-    this.groupBytes += STRING_BYTES * 2 + (scopeRaw?.length ?? 0) + scopeName.length;
+    this.groupBytes += SCOPE_BYTES + (scopeRaw?.length ?? 0) + scopeName.length;
     const origin: ScopeGroup = { resource, raw: scopeRaw, schemaUrl, scopeName };
     for (let index = 0; index < spanRanges.length; index += 2) {
       reader.pos = spanRanges[index]!;
@@ -502,8 +504,7 @@ const scratch = Buffer.allocUnsafe(64 * 1024);
  * forwarded as they came.
  */
 function readJudgedFields(raw: MessageBytes): JudgedFields {
-  const bytes = raw.length <= scratch.length ? scratch.subarray(0, scratch.write(raw, 0, 'latin1')) : Buffer.from(raw, 'latin1');
-  const reader = new WireReader(bytes);
+  const reader = readerOf(raw);
   let spanId = '';
   let parentSpanId = '';
   let startNs = 0n;
@@ -541,6 +542,28 @@ function readJudgedFields(raw: MessageBytes): JudgedFields {
     }
   }
   return { spanId, parentSpanId, startNs, endNs, attributes };
+}
+
+/**
+ * Every attribute of a span, as judging reads the contract's (last of duplicate keys wins, values
+ * as the last member sent, own properties): for what shows them all (the Zipkin exporter).
+ */
+export function allAttributesOf(span: CollectedSpan): AttributeMap {
+  const reader = readerOf(span.raw);
+  const attributes: Record<string, unknown> = {};
+  const entries = new EntryCounter(Number.MAX_SAFE_INTEGER);
+  const findings: CheckFindings = { invalidUtf8: false };
+  while (reader.pos < reader.end) {
+    const fieldTag = reader.tag();
+    if (fieldTag === ATTRIBUTES) readKeyValue(reader, reader.lengthEnd(), attributes, entries, findings, 1);
+    else reader.skip(fieldTag & 7);
+  }
+  return attributes;
+}
+
+/** A reader over a span's bytes, written into the scratch buffer (spans are read one at a time). */
+function readerOf(raw: MessageBytes): WireReader {
+  return new WireReader(raw.length <= scratch.length ? scratch.subarray(0, scratch.write(raw, 0, 'latin1')) : Buffer.from(raw, 'latin1'));
 }
 
 const ALL_ZERO_SPAN_ID = '0'.repeat(2 * SPAN_ID_BYTES);

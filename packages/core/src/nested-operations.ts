@@ -96,8 +96,10 @@ function nearestOperationAncestor(span: LinkedOperationSpan, byId: ReadonlyMap<s
   let steps = 0;
   for (let parentId = span.parentSpanId; parentId; steps += 1) {
     if (steps >= byId.size) return undefined;
+    // Round to itself (or to another copy of its id, which byId may hold instead).
+    if (parentId === span.spanId) return undefined;
     const parent = byId.get(parentId);
-    if (parent === undefined || parent === span) return undefined;
+    if (parent === undefined) return undefined;
     if (parent.identity !== undefined) return parent;
     parentId = parent.parentSpanId;
   }

@@ -105,5 +105,9 @@ describe('outerDuplicateSpanIds (a whole trace, as the collector has it)', () =>
     expect(outerDuplicateSpanIds([span('s', 's', 'client', 'pg.query', pg)]).size).toBe(0);
     const loop = [span('q', 'm', 'client', 'pg.query', pg), span('m', 'n', 'internal', 'x', {}), span('n', 'q', 'internal', 'y', {})];
     expect(outerDuplicateSpanIds(loop).size).toBe(0);
+    // The same, the query sent twice (a sender's retry): the walk comes round to its id, not its object.
+    const retried = span('q', 'm', 'client', 'pg.query', pg);
+    expect(outerDuplicateSpanIds([...loop, retried]).size).toBe(0);
+    expect(outerDuplicateSpanIds([span('s', 's', 'client', 'pg.query', pg), span('s', 's', 'client', 'pg.query', pg)]).size).toBe(0);
   });
 });
