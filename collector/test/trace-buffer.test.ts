@@ -3,7 +3,7 @@
  * maximum wait from its first span), bounded in traces and spans per trace, and a full buffer
  * hands on its oldest trace as it is — never drops it.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeTraceRequest } from '../src/receiver/otlp-decode';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
 import { TraceBuffer, type FlushReason } from '../src/processor/trace-buffer';
@@ -90,6 +90,21 @@ describe('the trace window', () => {
     await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1501);
     expect(flushed[1500]).toMatchObject({ traceId: waiting, reason: 'max_wait' });
     expect(flushed[1500]!.atMs - started).toBeGreaterThanOrEqual(595);
+  });
+
+  it('keeps its deadlines when the wall clock is stepped back', async () => {
+    const { buffer, flushed } = bufferWith({ graceMs: 100, maxWaitMs: 5000 });
+    const [first, second] = [newTraceId(), newTraceId()];
+    buffer.add(spansOf(first, [{ kind: Kind.SERVER }]));
+    // An hour back (NTP, a VM resumed): a trace due by the wall clock would wait an hour.
+    const wall = Date.now;
+    const stepped = vi.spyOn(Date, 'now').mockImplementation(() => wall() - 3_600_000);
+    try {
+      buffer.add(spansOf(second, [{ kind: Kind.SERVER }]));
+      await expect.poll(() => flushed.map((flush) => flush.traceId).sort(), { timeout: 1500 }).toEqual([first, second].sort());
+    } finally {
+      stepped.mockRestore();
+    }
   });
 
   it('flushes a trace whose root never comes after the maximum wait', async () => {
