@@ -40,6 +40,8 @@ export interface TraceBufferOptions {
 
 interface PendingTrace {
   readonly traceId: string;
+  /** In the Map still: queue entries of a flushed trace are skipped by this, without a lookup. */
+  held: boolean;
   /** Handed on (and let go here) when flushed. */
   spans: CollectedSpan[];
   readonly firstAtMs: number;
@@ -105,7 +107,7 @@ export class TraceBuffer {
         trace = this.traces.get(span.traceId);
         if (trace === undefined) {
           if (this.traces.size >= this.options.maxTraces) this.flushOldest('traces_full');
-          trace = { traceId: span.traceId, spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
+          trace = { traceId: span.traceId, held: true, spans: [], firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
           this.traces.set(span.traceId, trace);
           this.byAge.push(trace);
           this.bytes += TRACE_BYTES;
@@ -189,23 +191,19 @@ export class TraceBuffer {
     for (let entry = this.byGrace.peek(); entry !== undefined && entry.deadlineMs <= now; entry = this.byGrace.peek()) {
       this.byGrace.shift();
       // Still held, and no later root has moved its deadline on.
-      if (this.isHeld(entry.trace) && entry.trace.deadlineMs <= now) return entry.trace;
+      if (entry.trace.held && entry.trace.deadlineMs <= now) return entry.trace;
     }
     for (let trace = this.byAge.peek(); trace !== undefined; trace = this.byAge.peek()) {
-      if (this.isHeld(trace) && trace.firstAtMs + this.options.maxWaitMs > now) return undefined;
+      if (trace.held && trace.firstAtMs + this.options.maxWaitMs > now) return undefined;
       this.byAge.shift();
-      if (this.isHeld(trace)) return trace;
+      if (trace.held) return trace;
     }
     return undefined;
   }
 
-  private isHeld(trace: PendingTrace): boolean {
-    return this.traces.get(trace.traceId) === trace;
-  }
-
   private flushOldest(reason: FlushReason): void {
     for (let oldest = this.byAge.shift(); oldest !== undefined; oldest = this.byAge.shift()) {
-      if (this.isHeld(oldest)) {
+      if (oldest.held) {
         this.flush(oldest, reason);
         return;
       }
@@ -213,7 +211,8 @@ export class TraceBuffer {
   }
 
   private flush(trace: PendingTrace, reason: FlushReason): void {
-    if (!this.isHeld(trace)) return;
+    if (!trace.held) return;
+    trace.held = false;
     this.traces.delete(trace.traceId);
     const { spans } = trace;
     // Queue entries may outlive the trace here: they must not keep its spans.
