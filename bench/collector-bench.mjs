@@ -6,7 +6,7 @@
  *   and there are ≥ 2 cores), with the demo's budget file and one OTLP downstream: a sink in a
  *   second child process (pinned, with this process — the load generator — to the other cores)
  *   that reads each request, discards it and answers 200 at once. Every other option is the
- *   collector's default (2 s grace period, 100 000 spans held at most, alert log on stderr —
+ *   collector's default (2 s grace period, 50 000 traces and 500 000 spans held at most, alert log on stderr —
  *   written to a temporary file here).
  * - Traces look like a Python/Java/Go service instrumented with plain OpenTelemetry: a SERVER root
  *   without cost.* attributes, 5 PostgreSQL CLIENT spans (db.system.name, db.query.text with a
