@@ -139,7 +139,8 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     );
   }
   for (const downstream of downstreams) queueBytes.set(downstream.name, new QueueBytes());
-  spool?.load(downstreams, config.maxQueueSpans);
+  // Half the memory limit at most: the other half stays for what senders send meanwhile.
+  spool?.load(downstreams, config.maxQueueSpans, Math.floor(config.memoryLimitBytes / 2));
   if (downstreams.length === 0)
     log('no --otlp-endpoint or --zipkin-endpoint: spans are judged and alerted on, then dropped (counted as no_downstream); /readyz answers 503');
 
@@ -204,7 +205,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
 
   const held = () => buffer.spanCount + Math.max(0, ...downstreams.map((downstream) => downstream.depth));
   // Every queue holds the same spans in about the same order: the longest holds them all.
-  const heldBytes = () => buffer.byteCount + Math.max(0, ...[...queueBytes.values()].map((queue) => queue.bytes));
+  const heldBytes = () => buffer.byteCount + Math.max(0, ...[...queueBytes.values()].map((queue) => queue.bytes)) + (spool?.loadedBytes ?? 0);
   // Bodies being read, inflated and decoded (HTTP and gRPC) count with the spans held.
   const inFlight = new InFlightBytes();
   const memory: MemoryFigures = { limitBytes: config.memoryLimitBytes, heldBytes, inFlightBytes: () => inFlight.bytes };

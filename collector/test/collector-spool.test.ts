@@ -108,14 +108,15 @@ async function acknowledgingDownstream(delayMs: number, port = 0) {
 }
 
 /** The spool's batch files: their header (as JSON) and the span ids of their body, decoded with the official schema. */
-function spoolFiles(dir: string): { name: string; header: Record<string, unknown>; spanIds: string[] }[] {
+function spoolFiles(dir: string): { name: string; header: Record<string, unknown>; spanIds: string[]; bodyBytes: number }[] {
   return readdirSync(dir)
     .filter((name) => name.endsWith('.batch'))
     .map((name) => {
       const content = readFileSync(path.join(dir, name));
       const headerEnd = content.indexOf(0x0a, content.indexOf(0x0a) + 1);
       const header = JSON.parse(content.toString('utf8', content.indexOf(0x0a) + 1, headerEnd)) as Record<string, unknown>;
-      return { name, header, spanIds: decodeProtobufRequest(content.subarray(headerEnd + 1)).map((span) => span.spanId) };
+      const body = content.subarray(headerEnd + 1);
+      return { name, header, spanIds: decodeProtobufRequest(body).map((span) => span.spanId), bodyBytes: body.length };
     });
 }
 
@@ -174,6 +175,8 @@ describe('--spool-dir', () => {
     await expect.poll(() => spoolFiles(dir).length, { timeout: 5000 }).toBe(Number(leftFiles));
     expect(await second.metric('request_budget_collector_spool_loaded_spans_total{downstream="otlp"}')).toBe(Number(loaded));
     await expect.poll(() => second.metric('request_budget_collector_forwarded_spans_total{downstream="otlp"}'), { timeout: 5000 }).toBe(Number(loaded));
+    // What was loaded counted as memory held until delivered.
+    await expect.poll(() => second.metric('request_budget_collector_memory_held_bytes'), { timeout: 5000 }).toBe(0);
     expect(await second.stop('SIGTERM', 10_000)).toBe(0);
 
     const third = await collectorFor(fast.url, { '--spool-dir': dir });
@@ -186,6 +189,44 @@ describe('--spool-dir', () => {
     await expect.poll(() => readdirSync(dir), { timeout: 5000 }).toEqual([]);
     expect(await third.metric('request_budget_collector_spool_loaded_spans_total{downstream="otlp"}')).toBe(Number(left));
     expectExactlyOnce([...acknowledgedBefore, ...fast.acknowledged], sent);
+  });
+
+  it('loads at most half of --memory-limit from the spool, counted as memory held until delivered; the rest waits on disk', async () => {
+    const dir = spoolDir();
+    const slow = await acknowledgingDownstream(2000);
+    const first = await collectorFor(slow.url, { '--spool-dir': dir, '--shutdown-timeout': '500ms', '--max-batch-spans': '100' });
+    // 16,000 spans: more than half of the smallest --memory-limit (1 MiB) once spooled.
+    await sendAcknowledged(first, 8 * TRACES);
+    await expect.poll(() => slow.requests, { timeout: 5000 }).toBe(4);
+    expect(await first.stop('SIGTERM', 10_000)).toBe(0);
+    const files = spoolFiles(dir).sort((a, b) => (a.name < b.name ? -1 : 1));
+    const total = files.reduce((sum, file) => sum + file.bodyBytes, 0);
+    const limit = 1024 * 1024;
+    const half = limit / 2;
+    expect(total).toBeGreaterThan(half);
+
+    // The downstream is down now: what is loaded stays queued (retried), held in memory.
+    await slow.close();
+    let expectedBytes = 0;
+    let expectedFiles = 0;
+    for (const file of files)
+      if (expectedBytes + file.bodyBytes <= half) {
+        expectedBytes += file.bodyBytes;
+        expectedFiles += 1;
+      }
+    expect(expectedFiles).toBeGreaterThan(0);
+    expect(expectedFiles).toBeLessThan(files.length);
+    const second = await collectorFor(slow.url, { '--spool-dir': dir, '--memory-limit': '1MiB', '--shutdown-timeout': '500ms' });
+    await second.waitForLine(new RegExp(`loaded from the spool ${dir} for downstream otlp \\(${expectedFiles} file\\(s\\)\\)`), 5000, 'stderr');
+    await second.waitForLine(
+      new RegExp(`spool file\\(s\\) for otlp left in ${dir}: they do not fit in half of --memory-limit \\(${half} bytes\\)$`),
+      5000,
+      'stderr',
+    );
+    expect(await second.metric('request_budget_collector_memory_held_bytes')).toBe(expectedBytes);
+    expect(await second.stop('SIGTERM', 10_000)).toBe(0);
+    // Nothing was delivered: every file is still there, those loaded included.
+    expect(spoolFiles(dir)).toHaveLength(files.length);
   });
 
   it('moves a damaged spool file aside, leaves the files of a downstream no longer configured, deletes unfinished ones, and runs', async () => {

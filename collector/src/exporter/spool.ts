@@ -49,6 +49,12 @@ export interface SpoolEvents {
 
 export class Spool {
   private sequence = 0;
+  /** Bytes of the batches loaded at start and not yet delivered or given up: memory held, with the spans held. */
+  private loaded = 0;
+
+  get loadedBytes(): number {
+    return this.loaded;
+  }
 
   /** Creates `dir` when missing (throws when it cannot: the collector must not start without its spool). */
   constructor(
@@ -98,7 +104,11 @@ export class Spool {
    * in `maxSpans`; the rest stay on disk for the next start. Files of a downstream no longer
    * configured are left and reported; damaged ones are moved to `corrupt/`. Never throws.
    */
-  load(targets: readonly SpoolTarget[], maxSpans: number): void {
+  /**
+   * Queues the spooled batches on their downstreams: at most `maxSpans` spans a downstream and
+   * `maxBytes` of batches in all; the rest stay on disk for the start after.
+   */
+  load(targets: readonly SpoolTarget[], maxSpans: number, maxBytes: number): void {
     let names: string[];
     try {
       names = readdirSync(this.dir, { withFileTypes: true })
@@ -130,15 +140,27 @@ export class Spool {
       const target = targets.find((candidate) => candidate.url === header.endpoint && candidate.name === header.downstream);
       const key = target?.name ?? `${header.downstream} ${header.endpoint}`;
       const sum = loaded.get(key) ?? { spans: 0, files: 0 };
-      if (target === undefined || sum.spans + header.spans > maxSpans) {
-        const why = target === undefined ? 'that downstream is no longer configured' : `they do not fit in --max-queue-spans (${maxSpans})`;
-        const left = leftOver.get(key) ?? { spans: 0, files: 0, why };
+      const why =
+        target === undefined
+          ? 'that downstream is no longer configured'
+          : sum.spans + header.spans > maxSpans
+            ? `they do not fit in --max-queue-spans (${maxSpans})`
+            : this.loaded + body.length > maxBytes
+              ? `they do not fit in half of --memory-limit (${maxBytes} bytes)`
+              : undefined;
+      if (target === undefined || why !== undefined) {
+        // The first reason a downstream's files were left for is the one reported.
+        const left = leftOver.get(key) ?? { spans: 0, files: 0, why: why ?? '' };
         left.spans += header.spans;
         left.files += 1;
         leftOver.set(key, left);
         continue;
       }
-      target.enqueueSpooled({ body, contentType: header.contentType, spans: header.spans }, () => void this.delivered(file));
+      this.loaded += body.length;
+      target.enqueueSpooled({ body, contentType: header.contentType, spans: header.spans }, () => {
+        this.loaded -= body.length;
+        void this.delivered(file);
+      });
       sum.spans += header.spans;
       sum.files += 1;
       loaded.set(key, sum);
