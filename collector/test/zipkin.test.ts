@@ -20,6 +20,8 @@ describe('Zipkin tags', () => {
       // string "a", int 5, string "b": one AnyValue whose member was sent three times; the last counts.
       keyValue('db.system.name', Buffer.concat([text(1, 'a'), Buffer.from([(3 << 3) | 0, 5]), text(1, 'b')])),
       keyValue('server.port', Buffer.from([(3 << 3) | 0, 0xb8, 0x3f])),
+      // An AnyValue without a member: an empty tag.
+      keyValue('empty', Buffer.alloc(0)),
     ]);
     const [decoded] = decodeTraceRequest(requestOfSpan(span), 'protobuf').spans;
     expect(decoded!.attributes['db.system.name']).toBe('b');
@@ -31,6 +33,7 @@ describe('Zipkin tags', () => {
       ['__proto__', 'own'],
       ['db.system.name', 'b'],
       ['server.port', '8120'],
+      ['empty', ''],
     ]);
     expect(JSON.parse(JSON.stringify(zipkin)).tags.__proto__).toBe('own');
   });

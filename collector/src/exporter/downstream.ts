@@ -56,7 +56,7 @@ interface Batch {
   /** Encoded once, on its first attempt (or as read from the spool). */
   encoded?: EncodedBatch;
   /** A batch read from the spool: its span count and what to do once it is delivered or given up. */
-  readonly spooled?: { readonly spans: number; readonly settled: () => void };
+  readonly spooled?: { readonly spans: number; readonly settled: (keepFile: boolean) => void };
 }
 
 const spanCount = (batch: Batch): number => batch.spooled?.spans ?? batch.spans.length;
@@ -121,8 +121,11 @@ export class Downstream {
     this.schedule();
   }
 
-  /** Queues a batch read from the spool at start, counted in `depth`; `settled` once it is delivered or given up. */
-  enqueueSpooled(batch: SpooledBatch, settled: () => void): void {
+  /**
+   * Queues a batch read from the spool at start, counted in `depth`; `settled(false)` once it is
+   * delivered or given up, `settled(true)` when shutdown leaves it unsent (its file stays).
+   */
+  enqueueSpooled(batch: SpooledBatch, settled: (keepFile: boolean) => void): void {
     this.batches.push({ spans: [], encoded: { body: batch.body, contentType: batch.contentType }, spooled: { spans: batch.spans, settled } });
     this.queued += batch.spans;
     this.schedule();
@@ -151,7 +154,10 @@ export class Downstream {
     await Promise.all(this.workers);
     this.poster.close();
     this.refusals.flush();
-    const unsent = [...this.sending, ...this.batches].filter((batch) => batch.spooled === undefined && batch.spans.length > 0);
+    const notDelivered = [...this.sending, ...this.batches];
+    // Batches read from the spool stay in their files for the next start.
+    for (const batch of notDelivered) batch.spooled?.settled(true);
+    const unsent = notDelivered.filter((batch) => batch.spooled === undefined && batch.spans.length > 0);
     this.sending.clear();
     this.batches.length = 0;
     this.queued = 0;
@@ -206,7 +212,7 @@ export class Downstream {
       if (!delivered) return; // stopped mid-retry: still in `sending`, drain() spools or counts it
       this.sending.delete(batch);
       this.queued -= spanCount(batch);
-      batch.spooled?.settled();
+      batch.spooled?.settled(false);
     }
   }
 

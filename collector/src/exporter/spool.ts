@@ -37,8 +37,8 @@ interface Header {
 export interface SpoolTarget {
   readonly name: string;
   readonly url: string;
-  /** Queues a batch read from the spool; `settled` is called once it is delivered or given up. */
-  enqueueSpooled(batch: SpooledBatch, settled: () => void): void;
+  /** Queues a batch read from the spool; `settled` is called once, when it is delivered or given up (false) or left unsent at shutdown (true: its file stays). */
+  enqueueSpooled(batch: SpooledBatch, settled: (keepFile: boolean) => void): void;
 }
 
 export interface SpoolEvents {
@@ -120,7 +120,7 @@ export class Spool {
       return;
     }
     const loaded = new Map<string, { spans: number; files: number }>();
-    const leftOver = new Map<string, { spans: number; files: number; why: string }>();
+    const leftOver = new Map<string, { key: string; spans: number; files: number; why: string }>();
     for (const name of names) {
       const file = path.join(this.dir, name);
       if (name.endsWith(TEMPORARY)) {
@@ -149,17 +149,18 @@ export class Spool {
               ? `they do not fit in half of --memory-limit (${maxBytes} bytes)`
               : undefined;
       if (target === undefined || why !== undefined) {
-        // The first reason a downstream's files were left for is the one reported.
-        const left = leftOver.get(key) ?? { spans: 0, files: 0, why: why ?? '' };
+        // Reported by downstream and reason.
+        const leftKey = `${key}\u0000${why}`;
+        const left = leftOver.get(leftKey) ?? { key, spans: 0, files: 0, why: why ?? '' };
         left.spans += header.spans;
         left.files += 1;
-        leftOver.set(key, left);
+        leftOver.set(leftKey, left);
         continue;
       }
       this.loaded += body.length;
-      target.enqueueSpooled({ body, contentType: header.contentType, spans: header.spans }, () => {
+      target.enqueueSpooled({ body, contentType: header.contentType, spans: header.spans }, (keepFile) => {
         this.loaded -= body.length;
-        void this.delivered(file);
+        if (!keepFile) void this.delivered(file);
       });
       sum.spans += header.spans;
       sum.files += 1;
@@ -169,7 +170,8 @@ export class Spool {
       this.events.onLoaded(name, spans);
       this.events.log(`${spans} span(s) loaded from the spool ${this.dir} for downstream ${name} (${files} file(s)); each file is deleted once delivered`);
     }
-    for (const [key, { spans, files, why }] of leftOver) this.events.log(`${spans} span(s) in ${files} spool file(s) for ${key} left in ${this.dir}: ${why}`);
+    for (const { key, spans, files, why } of leftOver.values())
+      this.events.log(`${spans} span(s) in ${files} spool file(s) for ${key} left in ${this.dir}: ${why}`);
   }
 
   /** A loaded batch was delivered or given up: its file goes. */

@@ -74,10 +74,23 @@ export function toZipkinSpan(span: CollectedSpan): ZipkinSpan {
   };
 }
 
-/** A tag value as the Zipkin exporter writes it: `String(value)`; maps as JSON. */
+/**
+ * A tag value as the Zipkin exporter writes it: `String(value)` (arrays joined with commas); maps as
+ * JSON; an AnyValue sent without a member as '', as protobufjs' defaults rendered it.
+ */
 function tagText(value: unknown): string {
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    return JSON.stringify(value, (_key, inner: unknown) => (typeof inner === 'bigint' ? inner.toString() : inner));
+  switch (typeof value) {
+    case 'string':
+      return value;
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+      return String(value);
+    case 'object':
+      if (value === null) return '';
+      if (Array.isArray(value)) return String(value);
+      return JSON.stringify(value, (_key, inner: unknown) => (typeof inner === 'bigint' ? inner.toString() : inner));
+    default:
+      return '';
   }
-  return String(value);
 }
