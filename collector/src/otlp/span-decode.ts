@@ -124,6 +124,14 @@ class KeptBytes {
   }
 }
 
+/** Where a ResourceSpans' or ScopeSpans' fields are (-1: no resource or scope). */
+interface GroupFields {
+  headStart: number;
+  headEnd: number;
+  schemaUrl: string;
+  readonly itemRanges: number[];
+}
+
 class RequestDecoding {
   private readonly spans: CollectedSpan[] = [];
   private rejected = 0;
@@ -151,32 +159,38 @@ class RequestDecoding {
     const { reader } = this;
     const outer = reader.end;
     reader.end = end;
-    let resourceStart = -1;
-    let resourceEnd = -1;
-    let schemaUrl = '';
-    const scopeRanges: number[] = [];
-    const plan = planOf(ResourceSpansType);
+    const group = this.groupFields(end, planOf(ResourceSpansType));
+    const resource = this.resource(group.headStart, group.headEnd, group.schemaUrl);
+    for (let index = 0; index < group.itemRanges.length; index += 2) {
+      reader.pos = group.itemRanges[index]!;
+      this.scopeSpans(resource, group.itemRanges[index + 1]);
+    }
+    reader.end = outer;
+  }
+
+  /**
+   * The fields of a ResourceSpans or a ScopeSpans, which are laid out alike: 1 its resource or scope
+   * (where it is), 2 each of its items (ScopeSpans or Span: where they are), 3 its schema URL.
+   */
+  private groupFields(end: number, plan: ReturnType<typeof planOf>): GroupFields {
+    const { reader } = this;
+    const group: GroupFields = { headStart: -1, headEnd: -1, schemaUrl: '', itemRanges: [] };
     while (reader.pos < end) {
       const fieldTag = reader.tag();
       if (fieldTag === tag(1, WireType.LENGTH)) {
         this.entries.add();
-        resourceEnd = reader.lengthEnd();
-        resourceStart = reader.pos;
-        reader.pos = resourceEnd;
+        group.headEnd = reader.lengthEnd();
+        group.headStart = reader.pos;
+        reader.pos = group.headEnd;
       } else if (fieldTag === tag(2, WireType.LENGTH)) {
         this.entries.add();
-        const scopeEnd = reader.lengthEnd();
-        scopeRanges.push(reader.pos, scopeEnd);
-        reader.pos = scopeEnd;
-      } else if (fieldTag === tag(3, WireType.LENGTH)) schemaUrl = readString(reader, this.findings);
+        const itemEnd = reader.lengthEnd();
+        group.itemRanges.push(reader.pos, itemEnd);
+        reader.pos = itemEnd;
+      } else if (fieldTag === tag(3, WireType.LENGTH)) group.schemaUrl = readString(reader, this.findings);
       else skipField(reader, fieldTag, plan);
     }
-    const resource = this.resource(resourceStart, resourceEnd, schemaUrl);
-    for (let index = 0; index < scopeRanges.length; index += 2) {
-      reader.pos = scopeRanges[index]!;
-      this.scopeSpans(resource, scopeRanges[index + 1]);
-    }
-    reader.end = outer;
+    return group;
   }
 
   private resource(start: number, end: number, schemaUrl: string): ResourceGroup {
@@ -225,26 +239,7 @@ class RequestDecoding {
     const { reader } = this;
     const outer = reader.end;
     reader.end = end;
-    let scopeStart = -1;
-    let scopeEnd = -1;
-    let schemaUrl = '';
-    const spanRanges: number[] = [];
-    const plan = planOf(ScopeSpansType);
-    while (reader.pos < end) {
-      const fieldTag = reader.tag();
-      if (fieldTag === tag(1, WireType.LENGTH)) {
-        this.entries.add();
-        scopeEnd = reader.lengthEnd();
-        scopeStart = reader.pos;
-        reader.pos = scopeEnd;
-      } else if (fieldTag === tag(2, WireType.LENGTH)) {
-        this.entries.add();
-        const spanEnd = reader.lengthEnd();
-        spanRanges.push(reader.pos, spanEnd);
-        reader.pos = spanEnd;
-      } else if (fieldTag === tag(3, WireType.LENGTH)) schemaUrl = readString(reader, this.findings);
-      else skipField(reader, fieldTag, plan);
-    }
+    const { headStart: scopeStart, headEnd: scopeEnd, schemaUrl, itemRanges: spanRanges } = this.groupFields(end, planOf(ScopeSpansType));
     let scopeRaw: MessageBytes | undefined;
     let scopeName = '';
     if (scopeStart >= 0) {
