@@ -195,6 +195,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     maxWaitMs: config.maxTraceWaitMs,
     maxTraces: config.maxTraces,
     maxSpansPerTrace: config.maxSpansPerTrace,
+    copiesPerSpan: downstreams.length,
     onFlush: processTrace,
     onError: (error) => {
       metrics.internalErrors.inc();

@@ -197,7 +197,9 @@ describe('--spool-dir', () => {
     const first = await collectorFor(slow.url, { '--spool-dir': dir, '--shutdown-timeout': '500ms', '--max-batch-spans': '100' });
     // 16,000 spans: more than half of the smallest --memory-limit (1 MiB) once spooled.
     await sendAcknowledged(first, 8 * TRACES);
-    await expect.poll(() => slow.requests, { timeout: 5000 }).toBe(4);
+    // Batches under way (4 at a time, 2 s each): how many were answered before the stop depends on
+    // how long the sends took; most are still queued either way.
+    await expect.poll(() => slow.requests, { timeout: 5000 }).toBeGreaterThanOrEqual(4);
     expect(await first.stop('SIGTERM', 10_000)).toBe(0);
     const files = spoolFiles(dir).sort((a, b) => (a.name < b.name ? -1 : 1));
     const total = files.reduce((sum, file) => sum + file.bodyBytes, 0);

@@ -875,7 +875,7 @@ describe('what is written on a root', () => {
       expect(spans).toHaveLength(sentSpans.length);
       const expected: PlainSpan[] = [];
       spans.forEach((got, index) => {
-        const before = decodeAs(SpanType, Buffer.from(got.raw, 'latin1'), WITH_DEFAULTS) as PlainSpan;
+        const before = decodeAs(SpanType, got.raw, WITH_DEFAULTS) as PlainSpan;
         if (r.chance(0.3)) {
           expected.push(before);
           return;
@@ -900,7 +900,7 @@ describe('what is written on a root', () => {
         const bytesBefore = got.estimatedBytes;
         edits.applyTo(got);
         expect(got.estimatedBytes - bytesBefore).toBe(got.raw.length - rawBefore);
-        const after = decodeAs(SpanType, Buffer.from(got.raw, 'latin1'), WITH_DEFAULTS);
+        const after = decodeAs(SpanType, got.raw, WITH_DEFAULTS);
         expect(after, `seed ${seed}, draw ${draw}, span ${index}`).toEqual(expectedEdit(before, edits));
         expected.push(after as PlainSpan);
         edited += 1;

@@ -4,27 +4,15 @@
  * hands on its oldest trace as it is — never drops it.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { decodeTraceRequest } from '../src/receiver/otlp-decode';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
 import { TraceBuffer, type FlushReason } from '../src/processor/trace-buffer';
-import { Kind, newSpanId, newTraceId, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';
+import { decodedSpans } from './support/decoded-spans';
+import { Kind, newTraceId, type SyntheticSpan } from './support/synthetic-trace';
 
 const buffers: TraceBuffer[] = [];
 afterEach(() => buffers.splice(0).forEach((buffer) => buffer.close()));
 
-function spansOf(traceId: string, spans: Partial<SyntheticSpan>[]): CollectedSpan[] {
-  const full = spans.map((span) => ({
-    service: 'orders-py',
-    name: 'x',
-    kind: Kind.CLIENT,
-    spanId: newSpanId(),
-    parentSpanId: newSpanId(),
-    startUs: 0,
-    endUs: 10,
-    ...span,
-  }));
-  return decodeTraceRequest(toOtlpProtobuf({ traceId, baseNs: 1_000_000_000n, spans: full }), 'protobuf').spans;
-}
+const spansOf = (traceId: string, spans: Partial<SyntheticSpan>[]): CollectedSpan[] => decodedSpans(traceId, spans);
 
 function bufferWith(options: Partial<ConstructorParameters<typeof TraceBuffer>[0]> = {}) {
   const flushed: { traceId: string; spans: number; reason: FlushReason; atMs: number }[] = [];

@@ -169,7 +169,7 @@ export class Downstream {
         spool.save(
           this.name,
           this.options.url,
-          unsent.map((batch) => ({ ...(batch.encoded ??= this.options.encode(batch.spans)), spans: batch.spans.length })),
+          unsent.map((batch) => ({ ...this.encoded(batch), spans: batch.spans.length })),
         );
         return;
       } catch (error) {
@@ -187,6 +187,14 @@ export class Downstream {
   }
 
   /** Resolves when nothing is queued or being sent. */
+  /** The batch's request body, encoded on first need; its spans' bytes are not read after. */
+  private encoded(batch: Batch): EncodedBatch {
+    if (batch.encoded !== undefined) return batch.encoded;
+    batch.encoded = this.options.encode(batch.spans);
+    for (const span of batch.spans) span.bytesCopied();
+    return batch.encoded;
+  }
+
   private async sent(): Promise<void> {
     while (this.queued > 0 && !this.stopController.signal.aborted) {
       if (this.workers.size > 0) await Promise.race(this.workers);
@@ -223,7 +231,7 @@ export class Downstream {
     const spooled = batch.spooled !== undefined;
     let encoded: EncodedBatch;
     try {
-      encoded = batch.encoded ??= options.encode(batch.spans);
+      encoded = this.encoded(batch);
     } catch (error) {
       options.onDropped(count, 'downstream_rejected', spooled);
       options.onProblem(`${this.name}: could not encode ${count} span(s): ${describe(error)}; dropped`);

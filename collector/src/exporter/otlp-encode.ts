@@ -3,7 +3,7 @@
  * and scope they came with), the ExportTraceServiceResponse it answers with, and the
  * google.rpc.Status bodies of its error answers — each in the encoding of the request.
  */
-import type { CollectedSpan, MessageBytes, ResourceGroup, ScopeGroup } from '../otlp/otlp-model';
+import type { CollectedSpan, GroupBytes, MessageBytes, ResourceGroup, ScopeGroup } from '../otlp/otlp-model';
 import type { OtlpEncoding } from '../receiver/otlp-decode';
 import { ExportTraceServiceResponse, RpcStatus } from '../otlp/otlp-schema';
 import { varintSize, writeVarint } from '../otlp/varint';
@@ -42,6 +42,8 @@ export function encodeTraceRequest(spans: readonly CollectedSpan[]): Uint8Array 
     if (resource === undefined) resources.set(origin.resource, (resource = { resource: origin.resource, scopes: new Map(), size: 0 }));
     let scope = resource.scopes.get(origin);
     if (scope === undefined) resource.scopes.set(origin, (scope = { scope: origin, spans: [], size: 0 }));
+    // A span's message is never empty: empty bytes are a span let go before it was sent (BytesLease).
+    if (span.raw.length === 0) throw new Error(`span of trace ${span.traceId}: its bytes were let go before it was encoded`);
     scope.spans.push(span.raw);
     scope.size += fieldSize(span.raw.length);
   }
@@ -63,14 +65,19 @@ export function encodeTraceRequest(spans: readonly CollectedSpan[]): Uint8Array 
   };
   const bytes = (tag: number, raw: MessageBytes) => {
     header(tag, raw.length);
+    out.set(raw, pos);
+    pos += raw.length;
+  };
+  const text = (tag: number, raw: GroupBytes) => {
+    header(tag, raw.length);
     pos += out.write(raw, pos, 'latin1');
   };
   for (const resource of resources.values()) {
     header(RESOURCE_SPANS, resource.size);
-    if (resource.resource.raw !== undefined) bytes(RESOURCE, resource.resource.raw);
+    if (resource.resource.raw !== undefined) text(RESOURCE, resource.resource.raw);
     for (const scope of resource.scopes.values()) {
       header(SCOPE_SPANS, scope.size);
-      if (scope.scope.raw !== undefined) bytes(SCOPE, scope.scope.raw);
+      if (scope.scope.raw !== undefined) text(SCOPE, scope.scope.raw);
       for (const span of scope.spans) bytes(SPANS, span);
       if (scope.scope.schemaUrl !== '') {
         header(SCHEMA_URL, Buffer.byteLength(scope.scope.schemaUrl));
@@ -91,7 +98,7 @@ function fieldSize(length: number): number {
   return 1 + varintSize(length) + length;
 }
 
-function optionalSize(raw: MessageBytes | undefined): number {
+function optionalSize(raw: GroupBytes | undefined): number {
   return raw === undefined ? 0 : fieldSize(raw.length);
 }
 

@@ -8,7 +8,7 @@
  */
 import { int64ToBigInt, type CollectedSpan } from '../otlp/otlp-model';
 import { setOwn } from '../otlp/attribute-read';
-import { allAttributesOf } from '../otlp/span-decode';
+import { allAttributesOf } from '../otlp/received-span';
 import { spanMessage } from '../otlp/span-message';
 import { SpanKind, StatusCode } from '../otlp/otlp-schema';
 

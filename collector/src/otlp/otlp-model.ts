@@ -6,6 +6,7 @@
  */
 import type { Long } from 'protobufjs';
 import type { AttributeMap } from '@request-budget/core';
+import type { BytesLease } from './received-span';
 
 /** A 64-bit integer as protobufjs holds it (Long), or as the collector writes it. */
 export type Int64 = Long | number | string;
@@ -58,16 +59,23 @@ export interface WireSpan {
 }
 
 /**
- * Message bytes kept as a one-byte string: a copy in the JS heap, of its exact size, holding no
- * view into the request body (which would keep the whole body alive, outside the heap limit) and
- * no share of a buffer pool slab; written back with Buffer#latin1Write, byte for byte.
+ * A message's bytes. A span's are a view into one buffer holding the kept bytes of every span of
+ * its request (outside the JS heap: not copied or marked by the garbage collector, and no view
+ * into the body), or of its trace's own when the trace window held it long (held-spans.ts).
  */
-export type MessageBytes = string;
+export type MessageBytes = Buffer;
+
+/**
+ * A resource's or scope's message bytes, shared by the spans of a request: a one-byte string, a
+ * copy in the JS heap of its exact size (no view into the body, no share of Buffer's pool), written
+ * back byte for byte with Buffer#latin1Write.
+ */
+export type GroupBytes = string;
 
 /** One ResourceSpans of a request: shared by the spans that came in it. */
 export interface ResourceGroup {
   /** The Resource message as it came (fields unknown here left out); undefined when absent. */
-  readonly raw: MessageBytes | undefined;
+  readonly raw: GroupBytes | undefined;
   readonly schemaUrl: string;
   /** Resource attributes as a plain map (service.name, process.pid…). */
   readonly attributes: Readonly<Record<string, unknown>>;
@@ -81,7 +89,7 @@ export interface ResourceGroup {
 export interface ScopeGroup {
   readonly resource: ResourceGroup;
   /** The InstrumentationScope message as it came; undefined when absent. */
-  readonly raw: MessageBytes | undefined;
+  readonly raw: GroupBytes | undefined;
   readonly schemaUrl: string;
   readonly scopeName: string;
 }
@@ -127,8 +135,21 @@ export interface CollectedSpan {
    */
   releaseAttributes(): void;
   /**
-   * Memory the span holds, estimated when it was decoded (see span-decode.ts); the first span of
-   * a resource and scope in a request also carries theirs. Grows with what is written on a root.
+   * Whose memory `raw` is in (the buffer of the request it came in, or of its trace once moved):
+   * what the trace window holds a copy on for each downstream.
+   */
+  readonly lease?: BytesLease;
+  /**
+   * Each of the span's downstreams calls this once it has copied the span's bytes into a request
+   * (none reads them after). Once every span in a buffer is copied by all of them, the buffer is let
+   * go at once (BytesLease), not at the next full collection.
+   */
+  bytesCopied(): void;
+  /**
+   * Memory the span holds as an object waiting for a downstream, estimated when it was decoded (see
+   * span-decode.ts); the first span of a resource and scope in a request also carries theirs, and
+   * the first of a flushed trace its buffer's. Grows with what is written on a root. Held in the
+   * trace window, a span is charged less (HeldSpans).
    */
   estimatedBytes: number;
 }

@@ -7,19 +7,38 @@
  * downstream refuses what was accepted and no body expands into more than its size allows.
  *
  * Fields unknown here are left out of what is kept (as a decoder without them would): an unknown
- * field of any size costs no memory once the request is decoded. A span with a string that is not
+ * field of any size costs no memory once the request is decoded: the spans' bytes are copied into
+ * one buffer of the request's own, a resource's and a scope's into a string each. A span with a string that is not
  * UTF-8 is re-encoded with U+FFFD in its place, as the previous decoder did for every span.
  */
 import { Buffer } from 'node:buffer';
 import protobuf from 'protobufjs';
-import { canonicalText, type CollectedSpan, type MessageBytes, type ResourceGroup, type ScopeGroup } from './otlp-model';
-import { ROOT_MARKER_ATTRIBUTE, type AttributeMap } from '@request-budget/core';
-import { checkKeyValue, contractKeyOf, readKeyValue, readString } from './attribute-read';
+import { canonicalText, type CollectedSpan, type GroupBytes, type MessageBytes, type ResourceGroup, type ScopeGroup } from './otlp-model';
+import { ROOT_MARKER_ATTRIBUTE } from '@request-budget/core';
+import { checkKeyValue, readKeyValue, readString } from './attribute-read';
 import { EntryCounter } from './entry-budget';
 import { checkMessage, planOf, skipField, skipKnownField, type CheckFindings } from './message-check';
 import { otlpRoot } from './otlp-schema';
 import { StringPool } from './string-pool';
 import { WireFormatError, WireReader, WireType } from './wire-reader';
+import {
+  ATTRIBUTES,
+  END,
+  EVENTS,
+  FLAGS,
+  KIND,
+  LINKS,
+  NAME,
+  PARENT_SPAN_ID,
+  SPAN_ID,
+  SPAN_ID_BYTES,
+  START,
+  STATUS,
+  TRACE_ID,
+  TRACE_ID_BYTES,
+  TRACE_STATE,
+} from './span-fields';
+import { BUFFER_BYTES, BytesLease, ReceivedSpan, SPAN_BYTES } from './received-span';
 
 export interface DecodedSpans {
   readonly spans: CollectedSpan[];
@@ -44,34 +63,10 @@ const ExportTraceServiceRequestType = otlpRoot.lookupType('opentelemetry.proto.c
 const tag = (number: number, wireType: number) => (number << 3) | wireType;
 const RESOURCE_SPANS = tag(1, WireType.LENGTH);
 
-// Span fields.
-const TRACE_ID = tag(1, WireType.LENGTH);
-const SPAN_ID = tag(2, WireType.LENGTH);
-const TRACE_STATE = tag(3, WireType.LENGTH);
-const PARENT_SPAN_ID = tag(4, WireType.LENGTH);
-const NAME = tag(5, WireType.LENGTH);
-const KIND = tag(6, WireType.VARINT);
-const START = tag(7, WireType.FIXED64);
-const END = tag(8, WireType.FIXED64);
-const ATTRIBUTES = tag(9, WireType.LENGTH);
-const EVENTS = tag(11, WireType.LENGTH);
-const LINKS = tag(13, WireType.LENGTH);
-const STATUS = tag(15, WireType.LENGTH);
-const FLAGS = tag(16, WireType.FIXED32);
-
-/**
- * A held span beside its message: its object, the message's string header, its slot in its trace
- * (measured with the benchmark's traffic: about 140). What judging reads (ids, times, attribute
- * map) is held only while its trace is judged, one trace at a time.
- */
-const SPAN_BYTES = 160;
 /** A resource beside its bytes and text: its record, attribute map and strings' headers (per request). */
 const RESOURCE_BYTES = 160;
 /** A scope beside its bytes and name: its record and strings' headers (per request). */
 const SCOPE_BYTES = 96;
-
-const TRACE_ID_BYTES = 16;
-const SPAN_ID_BYTES = 8;
 
 /**
  * Decodes a protobuf ExportTraceServiceRequest. `budgetBytes`: the size the entry budget is for
@@ -110,17 +105,16 @@ class KeptBytes {
     this.runStart = to;
   }
 
+  /** The kept bytes: a view into `buf` when nothing was left out, else a copy. */
   text(buf: Buffer, end: number): MessageBytes {
-    if (this.ranges.length === 0) return buf.toString('latin1', this.runStart, end);
+    if (this.ranges.length === 0) return buf.subarray(this.runStart, end);
     if (end > this.runStart) this.ranges.push(this.runStart, end);
-    // Copied into one buffer and read once: joined as strings, many small pieces would be held as
-    // a tree of them, many times their bytes.
     let length = 0;
     for (let index = 0; index < this.ranges.length; index += 2) length += this.ranges[index + 1] - this.ranges[index];
     const joined = Buffer.allocUnsafe(length);
     let at = 0;
     for (let index = 0; index < this.ranges.length; index += 2) at += buf.copy(joined, at, this.ranges[index], this.ranges[index + 1]);
-    return joined.toString('latin1');
+    return joined;
   }
 }
 
@@ -133,7 +127,7 @@ interface GroupFields {
 }
 
 class RequestDecoding {
-  private readonly spans: CollectedSpan[] = [];
+  private readonly spans: ReceivedSpan[] = [];
   private rejected = 0;
   private rejectionReason: string | undefined;
   private readonly kept = new KeptBytes();
@@ -151,7 +145,31 @@ class RequestDecoding {
   ) {}
 
   result(): DecodedSpans {
+    this.spansIntoOneBuffer();
     return { spans: this.spans, rejected: this.rejected, ...(this.rejectionReason !== undefined ? { rejectionReason: this.rejectionReason } : {}) };
+  }
+
+  /**
+   * The spans' bytes, views into the body until now, copied side by side into one buffer of the
+   * request's own: no view into the body is kept (a few bytes would keep megabytes alive), and one
+   * allocation serves every span (an ArrayBuffer apiece would cost more than decoding them).
+   */
+  private spansIntoOneBuffer(): void {
+    const { spans } = this;
+    if (spans.length === 0) return;
+    let length = 0;
+    for (const span of spans) length += span.raw.length;
+    const buffer = Buffer.allocUnsafeSlow(length);
+    const lease = new BytesLease(buffer);
+    spans[0].estimatedBytes += BUFFER_BYTES;
+    let at = 0;
+    for (const span of spans) {
+      const end = at + span.raw.length;
+      buffer.set(span.raw, at);
+      span.raw = buffer.subarray(at, end);
+      span.lease = lease;
+      at = end;
+    }
   }
 
   /** One ResourceSpans, from `reader.pos` to `end`: its resource is read first, wherever it is. */
@@ -196,7 +214,7 @@ class RequestDecoding {
   private resource(start: number, end: number, schemaUrl: string): ResourceGroup {
     const { reader } = this;
     const attributes: Record<string, unknown> = {};
-    let raw: MessageBytes | undefined;
+    let raw: GroupBytes | undefined;
     if (start >= 0) {
       const outer = reader.end;
       this.findings.invalidUtf8 = false;
@@ -219,7 +237,7 @@ class RequestDecoding {
           this.leaveOut(fieldStart);
         }
       }
-      raw = this.keptText(end, ResourceType);
+      raw = this.keptText(end, ResourceType).toString('latin1');
       reader.end = outer;
     }
     const serviceName = attributes['service.name'];
@@ -240,7 +258,7 @@ class RequestDecoding {
     const outer = reader.end;
     reader.end = end;
     const { headStart: scopeStart, headEnd: scopeEnd, schemaUrl, itemRanges: spanRanges } = this.groupFields(end, planOf(ScopeSpansType));
-    let scopeRaw: MessageBytes | undefined;
+    let scopeRaw: GroupBytes | undefined;
     let scopeName = '';
     if (scopeStart >= 0) {
       this.findings.invalidUtf8 = false;
@@ -263,7 +281,7 @@ class RequestDecoding {
         } else if (field.isString) readString(reader, this.findings);
         else skipKnownField(reader, field, fieldTag >>> 3, fieldTag & 7);
       }
-      scopeRaw = this.keptText(scopeEnd, ScopeType);
+      scopeRaw = this.keptText(scopeEnd, ScopeType).toString('latin1');
     }
     this.groupBytes += SCOPE_BYTES + (scopeRaw?.length ?? 0) + scopeName.length;
     const origin: ScopeGroup = { resource, raw: scopeRaw, schemaUrl, scopeName };
@@ -304,7 +322,7 @@ class RequestDecoding {
     if (!this.findings.invalidUtf8) return text;
     this.findings.invalidUtf8 = false;
     try {
-      return Buffer.from(type.encode(type.decode(Buffer.from(text, 'latin1'))).finish()).toString('latin1');
+      return Buffer.from(type.encode(type.decode(text)).finish());
     } catch (error) {
       // Checked above as every reader reads it: a failure here is the re-encoder's, still the body's.
       throw new WireFormatError(`${type.name} with text that is not UTF-8 could not be re-encoded: ${(error as Error).message}`);
@@ -430,146 +448,6 @@ class RequestDecoding {
 const MARKER_KEY = Buffer.from(ROOT_MARKER_ATTRIBUTE);
 // A service names its spans after a few operations and route templates.
 const spanNames = new StringPool(4096);
-
-/**
- * What judging reads of a span beyond what the trace window needs: its ids, times and attributes,
- * read from its bytes together when first asked for. A held span keeps none of them (no id
- * strings, bigints or map: fewer objects for the garbage collector to copy and mark).
- */
-interface JudgedFields {
-  readonly spanId: string;
-  readonly parentSpanId: string;
-  readonly startNs: bigint;
-  readonly endNs: bigint;
-  readonly attributes: AttributeMap;
-}
-
-/** A span as received: its bytes and what the trace window needs; the rest is read from the bytes when asked for. */
-class ReceivedSpan implements CollectedSpan {
-  private fields: JudgedFields | undefined;
-
-  constructor(
-    public raw: MessageBytes,
-    readonly origin: ScopeGroup,
-    readonly traceId: string,
-    readonly name: string,
-    readonly kind: number,
-    readonly flags: number,
-    readonly hasParent: boolean,
-    readonly markedRoot: boolean,
-    public estimatedBytes: number,
-  ) {}
-
-  get spanId(): string {
-    return this.read().spanId;
-  }
-
-  get parentSpanId(): string {
-    return this.read().parentSpanId;
-  }
-
-  get startNs(): bigint {
-    return this.read().startNs;
-  }
-
-  get endNs(): bigint {
-    return this.read().endNs;
-  }
-
-  get attributes(): AttributeMap {
-    return this.read().attributes;
-  }
-
-  releaseAttributes(): void {
-    this.fields = undefined;
-  }
-
-  private read(): JudgedFields {
-    return (this.fields ??= readJudgedFields(this.raw));
-  }
-}
-
-// Spans are read one at a time: their bytes are written here to be read, not copied anew each time
-// (a larger one gets a buffer of its own).
-const scratch = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * The ids, times and attributes in a span's bytes, checked when it was received. Of the
- * attributes, those core reads or writes (its attribute contract); the others stay in the bytes,
- * forwarded as they came.
- */
-function readJudgedFields(raw: MessageBytes): JudgedFields {
-  const reader = readerOf(raw);
-  let spanId = '';
-  let parentSpanId = '';
-  let startNs = 0n;
-  let endNs = 0n;
-  const attributes: Record<string, unknown> = {};
-  // Counted against the request's budget when received: here only the cap any request has.
-  const entries = new EntryCounter(Number.MAX_SAFE_INTEGER);
-  const findings: CheckFindings = { invalidUtf8: false };
-  while (reader.pos < reader.end) {
-    const fieldTag = reader.tag();
-    switch (fieldTag) {
-      case SPAN_ID:
-        spanId = hexOf(reader);
-        break;
-      case PARENT_SPAN_ID:
-        parentSpanId = hexOf(reader);
-        // An all-zero parent id means "no parent" too.
-        if (parentSpanId === ALL_ZERO_SPAN_ID) parentSpanId = '';
-        break;
-      case START:
-        startNs = reader.fixed64();
-        break;
-      case END:
-        endNs = reader.fixed64();
-        break;
-      case ATTRIBUTES: {
-        const end = reader.lengthEnd();
-        const key = contractKeyOf(reader, end);
-        if (key === undefined) reader.pos = end;
-        else readKeyValue(reader, end, attributes, entries, findings, 1, key);
-        break;
-      }
-      default:
-        reader.skip(fieldTag & 7);
-    }
-  }
-  return { spanId, parentSpanId, startNs, endNs, attributes };
-}
-
-/**
- * Every attribute of a span, as judging reads the contract's (last of duplicate keys wins, values
- * as the last member sent, own properties): for what shows them all (the Zipkin exporter).
- */
-export function allAttributesOf(span: CollectedSpan): AttributeMap {
-  const reader = readerOf(span.raw);
-  const attributes: Record<string, unknown> = {};
-  const entries = new EntryCounter(Number.MAX_SAFE_INTEGER);
-  const findings: CheckFindings = { invalidUtf8: false };
-  while (reader.pos < reader.end) {
-    const fieldTag = reader.tag();
-    if (fieldTag === ATTRIBUTES) readKeyValue(reader, reader.lengthEnd(), attributes, entries, findings, 1);
-    else reader.skip(fieldTag & 7);
-  }
-  return attributes;
-}
-
-/** A reader over a span's bytes, written into the scratch buffer (spans are read one at a time). */
-function readerOf(raw: MessageBytes): WireReader {
-  return new WireReader(raw.length <= scratch.length ? scratch.subarray(0, scratch.write(raw, 0, 'latin1')) : Buffer.from(raw, 'latin1'));
-}
-
-const ALL_ZERO_SPAN_ID = '0'.repeat(2 * SPAN_ID_BYTES);
-
-/** A length-delimited id field as lowercase hex ('' when empty; lengths were checked when received). */
-function hexOf(reader: WireReader): string {
-  const end = reader.lengthEnd();
-  const hex = reader.buf.toString('hex', reader.pos, end);
-  reader.pos = end;
-  return hex;
-}
 
 function sameBytes(buf: Buffer, a: number, b: number, length: number): boolean {
   for (let index = 0; index < length; index += 1) if (buf[a + index] !== buf[b + index]) return false;

@@ -6,12 +6,10 @@
  * forwarded as it came.
  */
 import { int64ToBigInt, type CollectedSpan, type MessageBytes, type WireAnyValue, type WireEvent, type WireKeyValue, type WireStatus } from './otlp-model';
+import { ATTRIBUTES, EVENTS, STATUS } from './span-fields';
 import { varintSize, writeVarint } from './varint';
 import { WireReader, WireType } from './wire-reader';
 
-const ATTRIBUTES = (9 << 3) | WireType.LENGTH;
-const STATUS = (15 << 3) | WireType.LENGTH;
-const EVENTS = (11 << 3) | WireType.LENGTH;
 const KEY = (1 << 3) | WireType.LENGTH;
 
 const keyFields = new Map<string, Buffer>();
@@ -39,22 +37,31 @@ export class SpanEdits {
     span.estimatedBytes += span.raw.length - before;
   }
 
-  /** `raw` with the edits: replaced attributes and an overridden status cut out, the new fields appended. */
+  /**
+   * `raw` with the edits (see editedBytes): replaced attributes and an overridden status cut
+   * out, the new fields appended.
+   */
   edit(raw: MessageBytes): MessageBytes {
     // Most roots get only new attributes and events: their bytes are kept whole, nothing is read.
-    const kept = this.replacesExisting || this.status !== undefined ? this.cut(raw) : raw;
+    const kept = this.replacesExisting || this.status !== undefined ? this.keptRanges(raw) : [0, raw.length];
     const writer = FieldWriter.shared;
     writer.reset();
     for (const [key, value] of this.attributes) writer.keyValue(ATTRIBUTES, { key, value });
     for (const event of this.events) writer.event(event);
     if (this.status !== undefined) writer.status(this.status);
-    return kept + writer.text();
+    let length = writer.length;
+    for (let index = 0; index < kept.length; index += 2) length += kept[index + 1] - kept[index];
+    const edited = editedBytes(length);
+    let at = 0;
+    for (let index = 0; index < kept.length; index += 2) at += raw.copy(edited, at, kept[index], kept[index + 1]);
+    writer.copyTo(edited, at);
+    return edited;
   }
 
-  /** `raw` without the attributes set here and, when one is set here, its status. */
-  private cut(raw: MessageBytes): MessageBytes {
-    const reader = new WireReader(Buffer.from(raw, 'latin1'));
-    let kept = '';
+  /** The ranges of `raw` to keep (start, end, …): all but the attributes set here and, when one is set here, its status. */
+  private keptRanges(raw: MessageBytes): number[] {
+    const reader = new WireReader(raw);
+    const kept: number[] = [];
     let runStart = 0;
     while (reader.more) {
       const fieldStart = reader.pos;
@@ -69,12 +76,34 @@ export class SpanEdits {
         cut = true;
       } else reader.skip(tag & 7);
       if (cut) {
-        kept += raw.slice(runStart, fieldStart);
+        if (fieldStart > runStart) kept.push(runStart, fieldStart);
         runStart = reader.pos;
       }
     }
-    return kept + raw.slice(runStart);
+    if (raw.length > runStart) kept.push(runStart, raw.length);
+    return kept;
   }
+}
+
+/**
+ * Memory for an edited root: slices of 64 KiB buffers taken in turn, as an ArrayBuffer apiece costs
+ * microseconds and Buffer's shared pool would let a root waiting for a downstream keep unrelated
+ * memory alive. A buffer goes once the roots in it are sent; roots are sent about in the order they
+ * were edited, so few buffers are kept by a root or two.
+ */
+const EDITED_BUFFER_BYTES = 64 * 1024;
+let editedBuffer = Buffer.allocUnsafeSlow(0);
+let editedUsed = 0;
+
+function editedBytes(length: number): Buffer {
+  if (length > EDITED_BUFFER_BYTES / 4) return Buffer.allocUnsafeSlow(length);
+  if (editedUsed + length > editedBuffer.length) {
+    editedBuffer = Buffer.allocUnsafeSlow(EDITED_BUFFER_BYTES);
+    editedUsed = 0;
+  }
+  const slice = editedBuffer.subarray(editedUsed, editedUsed + length);
+  editedUsed += length;
+  return slice;
 }
 
 /**
@@ -92,8 +121,13 @@ class FieldWriter {
     this.pos = 0;
   }
 
-  text(): MessageBytes {
-    return this.bytes.toString('latin1', 0, this.pos);
+  get length(): number {
+    return this.pos;
+  }
+
+  /** Copies what was written into `target` at `at`. */
+  copyTo(target: Buffer, at: number): void {
+    this.bytes.copy(target, at, 0, this.pos);
   }
 
   keyValue(tag: number, kv: WireKeyValue): void {

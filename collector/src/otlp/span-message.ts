@@ -8,5 +8,7 @@ import { otlpRoot } from './otlp-schema';
 const SpanType = otlpRoot.lookupType('opentelemetry.proto.trace.v1.Span');
 
 export function spanMessage(span: CollectedSpan): WireSpan {
-  return SpanType.decode(Buffer.from(span.raw, 'latin1')) as unknown as WireSpan;
+  // A span's message is never empty: empty bytes are a span let go before it was sent (BytesLease).
+  if (span.raw.length === 0) throw new Error(`span of trace ${span.traceId}: its bytes were let go before it was read`);
+  return SpanType.decode(span.raw) as unknown as WireSpan;
 }

@@ -1,0 +1,102 @@
+/**
+ * One held trace's spans, kept compact while the trace window holds them (about two seconds each,
+ * a hundred thousand spans a second): per span a few fields in slots of one array, its bytes left
+ * where decoding put them (one buffer per request, outside the JS heap; see span-decode.ts). A
+ * held span is then no object for the garbage collector to copy or mark. The spans are made again
+ * when the trace is flushed. A trace held long has its bytes moved into a buffer of its own, so
+ * that it does not keep the buffers of requests whose other spans are long gone.
+ */
+import { Buffer } from 'node:buffer';
+import type { CollectedSpan, ScopeGroup } from '../otlp/otlp-model';
+import { BUFFER_BYTES, BytesLease, ReceivedSpan, SPAN_BYTES } from '../otlp/received-span';
+
+/** Slots per span: origin, name, kind, flags, marks, the lease of the buffer its bytes are in, their start and end there, estimated bytes. */
+const STRIDE = 9;
+/** A held span beside its bytes: its slots (8 bytes each) and their share of the array's spare room. */
+export const HELD_SPAN_BYTES = 120;
+
+const HAS_PARENT = 1;
+const MARKED_ROOT = 2;
+
+export class HeldSpans {
+  private readonly slots: unknown[] = [];
+  // What the spans are charged with (see heldBytes).
+  private charged = 0;
+  private moved = false;
+
+  get count(): number {
+    return this.slots.length / STRIDE;
+  }
+
+  /**
+   * Estimated memory held: per span its slots, its bytes and what decoding charged beyond its own
+   * object (its name, its share of its resource, scope and request buffer); a moved trace's buffer.
+   */
+  get heldBytes(): number {
+    return this.charged;
+  }
+
+  /**
+   * Adds a span whose lease (one per request) holds `copies` for it already (TraceBuffer.add). A
+   * span that came otherwise, without a lease, gets a buffer and lease of its own (holding none).
+   */
+  add(span: CollectedSpan): void {
+    const { raw } = span;
+    const marks = (span.hasParent ? HAS_PARENT : 0) | (span.markedRoot ? MARKED_ROOT : 0);
+    const lease = span.lease ?? new BytesLease(Buffer.from(raw));
+    const start = span.lease !== undefined ? raw.byteOffset : 0;
+    this.slots.push(span.origin, span.name, span.kind, span.flags, marks, lease, start, start + raw.length, span.estimatedBytes);
+    this.charged += HELD_SPAN_BYTES + span.estimatedBytes - SPAN_BYTES;
+  }
+
+  /**
+   * Moves the spans' bytes into one buffer of the trace's own (once): their requests' buffers go
+   * when their other spans have been sent. `copies`: what was held per span.
+   */
+  moveBytes(copies: number): void {
+    if (this.moved) return;
+    this.moved = true;
+    const { slots } = this;
+    let length = 0;
+    for (let index = 0; index < slots.length; index += STRIDE) length += (slots[index + 7] as number) - (slots[index + 6] as number);
+    const own = Buffer.allocUnsafeSlow(length);
+    const lease = new BytesLease(own);
+    lease.hold(this.count * copies);
+    let at = 0;
+    for (let index = 0; index < slots.length; index += STRIDE) {
+      const from = slots[index + 5] as BytesLease;
+      const end = at + from.bytes.copy(own, at, slots[index + 6] as number, slots[index + 7] as number);
+      from.release(copies);
+      slots[index + 5] = lease;
+      slots[index + 6] = at;
+      slots[index + 7] = end;
+      at = end;
+    }
+    this.charged += BUFFER_BYTES;
+  }
+
+  /** The spans, made again: views of the same bytes, under the same leases. */
+  spans(traceId: string): CollectedSpan[] {
+    const { slots } = this;
+    const spans: CollectedSpan[] = [];
+    for (let index = 0; index < slots.length; index += STRIDE) {
+      const marks = slots[index + 4] as number;
+      spans.push(
+        new ReceivedSpan(
+          (slots[index + 5] as BytesLease).bytes.subarray(slots[index + 6] as number, slots[index + 7] as number),
+          slots[index] as ScopeGroup,
+          traceId,
+          slots[index + 1] as string,
+          slots[index + 2] as number,
+          slots[index + 3] as number,
+          (marks & HAS_PARENT) !== 0,
+          (marks & MARKED_ROOT) !== 0,
+          // A moved trace's buffer goes with its first span.
+          (slots[index + 8] as number) + (index === 0 && this.moved ? BUFFER_BYTES : 0),
+          slots[index + 5] as BytesLease,
+        ),
+      );
+    }
+    return spans;
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * How the trace window keeps a held trace's spans (held-spans.ts): their bytes side by side in a
+ * buffer of the trace's own, a few fields each beside them, and the spans made again on flush
+ * exactly as they were decoded; and how that buffer is let go once every downstream has copied
+ * every span (BytesLease), never before.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Downstream } from '../src/exporter/downstream';
+import { encodeTraceRequest } from '../src/exporter/otlp-encode';
+import type { CollectedSpan } from '../src/otlp/otlp-model';
+import { spanMessage } from '../src/otlp/span-message';
+import { TraceProcessor } from '../src/processor/trace-processor';
+import { HELD_SPAN_BYTES, HeldSpans } from '../src/processor/held-spans';
+import { TraceBuffer } from '../src/processor/trace-buffer';
+import { decodeTraceRequest } from '../src/receiver/otlp-decode';
+import { BUFFER_BYTES, SPAN_BYTES } from '../src/otlp/received-span';
+import { decodedSpans } from './support/decoded-spans';
+import { startDownstream } from './support/downstream-server';
+import { Kind, newSpanId, newTraceId, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';
+
+const buffers: TraceBuffer[] = [];
+afterEach(() => buffers.splice(0).forEach((buffer) => buffer.close()));
+
+const decoded = (traceId: string, spans: Partial<SyntheticSpan>[]): CollectedSpan[] => decodedSpans(traceId, spans, 'SELECT orders');
+
+/** What a span is, as the processor and the exporters read it. */
+function viewOf(span: CollectedSpan) {
+  return {
+    raw: Buffer.from(span.raw).toString('hex'),
+    origin: span.origin,
+    traceId: span.traceId,
+    spanId: span.spanId,
+    parentSpanId: span.parentSpanId,
+    name: span.name,
+    kind: span.kind,
+    flags: span.flags,
+    hasParent: span.hasParent,
+    markedRoot: span.markedRoot,
+    startNs: span.startNs,
+    endNs: span.endNs,
+    attributes: span.attributes,
+  };
+}
+
+function windowOf(copiesPerSpan: number, flushed: CollectedSpan[][]): TraceBuffer {
+  const buffer = new TraceBuffer({
+    graceMs: 600_000,
+    maxWaitMs: 600_000,
+    maxTraces: 100,
+    maxSpansPerTrace: 1000,
+    copiesPerSpan,
+    onFlush: (spans) => flushed.push(spans),
+    onError: (error) => {
+      throw error;
+    },
+  });
+  buffers.push(buffer);
+  return buffer;
+}
+
+describe('a held trace', () => {
+  it('gives back its spans as they were decoded, from requests of any size, whatever their kind, flags and marks', () => {
+    const traceId = newTraceId();
+    const requests = [
+      decoded(traceId, [{ kind: Kind.SERVER, parentSpanId: undefined, attributes: { 'http.route': '/orders/:id' } }]),
+      // A kind no OTLP version defines yet is kept as sent; flags beyond 31 bits too.
+      decoded(traceId, [{ kind: 9, flags: 0x8000_0301 }, { attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 1' } }]),
+      decoded(traceId, [{ kind: Kind.INTERNAL, attributes: { 'request_budget.root': true, 'x.other': 'kept in the bytes' } }]),
+      decoded(
+        traceId,
+        Array.from({ length: 40 }, (_, index) => ({ name: `span ${index}`, attributes: { 'db.rows_returned': index } })),
+      ),
+    ];
+    const spans = requests.flat();
+    const expected = spans.map(viewOf);
+    const held = new HeldSpans();
+    for (const span of spans) held.add(span);
+    expect(held.count).toBe(44);
+    const again = held.spans(traceId);
+    expect(again.map(viewOf)).toEqual(expected);
+    expect(again.map((span) => span.kind).slice(0, 3)).toEqual([Kind.SERVER, 9, Kind.CLIENT]);
+    expect(again[1]!.flags).toBe(0x8000_0301);
+    expect(again.filter((span) => span.markedRoot)).toHaveLength(1);
+    // The bytes stay where decoding put them: one buffer per request, under its lease.
+    expect(again.map((span) => span.raw.buffer)).toEqual(spans.map((span) => span.raw.buffer));
+    expect(new Set(again.map((span) => span.raw.buffer)).size).toBe(4);
+    expect(again.map((span) => span.lease)).toEqual(spans.map((span) => span.lease));
+    // Moved, they are the same spans in one buffer of the trace's own.
+    held.moveBytes(0);
+    const moved = held.spans(traceId);
+    expect(moved.map(viewOf)).toEqual(expected);
+    expect(new Set(moved.map((span) => span.raw.buffer)).size).toBe(1);
+    expect(spans.some((span) => span.raw.buffer === moved[0]!.raw.buffer)).toBe(false);
+  });
+
+  it('is charged, per span, its slots and what decoding charged beyond the span object; a moved trace its buffer too', () => {
+    const traceId = newTraceId();
+    const spans = [...decoded(traceId, [{}]), ...decoded(traceId, [{}, {}])];
+    const held = new HeldSpans();
+    for (const span of spans) held.add(span);
+    const charged = spans.reduce((sum, span) => sum + HELD_SPAN_BYTES + span.estimatedBytes - SPAN_BYTES, 0);
+    expect(held.heldBytes).toBe(charged);
+    // Decoding charged each request's buffer to its first span.
+    expect(spans[1]!.estimatedBytes - spans[2]!.estimatedBytes).toBeGreaterThanOrEqual(BUFFER_BYTES);
+    held.moveBytes(0);
+    expect(held.heldBytes).toBe(charged + BUFFER_BYTES);
+    expect(held.spans(traceId).map((span) => span.estimatedBytes)).toEqual(spans.map((span, index) => span.estimatedBytes + (index === 0 ? BUFFER_BYTES : 0)));
+  });
+});
+
+describe("a request's buffer", () => {
+  it('is let go only once every downstream has copied every span in it, roots with edits included', () => {
+    const flushed: CollectedSpan[][] = [];
+    const buffer = windowOf(2, flushed);
+    const traceId = newTraceId();
+    const rootId = newSpanId();
+    const rootRequest = decoded(traceId, [
+      { spanId: rootId, name: 'GET /orders', kind: Kind.SERVER, parentSpanId: undefined, attributes: { 'http.route': '/orders' } },
+    ]);
+    const childRequest = decoded(traceId, [
+      { parentSpanId: rootId, attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 1' } },
+      { parentSpanId: rootId },
+    ]);
+    buffer.add(rootRequest);
+    buffer.add(childRequest);
+    buffer.flushAll();
+    const [spans] = flushed;
+    const rootBuffer = rootRequest[0]!.raw.buffer;
+    // The root gets its cost record written: its bytes are new, elsewhere.
+    new TraceProcessor().process(spans!);
+    const [root, ...children] = spans!;
+    expect(root!.raw.buffer).not.toBe(rootBuffer);
+    const lengths = spans!.map((span) => span.raw.length);
+    // The first downstream copies every span: the second still reads them whole.
+    const first = encodeTraceRequest(spans!);
+    for (const span of spans!) span.bytesCopied();
+    expect(spans!.map((span) => span.raw.length)).toEqual(lengths);
+    expect(encodeTraceRequest(spans!)).toEqual(first);
+    expect(spans!.map((span) => spanMessage(span).name)).toEqual(['GET /orders', 'SELECT orders', 'SELECT orders']);
+    // The second copies the root and one child: the root's request buffer goes; the children's stays.
+    root!.bytesCopied();
+    children[0]!.bytesCopied();
+    expect(rootBuffer.byteLength).toBe(0);
+    expect(root!.raw.length).toBe(lengths[0]);
+    expect(children.map((span) => span.raw.length)).toEqual(lengths.slice(1));
+    // The last copy lets the children's buffer go at once.
+    children[1]!.bytesCopied();
+    expect(children.map((span) => span.raw.length)).toEqual([0, 0]);
+  });
+
+  it('is let go by a trace held long, whose spans move out, when the rest of the request is sent', async () => {
+    const flushed: CollectedSpan[][] = [];
+    const buffer = new TraceBuffer({
+      graceMs: 40,
+      maxWaitMs: 60_000,
+      maxTraces: 100,
+      maxSpansPerTrace: 1000,
+      copiesPerSpan: 1,
+      onFlush: (spans) => flushed.push(spans),
+      onError: (error) => {
+        throw error;
+      },
+    });
+    buffers.push(buffer);
+    // One request (two bodies' ResourceSpans, as protobuf merges them): a whole trace, and a child
+    // whose root never comes (held up to the maximum wait).
+    const [whole, waiting] = [newTraceId(), newTraceId()];
+    const body = (traceId: string, span: Partial<SyntheticSpan>) =>
+      toOtlpProtobuf({
+        traceId,
+        baseNs: 1_000_000_000n,
+        spans: [{ service: 'orders-py', name: 'x', kind: Kind.CLIENT, spanId: newSpanId(), startUs: 0, endUs: 10, ...span }],
+      });
+    const request = decodeTraceRequest(Buffer.concat([body(whole, { kind: Kind.SERVER }), body(waiting, { parentSpanId: newSpanId() })]), 'protobuf').spans;
+    expect(request.map((span) => span.traceId)).toEqual([whole, waiting]);
+    expect(request[0]!.lease).toBe(request[1]!.lease);
+    buffer.add(request);
+    await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1);
+    const [[sent]] = flushed as [[CollectedSpan]];
+    sent.bytesCopied();
+    // The waiting trace still holds the request's buffer...
+    expect(request[0]!.raw.length).toBeGreaterThan(0);
+    // ...until it has been held twice the grace period: its span moves out, and the buffer goes.
+    await expect.poll(() => request[0]!.raw.length, { timeout: 2000 }).toBe(0);
+    expect(buffer.traceCount).toBe(1);
+    buffer.flushAll();
+    const [moved] = flushed[1]!;
+    expect(spanMessage(moved!).traceId).toEqual(Buffer.from(waiting, 'hex'));
+  });
+
+  it('is never read once let go: the encoder and the message reader refuse a span without bytes, naming its trace', () => {
+    const flushed: CollectedSpan[][] = [];
+    const buffer = windowOf(1, flushed);
+    const traceId = newTraceId();
+    buffer.add(decoded(traceId, [{}]));
+    buffer.flushAll();
+    const [span] = flushed[0]!;
+    span!.bytesCopied();
+    expect(() => encodeTraceRequest([span!])).toThrow(`span of trace ${traceId}: its bytes were let go before it was encoded`);
+    expect(() => spanMessage(span!)).toThrow(`span of trace ${traceId}: its bytes were let go before it was read`);
+  });
+
+  it('without downstreams to copy it, is left to the garbage collector: copies do not let it go', () => {
+    const flushed: CollectedSpan[][] = [];
+    const buffer = windowOf(0, flushed);
+    buffer.add(decoded(newTraceId(), [{}]));
+    buffer.flushAll();
+    const [span] = flushed[0]!;
+    const length = span!.raw.length;
+    span!.bytesCopied();
+    expect(span!.raw.length).toBe(length);
+  });
+});
+
+describe('a downstream', () => {
+  it('says each span copied once, when it first encodes its batch, not again when it retries it', async () => {
+    // Two 503s, then 200: the batch is sent three times, encoded once.
+    const server = await startDownstream(undefined, (attempt) => ({ status: attempt < 2 ? 503 : 200 }));
+    const copied = new Map<string, number>();
+    const spans = decoded(newTraceId(), [{}, {}, {}]).map((span) =>
+      Object.assign(Object.create(span) as CollectedSpan, { bytesCopied: () => copied.set(span.spanId, (copied.get(span.spanId) ?? 0) + 1) }),
+    );
+    let encodings = 0;
+    const forwarded: number[] = [];
+    const downstream = new Downstream({
+      name: 'otlp',
+      url: `${server.url}/v1/traces`,
+      encode: (batch) => {
+        encodings += 1;
+        return { body: encodeTraceRequest(batch), contentType: 'application/x-protobuf' };
+      },
+      maxBatchSpans: 512,
+      concurrency: 2,
+      requestTimeoutMs: 2000,
+      initialBackoffMs: 10,
+      maxBackoffMs: 20,
+      maxElapsedMs: 10_000,
+      onForwarded: (count) => forwarded.push(count),
+      onRetry: () => {},
+      onDropped: () => {},
+      onProblem: () => {},
+    });
+    try {
+      downstream.enqueue(spans);
+      await expect.poll(() => forwarded, { timeout: 5000 }).toEqual([3]);
+      expect(server.attempts).toHaveLength(3);
+      expect(encodings).toBe(1);
+      expect([...copied.values()]).toEqual([1, 1, 1]);
+      expect(server.spans).toHaveLength(3);
+    } finally {
+      await downstream.drain(Date.now());
+      await server.close();
+    }
+  });
+});
