@@ -211,7 +211,7 @@ describe('the memory limit, downstream down', () => {
     }
     await expect.poll(() => collector.metric('request_budget_collector_queue_spans{downstream="otlp"}'), { timeout: 5000 }).toBe(100);
     // Held: 100 spans of about 1,100 bytes estimated each (the span, its message and the buffer of
-    // its trace, its resource and scope: each came alone), not 100 bodies of 9 MiB.
+    // its request, its resource and scope: each came alone), not 100 bodies of 9 MiB.
     const held = await collector.metric('request_budget_collector_memory_held_bytes');
     expect(held).toBeGreaterThan(100 * 500);
     expect(held).toBeLessThan(100 * 1536);

@@ -8,6 +8,8 @@ import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { MAX_ENTRIES_PER_REQUEST } from '../src/otlp/entry-budget';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
+import { HELD_SPAN_BYTES } from '../src/processor/held-spans';
+import { SPAN_BYTES } from '../src/otlp/received-span';
 import { TRACE_BYTES, TraceBuffer } from '../src/processor/trace-buffer';
 import { decodeTraceRequest, OtlpDecodeError } from '../src/receiver/otlp-decode';
 import { spanMessage } from '../src/otlp/span-message';
@@ -320,8 +322,9 @@ describe('the memory a span is charged with', () => {
     const traces = [traceOfOne(), traceOfOne(), traceOfOne()].map((trace) => decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf').spans);
     buffer.add(traces[0]!);
     const first = buffer.byteCount;
-    // Each trace's spans, their bytes and the trace's own record.
-    expect(first).toBeGreaterThan(TRACE_BYTES + traces[0]![0]!.raw.length);
+    // The trace's own record, and its span: its slots and what decoding charged beyond its object.
+    expect(first).toBe(TRACE_BYTES + HELD_SPAN_BYTES + traces[0]![0]!.estimatedBytes - SPAN_BYTES);
+    expect(traces[0]![0]!.estimatedBytes).toBeGreaterThan(SPAN_BYTES + traces[0]![0]!.raw.length);
     buffer.add(traces[1]!);
     // The traces are alike: each is charged the same.
     expect(buffer.byteCount).toBe(2 * first);

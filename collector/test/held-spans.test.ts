@@ -1,8 +1,8 @@
 /**
- * How the trace window keeps a held trace's spans (held-spans.ts): their bytes side by side in a
- * buffer of the trace's own, a few fields each beside them, and the spans made again on flush
- * exactly as they were decoded; and how that buffer is let go once every downstream has copied
- * every span (BytesLease), never before.
+ * How the trace window keeps a held trace's spans (held-spans.ts): a few fields each in slots, their
+ * bytes where decoding put them (one buffer per request) or, for a trace held long, moved into a
+ * buffer of the trace's own; the spans made again on flush exactly as they were decoded; and how a
+ * buffer is let go once every downstream has copied every span in it (BytesLease), never before.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Downstream } from '../src/exporter/downstream';
@@ -82,9 +82,8 @@ describe('a held trace', () => {
     expect(again[1]!.flags).toBe(0x8000_0301);
     expect(again.filter((span) => span.markedRoot)).toHaveLength(1);
     // The bytes stay where decoding put them: one buffer per request, under its lease.
-    expect(again.map((span) => span.raw.buffer)).toEqual(spans.map((span) => span.raw.buffer));
+    expect(again.every((span, index) => span.raw.buffer === spans[index]!.raw.buffer && span.lease === spans[index]!.lease)).toBe(true);
     expect(new Set(again.map((span) => span.raw.buffer)).size).toBe(4);
-    expect(again.map((span) => span.lease)).toEqual(spans.map((span) => span.lease));
     // Moved, they are the same spans in one buffer of the trace's own.
     held.moveBytes(0);
     const moved = held.spans(traceId);
@@ -180,12 +179,25 @@ describe("a request's buffer", () => {
     sent.bytesCopied();
     // The waiting trace still holds the request's buffer...
     expect(request[0]!.raw.length).toBeGreaterThan(0);
-    // ...until it has been held twice the grace period: its span moves out, and the buffer goes.
-    await expect.poll(() => request[0]!.raw.length, { timeout: 2000 }).toBe(0);
+    const heldBefore = buffer.byteCount;
+    // ...until it has been held twice the grace period (at least a second): its span moves out, and
+    // the buffer goes. The moved trace is charged its buffer.
+    await expect.poll(() => request[0]!.raw.length, { timeout: 5000 }).toBe(0);
     expect(buffer.traceCount).toBe(1);
+    expect(buffer.byteCount).toBe(heldBefore + BUFFER_BYTES);
+    // A span of the trace that comes later is in its request's buffer until the next look.
+    const later = decodeTraceRequest(body(waiting, { parentSpanId: newSpanId() }), 'protobuf').spans;
+    buffer.add(later);
+    expect(buffer.spanCount).toBe(2);
+    await expect.poll(() => later[0]!.raw.length, { timeout: 5000 }).toBe(0);
+    expect(buffer.byteCount).toBe(heldBefore + 2 * BUFFER_BYTES + (later[0]!.estimatedBytes + HELD_SPAN_BYTES - SPAN_BYTES));
     buffer.flushAll();
-    const [moved] = flushed[1]!;
-    expect(spanMessage(moved!).traceId).toEqual(Buffer.from(waiting, 'hex'));
+    expect(buffer.byteCount).toBe(0);
+    const moved = flushed[1]!;
+    expect(moved.map((span) => spanMessage(span).traceId)).toEqual([Buffer.from(waiting, 'hex'), Buffer.from(waiting, 'hex')]);
+    // Each moved span is under one lease holding one copy for it: one copy each lets its buffer go.
+    for (const span of moved) span.bytesCopied();
+    expect(moved.map((span) => span.raw.length)).toEqual([0, 0]);
   });
 
   it('is never read once let go: the encoder and the message reader refuse a span without bytes, naming its trace', () => {

@@ -186,7 +186,6 @@ export class Downstream {
     );
   }
 
-  /** Resolves when nothing is queued or being sent. */
   /** The batch's request body, encoded on first need; its spans' bytes are not read after. */
   private encoded(batch: Batch): EncodedBatch {
     if (batch.encoded !== undefined) return batch.encoded;
@@ -195,6 +194,7 @@ export class Downstream {
     return batch.encoded;
   }
 
+  /** Resolves when nothing is queued or being sent. */
   private async sent(): Promise<void> {
     while (this.queued > 0 && !this.stopController.signal.aborted) {
       if (this.workers.size > 0) await Promise.race(this.workers);

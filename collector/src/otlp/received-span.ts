@@ -31,7 +31,7 @@ export const BUFFER_BYTES = 300;
  * for the trace window is in the old generation by then — at a hundred thousand spans a second,
  * buffers already sent would pile up outside the heap between full collections. The trace window
  * holds `copies` per span it takes in; each copy, and each span moved out (a trace held long),
- * releases one; the last detaches the buffer. A span is never read after its copies; if one were,
+ * releases one (`copies` for a span moved out); the last detaches the buffer. A span is never read after its copies; if one were,
  * its bytes would be empty, and the encoder refuses an empty span.
  */
 export class BytesLease {
@@ -48,7 +48,8 @@ export class BytesLease {
     // Nothing held (no copies are made): the buffer goes with its last view, as any other.
     if (count <= 0) return;
     this.holders -= count;
-    if (this.holders !== 0) return;
+    // Only a buffer that is all of its ArrayBuffer is detached (never a slice of a shared one).
+    if (this.holders !== 0 || this.bytes.byteOffset !== 0 || this.bytes.length !== this.bytes.buffer.byteLength) return;
     // ES2024's ArrayBuffer#transfer (Node ≥ 21), beyond the ES2023 library this project compiles
     // with. Letting go early is only an economy: where it cannot be done, a collection does it.
     const { buffer } = this.bytes;

@@ -22,7 +22,9 @@ export class HeldSpans {
   private readonly slots: unknown[] = [];
   // What the spans are charged with (see heldBytes).
   private charged = 0;
-  private moved = false;
+  // The trace's own buffers its spans were moved into (rare: made when first needed).
+  private own: Set<BytesLease> | undefined;
+  private moves = 0;
 
   get count(): number {
     return this.slots.length / STRIDE;
@@ -30,7 +32,7 @@ export class HeldSpans {
 
   /**
    * Estimated memory held: per span its slots, its bytes and what decoding charged beyond its own
-   * object (its name, its share of its resource, scope and request buffer); a moved trace's buffer.
+   * object (its name, its share of its resource, scope and request buffer); a moved trace's buffers.
    */
   get heldBytes(): number {
     return this.charged;
@@ -38,41 +40,56 @@ export class HeldSpans {
 
   /**
    * Adds a span whose lease (one per request) holds `copies` for it already (TraceBuffer.add). A
-   * span that came otherwise, without a lease, gets a buffer and lease of its own (holding none).
+   * span whose bytes are not in its lease's buffer (it came otherwise) gets a buffer of its own,
+   * under a lease that holds nothing (it goes with its last view).
    */
   add(span: CollectedSpan): void {
     const { raw } = span;
     const marks = (span.hasParent ? HAS_PARENT : 0) | (span.markedRoot ? MARKED_ROOT : 0);
-    const lease = span.lease ?? new BytesLease(Buffer.from(raw));
-    const start = span.lease !== undefined ? raw.byteOffset : 0;
+    let { lease } = span;
+    let start = raw.byteOffset;
+    if (lease === undefined || lease.bytes.buffer !== raw.buffer) {
+      const own = Buffer.allocUnsafeSlow(raw.length);
+      own.set(raw);
+      lease = new BytesLease(own);
+      start = 0;
+    }
     this.slots.push(span.origin, span.name, span.kind, span.flags, marks, lease, start, start + raw.length, span.estimatedBytes);
     this.charged += HELD_SPAN_BYTES + span.estimatedBytes - SPAN_BYTES;
   }
 
   /**
-   * Moves the spans' bytes into one buffer of the trace's own (once): their requests' buffers go
-   * when their other spans have been sent. `copies`: what was held per span.
+   * Moves the bytes of the spans not yet moved into one buffer of the trace's own: their requests'
+   * buffers go when their other spans have been sent. `copies`: what was held per span. Spans that
+   * came since an earlier move get a buffer of their own in turn (the first keeps its spans).
    */
   moveBytes(copies: number): void {
-    if (this.moved) return;
-    this.moved = true;
     const { slots } = this;
     let length = 0;
-    for (let index = 0; index < slots.length; index += STRIDE) length += (slots[index + 7] as number) - (slots[index + 6] as number);
+    for (let index = 0; index < slots.length; index += STRIDE)
+      if (!this.isOwn(slots[index + 5] as BytesLease)) length += (slots[index + 7] as number) - (slots[index + 6] as number);
+    if (length === 0) return;
     const own = Buffer.allocUnsafeSlow(length);
     const lease = new BytesLease(own);
-    lease.hold(this.count * copies);
     let at = 0;
     for (let index = 0; index < slots.length; index += STRIDE) {
       const from = slots[index + 5] as BytesLease;
+      if (this.isOwn(from)) continue;
       const end = at + from.bytes.copy(own, at, slots[index + 6] as number, slots[index + 7] as number);
+      lease.hold(copies);
       from.release(copies);
       slots[index + 5] = lease;
       slots[index + 6] = at;
       slots[index + 7] = end;
       at = end;
     }
+    (this.own ??= new Set()).add(lease);
     this.charged += BUFFER_BYTES;
+    this.moves += 1;
+  }
+
+  private isOwn(lease: BytesLease): boolean {
+    return this.own?.has(lease) ?? false;
   }
 
   /** The spans, made again: views of the same bytes, under the same leases. */
@@ -91,8 +108,8 @@ export class HeldSpans {
           slots[index + 3] as number,
           (marks & HAS_PARENT) !== 0,
           (marks & MARKED_ROOT) !== 0,
-          // A moved trace's buffer goes with its first span.
-          (slots[index + 8] as number) + (index === 0 && this.moved ? BUFFER_BYTES : 0),
+          // A moved trace's buffers go with its first span.
+          (slots[index + 8] as number) + (index === 0 ? this.moves * BUFFER_BYTES : 0),
           slots[index + 5] as BytesLease,
         ),
       );

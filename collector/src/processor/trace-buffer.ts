@@ -56,6 +56,15 @@ interface PendingTrace {
   deadlineMs: number;
 }
 
+/** When a trace's bytes are next looked at to be moved (due times only grow: the earliest is first). */
+interface MoveEntry {
+  readonly trace: PendingTrace;
+  readonly dueMs: number;
+}
+
+/** Least wait before a trace's bytes are moved out of their requests' buffers (a short grace period would move every trace). */
+const MIN_MOVE_AFTER_MS = 1000;
+
 /** A trace's deadline as its root set it: a later root sets a later one, queued anew. */
 interface GraceEntry {
   readonly trace: PendingTrace;
@@ -71,10 +80,9 @@ export class TraceBuffer {
   // its spans go); the age queue is rebuilt once they are most of it.
   private readonly byAge = new AgeQueue<PendingTrace>();
   private readonly byGrace = new AgeQueue<GraceEntry>();
-  // The traces by age again, to move the bytes of those held past twice the grace period, and due
-  // later than another, out of their requests' buffers (HeldSpans.moveBytes): each is visited once,
-  // when it gets that old.
-  private readonly toMove = new AgeQueue<PendingTrace>();
+  // When to look at a trace's bytes to move them out of their requests' buffers: twice the grace
+  // period (at least a second) after it came, and as long after each look while it is held.
+  private readonly toMove = new AgeQueue<MoveEntry>();
   private readonly moveAfterMs: number;
   // Trace ids flushed lately, to count late spans: the last maxTraces flushes, and how many of
   // them were of each id.
@@ -92,7 +100,7 @@ export class TraceBuffer {
   constructor(options: TraceBufferOptions) {
     this.options = options;
     this.copies = options.copiesPerSpan ?? 0;
-    this.moveAfterMs = 2 * options.graceMs;
+    this.moveAfterMs = Math.max(MIN_MOVE_AFTER_MS, 2 * options.graceMs);
     this.sweepIntervalMs = Math.min(250, Math.max(10, Math.floor(options.graceMs / 4)));
   }
 
@@ -106,7 +114,7 @@ export class TraceBuffer {
     return this.spans;
   }
 
-  /** Estimated bytes of the spans held now (CollectedSpan.estimatedBytes). */
+  /** Estimated bytes of the traces held now (TRACE_BYTES each, and what HeldSpans charges for their spans). */
   get byteCount(): number {
     return this.bytes;
   }
@@ -129,7 +137,7 @@ export class TraceBuffer {
           trace = { traceId: span.traceId, held: true, spans: new HeldSpans(), firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
           this.traces.set(span.traceId, trace);
           this.byAge.push(trace);
-          this.toMove.push(trace);
+          this.toMove.push({ trace, dueMs: now + this.moveAfterMs });
           this.bytes += TRACE_BYTES;
         }
         traceIsLate = this.recentlyFlushed.has(span.traceId);
@@ -195,7 +203,7 @@ export class TraceBuffer {
       return;
     }
     const sliceEnd = performance.now() + SWEEP_SLICE_MS;
-    this.moveLongHeld(now);
+    this.moveLongHeld(now, sliceEnd);
     for (let trace = this.takeDue(now); trace !== undefined; trace = this.takeDue(now)) {
       this.flush(trace, now - trace.firstAtMs >= this.options.maxWaitMs ? 'max_wait' : 'root_grace');
       if (performance.now() >= sliceEnd) {
@@ -210,13 +218,21 @@ export class TraceBuffer {
     if (this.traces.size === 0) this.stopTimer();
   }
 
-  /** Moves the bytes of the traces held past moveAfterMs at `now` out of their requests' buffers. */
-  private moveLongHeld(now: number): void {
-    for (let trace = this.toMove.peek(); trace !== undefined && trace.firstAtMs + this.moveAfterMs <= now; trace = this.toMove.peek()) {
+  /**
+   * Moves the bytes of the traces held past moveAfterMs at `now`, and due later than another grace
+   * period, out of their requests' buffers; looked at again after as long (spans that came since
+   * are moved then). Stops at `sliceEnd`: the rest waits for the next sweep.
+   */
+  private moveLongHeld(now: number, sliceEnd: number): void {
+    for (let entry = this.toMove.peek(); entry !== undefined && entry.dueMs <= now; entry = this.toMove.peek()) {
+      if (performance.now() >= sliceEnd) return;
       this.toMove.shift();
+      const { trace } = entry;
       const held = trace.spans;
+      if (!trace.held || held === undefined) continue;
+      this.toMove.push({ trace, dueMs: now + this.moveAfterMs });
       // A trace due soon (its root came) goes with its bytes where they are.
-      if (!trace.held || held === undefined || trace.deadlineMs - now <= this.options.graceMs) continue;
+      if (trace.deadlineMs - now <= this.options.graceMs) continue;
       const before = held.heldBytes;
       held.moveBytes(this.copies);
       this.bytes += held.heldBytes - before;
