@@ -174,4 +174,33 @@ describe('the trace window', () => {
     expect(new Set(between).size).toBeGreaterThanOrEqual(6);
     expect(flushed.map((flush) => flush.reason)).toEqual(Array(20).fill('root_grace'));
   });
+
+  it('takes in the same sweep a trace that came due while the sweep ran, not a sweep interval later', async () => {
+    // A clock of the test's own: each trace judged takes 3 ms of it, so a sweep of 10 runs 30 ms.
+    let clock = 0;
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      const flushedAt: { traceId: string; realMs: number }[] = [];
+      // A 1 s grace period: sweeps every 250 ms (of real time).
+      const { buffer } = bufferWith({
+        graceMs: 1000,
+        maxWaitMs: 60_000,
+        onFlush: (spans) => {
+          clock += 3;
+          flushedAt.push({ traceId: spans[0]!.traceId, realMs: Date.now() });
+        },
+      });
+      for (let index = 0; index < 10; index += 1) buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
+      clock = 10;
+      const late = newTraceId();
+      buffer.add(spansOf(late, [{ kind: Kind.SERVER, parentSpanId: undefined }])); // due at 1010
+      clock = 1000; // the ten are due; the sweep that takes them runs past 1010
+      await expect.poll(() => flushedAt.length, { timeout: 2000 }).toBe(11);
+      expect(flushedAt[10]!.traceId).toBe(late);
+      // In the same sweep (a sweep interval is 250 ms).
+      expect(flushedAt[10]!.realMs - flushedAt[9]!.realMs).toBeLessThan(100);
+    } finally {
+      now.mockRestore();
+    }
+  });
 });

@@ -207,7 +207,9 @@ export class TraceBuffer {
     for (let trace = this.takeDue(now); trace !== undefined; trace = this.takeDue(now)) {
       this.flush(trace, now - trace.firstAtMs >= this.options.maxWaitMs ? 'max_wait' : 'root_grace');
       if (performance.now() >= sliceEnd) {
-        setImmediate(() => this.continueSweep(now));
+        // Traces that came due meanwhile are taken in this sweep too: under load a sweep spans many
+        // turns of the event loop, and a trace waiting for the next one would be held that much longer.
+        setImmediate(() => this.continueSweep(performance.now()));
         return;
       }
     }
