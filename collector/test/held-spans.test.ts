@@ -74,7 +74,7 @@ describe('a held trace', () => {
     const spans = requests.flat();
     const expected = spans.map(viewOf);
     const held = new HeldSpans();
-    for (const span of spans) held.add(span);
+    for (const span of spans) held.add(span, 0);
     expect(held.count).toBe(44);
     const again = held.spans(traceId);
     expect(again.map(viewOf)).toEqual(expected);
@@ -96,7 +96,7 @@ describe('a held trace', () => {
     const traceId = newTraceId();
     const spans = [...decoded(traceId, [{}]), ...decoded(traceId, [{}, {}])];
     const held = new HeldSpans();
-    for (const span of spans) held.add(span);
+    for (const span of spans) held.add(span, 0);
     const charged = spans.reduce((sum, span) => sum + HELD_SPAN_BYTES + span.estimatedBytes - SPAN_BYTES, 0);
     expect(held.heldBytes).toBe(charged);
     // Decoding charged each request's buffer to its first span.
@@ -104,6 +104,29 @@ describe('a held trace', () => {
     held.moveBytes(0);
     expect(held.heldBytes).toBe(charged + BUFFER_BYTES);
     expect(held.spans(traceId).map((span) => span.estimatedBytes)).toEqual(spans.map((span, index) => span.estimatedBytes + (index === 0 ? BUFFER_BYTES : 0)));
+  });
+});
+
+describe("a span whose bytes are not in its lease's buffer", () => {
+  it('is kept in a buffer of its own, the copies held on its request moved onto it', () => {
+    const flushed: CollectedSpan[][] = [];
+    const buffer = windowOf(1, flushed);
+    const traceId = newTraceId();
+    const [alone, other] = decoded(traceId, [{}, {}]);
+    // Its bytes replaced by a copy (as an edit would): the request's lease no longer covers them.
+    const copied = Object.assign(Object.create(alone!) as CollectedSpan, { raw: Buffer.from(alone!.raw) });
+    buffer.add([copied, other!]);
+    buffer.flushAll();
+    const [again, otherAgain] = flushed[0]!;
+    expect(again!.raw.equals(alone!.raw)).toBe(true);
+    expect(again!.raw.buffer).not.toBe(alone!.raw.buffer);
+    expect(again!.raw.buffer.byteLength).toBe(alone!.raw.length);
+    // The request's buffer goes with its other span's copy; the copied span's with its own.
+    otherAgain!.bytesCopied();
+    expect(alone!.raw.length).toBe(0);
+    expect(again!.raw.length).toBeGreaterThan(0);
+    again!.bytesCopied();
+    expect(again!.raw.length).toBe(0);
   });
 });
 

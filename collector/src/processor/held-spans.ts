@@ -40,22 +40,26 @@ export class HeldSpans {
 
   /**
    * Adds a span whose lease (one per request) holds `copies` for it already (TraceBuffer.add). A
-   * span whose bytes are not in its lease's buffer (it came otherwise) gets a buffer of its own,
-   * under a lease that holds nothing (it goes with its last view).
+   * span whose bytes are not in its lease's buffer (it came otherwise) gets a buffer of its own, the
+   * copies held moved onto it.
    */
-  add(span: CollectedSpan): void {
+  add(span: CollectedSpan, copies: number): void {
     const { raw } = span;
     const marks = (span.hasParent ? HAS_PARENT : 0) | (span.markedRoot ? MARKED_ROOT : 0);
     let { lease } = span;
     let start = raw.byteOffset;
+    let charged = HELD_SPAN_BYTES + span.estimatedBytes - SPAN_BYTES;
     if (lease === undefined || lease.bytes.buffer !== raw.buffer) {
       const own = Buffer.allocUnsafeSlow(raw.length);
       own.set(raw);
+      lease?.release(copies);
       lease = new BytesLease(own);
+      lease.hold(copies);
       start = 0;
+      charged += BUFFER_BYTES;
     }
     this.slots.push(span.origin, span.name, span.kind, span.flags, marks, lease, start, start + raw.length, span.estimatedBytes);
-    this.charged += HELD_SPAN_BYTES + span.estimatedBytes - SPAN_BYTES;
+    this.charged += charged;
   }
 
   /**

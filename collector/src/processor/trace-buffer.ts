@@ -54,12 +54,8 @@ interface PendingTrace {
   spans: HeldSpans | undefined;
   readonly firstAtMs: number;
   deadlineMs: number;
-}
-
-/** When a trace's bytes are next looked at to be moved (due times only grow: the earliest is first). */
-interface MoveEntry {
-  readonly trace: PendingTrace;
-  readonly dueMs: number;
+  /** When its bytes are next looked at to be moved out of its requests' buffers. */
+  moveAtMs: number;
 }
 
 /** Least wait before a trace's bytes are moved out of their requests' buffers (a short grace period would move every trace). */
@@ -82,7 +78,7 @@ export class TraceBuffer {
   private readonly byGrace = new AgeQueue<GraceEntry>();
   // When to look at a trace's bytes to move them out of their requests' buffers: twice the grace
   // period (at least a second) after it came, and as long after each look while it is held.
-  private readonly toMove = new AgeQueue<MoveEntry>();
+  private readonly toMove = new AgeQueue<PendingTrace>();
   private readonly moveAfterMs: number;
   // Trace ids flushed lately, to count late spans: the last maxTraces flushes, and how many of
   // them were of each id.
@@ -134,10 +130,17 @@ export class TraceBuffer {
         trace = this.traces.get(span.traceId);
         if (trace === undefined) {
           if (this.traces.size >= this.options.maxTraces) this.flushOldest('traces_full');
-          trace = { traceId: span.traceId, held: true, spans: new HeldSpans(), firstAtMs: now, deadlineMs: now + this.options.maxWaitMs };
+          trace = {
+            traceId: span.traceId,
+            held: true,
+            spans: new HeldSpans(),
+            firstAtMs: now,
+            deadlineMs: now + this.options.maxWaitMs,
+            moveAtMs: now + this.moveAfterMs,
+          };
           this.traces.set(span.traceId, trace);
           this.byAge.push(trace);
-          this.toMove.push({ trace, dueMs: now + this.moveAfterMs });
+          this.toMove.push(trace);
           this.bytes += TRACE_BYTES;
         }
         traceIsLate = this.recentlyFlushed.has(span.traceId);
@@ -145,7 +148,7 @@ export class TraceBuffer {
       if (traceIsLate) late += 1;
       const held = trace.spans!;
       const before = held.heldBytes;
-      held.add(span);
+      held.add(span, this.copies);
       this.spans += 1;
       this.bytes += held.heldBytes - before;
       if (isRootCandidate(span)) this.rootArrived(trace, now);
@@ -205,8 +208,10 @@ export class TraceBuffer {
     const sliceEnd = performance.now() + SWEEP_SLICE_MS;
     this.moveLongHeld(now, sliceEnd);
     for (let trace = this.takeDue(now); trace !== undefined; trace = this.takeDue(now)) {
-      this.flush(trace, now - trace.firstAtMs >= this.options.maxWaitMs ? 'max_wait' : 'root_grace');
+      // Its root set a deadline before the maximum wait: closed by the grace period, however late the sweep.
+      this.flush(trace, trace.deadlineMs < trace.firstAtMs + this.options.maxWaitMs ? 'root_grace' : 'max_wait');
       if (performance.now() >= sliceEnd) {
+        this.compactAgeQueue();
         // Traces that came due meanwhile are taken in this sweep too: under load a sweep spans many
         // turns of the event loop, and a trace waiting for the next one would be held that much longer.
         setImmediate(() => this.continueSweep(performance.now()));
@@ -214,10 +219,17 @@ export class TraceBuffer {
       }
     }
     this.sweeping = false;
-    // Flushed traces are most of the age queue (one held long keeps those behind it there): it
-    // starts over from the Map, whose insertion order is age order.
-    if (this.byAge.size > 2 * this.traces.size + 1024) this.byAge.reset([...this.traces.values()]);
+    this.compactAgeQueue();
     if (this.traces.size === 0) this.stopTimer();
+  }
+
+  /**
+   * Flushed traces are most of the age queue (one held long keeps those behind it there): it starts
+   * over from the Map, whose insertion order is age order. Also between slices: under load a sweep
+   * may not end.
+   */
+  private compactAgeQueue(): void {
+    if (this.byAge.size > 2 * this.traces.size + 1024) this.byAge.reset([...this.traces.values()]);
   }
 
   /**
@@ -226,13 +238,13 @@ export class TraceBuffer {
    * are moved then). Stops at `sliceEnd`: the rest waits for the next sweep.
    */
   private moveLongHeld(now: number, sliceEnd: number): void {
-    for (let entry = this.toMove.peek(); entry !== undefined && entry.dueMs <= now; entry = this.toMove.peek()) {
+    for (let trace = this.toMove.peek(); trace !== undefined && trace.moveAtMs <= now; trace = this.toMove.peek()) {
       if (performance.now() >= sliceEnd) return;
       this.toMove.shift();
-      const { trace } = entry;
       const held = trace.spans;
       if (!trace.held || held === undefined) continue;
-      this.toMove.push({ trace, dueMs: now + this.moveAfterMs });
+      trace.moveAtMs = now + this.moveAfterMs;
+      this.toMove.push(trace);
       // A trace due soon (its root came) goes with its bytes where they are.
       if (trace.deadlineMs - now <= this.options.graceMs) continue;
       const before = held.heldBytes;
