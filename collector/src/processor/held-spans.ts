@@ -58,7 +58,9 @@ export class HeldSpans {
       start = 0;
       charged += BUFFER_BYTES;
     }
-    this.slots.push(span.origin, span.name, span.kind, span.flags, marks, lease, start, start + raw.length, span.estimatedBytes);
+    // `| 0`: offsets and sizes (below 2 GiB) stored as small integers in place; a length read from
+    // a typed array would otherwise be stored as a number object of its own, two per span.
+    this.slots.push(span.origin, span.name, span.kind, span.flags, marks, lease, start | 0, (start + raw.length) | 0, span.estimatedBytes | 0);
     this.charged += charged;
   }
 
