@@ -252,30 +252,42 @@ describe('the decode budget', () => {
   });
 });
 
+/** 12,000 spans in traces of `spansPerTrace`, each trace in a request of its own. */
+function smallTraces(spansPerTrace: number): Uint8Array[] {
+  return Array.from({ length: Math.round(12_000 / spansPerTrace) }, () =>
+    clientTrace(spansPerTrace, () => ({ 'http.request.method': 'GET', 'url.full': `http://orders/${newSpanId()}` })),
+  );
+}
+
+/**
+ * `bodies` taken into a trace window: what it estimates it holds, and what it actually held — what
+ * it lets go of when it hands the traces on.
+ */
+async function windowHolding(bodies: Uint8Array[]): Promise<{ estimated: number; actual: number }> {
+  const buffer = window();
+  for (const body of bodies) buffer.add(decodeTraceRequest(body, 'protobuf').spans);
+  bodies.length = 0;
+  const holding = await heldMemory();
+  const estimated = buffer.byteCount;
+  buffer.flushAll();
+  const actual = holding - (await heldMemory());
+  buffer.close();
+  return { estimated, actual };
+}
+
 describe('the memory a span is charged with', () => {
   it('is not below what the trace window holds for large requests of spans with 12 attributes, nor far above', async () => {
     const attributes = Object.fromEntries(
       Array.from({ length: 12 }, (_, index) => [`http.attribute.${index}`, index % 2 === 0 ? `value-${index}-${newSpanId()}` : index]),
     );
-    const bodies = Array.from({ length: 5 }, () => clientTrace(4000, () => attributes));
-    const buffer = window();
-    for (const body of bodies) buffer.add(decodeTraceRequest(body, 'protobuf').spans);
-    bodies.length = 0;
-    // What the window holds is what it lets go of when it hands the trace on.
-    const holding = await heldMemory();
-    const estimated = buffer.byteCount;
-    buffer.flushAll();
-    const actual = holding - (await heldMemory());
+    const { estimated, actual } = await windowHolding(Array.from({ length: 5 }, () => clientTrace(4000, () => attributes)));
     expect(actual).toBeGreaterThan(20_000 * 500);
     expect(estimated).toBeGreaterThan(actual);
     expect(estimated).toBeLessThan(1.5 * actual);
-    buffer.close();
   });
 
   it.each([1, 7])('is not below what spans handed on hold (as they wait for a downstream) in traces of %i span(s), nor far above', async (spansPerTrace) => {
-    const bodies = Array.from({ length: Math.round(12_000 / spansPerTrace) }, () =>
-      clientTrace(spansPerTrace, () => ({ 'http.request.method': 'GET', 'url.full': `http://orders/${newSpanId()}` })),
-    );
+    const bodies = smallTraces(spansPerTrace);
     let handedOn: CollectedSpan[] = [];
     const buffer = window((spans) => handedOn.push(...spans));
     for (const body of bodies) buffer.add(decodeTraceRequest(body, 'protobuf').spans);
@@ -292,19 +304,9 @@ describe('the memory a span is charged with', () => {
   it.each([1, 2, 7])('is not below what the trace window holds for traces of %i span(s), nor far above', async (spansPerTrace) => {
     // Each trace in a request of its own, as small traces come: the trace's own record, Map entry,
     // queue entries and id string count beside its spans.
-    const bodies = Array.from({ length: Math.round(12_000 / spansPerTrace) }, () =>
-      clientTrace(spansPerTrace, () => ({ 'http.request.method': 'GET', 'url.full': `http://orders/${newSpanId()}` })),
-    );
-    const buffer = window();
-    for (const body of bodies) buffer.add(decodeTraceRequest(body, 'protobuf').spans);
-    bodies.length = 0;
-    const holding = await heldMemory();
-    const estimated = buffer.byteCount;
-    buffer.flushAll();
-    const actual = holding - (await heldMemory());
+    const { estimated, actual } = await windowHolding(smallTraces(spansPerTrace));
     expect(estimated).toBeGreaterThan(actual);
     expect(estimated).toBeLessThan(1.5 * actual);
-    buffer.close();
   });
 
   it('is counted in the trace buffer while held and given back when flushed', () => {

@@ -24,7 +24,6 @@ export class HeldSpans {
   private charged = 0;
   // The trace's own buffers its spans were moved into (rare: made when first needed).
   private own: Set<BytesLease> | undefined;
-  private moves = 0;
 
   get count(): number {
     return this.slots.length / STRIDE;
@@ -91,7 +90,6 @@ export class HeldSpans {
     }
     (this.own ??= new Set()).add(lease);
     this.charged += BUFFER_BYTES;
-    this.moves += 1;
   }
 
   private isOwn(lease: BytesLease): boolean {
@@ -115,7 +113,7 @@ export class HeldSpans {
           (marks & HAS_PARENT) !== 0,
           (marks & MARKED_ROOT) !== 0,
           // A moved trace's buffers go with its first span.
-          (slots[index + 8] as number) + (index === 0 ? this.moves * BUFFER_BYTES : 0),
+          (slots[index + 8] as number) + (index === 0 ? (this.own?.size ?? 0) * BUFFER_BYTES : 0),
           slots[index + 5] as BytesLease,
         ),
       );
