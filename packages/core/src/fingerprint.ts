@@ -59,21 +59,45 @@ const NEEDS_WHITESPACE_PASS = /[^\S ]|\s\s/;
  * nearly every lookup is a hit; when full it starts over rather than tracking recency, which
  * keeps a hit to one Map lookup. Statements longer than {@link FINGERPRINT_MAX_INPUT} are not
  * kept (their text would make the memo's memory unbounded).
+ *
+ * Statements sent with their literals inlined (psycopg2 and mysqlclient interpolate on the
+ * client) never repeat: there the memo costs a hash and an insert per statement for nothing. So
+ * when it fills having answered fewer than one lookup in {@link MIN_HIT_SHARE}, it rests for
+ * {@link REST_FILLS} times its size in lookups (fingerprinting directly), then tries again.
  */
 export class FingerprintCache {
   private readonly entries = new Map<string, string>();
+  private lookups = 0;
+  private hits = 0;
+  private restLeft = 0;
 
   /** @param maxEntries statements remembered before starting over (default 2000) */
   constructor(private readonly maxEntries = 2000) {}
 
   get(statement: string): string {
     if (statement.length > FINGERPRINT_MAX_INPUT) return fingerprintStatement(statement);
-    let fingerprint = this.entries.get(statement);
-    if (fingerprint === undefined) {
-      fingerprint = fingerprintStatement(statement);
-      if (this.entries.size >= this.maxEntries) this.entries.clear();
-      this.entries.set(statement, fingerprint);
+    if (this.restLeft > 0) {
+      this.restLeft -= 1;
+      return fingerprintStatement(statement);
     }
+    this.lookups += 1;
+    let fingerprint = this.entries.get(statement);
+    if (fingerprint !== undefined) {
+      this.hits += 1;
+      return fingerprint;
+    }
+    fingerprint = fingerprintStatement(statement);
+    if (this.entries.size >= this.maxEntries) {
+      this.entries.clear();
+      const paid = this.hits * MIN_HIT_SHARE >= this.lookups;
+      this.lookups = 0;
+      this.hits = 0;
+      if (!paid) {
+        this.restLeft = this.maxEntries * REST_FILLS;
+        return fingerprint;
+      }
+    }
+    this.entries.set(statement, fingerprint);
     return fingerprint;
   }
 
@@ -82,3 +106,8 @@ export class FingerprintCache {
     return this.entries.size;
   }
 }
+
+/** The memo pays when at least one lookup in this many is a hit. */
+const MIN_HIT_SHARE = 8;
+/** How long a memo that did not pay rests: this many times its size, in lookups. */
+const REST_FILLS = 8;

@@ -36,10 +36,37 @@ describe('FingerprintCache', () => {
   it('returns the same fingerprint as the function, and starts over when full', () => {
     const cache = new FingerprintCache(2);
     expect(cache.get('SELECT 1')).toBe('SELECT ?');
+    expect(cache.get('SELECT 1')).toBe('SELECT ?');
     expect(cache.get('SELECT 2')).toBe('SELECT ?');
     expect(cache.size).toBe(2);
+    // Full, having answered 1 lookup in 3: it starts over with the new statement.
     expect(cache.get("SELECT 'x'")).toBe('SELECT ?');
     expect(cache.size).toBe(1);
+  });
+
+  it('rests when it fills without paying (statements with inlined literals), then tries again', () => {
+    const cache = new FingerprintCache(100);
+    for (let id = 0; id < 100; id += 1) expect(cache.get(`SELECT * FROM users WHERE id = ${id}`)).toBe('SELECT * FROM users WHERE id = ?');
+    expect(cache.size).toBe(100);
+    // Full after 100 lookups and no hit: it lets go and fingerprints the next 800 directly.
+    expect(cache.get('SELECT * FROM users WHERE id = 100')).toBe('SELECT * FROM users WHERE id = ?');
+    expect(cache.size).toBe(0);
+    for (let id = 0; id < 800; id += 1) expect(cache.get(`SELECT * FROM orders WHERE id = ${id}`)).toBe('SELECT * FROM orders WHERE id = ?');
+    expect(cache.size).toBe(0);
+    expect(cache.get('SELECT 1')).toBe('SELECT ?');
+    expect(cache.size).toBe(1);
+  });
+
+  it('keeps remembering while one lookup in 8 or more is a hit', () => {
+    const cache = new FingerprintCache(100);
+    const sizes = new Set<number>();
+    // One lookup in 4 is the repeated statement: it fills and starts over five times, never resting.
+    for (let lookup = 0; lookup < 800; lookup += 1) {
+      cache.get(lookup % 4 === 0 ? 'SELECT 1' : `SELECT * FROM t WHERE id = ${lookup}`);
+      sizes.add(cache.size);
+    }
+    expect(sizes.has(0)).toBe(false);
+    expect(Math.max(...sizes)).toBe(100);
   });
 
   it('does not keep statements longer than it fingerprints', () => {
