@@ -1,24 +1,22 @@
 #!/usr/bin/env node
 /**
- * request-budget-collector: reads its configuration, starts the collector, and on SIGTERM or
- * SIGINT delivers what it holds (within --shutdown-timeout) before exiting. Exit status 2 for
- * bad options or a bad budget file, 1 when it cannot start (e.g. the port is taken).
+ * request-budget-collector: checks its options, then runs the collector (run-collector.ts) in a
+ * worker thread with a small young generation (young-generation.ts), relaying SIGTERM and SIGINT
+ * to it and exiting with its status. Exit status 2 for bad options or a bad budget file, 1 when it
+ * cannot start (e.g. the port is taken); a second signal exits at once.
  */
-import { BudgetFileError } from '@request-budget/core';
-import { ConfigError, helpText, resolveConfig, type CliRequest } from './config';
-import { startCollector, type RunningCollector } from './collector';
-
-const NAME = 'request-budget-collector';
-
-function fail(code: number, lines: readonly string[]): never {
-  for (const line of lines) process.stderr.write(`${NAME}: ${line}\n`);
-  process.exit(code);
-}
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ConfigError, helpText, resolveConfig, type CliRequest, type CollectorConfig } from './config';
+import type { CollectorWorkerData, StopMessage } from './collector-worker';
+import { NAME, fail, runCollector } from './run-collector';
+import { YOUNG_GENERATION_MB, ownYoungGenerationFlag } from './young-generation';
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
   let request: CliRequest;
   try {
-    request = resolveConfig(process.argv.slice(2));
+    request = resolveConfig(argv);
   } catch (error) {
     if (error instanceof ConfigError) fail(2, [...error.problems, `run ${NAME} --help for the options`]);
     throw error;
@@ -32,55 +30,38 @@ async function main(): Promise<void> {
     process.stdout.write(`${(require('../package.json') as { version: string }).version}\n`);
     return;
   }
-  const { config } = request;
-  let collector: RunningCollector;
-  try {
-    collector = await startCollector(config);
-  } catch (error) {
-    if (error instanceof BudgetFileError) fail(2, [`budget file ${error.source} rejected:`, ...error.problems.map((problem) => `  ${problem}`)]);
-    const code = (error as NodeJS.ErrnoException).code;
-    fail(1, [`cannot start: ${code === 'EADDRINUSE' ? `${config.listenHost}:${config.listenPort} is in use` : (error as Error).message}`]);
-  }
-  const downstreams =
-    [config.otlpEndpoint && `OTLP ${config.otlpEndpoint}`, config.zipkinEndpoint && `Zipkin ${config.zipkinEndpoint}`].filter(Boolean).join(', ') || 'none';
-  process.stdout.write(
-    `${NAME} listening on ${collector.url}${collector.grpcAddress === undefined ? '' : ` and grpc://${collector.grpcAddress}`} (budgets: ${config.budgetsPath ?? 'none'}; forwarding to: ${downstreams})\n`,
-  );
+  if (ownYoungGenerationFlag(process.execArgv, process.env.NODE_OPTIONS) !== undefined) await runCollector(request.config, onSignal);
+  else runInWorker(argv, request.config);
+}
 
-  // Bad input is answered where it arrives; anything that still escapes is logged, counted and
-  // survived: the service must not go down with the spans it holds.
-  process.on('uncaughtException', (error) => {
-    collector.metrics.internalErrors.inc();
-    process.stderr.write(`${NAME}: unexpected error (the collector keeps running): ${error.stack ?? error.message}\n`);
-  });
-  process.on('unhandledRejection', (reason) => {
-    collector.metrics.internalErrors.inc();
-    process.stderr.write(`${NAME}: unexpected rejection (the collector keeps running): ${(reason as Error)?.stack ?? String(reason)}\n`);
-  });
+/** Calls `stop` at SIGTERM or SIGINT; a second one exits at once. */
+function onSignal(stop: (signal: NodeJS.Signals) => void): void {
   let signals = 0;
-  const stop = (signal: NodeJS.Signals) => {
+  const handle = (signal: NodeJS.Signals) => {
     signals += 1;
-    if (signals > 1) {
-      process.stderr.write(`${NAME}: ${signal} again; exiting now\n`);
-      process.exit(1);
-    }
-    process.stderr.write(`${NAME}: ${signal}: delivering what is held (at most ${config.shutdownTimeoutMs} ms), then exiting\n`);
-    // Held (ref'd) until shutdown ends: the collector's own timers do not keep the process alive.
-    const watchdog = setTimeout(
-      () => fail(1, [`shutdown did not finish within ${config.shutdownTimeoutMs + 5000} ms; exiting`]),
-      config.shutdownTimeoutMs + 5000,
-    );
-    collector.shutdown().then(
-      () => {
-        clearTimeout(watchdog);
-        process.stderr.write(`${NAME}: stopped\n`);
-        process.exit(0);
-      },
-      (error: unknown) => fail(1, [`shutdown failed: ${(error as Error)?.message ?? String(error)}`]),
-    );
+    if (signals > 1) fail(1, [`${signal} again; exiting now`]);
+    stop(signal);
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  process.on('SIGTERM', handle);
+  process.on('SIGINT', handle);
+}
+
+function runInWorker(argv: readonly string[], config: CollectorConfig): void {
+  const workerData: CollectorWorkerData = { argv };
+  const worker = new Worker(path.join(__dirname, 'collector-worker.js'), {
+    workerData,
+    resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+  });
+  onSignal((signal) => worker.postMessage({ stop: signal } satisfies StopMessage));
+  worker.on('error', (error: Error & { code?: string }) => {
+    const why =
+      error.code === 'ERR_WORKER_OUT_OF_MEMORY'
+        ? `the collector's JavaScript heap is full (${error.message}); lower --memory-limit (now ${config.memoryLimitBytes} bytes) or start Node with a larger --max-old-space-size`
+        : `the collector failed: ${error.stack ?? error.message}`;
+    fail(1, [why]);
+  });
+  // Its stdout and stderr reach the process's before 'exit' (Node drains them first).
+  worker.on('exit', (code) => process.exit(code));
 }
 
 main().catch((error: unknown) => fail(1, [`cannot start: ${(error as Error)?.stack ?? String(error)}`]));

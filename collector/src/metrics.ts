@@ -3,6 +3,7 @@
  * per collector instance). Every span is accounted for: received = forwarded + dropped (by
  * reason) + still held (in traces or downstream queues).
  */
+import { resourceLimits } from 'node:worker_threads';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Read live when /metrics is scraped. */
@@ -181,6 +182,11 @@ export class CollectorMetrics {
         }
       },
     });
+    new Gauge({
+      name: `${prefix}young_generation_limit_bytes`,
+      help: "The young generation of the collector's JavaScript heap, as its worker thread was given it (see the README's Memory); 0 when Node's own flag sizes it",
+      registers,
+    }).set((resourceLimits.maxYoungGenerationSizeMb ?? 0) * 1024 * 1024);
     collectDefaultMetrics({ register: this.registry, prefix });
   }
 }

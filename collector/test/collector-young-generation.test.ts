@@ -1,0 +1,52 @@
+/**
+ * The CLI runs the collector in a worker thread with a young generation of its own (young-generation.ts),
+ * unless Node was started with a young-generation flag of the user's own: then that flag sizes it,
+ * on the main thread. Either way the collector starts, forwards and stops on SIGTERM as before.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { startOtlpReceiver, type OtlpReceiver } from '../../test/support/otlp-receiver';
+import { YOUNG_GENERATION_MB, ownYoungGenerationFlag } from '../src/young-generation';
+import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
+import { ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
+
+describe('ownYoungGenerationFlag', () => {
+  it('finds a young-generation flag on the command line or in NODE_OPTIONS, in either spelling', () => {
+    expect(ownYoungGenerationFlag(['--max-semi-space-size=8'], undefined)).toBe('--max-semi-space-size=8');
+    expect(ownYoungGenerationFlag([], ' --enable-source-maps  --max_young_generation_size=24 ')).toBe('--max_young_generation_size=24');
+    expect(ownYoungGenerationFlag(['--min-semi-space-size', '2'], '')).toBe('--min-semi-space-size');
+  });
+
+  it('ignores other heap flags and look-alikes', () => {
+    expect(ownYoungGenerationFlag(['--max-old-space-size=512', '--cpu-prof'], '--max-semi-space-sizes=1 --inspect')).toBeUndefined();
+    expect(ownYoungGenerationFlag([], undefined)).toBeUndefined();
+  });
+});
+
+describe('the collector process', () => {
+  let receiver: OtlpReceiver | undefined;
+  let collector: CollectorProcess | undefined;
+  afterEach(async () => {
+    await collector?.stop();
+    await receiver?.close();
+  });
+
+  const runOnce = async (env: Record<string, string>) => {
+    receiver = await startOtlpReceiver();
+    collector = await startCollectorProcess(['--budgets', COLLECTOR_BUDGETS, '--otlp-endpoint', receiver.url, '--grace-period', '100ms'], env);
+    const young = await collector.metric('request_budget_collector_young_generation_limit_bytes');
+    const trace = ordersTrace();
+    expect((await postOtlp(collector.tracesUrl, toOtlpProtobuf(trace), 'application/x-protobuf')).status).toBe(200);
+    expect(await collector.stop('SIGTERM', 10_000)).toBe(0);
+    expect(collector.stderrLines).toContain('request-budget-collector: stopped');
+    expect(receiver.spans.length).toBe(trace.spans.length);
+    return young;
+  };
+
+  it(`runs the collector with a ${YOUNG_GENERATION_MB} MiB young generation by default`, async () => {
+    expect(await runOnce({ NODE_OPTIONS: '' })).toBe(YOUNG_GENERATION_MB * 1024 * 1024);
+  });
+
+  it("leaves the young generation to Node's flag when one is given", async () => {
+    expect(await runOnce({ NODE_OPTIONS: '--max-semi-space-size=8' })).toBe(0);
+  });
+});
