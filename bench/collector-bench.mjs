@@ -397,7 +397,9 @@ async function main() {
   latencies.sort((a, b) => a - b);
   const latency = {
     p50: round3(percentile(latencies, 0.5)),
+    p90: round3(percentile(latencies, 0.9)),
     p99: round3(percentile(latencies, 0.99)),
+    p999: round3(percentile(latencies, 0.999)),
     max: round3(latencies.at(-1)),
     samples: latencies.length,
     requestsPerSecond: rate,
@@ -409,7 +411,7 @@ async function main() {
     eventLoopDelay: loopDelay,
   };
   log(
-    `POST /v1/traces latency p50 ${latency.p50} ms, p99 ${latency.p99} ms, max ${latency.max} ms over ${latency.samples} requests (${p2.notOk} not 200, at most ${p2.inFlightMax} in flight; collector at ${(p2CpuUtilisation * 100).toFixed(0)}% of a core)`,
+    `POST /v1/traces latency p50 ${latency.p50} ms, p90 ${latency.p90} ms, p99 ${latency.p99} ms, p99.9 ${latency.p999} ms, max ${latency.max} ms over ${latency.samples} requests (${p2.notOk} not 200, at most ${p2.inFlightMax} in flight; collector at ${(p2CpuUtilisation * 100).toFixed(0)}% of a core)`,
   );
   log(
     `meanwhile: GC ${pauses.count} pauses, ${pauses.totalMs} ms in all (major ${pauses.majorMs} ms), ${pauses.over10ms} over 10 ms, ${pauses.over100ms} over 100 ms; event loop delay p99 ${loopDelay.p99Ms} ms, max ${loopDelay.maxMs} ms`,
@@ -476,7 +478,7 @@ async function main() {
     forwardedSpansPerSecond: Math.round(throughput.forwardedSpansPerSecond),
     cpuMicrosPerSpan: round3(throughput.cpuMicrosPerSpan),
     rssBytes: mem1.rss,
-    ingestLatencyMs: { p50: latency.p50, p99: latency.p99 },
+    ingestLatencyMs: { p50: latency.p50, p90: latency.p90, p99: latency.p99, p999: latency.p999 },
     env: {
       node: process.version,
       cpus: cpu.length,
@@ -601,7 +603,7 @@ Load: ${r.env.tracesPerRequest} traces (${r.env.spansPerRequest} spans, ${(r.env
 | everything forwarded after the senders stopped | ${t.drainSecondsAfterLoad} s |
 | derive + judge per trace (collector histogram) | ${a.processMicrosPerTrace.toFixed(1)} µs |
 | ingest latency at ${fmt(l.spansPerSecond)} spans/s (${(r.env.latencyLoad * 100).toFixed(0)}%), p50 | ${r.ingestLatencyMs.p50} ms |
-| ingest latency, p99 (max) | ${r.ingestLatencyMs.p99} ms (${l.max} ms), ${fmt(l.samples)} requests |
+| ingest latency, p90 / p99 / p99.9 (max) | ${r.ingestLatencyMs.p90} / ${r.ingestLatencyMs.p99} / ${r.ingestLatencyMs.p999} ms (${l.max} ms), ${fmt(l.samples)} requests |
 
 Accounting over the whole run: ${fmt(a.received)} spans accepted, ${fmt(a.forwarded)} forwarded, ${fmt(a.droppedAfterAcceptance)} dropped; ${fmt(a.judgedRoots)} derived roots judged, ${fmt(a.breaches)} breaches (${(a.breachRatio * 100).toFixed(1)}%), ${fmt(a.alertLogLines)} alert log lines (${fmt(a.alertLogDropped)} breaches not logged: the log sink keeps at most 1000 lines per 200 ms); ${a.lateSpans} late spans; traces closed by ${Object.entries(
     a.flushedTraces,

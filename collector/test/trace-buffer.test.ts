@@ -170,9 +170,51 @@ describe('the trace window', () => {
       look();
     });
     const between = seen.filter((count) => count > 0 && count < 20);
-    // Slices of 5 ms: at most 3 traces of 2 ms each, so the sweep ran over 7 turns at least.
+    // Slices of 1 ms: one trace of 2 ms each, so the sweep ran over 20 turns.
     expect(new Set(between).size).toBeGreaterThanOrEqual(6);
     expect(flushed.map((flush) => flush.reason)).toEqual(Array(20).fill('root_grace'));
+  });
+
+  it('yields the event loop every 1 ms while a sweep is within its interval, every 5 ms once it runs past it', async () => {
+    // A clock of the test's own: each trace judged takes 0.6 ms of it.
+    let clock = 0;
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      let flushes = 0;
+      // A 1 s grace period: sweeps every 250 ms.
+      const { buffer } = bufferWith({
+        graceMs: 1000,
+        maxWaitMs: 60_000,
+        maxTraces: 1000,
+        onFlush: () => {
+          clock += 0.6;
+          flushes += 1;
+        },
+      });
+      const traces = 600;
+      for (let index = 0; index < traces; index += 1) buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
+      clock = 1000; // all due: one sweep of 600 × 0.6 = 360 ms takes them
+      // How many traces each slice judged: what a look at every turn of the event loop sees added.
+      const slices: number[] = [];
+      await new Promise<void>((resolve) => {
+        let seen = 0;
+        const look = () => {
+          if (flushes > seen) slices.push(flushes - seen);
+          seen = flushes;
+          if (flushes < traces) setImmediate(look);
+          else resolve();
+        };
+        look();
+      });
+      // 1 ms slices (2 traces) while the sweep has run 250 ms or less (209 slices: 250.8 ms),
+      // then 5 ms slices (9 traces) for the rest.
+      const short = slices.findIndex((size) => size !== 2);
+      expect(short).toBe(209);
+      expect(slices.slice(short, -1).every((size) => size === 9)).toBe(true);
+      expect(slices.reduce((sum, size) => sum + size, 0)).toBe(traces);
+    } finally {
+      now.mockRestore();
+    }
   });
 
   it('takes in the same sweep a trace that came due while the sweep ran, not a sweep interval later', async () => {
