@@ -147,6 +147,36 @@ describe('the trace window', () => {
     expect(late()).toBe(1);
   });
 
+  it('counts a span as late exactly when its trace is one of the last maxTraces flushed, however ids recur', () => {
+    // A model beside the window: 3000 adds of 1 or 2 spans of 6 trace ids; the window holds 3
+    // traces of at most 2 spans, so a trace is flushed when the window is full or when it is.
+    const flushes: { id: string; reason: FlushReason }[] = [];
+    const { buffer, late } = bufferWith({
+      maxTraces: 3,
+      maxSpansPerTrace: 2,
+      maxWaitMs: 60_000,
+      onFlush: (spans, reason) => flushes.push({ id: spans[0]!.traceId, reason }),
+    });
+    const ids = Array.from({ length: 6 }, () => newTraceId());
+    let expected = 0;
+    let seed = 7;
+    for (let index = 0; index < 3000; index += 1) {
+      seed = (seed * 48271) % 2147483647;
+      const id = ids[seed % ids.length]!;
+      const count = 1 + (seed % 2);
+      const before = flushes.length;
+      buffer.add(spansOf(id, Array.from({ length: count }, () => ({}))));
+      // The window makes room (flushing its oldest) before it looks; a trace it fills is flushed after.
+      const filled = flushes.length > before && flushes.at(-1)!.reason === 'trace_full' ? 1 : 0;
+      const looked = flushes.slice(0, flushes.length - filled).slice(-3);
+      if (looked.some((flush) => flush.id === id)) expected += count;
+      expect(late()).toBe(expected);
+    }
+    // Ids came back after their flush, and some were flushed twice within three flushes.
+    expect(expected).toBeGreaterThan(500);
+    expect(flushes.some((flush, index) => flushes[index - 1]?.id === flush.id || flushes[index - 2]?.id === flush.id)).toBe(true);
+  });
+
   it('judges the traces of a sweep in slices, the event loop free in between', async () => {
     const busyMs = 2;
     const { buffer, flushed } = bufferWith({

@@ -93,10 +93,12 @@ export class TraceBuffer {
   // period (at least a second) after it came, and as long after each look while it is held.
   private readonly toMove = new AgeQueue<PendingTrace>();
   private readonly moveAfterMs: number;
-  // Trace ids flushed lately, to count late spans: the last maxTraces flushes, and how many of
-  // them were of each id.
+  // Trace ids flushed lately, to count late spans: the last maxTraces flushes, in a ring, and each
+  // id with the ring slot of its latest flush (a slot overwritten forgets its id only if it held
+  // that id's latest flush).
   private readonly recentlyFlushed = new Map<string, number>();
-  private readonly recentFlushes = new AgeQueue<string>();
+  private readonly recentFlushes: string[] = [];
+  private nextFlushSlot = 0;
   private readonly sweepIntervalMs: number;
   // A sweep is under way (sliced), since sweepStartedMs.
   private sweeping = false;
@@ -311,13 +313,14 @@ export class TraceBuffer {
   }
 
   private rememberFlushed(traceId: string): void {
-    this.recentlyFlushed.set(traceId, (this.recentlyFlushed.get(traceId) ?? 0) + 1);
-    this.recentFlushes.push(traceId);
-    if (this.recentFlushes.size <= this.options.maxTraces) return;
-    const forgotten = this.recentFlushes.shift()!;
-    const left = this.recentlyFlushed.get(forgotten)! - 1;
-    if (left === 0) this.recentlyFlushed.delete(forgotten);
-    else this.recentlyFlushed.set(forgotten, left);
+    const slot = this.nextFlushSlot;
+    this.nextFlushSlot = slot + 1 === this.options.maxTraces ? 0 : slot + 1;
+    if (slot < this.recentFlushes.length) {
+      const forgotten = this.recentFlushes[slot];
+      if (this.recentlyFlushed.get(forgotten) === slot) this.recentlyFlushed.delete(forgotten);
+      this.recentFlushes[slot] = traceId;
+    } else this.recentFlushes.push(traceId);
+    this.recentlyFlushed.set(traceId, slot);
   }
 
   private stopTimer(): void {
