@@ -1,22 +1,21 @@
 #!/usr/bin/env node
 /**
  * request-budget-collector: checks its options, then runs the collector (run-collector.ts) in a
- * worker thread with a small young generation (young-generation.ts), relaying SIGTERM and SIGINT
- * to it and exiting with its status. Exit status 2 for bad options or a bad budget file, 1 when it
- * cannot start (e.g. the port is taken); a second signal exits at once.
+ * worker thread with a young generation of its own (young-generation.ts), relaying SIGTERM and
+ * SIGINT to it and exiting with its status. Exit status 2 for bad options or a bad budget file, 1
+ * when it cannot start (e.g. the port is taken); a second signal exits at once.
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { NAME, fail } from './cli-exit';
 import { ConfigError, helpText, resolveConfig, type CliRequest, type CollectorConfig } from './config';
 import type { CollectorWorkerData, StopMessage } from './collector-worker';
-import { NAME, fail, runCollector } from './run-collector';
 import { YOUNG_GENERATION_MB, ownYoungGenerationFlag } from './young-generation';
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
   let request: CliRequest;
   try {
-    request = resolveConfig(argv);
+    request = resolveConfig(process.argv.slice(2));
   } catch (error) {
     if (error instanceof ConfigError) fail(2, [...error.problems, `run ${NAME} --help for the options`]);
     throw error;
@@ -30,8 +29,15 @@ async function main(): Promise<void> {
     process.stdout.write(`${(require('../package.json') as { version: string }).version}\n`);
     return;
   }
-  if (ownYoungGenerationFlag(process.execArgv, process.env.NODE_OPTIONS) !== undefined) await runCollector(request.config, onSignal);
-  else runInWorker(argv, request.config);
+  if (ownYoungGenerationFlag(process.execArgv, process.env.NODE_OPTIONS) === undefined) {
+    runInWorker(request.config);
+    return;
+  }
+  // Node's own flag sizes the heap: the collector runs here (loaded only now: the main thread of a
+  // worker keeps none of it).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see above
+  const { runCollector } = require('./run-collector') as typeof import('./run-collector');
+  await runCollector(request.config, onSignal);
 }
 
 /** Calls `stop` at SIGTERM or SIGINT; a second one exits at once. */
@@ -46,22 +52,26 @@ function onSignal(stop: (signal: NodeJS.Signals) => void): void {
   process.on('SIGINT', handle);
 }
 
-function runInWorker(argv: readonly string[], config: CollectorConfig): void {
-  const workerData: CollectorWorkerData = { argv };
+function runInWorker(config: CollectorConfig): void {
+  const workerData: CollectorWorkerData = { config };
   const worker = new Worker(path.join(__dirname, 'collector-worker.js'), {
     workerData,
     resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
   });
   onSignal((signal) => worker.postMessage({ stop: signal } satisfies StopMessage));
-  worker.on('error', (error: Error & { code?: string }) => {
+  // Said here; the exit status comes with 'exit', after what the worker wrote has been passed on.
+  worker.on('error', (error: unknown) => {
+    const { code, stack, message } = (error ?? {}) as NodeJS.ErrnoException;
     const why =
-      error.code === 'ERR_WORKER_OUT_OF_MEMORY'
-        ? `the collector's JavaScript heap is full (${error.message}); lower --memory-limit (now ${config.memoryLimitBytes} bytes) or start Node with a larger --max-old-space-size`
-        : `the collector failed: ${error.stack ?? error.message}`;
-    fail(1, [why]);
+      code === 'ERR_WORKER_OUT_OF_MEMORY'
+        ? `the collector's JavaScript heap is full (${message}); lower --memory-limit (now ${config.memoryLimitBytes} bytes) or start Node with a larger --max-old-space-size`
+        : `the collector failed: ${stack ?? message ?? String(error)}`;
+    process.stderr.write(`${NAME}: ${why}\n`);
   });
-  // Its stdout and stderr reach the process's before 'exit' (Node drains them first).
-  worker.on('exit', (code) => process.exit(code));
+  // The process ends once its output is written: nothing else keeps it alive.
+  worker.on('exit', (code) => {
+    process.exitCode = code;
+  });
 }
 
 main().catch((error: unknown) => fail(1, [`cannot start: ${(error as Error)?.stack ?? String(error)}`]));

@@ -7,14 +7,7 @@
 import { BudgetFileError } from '@request-budget/core';
 import type { CollectorConfig } from './config';
 import { startCollector, type RunningCollector } from './collector';
-
-export const NAME = 'request-budget-collector';
-
-/** Writes `lines` to stderr and exits with `code` (from a worker: ends it with that code). */
-export function fail(code: number, lines: readonly string[]): never {
-  for (const line of lines) process.stderr.write(`${NAME}: ${line}\n`);
-  process.exit(code);
-}
+import { NAME, fail } from './cli-exit';
 
 /** Starts the collector; `onStop` is given the function to call when a stop is asked for. */
 export async function runCollector(config: CollectorConfig, onStop: (stop: (signal: NodeJS.Signals) => void) => void): Promise<void> {

@@ -148,8 +148,8 @@ describe('the trace window', () => {
   });
 
   it('counts a span as late exactly when its trace is one of the last maxTraces flushed, however ids recur', () => {
-    // A model beside the window: 3000 adds of 1 or 2 spans of 6 trace ids; the window holds 3
-    // traces of at most 2 spans, so a trace is flushed when the window is full or when it is.
+    // A model beside the window: 3000 spans of 6 trace ids, added one at a time; the window holds
+    // 3 traces of at most 2 spans, so a trace is flushed when the window is full or when it is.
     const flushes: { id: string; reason: FlushReason }[] = [];
     const { buffer, late } = bufferWith({
       maxTraces: 3,
@@ -163,13 +163,17 @@ describe('the trace window', () => {
     for (let index = 0; index < 3000; index += 1) {
       seed = (seed * 48271) % 2147483647;
       const id = ids[seed % ids.length]!;
-      const count = 1 + (seed % 2);
       const before = flushes.length;
-      buffer.add(spansOf(id, Array.from({ length: count }, () => ({}))));
-      // The window makes room (flushing its oldest) before it looks; a trace it fills is flushed after.
+      buffer.add(spansOf(id, [{}]));
+      // The window makes room (flushing its oldest) before it looks; a trace the span fills is flushed after.
       const filled = flushes.length > before && flushes.at(-1)!.reason === 'trace_full' ? 1 : 0;
-      const looked = flushes.slice(0, flushes.length - filled).slice(-3);
-      if (looked.some((flush) => flush.id === id)) expected += count;
+      if (
+        flushes
+          .slice(0, flushes.length - filled)
+          .slice(-3)
+          .some((flush) => flush.id === id)
+      )
+        expected += 1;
       expect(late()).toBe(expected);
     }
     // Ids came back after their flush, and some were flushed twice within three flushes.
@@ -200,18 +204,94 @@ describe('the trace window', () => {
       look();
     });
     const between = seen.filter((count) => count > 0 && count < 20);
-    // Slices of 1 ms: one trace of 2 ms each, so the sweep ran over 20 turns.
+    // Slices of 5 ms at most (the sweep soon falls a 10 ms sweep interval behind here): at most 3
+    // traces of 2 ms each, so the sweep ran over 7 turns at least.
     expect(new Set(between).size).toBeGreaterThanOrEqual(6);
     expect(flushed.map((flush) => flush.reason)).toEqual(Array(20).fill('root_grace'));
   });
 
-  it('yields the event loop every 1 ms while a sweep is within its interval, every 5 ms once it runs past it', async () => {
+  /** The sizes of the slices a sweep judged traces in: what a look at every turn of the event loop sees added. */
+  const sliceSizes = async (total: () => number, expected: number): Promise<number[]> => {
+    const slices: number[] = [];
+    await new Promise<void>((resolve) => {
+      let seen = 0;
+      const look = () => {
+        if (total() > seen) slices.push(total() - seen);
+        seen = total();
+        if (total() < expected) setImmediate(look);
+        else resolve();
+      };
+      look();
+    });
+    return slices;
+  };
+
+  it('yields the event loop every 1 ms, and every 5 ms while a trace is overdue by more than a sweep interval', async () => {
     // A clock of the test's own: each trace judged takes 0.6 ms of it.
     let clock = 0;
     const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
     try {
       let flushes = 0;
       // A 1 s grace period: sweeps every 250 ms.
+      const { buffer } = bufferWith({
+        graceMs: 1000,
+        maxWaitMs: 60_000,
+        maxTraces: 2000,
+        onFlush: () => {
+          clock += 0.6;
+          flushes += 1;
+        },
+      });
+      const traces = 600;
+      for (let index = 0; index < traces; index += 1) buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
+      clock = 1000; // all due at 1000: one sweep of 600 × 0.6 = 360 ms takes them
+      const slices = await sliceSizes(() => flushes, traces);
+      // 1 ms slices (2 traces) until the first trace waiting is overdue by more than 250 ms (slice
+      // 210 starts at 1252 ms), then 5 ms slices (9 traces).
+      const short = slices.findIndex((size) => size !== 2);
+      expect(short).toBe(210);
+      expect(slices.slice(short, -1).every((size) => size === 9)).toBe(true);
+      expect(slices.reduce((sum, size) => sum + size, 0)).toBe(traces);
+    } finally {
+      now.mockRestore();
+    }
+  });
+
+  it('keeps to 1 ms slices through a sweep longer than its interval that keeps up with the traces coming due', async () => {
+    let clock = 0;
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      let flushes = 0;
+      const { buffer } = bufferWith({
+        graceMs: 1000,
+        maxWaitMs: 60_000,
+        maxTraces: 2000,
+        onFlush: () => {
+          clock += 0.6;
+          flushes += 1;
+        },
+      });
+      // Due one every 0.5 ms from 1000, judged one every 0.6 ms: the sweep runs 360 ms, its traces
+      // at most 60 ms overdue.
+      const traces = 600;
+      for (let index = 0; index < traces; index += 1) {
+        clock = index * 0.5;
+        buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
+      }
+      clock = 1000;
+      const slices = await sliceSizes(() => flushes, traces);
+      expect(slices.slice(0, -1).every((size) => size === 2)).toBe(true);
+      expect(slices.reduce((sum, size) => sum + size, 0)).toBe(traces);
+    } finally {
+      now.mockRestore();
+    }
+  });
+
+  it('takes 5 ms slices while more than half of --max-traces is held', async () => {
+    let clock = 0;
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      let flushes = 0;
       const { buffer } = bufferWith({
         graceMs: 1000,
         maxWaitMs: 60_000,
@@ -223,25 +303,13 @@ describe('the trace window', () => {
       });
       const traces = 600;
       for (let index = 0; index < traces; index += 1) buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
-      clock = 1000; // all due: one sweep of 600 × 0.6 = 360 ms takes them
-      // How many traces each slice judged: what a look at every turn of the event loop sees added.
-      const slices: number[] = [];
-      await new Promise<void>((resolve) => {
-        let seen = 0;
-        const look = () => {
-          if (flushes > seen) slices.push(flushes - seen);
-          seen = flushes;
-          if (flushes < traces) setImmediate(look);
-          else resolve();
-        };
-        look();
-      });
-      // 1 ms slices (2 traces) while the sweep has run 250 ms or less (209 slices: 250.8 ms),
-      // then 5 ms slices (9 traces) for the rest.
-      const short = slices.findIndex((size) => size !== 2);
-      expect(short).toBe(209);
-      expect(slices.slice(short, -1).every((size) => size === 9)).toBe(true);
-      expect(slices.reduce((sum, size) => sum + size, 0)).toBe(traces);
+      clock = 1000;
+      const slices = await sliceSizes(() => flushes, traces);
+      // 600 held: 5 ms slices (9 traces) while more than 500 are held at a slice's start (12 slices),
+      // then 1 ms slices (2) until the first trace waiting is more than 250 ms overdue.
+      expect(slices.slice(0, 12)).toEqual(Array(12).fill(9));
+      expect(slices[12]).toBe(2);
+      expect(slices.findIndex((size, index) => index > 12 && size === 9)).toBe(12 + 156);
     } finally {
       now.mockRestore();
     }

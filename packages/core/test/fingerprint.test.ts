@@ -39,7 +39,7 @@ describe('FingerprintCache', () => {
     expect(cache.get('SELECT 1')).toBe('SELECT ?');
     expect(cache.get('SELECT 2')).toBe('SELECT ?');
     expect(cache.size).toBe(2);
-    // Full, having answered 1 lookup in 3: it starts over with the new statement.
+    // Full, having answered 1 lookup in 4 (this one counted): it starts over with the new statement.
     expect(cache.get("SELECT 'x'")).toBe('SELECT ?');
     expect(cache.size).toBe(1);
   });
@@ -55,6 +55,20 @@ describe('FingerprintCache', () => {
     expect(cache.size).toBe(0);
     expect(cache.get('SELECT 1')).toBe('SELECT ?');
     expect(cache.size).toBe(1);
+  });
+
+  it('pays, at the fill, with hits × 8 ≥ lookups (the filling one counted)', () => {
+    const fill = (hits: number) => {
+      const cache = new FingerprintCache(8);
+      for (let id = 0; id < 8; id += 1) cache.get(`SELECT ${id} FROM t`);
+      for (let hit = 0; hit < hits; hit += 1) cache.get('SELECT 0 FROM t');
+      cache.get('SELECT 8 FROM t'); // fills it: 8 + hits + 1 lookups
+      return cache.size;
+    };
+    // 2 hits in 11 lookups pay (16 ≥ 11): it starts over with the new statement.
+    expect(fill(2)).toBe(1);
+    // 1 hit in 10 does not (8 < 10): it rests, remembering nothing.
+    expect(fill(1)).toBe(0);
   });
 
   it('keeps remembering while one lookup in 8 or more is a hit', () => {
