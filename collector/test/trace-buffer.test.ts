@@ -210,54 +210,14 @@ describe('the trace window', () => {
     expect(flushed.map((flush) => flush.reason)).toEqual(Array(20).fill('root_grace'));
   });
 
-  /** The sizes of the slices a sweep judged traces in: what a look at every turn of the event loop sees added. */
-  const sliceSizes = async (total: () => number, expected: number): Promise<number[]> => {
-    const slices: number[] = [];
-    await new Promise<void>((resolve) => {
-      let seen = 0;
-      const look = () => {
-        if (total() > seen) slices.push(total() - seen);
-        seen = total();
-        if (total() < expected) setImmediate(look);
-        else resolve();
-      };
-      look();
-    });
-    return slices;
-  };
-
-  it('yields the event loop every 1 ms, and every 5 ms while a trace is overdue by more than a sweep interval', async () => {
-    // A clock of the test's own: each trace judged takes 0.6 ms of it.
-    let clock = 0;
-    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
-    try {
-      let flushes = 0;
-      // A 1 s grace period: sweeps every 250 ms.
-      const { buffer } = bufferWith({
-        graceMs: 1000,
-        maxWaitMs: 60_000,
-        maxTraces: 2000,
-        onFlush: () => {
-          clock += 0.6;
-          flushes += 1;
-        },
-      });
-      const traces = 600;
-      for (let index = 0; index < traces; index += 1) buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
-      clock = 1000; // all due at 1000: one sweep of 600 × 0.6 = 360 ms takes them
-      const slices = await sliceSizes(() => flushes, traces);
-      // 1 ms slices (2 traces) until the first trace waiting is overdue by more than 250 ms (slice
-      // 210 starts at 1252 ms), then 5 ms slices (9 traces).
-      const short = slices.findIndex((size) => size !== 2);
-      expect(short).toBe(210);
-      expect(slices.slice(short, -1).every((size) => size === 9)).toBe(true);
-      expect(slices.reduce((sum, size) => sum + size, 0)).toBe(traces);
-    } finally {
-      now.mockRestore();
-    }
-  });
-
-  it('keeps to 1 ms slices through a sweep longer than its interval that keeps up with the traces coming due', async () => {
+  /**
+   * 600 root traces added at `addedAt(index)` on a clock of the test's own (performance.now, which
+   * the window reads), a 1 s grace period (sweeps every 250 ms), each trace judged taking 0.6 ms of
+   * that clock; the clock set to 1000 ms and the window left to sweep. Returns the number of traces
+   * each slice judged: what a look at every turn of the event loop sees added.
+   */
+  const sweepSlices = async (maxTraces: number, addedAt: (index: number) => number): Promise<number[]> => {
+    const traces = 600;
     let clock = 0;
     const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
     try {
@@ -265,54 +225,59 @@ describe('the trace window', () => {
       const { buffer } = bufferWith({
         graceMs: 1000,
         maxWaitMs: 60_000,
-        maxTraces: 2000,
+        maxTraces,
         onFlush: () => {
           clock += 0.6;
           flushes += 1;
         },
       });
-      // Due one every 0.5 ms from 1000, judged one every 0.6 ms: the sweep runs 360 ms, its traces
-      // at most 60 ms overdue.
-      const traces = 600;
       for (let index = 0; index < traces; index += 1) {
-        clock = index * 0.5;
+        clock = addedAt(index);
         buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
       }
       clock = 1000;
-      const slices = await sliceSizes(() => flushes, traces);
-      expect(slices.slice(0, -1).every((size) => size === 2)).toBe(true);
+      const slices: number[] = [];
+      await new Promise<void>((resolve) => {
+        let seen = 0;
+        const look = () => {
+          if (flushes > seen) slices.push(flushes - seen);
+          seen = flushes;
+          if (flushes < traces) setImmediate(look);
+          else resolve();
+        };
+        look();
+      });
       expect(slices.reduce((sum, size) => sum + size, 0)).toBe(traces);
+      return slices;
     } finally {
       now.mockRestore();
     }
+  };
+
+  it('yields the event loop every 1 ms, and every 5 ms while a trace is overdue by more than a sweep interval', async () => {
+    // All due at 1000: one sweep of 600 × 0.6 = 360 ms takes them.
+    const slices = await sweepSlices(2000, () => 0);
+    // 1 ms slices (2 traces) until the first trace waiting is overdue by more than 250 ms (slice
+    // 210 starts at 1252 ms), then 5 ms slices (9 traces).
+    const short = slices.findIndex((size) => size !== 2);
+    expect(short).toBe(210);
+    expect(slices.slice(short, -1).every((size) => size === 9)).toBe(true);
+  });
+
+  it('keeps to 1 ms slices through a sweep longer than its interval that keeps up with the traces coming due', async () => {
+    // Due one every 0.5 ms from 1000, judged one every 0.6 ms: the sweep runs 360 ms, its traces at
+    // most 60 ms overdue.
+    const slices = await sweepSlices(2000, (index) => index * 0.5);
+    expect(slices.slice(0, -1).every((size) => size === 2)).toBe(true);
   });
 
   it('takes 5 ms slices while more than half of --max-traces is held', async () => {
-    let clock = 0;
-    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
-    try {
-      let flushes = 0;
-      const { buffer } = bufferWith({
-        graceMs: 1000,
-        maxWaitMs: 60_000,
-        maxTraces: 1000,
-        onFlush: () => {
-          clock += 0.6;
-          flushes += 1;
-        },
-      });
-      const traces = 600;
-      for (let index = 0; index < traces; index += 1) buffer.add(spansOf(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }]));
-      clock = 1000;
-      const slices = await sliceSizes(() => flushes, traces);
-      // 600 held: 5 ms slices (9 traces) while more than 500 are held at a slice's start (12 slices),
-      // then 1 ms slices (2) until the first trace waiting is more than 250 ms overdue.
-      expect(slices.slice(0, 12)).toEqual(Array(12).fill(9));
-      expect(slices[12]).toBe(2);
-      expect(slices.findIndex((size, index) => index > 12 && size === 9)).toBe(12 + 156);
-    } finally {
-      now.mockRestore();
-    }
+    const slices = await sweepSlices(1000, () => 0);
+    // 600 held: 5 ms slices (9 traces) while more than 500 are held at a slice's start (12 slices),
+    // then 1 ms slices (2) until the first trace waiting is more than 250 ms overdue.
+    expect(slices.slice(0, 12)).toEqual(Array(12).fill(9));
+    expect(slices[12]).toBe(2);
+    expect(slices.findIndex((size, index) => index > 12 && size === 9)).toBe(12 + 156);
   });
 
   it('takes in the same sweep a trace that came due while the sweep ran, not a sweep interval later', async () => {
