@@ -233,6 +233,28 @@ describe('what is written on a root', () => {
     expect(decoded.status).toEqual({ code: 1 });
   });
 
+  it('writes a KeyValue with an empty key or without a value as protobuf reads it', () => {
+    const { bytes } = validSpanBytes({});
+    const [span] = decodeTraceRequest(request([bytes]), 'protobuf').spans;
+    const edits = new SpanEdits();
+    edits.events.push({
+      timeUnixNano: '5',
+      name: 'e',
+      attributes: [
+        { key: '', value: { stringValue: 'no key' } },
+        { key: 'no value', value: null },
+        { key: 'ключ', value: { stringValue: 'значение' } },
+      ],
+    });
+    edits.applyTo(span!);
+    const decoded = Span.toObject(Span.decode(span!.raw), { defaults: false }) as { events: { attributes: { key?: string; value?: unknown }[] }[] };
+    expect(decoded.events[0]!.attributes).toEqual([
+      { value: { stringValue: 'no key' } },
+      { key: 'no value' },
+      { key: 'ключ', value: { stringValue: 'значение' } },
+    ]);
+  });
+
   it('replaces attributes of the same key and the status, keeps every other field, and appends events', () => {
     const { bytes } = validSpanBytes({
       attributes: [

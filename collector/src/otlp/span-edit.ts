@@ -131,8 +131,18 @@ class FieldWriter {
   }
 
   keyValue(tag: number, kv: WireKeyValue): void {
-    this.header(tag, keyValueSize(kv));
-    this.keyValueBody(kv);
+    const key = keyFieldOf(kv.key);
+    if (kv.value === undefined || kv.value === null) {
+      this.header(tag, key.length);
+      this.raw(key);
+      return;
+    }
+    // Each size worked out once: the value's is both in the KeyValue's and its own length.
+    const valueSize = anyValueSize(kv.value);
+    this.header(tag, key.length + fieldSize(valueSize));
+    this.raw(key);
+    this.header((2 << 3) | WireType.LENGTH, valueSize);
+    this.anyValueBody(kv.value);
   }
 
   event(event: WireEvent): void {
@@ -146,14 +156,6 @@ class FieldWriter {
     this.header(STATUS, statusSize(status));
     if (status.message) this.string(2, status.message);
     if (status.code) this.varintField(3, status.code);
-  }
-
-  private keyValueBody(kv: WireKeyValue): void {
-    this.keyField(kv.key);
-    if (kv.value !== undefined && kv.value !== null) {
-      this.header((2 << 3) | WireType.LENGTH, anyValueSize(kv.value));
-      this.anyValueBody(kv.value);
-    }
   }
 
   private anyValueBody(value: WireAnyValue): void {
@@ -193,20 +195,11 @@ class FieldWriter {
     this.pos += this.bytes.write(text, this.pos, 'utf8');
   }
 
-  /** KeyValue.key: the same few keys on every root, each encoded once. */
-  private keyField(key: string): void {
-    let field = keyFields.get(key);
-    if (field === undefined) {
-      const length = Buffer.byteLength(key);
-      field = Buffer.allocUnsafe(1 + varintSize(length) + length);
-      field[0] = KEY;
-      field.write(key, writeVarint(field, 1, length), 'utf8');
-      if (keyFields.size < MAX_KEY_FIELDS) keyFields.set(key, field);
-    }
-    if (key === '') return;
-    this.ensure(field.length);
-    this.bytes.set(field, this.pos);
-    this.pos += field.length;
+  /** Bytes written as they are (an encoded field). */
+  private raw(bytes: Buffer): void {
+    this.ensure(bytes.length);
+    this.bytes.set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
   private varintField(number: number, value: number, always = false): void {
@@ -278,7 +271,23 @@ function arraySize(items: readonly WireAnyValue[]): number {
 }
 
 function keyValueSize(kv: WireKeyValue): number {
-  return stringFieldSize(kv.key) + (kv.value !== undefined && kv.value !== null ? fieldSize(anyValueSize(kv.value)) : 0);
+  return keyFieldOf(kv.key).length + (kv.value !== undefined && kv.value !== null ? fieldSize(anyValueSize(kv.value)) : 0);
+}
+
+const NO_KEY_FIELD = Buffer.alloc(0);
+
+/** KeyValue.key as an encoded field: the same few keys on every root, each encoded once (proto3 leaves an empty one out). */
+function keyFieldOf(key: string): Buffer {
+  if (key === '') return NO_KEY_FIELD;
+  let field = keyFields.get(key);
+  if (field === undefined) {
+    const length = Buffer.byteLength(key);
+    field = Buffer.allocUnsafe(1 + varintSize(length) + length);
+    field[0] = KEY;
+    field.write(key, writeVarint(field, 1, length), 'utf8');
+    if (keyFields.size < MAX_KEY_FIELDS) keyFields.set(key, field);
+  }
+  return field;
 }
 
 function eventSize(event: WireEvent): number {
