@@ -1,6 +1,7 @@
 /**
  * Where the collector's CPU time per span goes, stage by stage, in one process on one core (no
- * HTTP, no timers): decode a request, hold its spans in the trace window, derive and judge each trace (what is
+ * HTTP, no timers): decode a request, take its spans into the trace window (the possible roots
+ * held, the others' records read and the spans handed on), derive and judge each trace (what is
  * written spliced into the roots' bytes), encode batches for a downstream, and what the garbage
  * collector takes meanwhile. The same traffic as `npm run bench:collector` (collector-payloads.mjs).
  *
@@ -62,7 +63,10 @@ function round(count) {
     maxTraces: 1_000_000,
     maxSpansPerTrace: 1_000_000,
     copiesPerSpan: 1,
-    onFlush: (spans) => traces.push(spans),
+    onFlush: (spans, reason, forwarded) => traces.push([spans, forwarded]),
+    onForward: (spans) => {
+      for (const span of spans) pending.push(span);
+    },
     onError: (error) => {
       throw error;
     },
@@ -72,9 +76,9 @@ function round(count) {
   stages.hold += cpu() - started;
 
   started = cpu();
-  for (const trace of traces) {
-    processor.process(trace);
-    for (const span of trace) pending.push(span);
+  for (const [spans, forwarded] of traces) {
+    processor.process(spans, forwarded);
+    for (const span of spans) pending.push(span);
   }
   stages.process += cpu() - started;
 

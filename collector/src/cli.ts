@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * request-budget-collector: checks its options, then runs the collector (run-collector.ts) in a
- * worker thread with a young generation of its own (young-generation.ts), relaying SIGTERM and
+ * request-budget-collector: checks its options, limits the growth of the old generation
+ * (old-generation.ts), then runs the collector (run-collector.ts) in a worker thread with a young
+ * generation of its own (young-generation.ts), relaying SIGTERM and
  * SIGINT to it and exiting with its status. Exit status 2 for bad options or a bad budget file, 1
  * when it cannot start (e.g. the port is taken); a second signal exits at once.
  */
@@ -10,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { NAME, fail } from './cli-exit';
 import { ConfigError, helpText, resolveConfig, type CliRequest, type CollectorConfig } from './config';
 import type { CollectorWorkerData, StopMessage } from './collector-worker';
+import { limitOldGenerationGrowth } from './old-generation';
 import { YOUNG_GENERATION_MB, ownYoungGenerationFlag } from './young-generation';
 
 async function main(): Promise<void> {
@@ -29,6 +31,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${(require('../package.json') as { version: string }).version}\n`);
     return;
   }
+  limitOldGenerationGrowth(process.execArgv);
   if (ownYoungGenerationFlag(process.execArgv, process.env.NODE_OPTIONS) === undefined) {
     runInWorker(request.config);
     return;

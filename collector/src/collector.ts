@@ -20,6 +20,7 @@ import type { CollectedSpan } from './otlp/otlp-model';
 import { ExportTraceServiceResponse } from './otlp/otlp-schema';
 import { TraceBuffer, type FlushReason } from './processor/trace-buffer';
 import { TraceProcessor } from './processor/trace-processor';
+import type { SpanFacts } from './processor/span-facts';
 import { QueueBytes } from './processor/queue-bytes';
 import { memoryOverrun, memoryRefusal, softLimitOf, withMemoryGate, type MemoryFigures } from './receiver/memory-gate';
 import { InFlightBytes } from './receiver/in-flight-bytes';
@@ -73,6 +74,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
   const metrics: CollectorMetrics = new CollectorMetrics({
     tracesInMemory: () => buffer.traceCount,
     spansInMemory: () => buffer.spanCount,
+    recordsInMemory: () => buffer.recordCount,
     queueDepth: () => Object.fromEntries(downstreams.map((downstream) => [downstream.name, downstream.depth])),
     queueCapacity: () => config.maxQueueSpans,
     heldBytes: () => heldBytes(),
@@ -144,7 +146,21 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
   if (downstreams.length === 0)
     log('no --otlp-endpoint or --zipkin-endpoint: spans are judged and alerted on, then dropped (counted as no_downstream); /readyz answers 503');
 
-  const processTrace = (spans: CollectedSpan[], reason: FlushReason): void => {
+  // Spans that cannot be roots, as they arrive; roots once their trace is judged.
+  const forward = (spans: CollectedSpan[]): void => {
+    if (downstreams.length === 0) {
+      metrics.droppedSpans.inc({ reason: 'no_downstream', downstream: 'none' }, spans.length);
+      if (!noDownstreamReported) log(`dropping processed spans: no downstream configured (reported once; see request_budget_collector_dropped_spans_total)`);
+      noDownstreamReported = true;
+      return;
+    }
+    for (const downstream of downstreams) {
+      queueBytes.get(downstream.name)?.add(spans);
+      downstream.enqueue(spans);
+    }
+  };
+
+  const processTrace = (spans: CollectedSpan[], reason: FlushReason, forwarded: SpanFacts[]): void => {
     metrics.flushedTraces.inc({ reason });
     // Closed before its window ended: said once per interval, with the fix.
     if (reason === 'traces_full')
@@ -164,11 +180,11 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     const started = performance.now();
     let outcome;
     try {
-      outcome = processor.process(spans);
+      outcome = processor.process(spans, forwarded);
     } catch (error) {
       // Forwarded as it came: a processing bug must not lose spans.
       metrics.internalErrors.inc();
-      log(`could not process trace ${spans[0]?.traceId}: ${(error as Error)?.stack ?? String(error)}; forwarding it unjudged`);
+      log(`could not process trace ${spans[0]?.traceId ?? '(no span held whole)'}: ${(error as Error)?.stack ?? String(error)}; forwarding it unjudged`);
     }
     metrics.processSeconds.observe((performance.now() - started) / 1000);
     if (outcome !== undefined) {
@@ -178,16 +194,7 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
       for (const breach of outcome.breaches) metrics.breaches.inc({ service: breach.service, metric: breach.metric, severity: breach.severity });
       if (outcome.breaches.length > 0) alerts?.report(outcome.breaches);
     }
-    if (downstreams.length === 0) {
-      metrics.droppedSpans.inc({ reason: 'no_downstream', downstream: 'none' }, spans.length);
-      if (!noDownstreamReported) log(`dropping processed spans: no downstream configured (reported once; see request_budget_collector_dropped_spans_total)`);
-      noDownstreamReported = true;
-      return;
-    }
-    for (const downstream of downstreams) {
-      queueBytes.get(downstream.name)?.add(spans);
-      downstream.enqueue(spans);
-    }
+    if (spans.length > 0) forward(spans);
   };
 
   const buffer: TraceBuffer = new TraceBuffer({
@@ -197,6 +204,8 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     maxSpansPerTrace: config.maxSpansPerTrace,
     copiesPerSpan: downstreams.length,
     onFlush: processTrace,
+    onForward: forward,
+    costs: processor.costs,
     onError: (error) => {
       metrics.internalErrors.inc();
       log(`trace flush failed: ${(error as Error)?.stack ?? String(error)}`);

@@ -10,6 +10,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface LiveFigures {
   tracesInMemory(): number;
   spansInMemory(): number;
+  recordsInMemory(): number;
   queueDepth(): Record<string, number>;
   queueCapacity(): number;
   /** Estimated bytes of the spans held (traces and queues), and the --memory-limit. */
@@ -148,10 +149,18 @@ export class CollectorMetrics {
     });
     new Gauge({
       name: `${prefix}spans_in_memory`,
-      help: 'Spans held in traces not yet processed',
+      help: 'Spans held whole (those that may be roots) in traces not yet processed',
       registers,
       collect() {
         this.set(live.spansInMemory());
+      },
+    });
+    new Gauge({
+      name: `${prefix}span_records_in_memory`,
+      help: "Records held of spans forwarded as they came (spans that cannot be roots), for their trace's judgement",
+      registers,
+      collect() {
+        this.set(live.recordsInMemory());
       },
     });
     new Gauge({

@@ -4,6 +4,9 @@
  * honoured; when the queue is full, senders get 503 with Retry-After and the refused spans are
  * counted; a request beyond --max-concurrent-requests gets 503 before its body is read;
  * SIGTERM delivers the traces still held and the batches in flight before exiting.
+ *
+ * Spans that cannot be roots (here all but the two SERVER spans of a trace) are forwarded as they
+ * arrive; the roots follow, judged, a grace period later, usually in another request.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,9 +16,13 @@ import { otlpRoot } from '../src/otlp/otlp-schema';
 import type { CollectorProcess } from './support/collector-process';
 import { useCollectorsAndDownstreams } from './support/collectors-and-downstreams';
 import type { DownstreamServer } from './support/downstream-server';
-import { ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
+import { Kind, ORDERS_ROOT_COST, ordersTrace, postOtlp, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';
 
 const SPANS_PER_TRACE = ordersTrace().spans.length;
+/** Spans that may be roots (SERVER, CONSUMER): held whole until their trace is judged; the others are forwarded as they arrive. */
+const mayBeRoot = (span: SyntheticSpan): boolean => span.kind === Kind.SERVER || span.kind === Kind.CONSUMER;
+const ROOTS_PER_TRACE = ordersTrace().spans.filter(mayBeRoot).length;
+const CHILDREN_PER_TRACE = SPANS_PER_TRACE - ROOTS_PER_TRACE;
 const { collectorFor, downstreamOn } = useCollectorsAndDownstreams();
 
 async function sendTraces(collector: CollectorProcess, count: number): Promise<ReturnType<typeof ordersTrace>[]> {
@@ -24,18 +31,39 @@ async function sendTraces(collector: CollectorProcess, count: number): Promise<R
   return traces;
 }
 
-/** Every span of `traces` arrived exactly once, and every root was judged on the way. */
-function expectDeliveredOnce(downstream: DownstreamServer, traces: ReturnType<typeof ordersTrace>[]): void {
+type OrdersTrace = ReturnType<typeof ordersTrace>;
+
+const childIdsOf = (traces: OrdersTrace[]): string[] => traces.flatMap((trace) => trace.spans.filter((span) => !mayBeRoot(span)).map((span) => span.spanId));
+
+/**
+ * Every span of `traces`, and the children only of `childrenOf` (their roots still held), arrived
+ * exactly once; every root was judged on the way (its cost derived from the children forwarded
+ * before it), and no other span carries a cost.* or budget.* attribute.
+ */
+function expectDeliveredOnce(downstream: DownstreamServer, traces: OrdersTrace[], childrenOf: OrdersTrace[] = []): void {
   const ids = downstream.spans.map((span) => span.spanId);
   expect(new Set(ids).size).toBe(ids.length);
-  expect(ids.sort()).toEqual(traces.flatMap((trace) => trace.spans.map((span) => span.spanId)).sort());
-  for (const trace of traces)
-    expect(downstream.spans.find((span) => span.spanId === trace.rootId)!.attributes['budget.violations']).toEqual([
-      'db.queries 6>5',
-      'db.time_ms 9.8>8',
-      'db.repeated_count 3>2',
-    ]);
+  expect(ids.sort()).toEqual([...traces.flatMap((trace) => trace.spans.map((span) => span.spanId)), ...childIdsOf(childrenOf)].sort());
+  const byId = new Map(downstream.spans.map((span) => [span.spanId, span]));
+  for (const trace of traces) {
+    const order = byId.get(trace.rootId)!;
+    expect(Object.fromEntries(Object.entries(order.attributes).filter(([key]) => key.startsWith('cost.')))).toEqual(ORDERS_ROOT_COST);
+    expect(order.attributes['budget.violations']).toEqual(['db.queries 6>5', 'db.time_ms 9.8>8', 'db.repeated_count 3>2']);
+    expect(byId.get(trace.inventoryRootId)!.attributes).toMatchObject({ 'budget.rule': 'GET /stock/:sku', 'budget.breached': false });
+  }
+  const roots = new Set(traces.flatMap((trace) => [trace.rootId, trace.inventoryRootId]));
+  const edited = downstream.spans
+    .filter((span) => !roots.has(span.spanId))
+    .filter((span) => Object.keys(span.attributes).some((key) => key.startsWith('cost.') || key.startsWith('budget.')));
+  expect(edited.map((span) => span.name)).toEqual([]);
 }
+
+/** The span ids of the first `count` spans the downstream accepted, sorted. */
+const firstAccepted = (downstream: DownstreamServer, count: number): string[] =>
+  downstream.spans
+    .slice(0, count)
+    .map((span) => span.spanId)
+    .sort();
 
 describe('a downstream that is down', () => {
   it('is retried with backoff, and gets every accepted span exactly once when it comes back', async () => {
@@ -45,7 +73,7 @@ describe('a downstream that is down', () => {
     await expect
       .poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 })
       .toBeGreaterThanOrEqual(3);
-    // Every trace reaches the queue once its window closes (retries may begin with the first ones).
+    // Children reach the queue as they arrive, roots once their window closes (retries may begin with the first ones).
     await expect.poll(() => collector.metric('request_budget_collector_queue_spans{downstream="otlp"}'), { timeout: 10_000 }).toBe(5 * SPANS_PER_TRACE);
     await collector.waitForLine(
       /otlp: could not send \d+ span\(s\) to http:\/\/127\.0\.0\.1:\d+\/v1\/traces: ECONNREFUSED; retrying with backoff/,
@@ -63,13 +91,17 @@ describe('a downstream that is down', () => {
 
   it('waits as long as its Retry-After says, and a refusal that is not retryable is dropped and counted', async () => {
     const downstream = await downstreamOn(undefined, (attempt) => (attempt < 2 ? { status: 503, headers: { 'retry-after': '1' } } : { status: 200 }));
-    const collector = await collectorFor(downstream.url);
+    // One request at a time: the children's batch (forwarded as they came) is refused twice, then
+    // accepted; the roots' batch (judged a grace period later) waits for it, then goes at once.
+    const collector = await collectorFor(downstream.url, { '--forward-concurrency': '1', '--grace-period': '500ms' });
     const traces = await sendTraces(collector, 1);
     await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(SPANS_PER_TRACE);
-    expect(downstream.attempts).toHaveLength(3);
+    expect(downstream.attempts).toHaveLength(4);
     // The collector's own backoff would have been 100–200 ms.
     expect(downstream.attempts[1]! - downstream.attempts[0]!).toBeGreaterThanOrEqual(950);
     expect(downstream.attempts[2]! - downstream.attempts[1]!).toBeGreaterThanOrEqual(950);
+    // The request retried was the children's; the roots came in the last one.
+    expect(firstAccepted(downstream, CHILDREN_PER_TRACE)).toEqual(childIdsOf(traces).sort());
     expectDeliveredOnce(downstream, traces);
 
     const refusing = await downstreamOn(undefined, () => ({ status: 400 }));
@@ -78,9 +110,13 @@ describe('a downstream that is down', () => {
     await expect
       .poll(() => strict.metric('request_budget_collector_dropped_spans_total{reason="downstream_rejected",downstream="otlp"}'), { timeout: 5000 })
       .toBe(SPANS_PER_TRACE);
-    expect(refusing.attempts).toHaveLength(1);
+    // Each of the two requests (the children's, then the roots') refused once, never retried.
+    expect(refusing.attempts).toHaveLength(2);
+    expect(await strict.metric('request_budget_collector_forward_retries_total{downstream="otlp"}')).toBe(0);
     await strict.waitForLine(
-      new RegExp(`otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${SPANS_PER_TRACE} span\\(s\\) with HTTP 400: status 400; dropped \\(not retryable\\)`),
+      new RegExp(
+        `otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${CHILDREN_PER_TRACE} span\\(s\\) with HTTP 400: status 400; dropped \\(not retryable\\)`,
+      ),
       5000,
       'stderr',
     );
@@ -88,13 +124,16 @@ describe('a downstream that is down', () => {
 
   it('never retries sooner than its own backoff, whatever the Retry-After', async () => {
     const downstream = await downstreamOn(undefined, (attempt) => (attempt < 3 ? { status: 503, headers: { 'retry-after': '0' } } : { status: 200 }));
-    const collector = await collectorFor(downstream.url);
+    // One request at a time: the children's batch takes the first four attempts, the roots' the fifth.
+    const collector = await collectorFor(downstream.url, { '--forward-concurrency': '1', '--grace-period': '500ms' });
     const traces = await sendTraces(collector, 1);
     await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(SPANS_PER_TRACE);
+    expect(downstream.attempts).toHaveLength(5);
     // Backoff 100, 200, 400 ms, ±20 %: not the tight loop a Retry-After of 0 asks for.
-    const gaps = downstream.attempts.slice(1).map((at, index) => at - downstream.attempts[index]!);
+    const gaps = downstream.attempts.slice(1, 4).map((at, index) => at - downstream.attempts[index]!);
     expect(gaps).toHaveLength(3);
     gaps.forEach((gap, index) => expect(gap).toBeGreaterThanOrEqual(75 * 2 ** index));
+    expect(firstAccepted(downstream, CHILDREN_PER_TRACE)).toEqual(childIdsOf(traces).sort());
     expectDeliveredOnce(downstream, traces);
   });
 });
@@ -119,7 +158,11 @@ describe('a full queue', () => {
     await collector.waitForLine(new RegExp(`queue full: refused ${SPANS_PER_TRACE} span\\(s\\) with 503 \\+ Retry-After`), 5000, 'stderr');
 
     const downstream = await downstreamOn(port);
-    await expect.poll(async () => (await fetch(`${collector.url}/readyz`)).status, { timeout: 10_000 }).toBe(200);
+    // The queue drains batch by batch (a trace's children and its roots apart): ready again once
+    // everything accepted is delivered, when a whole trace fits again.
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(2 * SPANS_PER_TRACE);
+    await expect.poll(async () => (await fetch(`${collector.url}/readyz`)).status, { timeout: 5000 }).toBe(200);
+    expect(await collector.metric('request_budget_collector_queue_spans{downstream="otlp"}')).toBe(0);
     const later = await sendTraces(collector, 1);
     await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(3 * SPANS_PER_TRACE);
     expectDeliveredOnce(downstream, [...accepted, ...later]);
@@ -131,10 +174,14 @@ describe('a full trace window', () => {
     const downstream = await downstreamOn(await freePort());
     const collector = await collectorFor(downstream.url, { '--max-traces': '2', '--grace-period': '30s', '--max-trace-wait': '60s' });
     const traces = await sendTraces(collector, 3);
-    // The third trace's first span made room by judging the first trace, long before its 30 s grace period.
-    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(SPANS_PER_TRACE);
-    expectDeliveredOnce(downstream, traces.slice(0, 1));
+    // Every trace's children went as they came. The third trace's first span made room by judging
+    // the first trace, long before its 30 s grace period: its roots went too; the others' are held.
+    await expect.poll(() => downstream.spans.length, { timeout: 10_000 }).toBe(3 * CHILDREN_PER_TRACE + ROOTS_PER_TRACE);
+    expectDeliveredOnce(downstream, traces.slice(0, 1), traces.slice(1));
     expect(await collector.metric('request_budget_collector_flushed_traces_total{reason="traces_full"}')).toBe(1);
+    expect(await collector.metric('request_budget_collector_traces_in_memory')).toBe(2);
+    expect(await collector.metric('request_budget_collector_spans_in_memory')).toBe(2 * ROOTS_PER_TRACE);
+    expect(await collector.metric('request_budget_collector_span_records_in_memory')).toBe(2 * CHILDREN_PER_TRACE);
     await collector.waitForLine(
       /--max-traces \(2\) reached: 1 trace\(s\) judged before their grace period ended \(spans of theirs still on the way are judged apart, counted as late\); raise --max-traces, memory stays bounded by --memory-limit$/,
       5000,
@@ -215,6 +262,9 @@ describe('shutdown', () => {
     const collector = await collectorFor(downstream.url, { '--grace-period': '30s', '--max-batch-spans': String(SPANS_PER_TRACE) });
     const traces = await sendTraces(collector, 4);
     expect(await collector.metric('request_budget_collector_traces_in_memory')).toBe(4);
+    // Held whole: the roots only (their children went as they came: in flight now, or queued).
+    expect(await collector.metric('request_budget_collector_spans_in_memory')).toBe(4 * ROOTS_PER_TRACE);
+    expect(await collector.metric('request_budget_collector_span_records_in_memory')).toBe(4 * CHILDREN_PER_TRACE);
     const stopping = Date.now();
     expect(await collector.stop('SIGTERM', 10_000)).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(5000);

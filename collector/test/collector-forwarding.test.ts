@@ -4,15 +4,21 @@
  * exactly once when it recovers; a 400 is final, counted once per batch and logged once per
  * interval; several requests are under way at once to a slow downstream, and a slow downstream
  * does not hold back another.
+ *
+ * Spans that cannot be roots (all but the two SERVER spans of a trace) are forwarded as they
+ * arrive; the roots follow, judged, a grace period later, usually in another request.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startZipkinReceiver, type ZipkinReceiver } from '../../test/support/zipkin-receiver';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
 import { startDownstream, type Answer, type DownstreamServer } from './support/downstream-server';
-import { ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
+import { Kind, ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
 
 const SPANS_PER_TRACE = ordersTrace().spans.length;
+/** Spans that may be roots (SERVER, CONSUMER) are held until their trace is judged; the others, its children here, are forwarded as they arrive. */
+const ROOTS_PER_TRACE = ordersTrace().spans.filter((span) => span.kind === Kind.SERVER || span.kind === Kind.CONSUMER).length;
+const CHILDREN_PER_TRACE = SPANS_PER_TRACE - ROOTS_PER_TRACE;
 const started: { collectors: CollectorProcess[]; servers: (DownstreamServer | ZipkinReceiver)[] } = { collectors: [], servers: [] };
 
 afterEach(async () => {
@@ -65,7 +71,7 @@ describe('a downstream answering 500', () => {
     expect(Date.now()).toBeGreaterThanOrEqual(failUntil);
     const ids = target.spans.map((span) => span.spanId).sort();
     expect(ids).toEqual(spanIdsOf(traces)); // each exactly once: none lost, none twice
-    // Every batch was refused at least once: 20 traces in batches of 3 traces, 7 batches at the least.
+    // Every batch was refused at least once: 20 traces' spans in batches of 3 traces' worth, 7 batches at the least.
     expect(answered500).toBeGreaterThanOrEqual(7);
     await expect
       .poll(() => collector.metric('request_budget_collector_forwarded_spans_total{downstream="otlp"}'), { timeout: 5000 })
@@ -84,34 +90,45 @@ describe('a downstream answering 500', () => {
 
   it('gives up on a batch after --retry-max-elapsed, and counts it as retries_exhausted', async () => {
     const target = await downstream(() => ({ status: 500 }));
-    const collector = await collectorWith({ '--otlp-endpoint': target.url, '--retry-max-elapsed': '1s' });
+    // A grace period well past the batch linger (50 ms): the roots' batch never joins the children's.
+    const collector = await collectorWith({ '--otlp-endpoint': target.url, '--retry-max-elapsed': '1s', '--grace-period': '500ms' });
     await sendTraces(collector, 1);
     await expect
       .poll(() => collector.metric('request_budget_collector_dropped_spans_total{reason="retries_exhausted",downstream="otlp"}'), { timeout: 10_000 })
       .toBe(SPANS_PER_TRACE);
     expect(await droppedSpans(collector)).toBe(SPANS_PER_TRACE);
     expect(target.spans).toHaveLength(0);
-    // Backoff 100, 200, 400, 400 ms (±20 %) fits in 1 s: 3 to 5 attempts, each after the first a retry.
-    expect(target.attempts.length).toBeGreaterThanOrEqual(3);
-    expect(await collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}')).toBe(target.attempts.length - 1);
-    await collector.waitForLine(
-      new RegExp(`otlp: gave up on ${SPANS_PER_TRACE} span\\(s\\) after ${target.attempts.length} attempt\\(s\\) over \\d+ ms`),
-      5000,
-      'stderr',
+    // Two batches, each given up on its own: the children's (forwarded as they came), then the roots' (a grace period later).
+    const gaveUp = await Promise.all(
+      [CHILDREN_PER_TRACE, ROOTS_PER_TRACE].map((count) =>
+        collector.waitForLine(new RegExp(`otlp: gave up on ${count} span\\(s\\) after (\\d+) attempt\\(s\\) over \\d+ ms`), 5000, 'stderr'),
+      ),
     );
+    const attempts = gaveUp.map((match) => Number(match[1]));
+    // Backoff 100, 200, 400, 400 ms (±20 %) fits in 1 s: 3 to 5 attempts a batch, each after its first a retry.
+    for (const count of attempts) {
+      expect(count).toBeGreaterThanOrEqual(3);
+      expect(count).toBeLessThanOrEqual(5);
+    }
+    expect(target.attempts).toHaveLength(attempts[0]! + attempts[1]!);
+    expect(await collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}')).toBe(target.attempts.length - 2);
   });
 });
 
 describe('a downstream answering 400', () => {
   it('drops each batch at once, counts it once, and logs the refusals once per interval', async () => {
     const target = await downstream(() => ({ status: 400 }));
-    // One trace per batch: three batches, each refused.
-    const collector = await collectorWith({ '--otlp-endpoint': target.url, '--max-batch-spans': String(SPANS_PER_TRACE) });
+    // Two spans per batch: a trace's children (12, forwarded as they came) and its roots (2, once
+    // judged) fill whole batches, each sent at once, whatever the timing: 3 × 7 batches, each refused.
+    const BATCH = 2;
+    expect([CHILDREN_PER_TRACE % BATCH, ROOTS_PER_TRACE % BATCH]).toEqual([0, 0]);
+    const batches = (3 * SPANS_PER_TRACE) / BATCH;
+    const collector = await collectorWith({ '--otlp-endpoint': target.url, '--max-batch-spans': String(BATCH) });
     await sendTraces(collector, 3);
     await expect
       .poll(() => collector.metric('request_budget_collector_dropped_spans_total{reason="downstream_rejected",downstream="otlp"}'), { timeout: 5000 })
       .toBe(3 * SPANS_PER_TRACE);
-    expect(target.attempts).toHaveLength(3); // never retried
+    expect(target.attempts).toHaveLength(batches); // never retried
     expect(await collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}')).toBe(0);
     expect(await droppedSpans(collector)).toBe(3 * SPANS_PER_TRACE);
 
@@ -119,16 +136,16 @@ describe('a downstream answering 400', () => {
     await sleep(200);
     expect(refusals()).toEqual([
       expect.stringMatching(
-        new RegExp(
-          `otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${SPANS_PER_TRACE} span\\(s\\) with HTTP 400: status 400; dropped \\(not retryable\\)$`,
-        ),
+        new RegExp(`otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${BATCH} span\\(s\\) with HTTP 400: status 400; dropped \\(not retryable\\)$`),
       ),
     ]);
     // The rest of the streak is said at the interval's end, or at shutdown.
     expect(await collector.stop('SIGTERM', 10_000)).toBe(0);
     expect(refusals()).toHaveLength(2);
     expect(refusals()[1]).toMatch(
-      new RegExp(`otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${2 * SPANS_PER_TRACE} more span\\(s\\) in 2 request\\(s\\) with HTTP 400; dropped`),
+      new RegExp(
+        `otlp: http://127\\.0\\.0\\.1:\\d+/v1/traces refused ${3 * SPANS_PER_TRACE - BATCH} more span\\(s\\) in ${batches - 1} request\\(s\\) with HTTP 400; dropped`,
+      ),
     );
   });
 });
@@ -142,7 +159,7 @@ describe('several requests in flight', () => {
       collectorWith({ '--otlp-endpoint': one.url, '--forward-concurrency': '1', ...batchFlags }),
       collectorWith({ '--otlp-endpoint': four.url, '--forward-concurrency': '4', ...batchFlags }),
     ]);
-    // More than either can deliver in the window: 100 batches of one trace.
+    // More than either can deliver in the window: 100 traces' spans, in batches of a trace's worth.
     await Promise.all([sendTraces(serial, 100), sendTraces(parallel, 100)]);
 
     /** Spans a downstream accepted in 2 s from its first request. */

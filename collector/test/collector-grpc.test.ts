@@ -14,11 +14,23 @@ import { ExportTraceServiceResponse } from '../../test/support/otlp-schema';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
 import { startDownstream, type DownstreamServer } from './support/downstream-server';
 import { decodeStatusDetails, RETRY_INFO_TYPE_URL } from './support/grpc-status-details';
-import { ORDERS_ROOT_COST, ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
+import { Kind, ORDERS_ROOT_COST, ordersTrace, postOtlp, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';
 import { requestOfSpan, validSpanBytes } from './support/wire-bytes';
 
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 const SPANS_PER_TRACE = ordersTrace().spans.length;
+/** Spans that may be roots (SERVER, CONSUMER): held whole until their trace is judged; the others are forwarded as they arrive. */
+const mayBeRoot = (span: SyntheticSpan): boolean => span.kind === Kind.SERVER || span.kind === Kind.CONSUMER;
+const ROOTS_PER_TRACE = ordersTrace().spans.filter(mayBeRoot).length;
+const CHILDREN_PER_TRACE = SPANS_PER_TRACE - ROOTS_PER_TRACE;
+const childIdsOf = (trace: ReturnType<typeof ordersTrace>): string[] =>
+  trace.spans
+    .filter((span) => !mayBeRoot(span))
+    .map((span) => span.spanId)
+    .sort();
+/** The names of the spans carrying a cost.* or budget.* attribute. */
+const editedSpans = (spans: DownstreamServer['spans']): string[] =>
+  spans.filter((span) => Object.keys(span.attributes).some((key) => key.startsWith('cost.') || key.startsWith('budget.'))).map((span) => span.name);
 const started: { collectors: CollectorProcess[]; servers: DownstreamServer[]; clients: grpc.Client[] } = { collectors: [], servers: [], clients: [] };
 
 afterEach(async () => {
@@ -104,7 +116,8 @@ describe.each([
   it('is judged against the budgets and forwarded to the downstream exactly once', async () => {
     const target = await startDownstream();
     started.servers.push(target);
-    const collector = await collectorWith({ '--otlp-endpoint': target.url });
+    // A grace period well past the batch linger (50 ms): the roots' batch never joins the children's.
+    const collector = await collectorWith({ '--otlp-endpoint': target.url, '--grace-period': '500ms' });
     expect(collector.grpcAddress).toMatch(/^127\.0\.0\.1:\d+$/);
     const trace = ordersTrace();
 
@@ -127,8 +140,16 @@ describe.each([
     await expect.poll(() => collector.metric('request_budget_collector_forwarded_spans_total{downstream="otlp"}'), { timeout: 5000 }).toBe(SPANS_PER_TRACE);
     expect(await collector.metric('request_budget_collector_received_spans_total{encoding="grpc"}')).toBe(SPANS_PER_TRACE);
     expect(await collector.metric('request_budget_collector_received_requests_total{encoding="grpc",code="OK"}')).toBe(1);
-    // Nothing came in twice: the downstream got one request holding the trace.
-    expect(target.attempts).toHaveLength(1);
+    // Nothing came in twice (the ids above), in two requests: the children as they arrived, then
+    // the roots, judged a grace period later; only the roots were written on.
+    expect(target.attempts).toHaveLength(2);
+    expect(
+      target.spans
+        .slice(0, CHILDREN_PER_TRACE)
+        .map((span) => span.spanId)
+        .sort(),
+    ).toEqual(childIdsOf(trace));
+    expect(editedSpans(target.spans).sort()).toEqual(['GET /orders/{order_id}', 'GET /stock/{sku}']);
   });
 });
 
@@ -151,18 +172,21 @@ describe('refusals over gRPC', () => {
   });
 
   it('a full collector answers UNAVAILABLE (retryable) and counts the spans it refused', async () => {
-    // The first trace is held (long grace period) and fills the queue: the second cannot fit.
+    // No downstream: the first trace's children are dropped as they arrive; its roots are held (long
+    // grace period) and, with a whole second trace, would pass the limit.
     const collector = await collectorWith({ '--grace-period': '30s', '--max-queue-spans': String(SPANS_PER_TRACE + 1) });
     expect((await exportWithGrpcJs(collector.grpcAddress!, toOtlpProtobuf(ordersTrace()))).status).toBe(grpc.status.OK);
     const refused = await exportByHand(collector.grpcAddress!, toOtlpProtobuf(ordersTrace()), false);
     expect(refused).toEqual({
       status: grpc.status.UNAVAILABLE,
-      message: `queue full (${SPANS_PER_TRACE} spans held, ${SPANS_PER_TRACE} more would pass the limit of ${SPANS_PER_TRACE + 1}); retry later`,
+      message: `queue full (${ROOTS_PER_TRACE} spans held, ${SPANS_PER_TRACE} more would pass the limit of ${SPANS_PER_TRACE + 1}); retry later`,
       response: undefined,
     });
     expect(await collector.metric('request_budget_collector_dropped_spans_total{reason="queue_full",downstream="none"}')).toBe(SPANS_PER_TRACE);
+    expect(await collector.metric('request_budget_collector_dropped_spans_total{reason="no_downstream",downstream="none"}')).toBe(CHILDREN_PER_TRACE);
     expect(await collector.metric('request_budget_collector_received_requests_total{encoding="grpc",code="UNAVAILABLE"}')).toBe(1);
-    expect(await collector.metric('request_budget_collector_spans_in_memory')).toBe(SPANS_PER_TRACE);
+    expect(await collector.metric('request_budget_collector_spans_in_memory')).toBe(ROOTS_PER_TRACE);
+    expect(await collector.metric('request_budget_collector_span_records_in_memory')).toBe(CHILDREN_PER_TRACE);
   });
 
   it('UNAVAILABLE carries a google.rpc.RetryInfo of the seconds OTLP/HTTP gives in Retry-After; INVALID_ARGUMENT none', async () => {
@@ -171,7 +195,9 @@ describe('refusals over gRPC', () => {
     started.servers.push(target);
     const collector = await collectorWith({ '--otlp-endpoint': target.url, '--max-queue-spans': String(SPANS_PER_TRACE + 1) });
     expect((await exportWithGrpcJs(collector.grpcAddress!, toOtlpProtobuf(ordersTrace()))).status).toBe(grpc.status.OK);
-    await expect.poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 }).toBe(1);
+    // The children's batch and the roots' (a grace period later), each refused once; the next try is 120 s away.
+    await expect.poll(() => collector.metric('request_budget_collector_forward_retries_total{downstream="otlp"}'), { timeout: 10_000 }).toBe(2);
+    expect(await collector.metric('request_budget_collector_queue_spans{downstream="otlp"}')).toBe(SPANS_PER_TRACE);
 
     const overHttp = await postOtlp(collector.tracesUrl, toOtlpProtobuf(ordersTrace()), 'application/x-protobuf');
     expect([overHttp.status, overHttp.headers.get('retry-after')]).toEqual([503, '60']);
@@ -224,10 +250,13 @@ describe('--grpc-listen', () => {
   it('stops taking connections at SIGTERM while what is held is still delivered', async () => {
     const target = await startDownstream(undefined, () => ({ status: 200, delayMs: 1500 }));
     started.servers.push(target);
-    const collector = await collectorWith({ '--otlp-endpoint': target.url, '--shutdown-timeout': '5s' });
+    // The roots are held (long grace period) until SIGTERM judges them; the children go at once.
+    const collector = await collectorWith({ '--otlp-endpoint': target.url, '--shutdown-timeout': '5s', '--grace-period': '30s' });
     const [host, port] = collector.grpcAddress!.split(':');
-    expect((await exportByHand(collector.grpcAddress!, toOtlpProtobuf(ordersTrace()), false)).status).toBe(grpc.status.OK);
+    const trace = ordersTrace();
+    expect((await exportByHand(collector.grpcAddress!, toOtlpProtobuf(trace), false)).status).toBe(grpc.status.OK);
     await expect.poll(() => target.attempts.length, { timeout: 5000 }).toBe(1);
+    expect(await collector.metric('request_budget_collector_spans_in_memory')).toBe(ROOTS_PER_TRACE);
     const stopped = collector.stop('SIGTERM', 10_000);
     await collector.waitForLine(/SIGTERM: delivering what is held/, 5000, 'stderr');
     // The delivery is still under way (the downstream answers after 1.5 s), the process alive; the
@@ -244,6 +273,11 @@ describe('--grpc-listen', () => {
     await expect.poll(connect, { timeout: 1000, interval: 50 }).toBe('ECONNREFUSED');
     expect(target.spans).toHaveLength(0);
     expect(await stopped).toBe(0);
-    expect(target.spans).toHaveLength(SPANS_PER_TRACE);
+    // The children's request, in flight at SIGTERM, and the roots', judged at SIGTERM.
+    expect(target.attempts).toHaveLength(2);
+    expect(target.spans.map((span) => span.spanId).sort()).toEqual(trace.spans.map((span) => span.spanId).sort());
+    const order = target.spans.find((span) => span.spanId === trace.rootId)!;
+    expect(Object.fromEntries(Object.entries(order.attributes).filter(([key]) => key.startsWith('cost.')))).toEqual(ORDERS_ROOT_COST);
+    expect(editedSpans(target.spans).sort()).toEqual(['GET /orders/{order_id}', 'GET /stock/{sku}']);
   });
 });

@@ -13,6 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/free-port';
 import { otlpRoot } from '../src/otlp/otlp-schema';
+import { CHUNK_SLOTS, RECORD_SLOT_BYTES } from '../src/processor/record-store';
 import type { CollectorProcess } from './support/collector-process';
 import { useCollectorsAndDownstreams } from './support/collectors-and-downstreams';
 import { decodeStatusDetails, RETRY_INFO_TYPE_URL } from './support/grpc-status-details';
@@ -22,6 +23,11 @@ import { emptyAttributesRequest, lengthDelimited, requestOfSpan, validSpanBytes 
 const MiB = 1024 * 1024;
 const RpcStatus = otlpRoot.lookupType('google.rpc.Status');
 const { collectorFor, downstreamOn } = useCollectorsAndDownstreams();
+/**
+ * What the trace window's record store keeps once a span was forwarded, empty or not: its first
+ * chunk of CHUNK_SLOTS slots (record-store.ts), counted in the memory held.
+ */
+const RECORD_STORE_BYTES = CHUNK_SLOTS * RECORD_SLOT_BYTES;
 
 /** Resident memory of a process, as the kernel counts it (MB). */
 function rssMb(pid: number): number {
@@ -115,8 +121,11 @@ describe('the memory limit, downstream down', () => {
   it('refuses with 503 + Retry-After from the soft limit, never holds more than the limit, and delivers all it accepted once the downstream is back', async () => {
     const port = await freePort();
     const limit = 8 * MiB;
-    const collector = await collectorFor(`http://127.0.0.1:${port}`, { '--memory-limit': '8MiB' });
+    // A grace period longer than the sending: the roots of the traces accepted last are still held when refused.
+    const collector = await collectorFor(`http://127.0.0.1:${port}`, { '--memory-limit': '8MiB', '--grace-period': '5s' });
     expect(await collector.metric('request_budget_collector_memory_limit_bytes')).toBe(limit);
+    // Nothing held yet: the record store takes its first chunk with the first span forwarded.
+    expect(await collector.metric('request_budget_collector_memory_held_bytes')).toBe(0);
 
     const accepted: string[] = [];
     let refused: Response | undefined;
@@ -142,6 +151,17 @@ describe('the memory limit, downstream down', () => {
     expect(held).toBeGreaterThanOrEqual(limit * 0.8);
     expect(held).toBeLessThanOrEqual(limit);
     expect(accepted.length).toBeGreaterThanOrEqual(500);
+    // Only the roots wait whole in the trace window, each with the records of its 99 children; the
+    // children were forwarded as they came and wait in the queue of the downstream that is down,
+    // with the roots whose grace period is over. One scrape: one moment.
+    const figures = await collector.metrics();
+    const rootsHeld = figures.get('request_budget_collector_spans_in_memory')!;
+    const queued = figures.get('request_budget_collector_queue_spans{downstream="otlp"}')!;
+    expect(rootsHeld).toBeGreaterThan(0);
+    expect(figures.get('request_budget_collector_traces_in_memory')).toBe(rootsHeld);
+    expect(figures.get('request_budget_collector_span_records_in_memory')).toBe(99 * rootsHeld);
+    expect(rootsHeld + queued).toBe(accepted.length);
+    expect(queued).toBeGreaterThanOrEqual((accepted.length / 100) * 99);
     expect(await collector.metric('request_budget_collector_memory_refused_requests_total')).toBe(1);
     expect(await collector.metric('request_budget_collector_received_requests_total{encoding="protobuf",code="503"}')).toBe(1);
     const ready = await fetch(`${collector.url}/readyz`);
@@ -157,7 +177,9 @@ describe('the memory limit, downstream down', () => {
     const ids = downstream.spans.map((span) => span.spanId);
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids.sort()).toEqual(accepted.sort());
-    await expect.poll(() => collector.metric('request_budget_collector_memory_held_bytes'), { timeout: 5000 }).toBe(0);
+    // Everything delivered: nothing held but the record store's first chunk (the others let go).
+    await expect.poll(() => collector.metric('request_budget_collector_memory_held_bytes'), { timeout: 5000 }).toBe(RECORD_STORE_BYTES);
+    expect(await collector.metric('request_budget_collector_span_records_in_memory')).toBe(0);
     expect((await fetch(`${collector.url}/readyz`)).status).toBe(200);
     expect((await post(collector, toOtlpProtobuf(bulkyTrace(10)))).status).toBe(200);
   });

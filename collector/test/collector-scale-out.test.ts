@@ -172,14 +172,22 @@ async function metricSum(collector: CollectorProcess, name: string): Promise<num
   return sum;
 }
 
-/** Waits until the downstreams hold `total` spans and no instance holds or queues any more. */
+/**
+ * Waits until the downstreams hold `total` spans and no instance holds or queues any more. Spans
+ * that cannot be roots are forwarded as they come: a trace without a root on an instance (a
+ * fragment) is delivered whole while its records still wait out --max-trace-wait there.
+ */
 async function awaitDelivery(instances: readonly Instance[], total: number): Promise<void> {
   await expect.poll(() => instances.reduce((sum, { downstream }) => sum + downstream.spans.length, 0), { timeout: 20_000, interval: 100 }).toBe(total);
   // The last answers may still be on their way back: the queue counts a batch until it is answered.
   for (const { collector } of instances) {
     await expect.poll(() => collector.metric('request_budget_collector_queue_spans{downstream="otlp"}'), { timeout: 5000 }).toBe(0);
+    await expect.poll(() => collector.metric('request_budget_collector_traces_in_memory'), { timeout: 15_000, interval: 200 }).toBe(0);
     expect(await collector.metric('request_budget_collector_spans_in_memory')).toBe(0);
+    expect(await collector.metric('request_budget_collector_span_records_in_memory')).toBe(0);
   }
+  // Nothing more came once the windows were empty: every span delivered once.
+  expect(instances.reduce((sum, { downstream }) => sum + downstream.spans.length, 0)).toBe(total);
 }
 
 /** Where each span arrived: span id → the instances (by index) whose downstream received it. */
@@ -260,6 +268,16 @@ describe('request-budget-collector scaled out to 3 instances', () => {
     const instancesOf = ({ spanIds }: Checkout) => spanIds.map((spanId) => (arrived.get(spanId) ?? []).map(({ instance }) => instance));
     expect(checkouts.map(instancesOf)).toEqual(checkouts.map(({ traceId, spanIds }) => spanIds.map(() => [addresses.indexOf(router.backendFor(traceId))])));
 
+    // The children (the CLIENT call and the queries) were forwarded as they came; the two roots
+    // were held for the grace period, judged, and reached the downstream after all of them.
+    const order = new Map<string, number>();
+    for (const { downstream } of instances) downstream.spans.forEach((span, index) => order.set(span.spanId, index));
+    const rootsAfterChildren = checkouts.map(({ spanIds, frontendRootId, ordersRootId }) => {
+      const children = spanIds.filter((spanId) => spanId !== frontendRootId && spanId !== ordersRootId);
+      return Math.max(...children.map((spanId) => order.get(spanId)!)) < Math.min(order.get(frontendRootId)!, order.get(ordersRootId)!);
+    });
+    expect(rootsAfterChildren).toEqual(checkouts.map(() => true));
+
     // Every instance got a share, and judged both roots of each of its checkouts, each once, in
     // one window (no late span, no trace flushed before its grace period).
     const shares = addresses.map((address) => routedTo(address).length);
@@ -283,9 +301,10 @@ describe('request-budget-collector scaled out to 3 instances', () => {
     // by the instance that holds it.
     const allSpans = instances.flatMap(({ downstream }) => downstream.spans);
     const sorted = (ids: string[]) => [...ids].sort();
-    expect(sorted(allSpans.filter((span) => span.attributes['budget.rule'] !== undefined).map((span) => span.spanId))).toEqual(
-      sorted(checkouts.flatMap(({ frontendRootId, ordersRootId }) => [frontendRootId, ordersRootId])),
-    );
+    const rootIds = sorted(checkouts.flatMap(({ frontendRootId, ordersRootId }) => [frontendRootId, ordersRootId]));
+    expect(sorted(allSpans.filter((span) => span.attributes['budget.rule'] !== undefined).map((span) => span.spanId))).toEqual(rootIds);
+    // The costs too: a child, forwarded before its trace was judged, carries none.
+    expect(sorted(allSpans.filter((span) => Object.keys(span.attributes).some((key) => key.startsWith('cost.'))).map((span) => span.spanId))).toEqual(rootIds);
     expect(sorted(allSpans.filter((span) => span.attributes['budget.breached'] === true).map((span) => span.spanId))).toEqual(
       sorted(breaching.map(({ ordersRootId }) => ordersRootId)),
     );
@@ -336,9 +355,13 @@ describe('request-budget-collector scaled out to 3 instances', () => {
     const breached = instances.flatMap(({ downstream }) => downstream.spans.filter((span) => span.attributes['budget.breached'] === true));
     expect(breached.map((span) => span.spanId).sort()).toEqual([checkouts[208]!.ordersRootId, checkouts[209]!.ordersRootId].sort());
     expect(checkouts.filter(({ queries }) => queries > QUERY_LIMIT)).toHaveLength(70);
-    // Instance 0's fragments of early queries had no root to wait for: held to --max-trace-wait,
-    // then forwarded unjudged.
+    // Instance 0's fragments of early queries had no root to wait for: forwarded as they came, their
+    // records held to --max-trace-wait, then let go unjudged (no root, so no judgement, no cost).
     expect(await instances[0]!.collector.metric('request_budget_collector_flushed_traces_total{reason="max_wait"}')).toBe(207);
+    const earlyIds = new Set(checkouts.slice(0, 207).flatMap(({ early }) => early.spans.map((span) => span.spanId)));
+    const earlyDelivered = instances[0]!.downstream.spans.filter((span) => earlyIds.has(span.spanId));
+    expect(earlyDelivered).toHaveLength(earlyIds.size);
+    expect(earlyDelivered.filter((span) => Object.keys(span.attributes).some((key) => key.startsWith('cost.') || key.startsWith('budget.')))).toEqual([]);
     // Every checkout is in pieces on two or three instances.
     const spread = checkouts.map(({ spanIds }) => new Set(spanIds.map((spanId) => arrived.get(spanId)![0]!.instance)).size);
     expect(spread.filter((count) => count > 1)).toHaveLength(CHECKOUTS);

@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver } from '../../test/support/otlp-receiver';
+import { ownHeapGrowthFlag } from '../src/old-generation';
 import { YOUNG_GENERATION_MB, ownYoungGenerationFlag } from '../src/young-generation';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
 import { ordersTrace, postOtlp, toOtlpProtobuf } from './support/synthetic-trace';
@@ -19,6 +20,15 @@ describe('ownYoungGenerationFlag', () => {
   it('ignores other heap flags and look-alikes', () => {
     expect(ownYoungGenerationFlag(['--max-old-space-size=512', '--cpu-prof'], '--max-semi-space-sizes=1 --inspect')).toBeUndefined();
     expect(ownYoungGenerationFlag([], undefined)).toBeUndefined();
+  });
+});
+
+describe('ownHeapGrowthFlag', () => {
+  it("finds the user's own heap-growth flag on the command line, in either spelling, and nothing else", () => {
+    expect(ownHeapGrowthFlag(['--heap-growing-percent=300'])).toBe('--heap-growing-percent=300');
+    expect(ownHeapGrowthFlag(['--cpu-prof', '--heap_growing_percent', '50'])).toBe('--heap_growing_percent');
+    expect(ownHeapGrowthFlag(['--max-old-space-size=512', '--heap-growing-percentage=5'])).toBeUndefined();
+    expect(ownHeapGrowthFlag([])).toBeUndefined();
   });
 });
 

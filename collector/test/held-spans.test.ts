@@ -1,14 +1,17 @@
 /**
  * How the trace window keeps a held trace's spans (held-spans.ts): a few fields each in slots, their
- * bytes where decoding put them (one buffer per request) or, for a trace held long, moved into a
- * buffer of the trace's own; the spans made again on flush exactly as they were decoded; and how a
- * buffer is let go once every downstream has copied every span in it (BytesLease), never before.
+ * bytes where decoding put them (per request, one buffer for the possible roots and one for the
+ * others) or moved into a buffer of the trace's own; the spans made again on flush exactly as they
+ * were decoded; and how a buffer is let go once every downstream has copied every span in it
+ * (BytesLease), never before. Only possible roots are held (HeldSpans); the others are forwarded as
+ * they arrive, under the same leases.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Downstream } from '../src/exporter/downstream';
 import { encodeTraceRequest } from '../src/exporter/otlp-encode';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
 import { spanMessage } from '../src/otlp/span-message';
+import type { SpanFacts } from '../src/processor/span-facts';
 import { TraceProcessor } from '../src/processor/trace-processor';
 import { HELD_SPAN_BYTES, HeldSpans } from '../src/processor/held-spans';
 import { TraceBuffer } from '../src/processor/trace-buffer';
@@ -42,14 +45,19 @@ function viewOf(span: CollectedSpan) {
   };
 }
 
-function windowOf(copiesPerSpan: number, flushed: CollectedSpan[][]): TraceBuffer {
+/** A window that keeps what it hands on: the spans of each flush and their records, the spans forwarded at once. */
+function windowOf(copiesPerSpan: number, flushed: CollectedSpan[][], forwarded: CollectedSpan[] = [], records: SpanFacts[][] = []): TraceBuffer {
   const buffer = new TraceBuffer({
     graceMs: 600_000,
     maxWaitMs: 600_000,
     maxTraces: 100,
     maxSpansPerTrace: 1000,
     copiesPerSpan,
-    onFlush: (spans) => flushed.push(spans),
+    onFlush: (spans, _reason, facts) => {
+      flushed.push(spans);
+      records.push(facts);
+    },
+    onForward: (spans) => forwarded.push(...spans),
     onError: (error) => {
       throw error;
     },
@@ -112,7 +120,8 @@ describe("a span whose bytes are not in its lease's buffer", () => {
     const flushed: CollectedSpan[][] = [];
     const buffer = windowOf(1, flushed);
     const traceId = newTraceId();
-    const [alone, other] = decoded(traceId, [{}, {}]);
+    // Possible roots: held whole.
+    const [alone, other] = decoded(traceId, [{ kind: Kind.SERVER }, { kind: Kind.SERVER }]);
     // Its bytes replaced by a copy (as an edit would): the request's lease no longer covers them.
     const copied = Object.assign(Object.create(alone!) as CollectedSpan, { raw: Buffer.from(alone!.raw) });
     buffer.add([copied, other!]);
@@ -133,7 +142,9 @@ describe("a span whose bytes are not in its lease's buffer", () => {
 describe("a request's buffer", () => {
   it('is let go only once every downstream has copied every span in it, roots with edits included', () => {
     const flushed: CollectedSpan[][] = [];
-    const buffer = windowOf(2, flushed);
+    const forwarded: CollectedSpan[] = [];
+    const records: SpanFacts[][] = [];
+    const buffer = windowOf(2, flushed, forwarded, records);
     const traceId = newTraceId();
     const rootId = newSpanId();
     const rootRequest = decoded(traceId, [
@@ -145,20 +156,28 @@ describe("a request's buffer", () => {
     ]);
     buffer.add(rootRequest);
     buffer.add(childRequest);
+    // The children, which cannot be roots, are forwarded as they come; the root is held.
+    expect(forwarded).toHaveLength(2);
+    expect(forwarded.every((span, index) => span === childRequest[index])).toBe(true);
     buffer.flushAll();
-    const [spans] = flushed;
+    expect(flushed[0]).toHaveLength(1);
+    expect(records[0]).toHaveLength(2);
     const rootBuffer = rootRequest[0]!.raw.buffer;
-    // The root gets its cost record written: its bytes are new, elsewhere.
-    new TraceProcessor().process(spans!);
-    const [root, ...children] = spans!;
+    // The root gets its cost record written (from the children's records): its bytes are new, elsewhere.
+    new TraceProcessor().process(flushed[0]!, records[0]);
+    const [root] = flushed[0]!;
+    const children = forwarded;
+    const spans = [root!, ...children];
     expect(root!.raw.buffer).not.toBe(rootBuffer);
-    const lengths = spans!.map((span) => span.raw.length);
+    // One query among the children (SELECT 1): read from its record.
+    expect(String(spanMessage(root!).attributes.find((attribute) => attribute.key === 'cost.db.queries')?.value?.intValue)).toBe('1');
+    const lengths = spans.map((span) => span.raw.length);
     // The first downstream copies every span: the second still reads them whole.
-    const first = encodeTraceRequest(spans!);
-    for (const span of spans!) span.bytesCopied();
-    expect(spans!.map((span) => span.raw.length)).toEqual(lengths);
-    expect(encodeTraceRequest(spans!)).toEqual(first);
-    expect(spans!.map((span) => spanMessage(span).name)).toEqual(['GET /orders', 'SELECT orders', 'SELECT orders']);
+    const first = encodeTraceRequest(spans);
+    for (const span of spans) span.bytesCopied();
+    expect(spans.map((span) => span.raw.length)).toEqual(lengths);
+    expect(encodeTraceRequest(spans)).toEqual(first);
+    expect(spans.map((span) => spanMessage(span).name)).toEqual(['GET /orders', 'SELECT orders', 'SELECT orders']);
     // The second copies the root and one child: the root's request buffer goes; the children's stays.
     root!.bytesCopied();
     children[0]!.bytesCopied();
@@ -170,80 +189,129 @@ describe("a request's buffer", () => {
     expect(children.map((span) => span.raw.length)).toEqual([0, 0]);
   });
 
-  it('is let go by a trace held long, whose spans move out, when the rest of the request is sent', async () => {
-    const flushed: CollectedSpan[][] = [];
-    const buffer = new TraceBuffer({
-      graceMs: 40,
-      maxWaitMs: 60_000,
-      maxTraces: 100,
-      maxSpansPerTrace: 1000,
-      copiesPerSpan: 1,
-      onFlush: (spans) => flushed.push(spans),
-      onError: (error) => {
-        throw error;
-      },
-    });
-    buffers.push(buffer);
-    // One request (two bodies' ResourceSpans, as protobuf merges them): a whole trace, and a child
-    // whose root never comes (held up to the maximum wait).
-    const [whole, waiting] = [newTraceId(), newTraceId()];
-    const body = (traceId: string, span: Partial<SyntheticSpan>) =>
+  it('is let go by a held trace whose spans move out, when the rest of the request is copied', () => {
+    // One request (two bodies' ResourceSpans, as protobuf merges them): the roots of two traces, in
+    // the request's buffer of possible roots. One is sent; the other's trace is still held.
+    const [sentTrace, waiting] = [newTraceId(), newTraceId()];
+    const body = (traceId: string) =>
       toOtlpProtobuf({
         traceId,
         baseNs: 1_000_000_000n,
-        spans: [{ service: 'orders-py', name: 'x', kind: Kind.CLIENT, spanId: newSpanId(), startUs: 0, endUs: 10, ...span }],
+        spans: [{ service: 'orders-py', name: 'x', kind: Kind.SERVER, spanId: newSpanId(), startUs: 0, endUs: 10 }],
       });
-    const request = decodeTraceRequest(Buffer.concat([body(whole, { kind: Kind.SERVER }), body(waiting, { parentSpanId: newSpanId() })]), 'protobuf').spans;
-    expect(request.map((span) => span.traceId)).toEqual([whole, waiting]);
+    const request = decodeTraceRequest(Buffer.concat([body(sentTrace), body(waiting)]), 'protobuf').spans;
+    expect(request.map((span) => span.traceId)).toEqual([sentTrace, waiting]);
     expect(request[0]!.lease).toBe(request[1]!.lease);
-    buffer.add(request);
-    await expect.poll(() => flushed.length, { timeout: 2000 }).toBe(1);
-    const [[sent]] = flushed as [[CollectedSpan]];
-    sent.bytesCopied();
+    // As the trace window takes them in with one downstream: one copy held per span.
+    for (const span of request) span.lease!.hold(1);
+    const held = new HeldSpans();
+    held.add(request[1]!, 1);
+    const charged = held.heldBytes;
+    expect(charged).toBe(HELD_SPAN_BYTES + request[1]!.estimatedBytes - SPAN_BYTES);
+    request[0]!.bytesCopied();
     // The waiting trace still holds the request's buffer...
     expect(request[0]!.raw.length).toBeGreaterThan(0);
-    const heldBefore = buffer.byteCount;
-    // ...until it has been held twice the grace period (at least a second): its span moves out, and
-    // the buffer goes. The moved trace is charged its buffer.
-    await expect.poll(() => request[0]!.raw.length, { timeout: 5000 }).toBe(0);
-    expect(buffer.traceCount).toBe(1);
-    expect(buffer.byteCount).toBe(heldBefore + BUFFER_BYTES);
-    // A span of the trace that comes later is in its request's buffer until the next look.
-    const later = decodeTraceRequest(body(waiting, { parentSpanId: newSpanId() }), 'protobuf').spans;
-    buffer.add(later);
-    expect(buffer.spanCount).toBe(2);
-    await expect.poll(() => later[0]!.raw.length, { timeout: 5000 }).toBe(0);
-    expect(buffer.byteCount).toBe(heldBefore + 2 * BUFFER_BYTES + (later[0]!.estimatedBytes + HELD_SPAN_BYTES - SPAN_BYTES));
-    buffer.flushAll();
-    expect(buffer.byteCount).toBe(0);
-    const moved = flushed[1]!;
+    // ...until its span moves out: the buffer goes. The moved trace is charged its buffer.
+    held.moveBytes(1);
+    expect(request.map((span) => span.raw.length)).toEqual([0, 0]);
+    expect(held.heldBytes).toBe(charged + BUFFER_BYTES);
+    // A span of the trace that comes later is in its request's buffer until the next move, which
+    // leaves the spans moved before where they are.
+    const later = decodeTraceRequest(body(waiting), 'protobuf').spans;
+    later[0]!.lease!.hold(1);
+    held.add(later[0]!, 1);
+    const firstMoved = held.spans(waiting)[0]!.raw.buffer;
+    expect(held.spans(waiting)[1]!.raw.buffer).toBe(later[0]!.raw.buffer);
+    held.moveBytes(1);
+    expect(later[0]!.raw.length).toBe(0);
+    expect(held.heldBytes).toBe(charged + 2 * BUFFER_BYTES + (later[0]!.estimatedBytes + HELD_SPAN_BYTES - SPAN_BYTES));
+    const moved = held.spans(waiting);
+    expect(moved[0]!.raw.buffer).toBe(firstMoved);
+    expect(moved[1]!.raw.buffer).not.toBe(firstMoved);
     expect(moved.map((span) => spanMessage(span).traceId)).toEqual([Buffer.from(waiting, 'hex'), Buffer.from(waiting, 'hex')]);
     // Each moved span is under one lease holding one copy for it: one copy each lets its buffer go.
     for (const span of moved) span.bytesCopied();
     expect(moved.map((span) => span.raw.length)).toEqual([0, 0]);
   });
 
+  it('is let go by a trace whose roots keep coming: held past twice its grace period, its bytes move out', async () => {
+    // One request with the roots of two traces: `open` gets a new root every 25 ms (each moves its
+    // deadline on), `done` is judged after its grace period. Moved after a second (twice the grace
+    // period, at least a second), `open` no longer keeps the request's buffer once `done` is copied.
+    const open = newTraceId();
+    const done = newTraceId();
+    const flushed: CollectedSpan[][] = [];
+    const buffer = new TraceBuffer({
+      graceMs: 300,
+      maxWaitMs: 10_000,
+      maxTraces: 100,
+      maxSpansPerTrace: 1000,
+      copiesPerSpan: 1,
+      onFlush: (spans) => flushed.push(spans),
+      onForward: () => {},
+      onError: (error) => {
+        throw error;
+      },
+    });
+    buffers.push(buffer);
+    const rootOf = (traceId: string) =>
+      toOtlpProtobuf({
+        traceId,
+        baseNs: 1_000_000_000n,
+        spans: [{ service: 'orders-py', name: 'GET /', kind: Kind.SERVER, spanId: newSpanId(), startUs: 0, endUs: 10 }],
+      });
+    // Two encoded requests side by side are one request (repeated fields concatenate).
+    const request = decodeTraceRequest(Buffer.concat([rootOf(open), rootOf(done)]), 'protobuf').spans;
+    expect(request.map((span) => span.traceId)).toEqual([open, done]);
+    expect(request[0]!.raw.buffer).toBe(request[1]!.raw.buffer);
+    const sent = Buffer.from(request[0]!.raw);
+    buffer.add(request);
+    const firstBuffer = request[0]!.raw.buffer;
+    const started = Date.now();
+    while (Date.now() - started < 1400) {
+      buffer.add(decoded(open, [{ kind: Kind.CONSUMER, parentSpanId: undefined }]));
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    // `done` was judged and copied long ago; `open` is still held, its bytes moved out.
+    const judged = flushed.find((spans) => spans[0]!.traceId === done)!;
+    judged.forEach((span) => span.bytesCopied());
+    expect(flushed.some((spans) => spans[0]!.traceId === open)).toBe(false);
+    await expect.poll(() => firstBuffer.byteLength, { timeout: 2000 }).toBe(0);
+    buffer.flushAll();
+    const held = flushed.find((spans) => spans[0]!.traceId === open)!;
+    expect(held.length).toBeGreaterThan(2);
+    expect(held[0]!.raw.equals(sent)).toBe(true);
+  });
+
   it('is never read once let go: the encoder and the message reader refuse a span without bytes, naming its trace', () => {
     const flushed: CollectedSpan[][] = [];
-    const buffer = windowOf(1, flushed);
+    const forwarded: CollectedSpan[] = [];
+    const buffer = windowOf(1, flushed, forwarded);
     const traceId = newTraceId();
-    buffer.add(decoded(traceId, [{}]));
+    // A root, held until the flush, and a child, forwarded at once: each in a buffer of its own kind.
+    buffer.add(decoded(traceId, [{ kind: Kind.SERVER, parentSpanId: undefined }, {}]));
     buffer.flushAll();
-    const [span] = flushed[0]!;
-    span!.bytesCopied();
-    expect(() => encodeTraceRequest([span!])).toThrow(`span of trace ${traceId}: its bytes were let go before it was encoded`);
-    expect(() => spanMessage(span!)).toThrow(`span of trace ${traceId}: its bytes were let go before it was read`);
+    const spans = [...flushed[0]!, ...forwarded];
+    expect(spans.map((span) => span.kind)).toEqual([Kind.SERVER, Kind.CLIENT]);
+    for (const span of spans) {
+      span.bytesCopied();
+      expect(() => encodeTraceRequest([span])).toThrow(`span of trace ${traceId}: its bytes were let go before it was encoded`);
+      expect(() => spanMessage(span)).toThrow(`span of trace ${traceId}: its bytes were let go before it was read`);
+    }
   });
 
   it('without downstreams to copy it, is left to the garbage collector: copies do not let it go', () => {
     const flushed: CollectedSpan[][] = [];
-    const buffer = windowOf(0, flushed);
-    buffer.add(decoded(newTraceId(), [{}]));
+    const forwarded: CollectedSpan[] = [];
+    const buffer = windowOf(0, flushed, forwarded);
+    buffer.add(decoded(newTraceId(), [{ kind: Kind.SERVER, parentSpanId: undefined }, {}]));
     buffer.flushAll();
-    const [span] = flushed[0]!;
-    const length = span!.raw.length;
-    span!.bytesCopied();
-    expect(span!.raw.length).toBe(length);
+    const spans = [...flushed[0]!, ...forwarded];
+    expect(spans.map((span) => span.kind)).toEqual([Kind.SERVER, Kind.CLIENT]);
+    const lengths = spans.map((span) => span.raw.length);
+    expect(lengths.every((length) => length > 0)).toBe(true);
+    for (const span of spans) span.bytesCopied();
+    expect(spans.map((span) => span.raw.length)).toEqual(lengths);
   });
 });
 

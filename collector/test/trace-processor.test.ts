@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { decodeTraceRequest } from '../src/receiver/otlp-decode';
 import { encodeTraceRequest } from '../src/exporter/otlp-encode';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
-import { attributeToRoots } from '../src/processor/root-attribution';
+import { attributeToRoots, mayBeRoot } from '../src/processor/root-attribution';
+import { NO_RECORD, RecordStore } from '../src/processor/record-store';
+import { factsOfSpan, SpanCostReader, type SpanFacts } from '../src/processor/span-facts';
 import { normaliseRouteTemplate, TraceProcessor } from '../src/processor/trace-processor';
 import { decodeProtobufRequest } from '../../test/support/otlp-decode';
 import { COLLECTOR_BUDGETS } from './support/collector-process';
@@ -20,17 +22,41 @@ function decoded(spans: SyntheticSpan[], traceId = newTraceId()): CollectedSpan[
   return decodeTraceRequest(toOtlpProtobuf({ traceId, baseNs: 1_700_000_000_000_000_000n, spans }), 'protobuf').spans;
 }
 
+/**
+ * A trace as the trace window hands it over: the spans that may be roots whole, the facts of the
+ * others (forwarded as they came) from its record store.
+ */
+function viaWindow(spans: readonly CollectedSpan[]): [CollectedSpan[], SpanFacts[]] {
+  const store = new RecordStore();
+  const costs = new SpanCostReader();
+  const held: CollectedSpan[] = [];
+  let head = NO_RECORD;
+  let tail = NO_RECORD;
+  for (const span of spans) {
+    if (mayBeRoot(span)) held.push(span);
+    else {
+      tail = store.add(span, costs, tail);
+      if (head === NO_RECORD) head = tail;
+    }
+  }
+  return [held, store.take(head)];
+}
+
 /** What the collector forwards, decoded with the official schema: names, values and OTLP types. */
 function forwarded(spans: readonly CollectedSpan[]) {
   return decodeProtobufRequest(encodeTraceRequest(spans));
 }
 
 describe('a trace from another language', () => {
-  it.each(['protobuf', 'json'] as const)('derives the cost of each root from its own descendants only (%s)', (encoding) => {
+  it.each([
+    ['protobuf', 'through the trace window'],
+    ['json', 'through the trace window'],
+    ['protobuf', 'every span whole'],
+  ] as const)('derives the cost of each root from its own descendants only (%s, %s)', (encoding, path) => {
     const trace = ordersTrace();
     const body = encoding === 'json' ? Buffer.from(JSON.stringify(toOtlpJson(trace))) : toOtlpProtobuf(trace);
     const { spans } = decodeTraceRequest(body, encoding);
-    const outcome = new TraceProcessor({ rules }).process(spans);
+    const outcome = path === 'every span whole' ? new TraceProcessor({ rules }).process(spans) : new TraceProcessor({ rules }).process(...viaWindow(spans));
     expect(outcome).toMatchObject({ roots: 2, derived: 2, judged: 2 });
 
     const out = forwarded(spans);
@@ -107,7 +133,7 @@ describe('a trace from another language', () => {
     const trace = ordersTrace();
     const original = decodeProtobufRequest(toOtlpProtobuf(trace));
     const { spans } = decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf');
-    new TraceProcessor({ rules }).process(spans);
+    new TraceProcessor({ rules }).process(...viaWindow(spans));
     const out = forwarded(spans);
     const strip = (span: (typeof out)[number]) => ({ ...span, encoding: undefined });
     expect(out.filter((span) => span.spanId !== trace.rootId && span.spanId !== trace.inventoryRootId).map(strip)).toEqual(
@@ -141,7 +167,7 @@ describe('roots', () => {
   it('leaves a cost record from the Node.js SDK as it is, and judges it when the app did not', () => {
     const sdkRoot = root({ 'cost.db.queries': 12, 'cost.db.time_ms': 3.5, 'cost.heap.confidence': 'high' });
     const spans = decoded([sdkRoot, query(sdkRoot.spanId)]);
-    const outcome = new TraceProcessor({ rules }).process(spans);
+    const outcome = new TraceProcessor({ rules }).process(...viaWindow(spans));
     expect(outcome).toMatchObject({ roots: 1, derived: 0, judged: 1 });
     const [out] = forwarded(spans.filter((span) => span.spanId === sdkRoot.spanId));
     expect(out!.attributes).toMatchObject({
@@ -159,8 +185,8 @@ describe('roots', () => {
     const measured = root({ 'cost.db.queries': 99, 'request_budget.measurement': true });
     const spans = [...decoded([judged]), ...decoded([measured])];
     const processor = new TraceProcessor({ rules });
-    expect(processor.process(spans.slice(0, 1)).judged).toBe(0);
-    expect(processor.process(spans.slice(1)).judged).toBe(0);
+    expect(processor.process(...viaWindow(spans.slice(0, 1))).judged).toBe(0);
+    expect(processor.process(...viaWindow(spans.slice(1))).judged).toBe(0);
     const out = forwarded(spans);
     expect(out[0]!.attributes['budget.breached']).toBe(false);
     expect(out[1]!.attributes['budget.rule']).toBeUndefined();
@@ -179,7 +205,7 @@ describe('roots', () => {
       attributes: { 'request_budget.root': true, 'request_budget.job.name': 'email.send' },
     };
     const spans = decoded([request, query(request.spanId), job, query(job.spanId, 300), query(job.spanId, 600), query(job.spanId, 900)]);
-    const outcome = new TraceProcessor({ rules }).process(spans);
+    const outcome = new TraceProcessor({ rules }).process(...viaWindow(spans));
     expect(outcome.roots).toBe(2);
     const out = forwarded(spans);
     expect(out.find((span) => span.spanId === request.spanId)!.attributes['cost.db.queries']).toBe(1);
@@ -218,7 +244,7 @@ describe('roots', () => {
       endUs: 900,
     };
     const spans = decoded([request, query(request.spanId, 50), single, inner, batch, deeper, query(deeper.spanId, 700), bare, query(bare.spanId, 1200)]);
-    new TraceProcessor({ rules }).process(spans);
+    new TraceProcessor({ rules }).process(...viaWindow(spans));
     // The request's own query, the one under the bare PRODUCER; 1 + 4 jobs enqueued.
     expect(spans.find((span) => span.spanId === request.spanId)!.attributes).toMatchObject({ 'cost.db.queries': 2, 'cost.jobs.enqueued': 5 });
   });
@@ -254,7 +280,7 @@ describe('roots', () => {
       query(receive.spanId, 800),
       query(receive.spanId, 1100),
     ]);
-    const outcome = new TraceProcessor({ rules }).process(spans);
+    const outcome = new TraceProcessor({ rules }).process(...viaWindow(spans));
     expect(outcome.roots).toBe(2);
     const byId = (id: string) => spans.find((span) => span.spanId === id)!;
     expect(byId(request.spanId).attributes).toMatchObject({ 'cost.db.queries': 1, 'cost.jobs.enqueued': 1 });
@@ -266,12 +292,12 @@ describe('roots', () => {
     const nested: SyntheticSpan = { ...root(), name: 'nested server', parentSpanId: request.spanId, startUs: 100, endUs: 5000 };
     const late = query(request.spanId, 20_000);
     const spans = decoded([request, nested, query(nested.spanId), late]);
-    const roots = attributeToRoots(spans);
+    const roots = attributeToRoots(spans.map((span) => factsOfSpan(span, new SpanCostReader())));
     const byId = (id: string) => spans.find((span) => span.spanId === id)!;
-    const rootOf = (id: string) => roots[spans.findIndex((span) => span.spanId === id)];
+    const rootOf = (id: string) => roots[spans.findIndex((span) => span.spanId === id)]?.span;
     expect(rootOf(nested.spanId)).toBe(byId(request.spanId));
     expect(rootOf(late.spanId)).toBeUndefined();
-    new TraceProcessor({ rules }).process(spans);
+    new TraceProcessor({ rules }).process(...viaWindow(spans));
     expect(byId(request.spanId).attributes['cost.db.queries']).toBe(1);
   });
 
@@ -291,7 +317,7 @@ describe('roots', () => {
     };
     const inner: SyntheticSpan = { ...root(), parentSpanId: call.spanId, startUs: 300, endUs: 8000 };
     const spans = decoded([outer, query(outer.spanId), call, inner, query(inner.spanId, 400), query(inner.spanId, 600)]);
-    const outcome = new TraceProcessor({ rules }).process(spans);
+    const outcome = new TraceProcessor({ rules }).process(...viaWindow(spans));
     expect(outcome).toMatchObject({ roots: 2, derived: 2, judged: 2 });
     const byId = (id: string) => spans.find((span) => span.spanId === id)!;
     expect(byId(outer.spanId).attributes).toMatchObject({ 'cost.db.queries': 1, 'cost.http_client.calls': 1 });
@@ -301,14 +327,14 @@ describe('roots', () => {
   it("spans of another process are never a root's cost, even as its children", () => {
     const request = root();
     const spans = decoded([request, query(request.spanId, 100, 'inventory-go'), query(request.spanId, 300)]);
-    new TraceProcessor({ rules }).process(spans);
+    new TraceProcessor({ rules }).process(...viaWindow(spans));
     expect(spans.find((span) => span.spanId === request.spanId)!.attributes['cost.db.queries']).toBe(1);
   });
 
   it("a trace sent twice (a sender's retry) is counted and judged once", () => {
     const trace = ordersTrace();
     const spans = [...decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf').spans, ...decodeTraceRequest(toOtlpProtobuf(trace), 'protobuf').spans];
-    const outcome = new TraceProcessor({ rules }).process(spans);
+    const outcome = new TraceProcessor({ rules }).process(...viaWindow(spans));
     expect(outcome).toMatchObject({ roots: 2, derived: 2, judged: 2 });
     expect(outcome.breaches.map((breach) => `${breach.metric} ${breach.value}`)).toEqual(['db.queries 6', 'db.time_ms 9.75', 'db.repeated_count 3']);
     const [first, second] = spans.filter((span) => span.spanId === trace.rootId);
@@ -328,13 +354,13 @@ describe('roots', () => {
       { service: 'orders-py', name: 'a', kind: Kind.SERVER, spanId: a, parentSpanId: b, startUs: 0, endUs: 10 },
       { service: 'orders-py', name: 'b', kind: Kind.INTERNAL, spanId: b, parentSpanId: a, startUs: 0, endUs: 10 },
     ]);
-    expect(() => new TraceProcessor({ rules }).process(spans)).not.toThrow();
+    expect(() => new TraceProcessor({ rules }).process(...viaWindow(spans))).not.toThrow();
   });
 
   it('without budgets, derives and judges nothing', () => {
     const request = root();
     const spans = decoded([request, query(request.spanId)]);
-    expect(new TraceProcessor().process(spans)).toEqual({ roots: 1, derived: 1, judged: 0, breaches: [] });
+    expect(new TraceProcessor().process(...viaWindow(spans))).toEqual({ roots: 1, derived: 1, judged: 0, breaches: [] });
     expect(spans[0]!.attributes['budget.rule']).toBeUndefined();
   });
 });

@@ -1,7 +1,9 @@
 /**
  * One downstream (Jaeger over OTLP/HTTP, or Zipkin): a queue of span batches, sent up to
  * `concurrency` requests at a time, in no particular order (a round trip per batch would otherwise
- * cap throughput at one batch per round trip). A failed send is retried — network errors,
+ * cap throughput at one batch per round trip). A batch goes once it is full, or BATCH_LINGER_MS
+ * after its first span came: spans arrive a request's worth at a time, and a request per arrival
+ * would cost the downstream and the collector more than the spans. A failed send is retried — network errors,
  * timeouts, 429 and every 5xx (a downstream answering 500 while it restarts or is overloaded is
  * no reason to lose spans) — with exponential backoff, or after the Retry-After the downstream
  * gave when that is longer; other answers (4xx) are final. Nothing leaves the queue without being
@@ -11,6 +13,7 @@
  * being cut off, and batches read back from it at start are sent as they were written.
  */
 import { backoffDelayMs, withJitter } from '@request-budget/core';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { HttpPoster, type PostAnswer } from './http-post';
@@ -63,6 +66,13 @@ const spanCount = (batch: Batch): number => batch.spooled?.spans ?? batch.spans.
 
 /** 429 and 5xx say "not now"; any other refusal would be answered the same way again. */
 const isRetryable = (status: number): boolean => status === 429 || (status >= 500 && status <= 599);
+/**
+ * Longest wait of a batch that is not full. Short beside the trace window's grace period (spans
+ * that cannot be roots are forwarded as they come, the roots seconds later), long enough that at a
+ * few thousand spans a second batches are hundreds of spans, not one request's worth.
+ */
+export const BATCH_LINGER_MS = 50;
+
 /** Longest Retry-After honoured: a downstream asking for more is retried after this. */
 const MAX_RETRY_AFTER_MS = 300_000;
 
@@ -78,6 +88,10 @@ export class Downstream {
   /** One per request under way (each sends batches until none is left). */
   private readonly workers = new Set<Promise<void>>();
   private scheduled = false;
+  // When the last batch, not yet full, got its first span; draining: no batch waits.
+  private lastFillingSinceMs = 0;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private draining = false;
   private readonly stopController = new AbortController();
   private backoffUntilMs = 0;
   private failing = false;
@@ -114,7 +128,10 @@ export class Downstream {
     }
     for (const span of spans) {
       let last = this.batches.at(-1);
-      if (last === undefined || last.spooled !== undefined || last.spans.length >= this.options.maxBatchSpans) this.batches.push((last = { spans: [] }));
+      if (last === undefined || last.spooled !== undefined || last.spans.length >= this.options.maxBatchSpans) {
+        this.batches.push((last = { spans: [] }));
+        this.lastFillingSinceMs = performance.now();
+      }
       last.spans.push(span);
     }
     this.queued += spans.length;
@@ -141,6 +158,21 @@ export class Downstream {
     });
   }
 
+  /** Whether the first batch waiting may go now: full, read from the spool, lingered long enough, or draining. */
+  private firstReady(): boolean {
+    const first = this.batches[0];
+    if (first === undefined) return false;
+    if (this.draining || this.batches.length > 1 || first.spooled !== undefined || first.spans.length >= this.options.maxBatchSpans) return true;
+    const waitMs = this.lastFillingSinceMs + BATCH_LINGER_MS - performance.now();
+    if (waitMs <= 0) return true;
+    // Looked at again when its linger is over (or sooner, when it fills).
+    this.lingerTimer ??= setTimeout(() => {
+      this.lingerTimer = undefined;
+      this.startWorkers();
+    }, waitMs + 1);
+    return false;
+  }
+
   /**
    * Waits until everything queued is sent, or until `deadlineMs` (epoch ms); what is left then is
    * written to the spool when there is one (batches read from it stay there), else dropped, counted
@@ -148,7 +180,11 @@ export class Downstream {
    */
   async drain(deadlineMs: number): Promise<void> {
     const remaining = deadlineMs - Date.now();
+    this.draining = true;
+    this.startWorkers();
     await Promise.race([this.sent(), sleep(Math.max(0, remaining), undefined, { ref: false })]);
+    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     this.stopController.abort();
     // Each worker returns as soon as its request or backoff is aborted.
     await Promise.all(this.workers);
@@ -204,7 +240,7 @@ export class Downstream {
 
   /** Up to `concurrency` workers; each takes a batch at once (synchronously), so this ends. */
   private startWorkers(): void {
-    while (this.workers.size < this.options.concurrency && this.batches.length > 0 && !this.stopController.signal.aborted) {
+    while (this.workers.size < this.options.concurrency && this.firstReady() && !this.stopController.signal.aborted) {
       const worker: Promise<void> = this.work()
         .catch((error: unknown) => this.options.onProblem(`${this.name}: delivery stopped by an unexpected error: ${describe(error)}`))
         .finally(() => this.workers.delete(worker));
@@ -213,7 +249,7 @@ export class Downstream {
   }
 
   private async work(): Promise<void> {
-    while (this.batches.length > 0 && !this.stopController.signal.aborted) {
+    while (this.firstReady() && !this.stopController.signal.aborted) {
       const batch = this.batches.shift()!;
       this.sending.add(batch);
       const delivered = await this.deliver(batch);

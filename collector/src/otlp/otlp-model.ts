@@ -59,9 +59,10 @@ export interface WireSpan {
 }
 
 /**
- * A message's bytes. A span's are a view into one buffer holding the kept bytes of every span of
- * its request (outside the JS heap: not copied or marked by the garbage collector, and no view
- * into the body), or of its trace's own when the trace window held it long (held-spans.ts).
+ * A message's bytes. A span's are a view into a buffer of its request's own (outside the JS heap:
+ * not copied or marked by the garbage collector, and no view into the body) — one for the
+ * request's spans that may be roots, one for the others (span-decode.ts) — or of its trace's own
+ * when the trace window held it long (held-spans.ts).
  */
 export type MessageBytes = Buffer;
 

@@ -25,14 +25,15 @@ export const SPAN_BYTES = 260;
 export const BUFFER_BYTES = 300;
 
 /**
- * The memory under the bytes of a request's spans (one buffer; see span-decode.ts), let go as soon
+ * The memory under the bytes of a request's spans (two buffers: its possible roots', the others';
+ * see span-decode.ts), let go as soon
  * as every downstream has copied every one of them into a request of its own: V8 gives an
  * ArrayBuffer's memory back only once a full collection finds it dead, and one that has been held
  * for the trace window is in the old generation by then — at a hundred thousand spans a second,
  * buffers already sent would pile up outside the heap between full collections. The trace window
  * holds `copies` per span it takes in; each copy, and each span moved out (a trace held long),
- * releases one (`copies` for a span moved out); the last detaches the buffer. A span is never read after its copies; if one were,
- * its bytes would be empty, and the encoder refuses an empty span.
+ * releases one (`copies` for a span moved out); the last detaches the buffer. A span is never read
+ * after its copies; if one were, its bytes would be empty, and the encoder refuses an empty span.
  */
 export class BytesLease {
   private holders = 0;
@@ -126,16 +127,45 @@ export class ReceivedSpan implements CollectedSpan {
 }
 
 /**
- * The ids, times and attributes in a span's bytes, checked when it was received. Of the
- * attributes, those core reads or writes (its attribute contract); the others stay in the bytes,
- * forwarded as they came.
+ * The ids, times and attributes in a span's bytes, checked when it was received, as judging reads
+ * them (hex ids, bigint times).
  */
 function readJudgedFields(raw: MessageBytes): JudgedFields {
+  const fields = readSpanFields(raw, new SpanWireFields());
+  return {
+    spanId: hexOfId(fields.spanIdHi, fields.spanIdLo),
+    parentSpanId: fields.hasParentId ? hexOfId(fields.parentHi, fields.parentLo) : '',
+    startNs: nsOf(fields.startHi, fields.startLo),
+    endNs: nsOf(fields.endHi, fields.endLo),
+    attributes: fields.attributes,
+  };
+}
+
+/**
+ * A span's ids and times as 32-bit halves (numbers, no strings or bigints: what a span record
+ * keeps), and the attributes of the contract (core's CONTRACT_ATTRIBUTES) as a plain map; the
+ * other attributes stay in the bytes, forwarded as they came. Filled by readSpanFields.
+ */
+export class SpanWireFields {
+  spanIdHi = 0;
+  spanIdLo = 0;
+  /** A parent id was sent, and not all zero (which means "no parent" too). */
+  hasParentId = false;
+  parentHi = 0;
+  parentLo = 0;
+  startHi = 0;
+  startLo = 0;
+  endHi = 0;
+  endLo = 0;
+  attributes: Record<string, unknown> = {};
+}
+
+/** Reads a span's ids, times and contract attributes (checked when it was received) into `out`. */
+export function readSpanFields(raw: MessageBytes, out: SpanWireFields): SpanWireFields {
   const reader = new WireReader(raw);
-  let spanId = '';
-  let parentSpanId = '';
-  let startNs = 0n;
-  let endNs = 0n;
+  const { buf } = reader;
+  out.spanIdHi = out.spanIdLo = out.parentHi = out.parentLo = out.startHi = out.startLo = out.endHi = out.endLo = 0;
+  out.hasParentId = false;
   const attributes: Record<string, unknown> = {};
   // Counted against the request's budget when received: here only the cap any request has.
   const entries = new EntryCounter(Number.MAX_SAFE_INTEGER);
@@ -143,19 +173,32 @@ function readJudgedFields(raw: MessageBytes): JudgedFields {
   while (reader.pos < reader.end) {
     const fieldTag = reader.tag();
     switch (fieldTag) {
-      case SPAN_ID:
-        spanId = hexOf(reader);
+      case SPAN_ID: {
+        // Lengths were checked when received: 8 bytes.
+        const end = reader.lengthEnd();
+        out.spanIdHi = buf.readUInt32BE(reader.pos);
+        out.spanIdLo = buf.readUInt32BE(reader.pos + 4);
+        reader.pos = end;
         break;
-      case PARENT_SPAN_ID:
-        parentSpanId = hexOf(reader);
-        // An all-zero parent id means "no parent" too.
-        if (parentSpanId === ALL_ZERO_SPAN_ID) parentSpanId = '';
+      }
+      case PARENT_SPAN_ID: {
+        // 0 or 8 bytes.
+        const end = reader.lengthEnd();
+        if (end - reader.pos === SPAN_ID_BYTES) {
+          out.parentHi = buf.readUInt32BE(reader.pos);
+          out.parentLo = buf.readUInt32BE(reader.pos + 4);
+          out.hasParentId = out.parentHi !== 0 || out.parentLo !== 0;
+        } else out.hasParentId = false;
+        reader.pos = end;
         break;
+      }
       case START:
-        startNs = reader.fixed64();
+        out.startLo = reader.fixed32();
+        out.startHi = reader.fixed32();
         break;
       case END:
-        endNs = reader.fixed64();
+        out.endLo = reader.fixed32();
+        out.endHi = reader.fixed32();
         break;
       case ATTRIBUTES: {
         const end = reader.lengthEnd();
@@ -168,7 +211,25 @@ function readJudgedFields(raw: MessageBytes): JudgedFields {
         reader.skip(fieldTag & 7);
     }
   }
-  return { spanId, parentSpanId, startNs, endNs, attributes };
+  out.attributes = attributes;
+  return out;
+}
+
+/** A span id from its 32-bit halves, as lowercase hex. */
+function hexOfId(hi: number, lo: number): string {
+  return hex8(hi) + hex8(lo);
+}
+
+function hex8(half: number): string {
+  const hex = half.toString(16);
+  return hex.length === 8 ? hex : '0'.repeat(8 - hex.length) + hex;
+}
+
+const TWO_32 = BigInt(2 ** 32);
+
+/** Nanoseconds from their 32-bit halves. */
+function nsOf(hi: number, lo: number): bigint {
+  return hi === 0 ? BigInt(lo) : BigInt(hi) * TWO_32 + BigInt(lo);
 }
 
 /**
@@ -186,14 +247,4 @@ export function allAttributesOf(span: CollectedSpan): AttributeMap {
     else reader.skip(fieldTag & 7);
   }
   return attributes;
-}
-
-const ALL_ZERO_SPAN_ID = '0'.repeat(2 * SPAN_ID_BYTES);
-
-/** A length-delimited id field as lowercase hex ('' when empty; lengths were checked when received). */
-function hexOf(reader: WireReader): string {
-  const end = reader.lengthEnd();
-  const hex = reader.buf.toString('hex', reader.pos, end);
-  reader.pos = end;
-  return hex;
 }

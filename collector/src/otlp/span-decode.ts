@@ -8,8 +8,9 @@
  *
  * Fields unknown here are left out of what is kept (as a decoder without them would): an unknown
  * field of any size costs no memory once the request is decoded: the spans' bytes are copied into
- * one buffer of the request's own, a resource's and a scope's into a string each. A span with a string that is not
- * UTF-8 is re-encoded with U+FFFD in its place, as the previous decoder did for every span.
+ * buffers of the request's own (spansIntoBuffers), a resource's and a scope's into a string each.
+ * A span with a string that is not UTF-8 is re-encoded with U+FFFD in its place, as the previous
+ * decoder did for every span.
  */
 import { Buffer } from 'node:buffer';
 import protobuf from 'protobufjs';
@@ -39,6 +40,7 @@ import {
   TRACE_STATE,
 } from './span-fields';
 import { BUFFER_BYTES, BytesLease, ReceivedSpan, SPAN_BYTES } from './received-span';
+import { mayBeRoot } from '../processor/root-attribution';
 
 export interface DecodedSpans {
   readonly spans: CollectedSpan[];
@@ -145,30 +147,42 @@ class RequestDecoding {
   ) {}
 
   result(): DecodedSpans {
-    this.spansIntoOneBuffer();
+    this.spansIntoBuffers();
     return { spans: this.spans, rejected: this.rejected, ...(this.rejectionReason !== undefined ? { rejectionReason: this.rejectionReason } : {}) };
   }
 
   /**
-   * The spans' bytes, views into the body until now, copied side by side into one buffer of the
+   * The spans' bytes, views into the body until now, copied side by side into buffers of the
    * request's own: no view into the body is kept (a few bytes would keep megabytes alive), and one
-   * allocation serves every span (an ArrayBuffer apiece would cost more than decoding them).
+   * allocation serves many spans (an ArrayBuffer apiece would cost more than decoding them). Two
+   * buffers: one for the spans that may be roots, which the trace window holds for its grace
+   * period, one for the others, which it forwards at once (trace-buffer.ts): the second is let go
+   * within milliseconds, whatever the first.
    */
-  private spansIntoOneBuffer(): void {
+  private spansIntoBuffers(): void {
     const { spans } = this;
-    if (spans.length === 0) return;
-    let length = 0;
-    for (const span of spans) length += span.raw.length;
-    const buffer = Buffer.allocUnsafeSlow(length);
-    const lease = new BytesLease(buffer);
-    spans[0].estimatedBytes += BUFFER_BYTES;
-    let at = 0;
+    let rootLength = 0;
+    let otherLength = 0;
     for (const span of spans) {
+      if (mayBeRoot(span)) rootLength += span.raw.length;
+      else otherLength += span.raw.length;
+    }
+    const roots = rootLength === 0 ? undefined : new BytesLease(Buffer.allocUnsafeSlow(rootLength));
+    const others = otherLength === 0 ? undefined : new BytesLease(Buffer.allocUnsafeSlow(otherLength));
+    let rootAt = 0;
+    let otherAt = 0;
+    for (const span of spans) {
+      const root = mayBeRoot(span);
+      const lease = root ? roots! : others!;
+      const at = root ? rootAt : otherAt;
+      // A buffer's own memory is charged to its first span.
+      if (at === 0) span.estimatedBytes += BUFFER_BYTES;
       const end = at + span.raw.length;
-      buffer.set(span.raw, at);
-      span.raw = buffer.subarray(at, end);
+      lease.bytes.set(span.raw, at);
+      span.raw = lease.bytes.subarray(at, end);
       span.lease = lease;
-      at = end;
+      if (root) rootAt = end;
+      else otherAt = end;
     }
   }
 

@@ -5,22 +5,17 @@
  * CostSpanProcessor leaves them out of the root's queries and calls and counts the enqueue as
  * `cost.jobs.enqueued`; derived here, the cost agrees.
  */
-import { isEnqueueSpan, type SpanKindName } from '@request-budget/core';
-import type { CollectedSpan } from '../otlp/otlp-model';
+import type { SpanFacts } from './span-facts';
 
 /** The spans of a trace that run beneath an enqueue span of their root (`roots`: attributeToRoots' answer). */
-export function enqueueWorkOf(
-  spans: readonly CollectedSpan[],
-  roots: readonly (CollectedSpan | undefined)[],
-  kindName: (span: CollectedSpan) => SpanKindName,
-): Set<CollectedSpan> {
+export function enqueueWorkOf(spans: readonly SpanFacts[], roots: readonly (SpanFacts | undefined)[]): Set<SpanFacts> {
   const rootOf = new Map(spans.map((span, index) => [span, roots[index]]));
-  const byId = new Map<string, CollectedSpan>();
+  const byId = new Map<string, SpanFacts>();
   for (const span of spans) if (!byId.has(span.spanId)) byId.set(span.spanId, span);
-  const under = new Map<CollectedSpan, boolean>();
+  const under = new Map<SpanFacts, boolean>();
   // Beneath an enqueue span: its parent (in the same root) is one, or its parent is beneath one.
-  const isUnder = (span: CollectedSpan, root: CollectedSpan): boolean => {
-    const chain = new Set<CollectedSpan>();
+  const isUnder = (span: SpanFacts, root: SpanFacts): boolean => {
+    const chain = new Set<SpanFacts>();
     let answer = false;
     for (let current = span; ;) {
       const known = under.get(current);
@@ -31,7 +26,7 @@ export function enqueueWorkOf(
       chain.add(current);
       const parent = byId.get(current.parentSpanId);
       if (current === root || parent === undefined || rootOf.get(parent) !== root || chain.has(parent)) break;
-      if (isEnqueueSpan(kindName(parent), parent.attributes)) {
+      if (parent.cost?.enqueued !== undefined) {
         answer = true;
         break;
       }
@@ -41,7 +36,7 @@ export function enqueueWorkOf(
     for (const link of chain) under.set(link, answer);
     return answer;
   };
-  const work = new Set<CollectedSpan>();
+  const work = new Set<SpanFacts>();
   for (const [span, root] of rootOf) if (root !== undefined && span !== root && isUnder(span, root)) work.add(span);
   return work;
 }

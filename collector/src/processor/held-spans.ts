@@ -1,10 +1,11 @@
 /**
- * One held trace's spans, kept compact while the trace window holds them (about two seconds each,
- * a hundred thousand spans a second): per span a few fields in slots of one array, its bytes left
- * where decoding put them (one buffer per request, outside the JS heap; see span-decode.ts). A
- * held span is then no object for the garbage collector to copy or mark. The spans are made again
- * when the trace is flushed. A trace held long has its bytes moved into a buffer of its own, so
- * that it does not keep the buffers of requests whose other spans are long gone.
+ * One held trace's spans that may be roots (mayBeRoot: the others are forwarded as they come),
+ * kept compact while the trace window holds them (about two seconds each): per span a few fields
+ * in slots of one array, its bytes left where decoding put them (the buffer of its request's
+ * possible roots, outside the JS heap; see span-decode.ts). A held span is then no object for the
+ * garbage collector to copy or mark. The spans are made again when the trace is flushed. A trace
+ * held long has its bytes moved into a buffer of its own, so that it does not keep the buffers of
+ * requests whose other spans are long gone.
  */
 import { Buffer } from 'node:buffer';
 import type { CollectedSpan, ScopeGroup } from '../otlp/otlp-model';
@@ -12,14 +13,16 @@ import { BUFFER_BYTES, BytesLease, ReceivedSpan, SPAN_BYTES } from '../otlp/rece
 
 /** Slots per span: origin, name, kind, flags, marks, the lease of the buffer its bytes are in, their start and end there, estimated bytes. */
 const STRIDE = 9;
-/** A held span beside its bytes: its slots (8 bytes each) and their share of the array's spare room. */
-export const HELD_SPAN_BYTES = 120;
+/** A held span beside its bytes: its slots (4 bytes each), the array of a trace's first span made to its size. */
+export const HELD_SPAN_BYTES = 64;
 
+const NO_SLOTS: unknown[] = [];
 const HAS_PARENT = 1;
 const MARKED_ROOT = 2;
 
 export class HeldSpans {
-  private readonly slots: unknown[] = [];
+  // Most traces hold one span (their root): the first span's slots are an array of their exact size.
+  private slots: unknown[] = NO_SLOTS;
   // What the spans are charged with (see heldBytes).
   private charged = 0;
   // The trace's own buffers its spans were moved into (rare: made when first needed).
@@ -59,7 +62,9 @@ export class HeldSpans {
     }
     // `| 0`: offsets and sizes (below 2 GiB) stored as small integers in place; a length read from
     // a typed array would otherwise be stored as a number object of its own, two per span.
-    this.slots.push(span.origin, span.name, span.kind, span.flags, marks, lease, start | 0, (start + raw.length) | 0, span.estimatedBytes | 0);
+    const end = (start + raw.length) | 0;
+    if (this.slots === NO_SLOTS) this.slots = [span.origin, span.name, span.kind, span.flags, marks, lease, start | 0, end, span.estimatedBytes | 0];
+    else this.slots.push(span.origin, span.name, span.kind, span.flags, marks, lease, start | 0, end, span.estimatedBytes | 0);
     this.charged += charged;
   }
 

@@ -14,7 +14,7 @@
  * SERVER span's CLIENT parent is remote; a parent that never arrived leaves its children
  * unattributed (their local root cannot be known).
  */
-import type { CollectedSpan } from '../otlp/otlp-model';
+import { startsAfterEnd, type SpanFacts } from './span-facts';
 import { SpanFlags, SpanKind } from '../otlp/otlp-schema';
 
 // A span's root index, or: none, not yet worked out, on the chain being worked out.
@@ -23,7 +23,7 @@ const UNRESOLVED = -2;
 const ON_CHAIN = -3;
 
 /** Each span's root (undefined: none), by its index in `spans`. */
-export function attributeToRoots(spans: readonly CollectedSpan[]): (CollectedSpan | undefined)[] {
+export function attributeToRoots(spans: readonly SpanFacts[]): (SpanFacts | undefined)[] {
   const count = spans.length;
   // The first span of each id: a second copy is no one's parent.
   const indexById = new Map<string, number>();
@@ -43,12 +43,12 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): (CollectedSpa
     const parentIndex = indexById.get(span.parentSpanId);
     if (parentIndex === undefined || parentIndex === index) return -1;
     const parent = spans[parentIndex];
-    if (parent.origin.resource.processKey !== span.origin.resource.processKey) return -1;
+    if (parent.processKey !== span.processKey) return -1;
     // Without flags: a client's context reaches a server over the wire, so in-process that parent
     // is remote — even when the server is the same process, or a replica whose resource reads the same.
     return !remoteKnown && span.kind === SpanKind.SERVER && parent.kind === SpanKind.CLIENT ? -1 : parentIndex;
   };
-  const parentIsLocalButMissing = (span: CollectedSpan): boolean => {
+  const parentIsLocalButMissing = (span: SpanFacts): boolean => {
     const { flags } = span;
     return (
       span.hasParent && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !indexById.has(span.parentSpanId)
@@ -82,17 +82,26 @@ export function attributeToRoots(spans: readonly CollectedSpan[]): (CollectedSpa
       }
       const parent = localParent(current);
       const parentRoot = parent < 0 ? NO_ROOT : rootIndex[parent];
-      if (parentRoot >= 0 && span.startNs <= spans[parentRoot].endNs) rootIndex[current] = parentRoot;
+      if (parentRoot >= 0 && !startsAfterEnd(span, spans[parentRoot])) rootIndex[current] = parentRoot;
       else if (span.kind === SpanKind.SERVER && !parentIsLocalButMissing(span)) rootIndex[current] = current;
       else rootIndex[current] = NO_ROOT;
     }
   }
-  const roots: (CollectedSpan | undefined)[] = new Array(count);
+  const roots: (SpanFacts | undefined)[] = new Array(count);
   for (let index = 0; index < count; index += 1) roots[index] = rootIndex[index] >= 0 ? spans[rootIndex[index]] : undefined;
   return roots;
 }
 
 /** A root of its own wherever it starts: a marked root (a job, a measurement) or a CONSUMER span. */
-export function isOwnRoot(span: CollectedSpan): boolean {
+export function isOwnRoot(span: SpanFacts): boolean {
   return span.markedRoot || span.kind === SpanKind.CONSUMER;
+}
+
+/**
+ * A span that may be a local root: SERVER, CONSUMER, or marked (`request_budget.root`). Any other
+ * span never is one (above): it is forwarded as soon as it arrives, and the bytes of the two are
+ * kept apart from the start (span-decode.ts).
+ */
+export function mayBeRoot(span: { readonly kind: number; readonly markedRoot: boolean }): boolean {
+  return span.kind === SpanKind.SERVER || span.kind === SpanKind.CONSUMER || span.markedRoot;
 }

@@ -1,23 +1,30 @@
 /**
- * Holds spans by trace until the trace's cost can be judged: until its root (a SERVER span, a job
- * root, a CONSUMER span, or a span without a parent) has arrived and a grace period has passed for
- * the children still in flight, and never longer than a maximum wait from the trace's first span. Bounded: at
+ * Holds traces until their cost can be judged: until a root (a SERVER span, a job root, a CONSUMER
+ * span, or a span without a parent) has arrived and a grace period has passed for the children
+ * still in flight, and never longer than a maximum wait from the trace's first span. Bounded: at
  * most `maxTraces` traces (a new one flushes the oldest) and `maxSpansPerTrace` spans per trace (a
- * full trace is flushed at once). A flushed trace is handed on as it is: nothing is dropped here.
+ * full trace is flushed at once). Only spans that may be roots (mayBeRoot) are held whole, to be
+ * written on: every other span is handed on as soon as it arrives (onForward), and its record
+ * (record-store.ts) is what the trace keeps of it. A flushed trace is handed on with its records:
+ * nothing is dropped here.
  */
 import { performance } from 'node:perf_hooks';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { AgeQueue } from './age-queue';
 import { HeldSpans } from './held-spans';
 import { SpanKind } from '../otlp/otlp-schema';
+import { mayBeRoot } from './root-attribution';
+import { SpanCostReader, type SpanFacts } from './span-facts';
+import { NO_RECORD, RecordStore } from './record-store';
 
 /**
- * A held trace beside its spans: its record, Map entry, queue entries and trace id string, and its
- * HeldSpans with their slot array (the spans are charged by HeldSpans). With its spans, 15–26 %
- * above what V8 gives back when the trace is let go, for traces of 1, 2 and 7 spans, 6 % for
- * traces of 4,000 (decode-budget.test.ts).
+ * A held trace beside its spans: its object, Map entry, queue entries and trace id string, its
+ * HeldSpans with their slot array (the spans are charged by HeldSpans, the records by the
+ * RecordStore). With its spans and records, 7–20 % above what V8 and the ArrayBuffers give back
+ * when the trace is let go, for traces of 1, 2, 7 and 4,000 spans: a SERVER root, the rest CLIENT
+ * spans beneath it (decode-budget.test.ts).
  */
-export const TRACE_BYTES = 480;
+export const TRACE_BYTES = 400;
 
 // The longest stretch of judging in one turn of the event loop during a sweep. SHORT_SLICE_MS: a
 // request waits about that long for the sweep at each turn (ingest p99 at half the benchmark's
@@ -48,13 +55,22 @@ export interface TraceBufferOptions {
   readonly maxTraces: number;
   readonly maxSpansPerTrace: number;
   /**
-   * How many times each flushed span's bytes are copied (CollectedSpan.bytesCopied: once by each
+   * How many times each span's bytes are copied (CollectedSpan.bytesCopied: once by each
    * downstream): a request's buffer is let go once every span in it is copied that many times. 0
    * (the default): once its spans are garbage.
    */
   readonly copiesPerSpan?: number;
-  /** Receives each flushed trace; must not throw (errors are caught and reported). */
-  readonly onFlush: (spans: CollectedSpan[], reason: FlushReason) => void;
+  /**
+   * Receives each flushed trace: the spans held whole, and the facts of those forwarded already. Must not throw (errors are caught and reported).
+   */
+  readonly onFlush: (spans: CollectedSpan[], reason: FlushReason, forwarded: SpanFacts[]) => void;
+  /**
+   * Receives the spans of a request that cannot be roots, as soon as they arrive (their records
+   * kept); must not throw. Their leases hold `copiesPerSpan` for them.
+   */
+  readonly onForward: (spans: CollectedSpan[]) => void;
+  /** Reads the records' costs (TraceProcessor.costs, to share its caches). */
+  readonly costs?: SpanCostReader;
   /** Receives errors thrown by onFlush. */
   readonly onError: (error: unknown) => void;
   /** Late spans: spans of a trace flushed recently (they start a new window). */
@@ -67,6 +83,10 @@ interface PendingTrace {
   held: boolean;
   /** Made into spans and handed on (and let go here) when flushed. */
   spans: HeldSpans | undefined;
+  /** The records of its spans forwarded already: where they start and end in the store (NO_RECORD: none), how many. */
+  recordHead: number;
+  recordTail: number;
+  recordCount: number;
   readonly firstAtMs: number;
   deadlineMs: number;
   /** When its bytes are next looked at to be moved out of its requests' buffers. */
@@ -107,13 +127,16 @@ export class TraceBuffer {
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
   private spans = 0;
+  private readonly records = new RecordStore();
   private bytes = 0;
   private readonly copies: number;
+  private readonly costs: SpanCostReader;
 
   constructor(options: TraceBufferOptions) {
     this.options = options;
-    this.copies = options.copiesPerSpan ?? 0;
+    this.costs = options.costs ?? new SpanCostReader();
     this.moveAfterMs = Math.max(MIN_MOVE_AFTER_MS, 2 * options.graceMs);
+    this.copies = options.copiesPerSpan ?? 0;
     this.sweepIntervalMs = Math.min(250, Math.max(10, Math.floor(options.graceMs / 4)));
   }
 
@@ -122,22 +145,28 @@ export class TraceBuffer {
     return this.traces.size;
   }
 
-  /** Spans held now. */
+  /** Spans held whole now (to be written on and forwarded when their trace is judged). */
   get spanCount(): number {
     return this.spans;
   }
 
-  /** Estimated bytes of the traces held now (TRACE_BYTES each, and what HeldSpans charges for their spans). */
+  /** Records held now: of spans forwarded already, for their trace's judgement. */
+  get recordCount(): number {
+    return this.records.count;
+  }
+
+  /** Estimated bytes of the traces held now (TRACE_BYTES each, what HeldSpans charges for their spans, the record store). */
   get byteCount(): number {
-    return this.bytes;
+    return this.bytes + this.records.bytes;
   }
 
   add(spans: readonly CollectedSpan[]): void {
     const now = clockMs();
-    // Every span is held for each copy before any is flushed: a trace flushed here may be sent, and
-    // its copies released, before the rest of the request is in.
+    // Every span is held for each copy before any is forwarded or flushed: a downstream may copy
+    // one, and release it, before the rest of the request is in.
     if (this.copies > 0) for (const span of spans) span.lease?.hold(this.copies);
     let late = 0;
+    const forward: CollectedSpan[] = [];
     // Spans of one trace come one after another: the trace is looked up once for the run.
     let trace: PendingTrace | undefined;
     let traceIsLate = false;
@@ -150,6 +179,9 @@ export class TraceBuffer {
             traceId: span.traceId,
             held: true,
             spans: new HeldSpans(),
+            recordHead: NO_RECORD,
+            recordTail: NO_RECORD,
+            recordCount: 0,
             firstAtMs: now,
             deadlineMs: now + this.options.maxWaitMs,
             moveAtMs: now + this.moveAfterMs,
@@ -163,17 +195,25 @@ export class TraceBuffer {
       }
       if (traceIsLate) late += 1;
       const held = trace.spans!;
-      const before = held.heldBytes;
-      held.add(span, this.copies);
-      this.spans += 1;
-      this.bytes += held.heldBytes - before;
+      if (mayBeRoot(span)) {
+        const before = held.heldBytes;
+        held.add(span, this.copies);
+        this.spans += 1;
+        this.bytes += held.heldBytes - before;
+      } else {
+        trace.recordTail = this.records.add(span, this.costs, trace.recordTail);
+        if (trace.recordHead === NO_RECORD) trace.recordHead = trace.recordTail;
+        trace.recordCount += 1;
+        forward.push(span);
+      }
       if (isRootCandidate(span)) this.rootArrived(trace, now);
-      if (held.count >= this.options.maxSpansPerTrace) {
+      if (held.count + trace.recordCount >= this.options.maxSpansPerTrace) {
         this.flush(trace, 'trace_full');
         trace = undefined;
       }
     }
     if (late > 0) this.options.onLateSpans?.(late);
+    if (forward.length > 0) this.forward(forward);
     if (this.traces.size > 0) this.timer ??= setInterval(() => this.sweep(), this.sweepIntervalMs).unref();
   }
 
@@ -250,9 +290,9 @@ export class TraceBuffer {
   }
 
   /**
-   * Moves the bytes of the traces held past moveAfterMs at `now`, and due later than another grace
-   * period, out of their requests' buffers; looked at again after as long (spans that came since
-   * are moved then). Stops at `sliceEnd`: the rest waits for the next sweep.
+   * Moves the bytes of the traces held past moveAfterMs at `now` out of their requests' buffers;
+   * looked at again after as long (spans that came since are moved then). Stops at `sliceEnd`: the
+   * rest waits for the next sweep.
    */
   private moveLongHeld(now: number, sliceEnd: number): void {
     for (let trace = this.toMove.peek(); trace !== undefined && trace.moveAtMs <= now; trace = this.toMove.peek()) {
@@ -262,8 +302,8 @@ export class TraceBuffer {
       if (!trace.held || held === undefined) continue;
       trace.moveAtMs = now + this.moveAfterMs;
       this.toMove.push(trace);
-      // A trace due soon (its root came) goes with its bytes where they are.
-      if (trace.deadlineMs - now <= this.options.graceMs) continue;
+      // Held this long, its roots keep coming (each moves its deadline on): a trace is judged a
+      // grace period after its root otherwise.
       const before = held.heldBytes;
       held.moveBytes(this.copies);
       this.bytes += held.heldBytes - before;
@@ -295,6 +335,14 @@ export class TraceBuffer {
     return undefined;
   }
 
+  private forward(spans: CollectedSpan[]): void {
+    try {
+      this.options.onForward(spans);
+    } catch (error) {
+      this.options.onError(error);
+    }
+  }
+
   private flushOldest(reason: FlushReason): void {
     for (let oldest = this.byAge.shift(); oldest !== undefined; oldest = this.byAge.shift()) {
       if (oldest.held) {
@@ -314,9 +362,11 @@ export class TraceBuffer {
     this.spans -= held.count;
     this.bytes -= TRACE_BYTES + held.heldBytes;
     const spans = held.spans(trace.traceId);
+    const forwarded = this.records.take(trace.recordHead);
+    trace.recordHead = trace.recordTail = NO_RECORD;
     this.rememberFlushed(trace.traceId);
     try {
-      this.options.onFlush(spans, reason);
+      this.options.onFlush(spans, reason, forwarded);
     } catch (error) {
       this.options.onError(error);
     }

@@ -14,37 +14,24 @@ import {
   COST_ATTRIBUTE_TYPES,
   COST_DB_QUERIES,
   CostTally,
-  FingerprintCache,
-  classifySpan,
-  enqueuedMessages,
-  isEnqueueSpan,
   isJudgeable,
   judge,
-  operationIdentity,
   outerDuplicateSpanIds,
   type BreachReport,
   type BudgetRuleSet,
-  type SpanKindName,
 } from '@request-budget/core';
 import { plainToAnyValue, type CollectedSpan, type NumberType, type WireKeyValue } from '../otlp/otlp-model';
 import { SpanEdits } from '../otlp/span-edit';
-import { SpanKind, StatusCode } from '../otlp/otlp-schema';
+import { StatusCode } from '../otlp/otlp-schema';
 import { enqueueWorkOf } from './enqueue-work';
 import { attributeToRoots } from './root-attribution';
+import { durationMsOf, endsAfter, factsOfSpan, SpanCostReader, type SpanFacts } from './span-facts';
 
 // The markers live with the attribute contract; re-exported here for existing imports.
 export { JOB_NAME_ATTRIBUTE, MEASUREMENT_ATTRIBUTE } from '@request-budget/core';
 
-const NOTHING: ReadonlySet<CollectedSpan> = new Set();
+const NOTHING: ReadonlySet<SpanFacts> = new Set();
 const MAX_ROUTES_REMEMBERED = 1000;
-
-const KIND_NAMES: Record<number, SpanKindName> = {
-  [SpanKind.INTERNAL]: 'internal',
-  [SpanKind.SERVER]: 'server',
-  [SpanKind.CLIENT]: 'client',
-  [SpanKind.PRODUCER]: 'producer',
-  [SpanKind.CONSUMER]: 'consumer',
-};
 
 export interface TraceProcessorOptions {
   /** Budget rules; without them costs are derived and nothing is judged. */
@@ -68,7 +55,8 @@ export interface TraceOutcome {
 export class TraceProcessor {
   private readonly rules: BudgetRuleSet | undefined;
   private readonly errorStatusOnCritical: boolean;
-  private readonly fingerprints = new FingerprintCache();
+  /** Reads what a span adds to a cost: for the spans held whole here, and for the trace window's records. */
+  readonly costs = new SpanCostReader();
   // A service has a few route templates; each is normalised once (bounded: cleared when full).
   private readonly routes = new Map<string, string>();
   private readonly normalisedRoute = (route: string): string => {
@@ -85,11 +73,15 @@ export class TraceProcessor {
     this.errorStatusOnCritical = options.errorStatusOnCritical ?? false;
   }
 
-  /** Derives and judges the roots among `spans` (one trace), writing onto their messages. */
-  process(spans: readonly CollectedSpan[]): TraceOutcome {
+  /**
+   * Derives and judges the roots of one trace, writing onto their messages: `spans`, held whole (its
+   * roots are among them), and `forwarded`, the facts of its spans forwarded already.
+   */
+  process(spans: readonly CollectedSpan[], forwarded: readonly SpanFacts[] = []): TraceOutcome {
     const edits = new Map<CollectedSpan, SpanEdits>();
     try {
-      return this.processInto(spans, edits);
+      const facts = spans.map((span) => factsOfSpan(span, this.costs));
+      return this.processInto(forwarded.length === 0 ? facts : facts.concat(forwarded), edits);
     } finally {
       // What was written reaches the span's bytes even when judging failed halfway; the maps read
       // for judging go (a span waiting for a downstream holds its bytes only).
@@ -98,7 +90,7 @@ export class TraceProcessor {
     }
   }
 
-  private processInto(spans: readonly CollectedSpan[], edits: Map<CollectedSpan, SpanEdits>): TraceOutcome {
+  private processInto(spans: readonly SpanFacts[], edits: Map<CollectedSpan, SpanEdits>): TraceOutcome {
     const editsOf = (span: CollectedSpan): SpanEdits => {
       let spanEdits = edits.get(span);
       if (spanEdits === undefined) edits.set(span, (spanEdits = new SpanEdits()));
@@ -108,38 +100,32 @@ export class TraceProcessor {
     // One operation two spans report (an ORM's span over its driver's) counts once: the inner one.
     // Worked out only for traces with a cost to derive.
     let outerDuplicates: Set<string> | undefined;
-    const isOuterDuplicate = (span: CollectedSpan) =>
-      (outerDuplicates ??= outerDuplicateSpanIds(
-        spans.map((s) => ({
-          spanId: s.spanId,
-          parentSpanId: s.parentSpanId,
-          identity: operationIdentity(KIND_NAMES[s.kind] ?? 'internal', s.name, s.attributes),
-        })),
-      )).has(span.spanId);
+    const isOuterDuplicate = (span: SpanFacts) =>
+      (outerDuplicates ??= outerDuplicateSpanIds(spans.map((s) => ({ spanId: s.spanId, parentSpanId: s.parentSpanId, identity: s.cost?.identity })))).has(
+        span.spanId,
+      );
     // A queue library's own work beneath an enqueue span counts as the enqueue, not as queries.
     // Most traces have no enqueue span at all: then nothing is looked up.
-    let enqueueWork: ReadonlySet<CollectedSpan> | undefined;
-    const isEnqueueWork = (span: CollectedSpan) =>
-      (enqueueWork ??= spans.some((s) => isEnqueueSpan(kindNameOf(s), s.attributes)) ? enqueueWorkOf(spans, rootOf, kindNameOf) : NOTHING).has(span);
+    let enqueueWork: ReadonlySet<SpanFacts> | undefined;
+    const isEnqueueWork = (span: SpanFacts) =>
+      (enqueueWork ??= spans.some((s) => s.cost?.enqueued !== undefined) ? enqueueWorkOf(spans, rootOf) : NOTHING).has(span);
     const tallies = new Map<CollectedSpan, CostTally>();
     const roots = new Set<CollectedSpan>();
     for (let index = 0; index < spans.length; index += 1) {
       const span = spans[index];
-      const root = rootOf[index];
+      // Only a span held whole can be a root (mayBeRoot): the others were forwarded as they came.
+      const rootFacts = rootOf[index];
+      const root = rootFacts?.span;
       if (root === undefined) continue;
       roots.add(root);
       if (root.attributes[COST_DB_QUERIES] !== undefined) continue;
       let tally = tallies.get(root);
-      if (tally === undefined) tallies.set(root, (tally = new CostTally(this.fingerprints)));
+      if (tally === undefined) tallies.set(root, (tally = new CostTally(this.costs.fingerprints)));
       // In-process, a span that ends after its root has ended is not counted; nor is the root.
-      if (span === root || span.endNs > root.endNs || isOuterDuplicate(span) || isEnqueueWork(span)) continue;
-      const enqueued = enqueuedMessages(kindNameOf(span), span.attributes);
-      if (enqueued !== undefined) {
-        tally.addEnqueued(enqueued);
-        continue;
-      }
-      const contribution = classifySpan(kindNameOf(span), span.name, span.attributes);
-      if (contribution !== undefined) tally.add(contribution, durationMs(span));
+      const { cost } = span;
+      if (cost === undefined || span === rootFacts || endsAfter(span, rootFacts!) || isOuterDuplicate(span) || isEnqueueWork(span)) continue;
+      if (cost.enqueued !== undefined) tally.addEnqueued(cost.enqueued);
+      else if (cost.contribution !== undefined) tally.add(cost.contribution, durationMsOf(span), cost.fingerprint);
     }
     for (const [root, tally] of tallies) {
       for (const [key, value] of Object.entries(tally.toAttributes())) setAttribute(root, editsOf(root), key, value, numberTypeOf(key));
@@ -198,10 +184,6 @@ export function normaliseRouteTemplate(route: string): string {
       return angle !== null ? `:${angle[1]}` : segment;
     })
     .join('/');
-}
-
-function kindNameOf(span: CollectedSpan): SpanKindName {
-  return KIND_NAMES[span.kind] ?? 'internal';
 }
 
 function durationMs(span: CollectedSpan): number {

@@ -53,15 +53,18 @@ export class CostTally {
 
   constructor(private readonly fingerprints: FingerprintCache) {}
 
-  /** Adds a classified child span that lasted `durationMs`. */
-  add(contribution: CostContribution, durationMs: number): void {
+  /**
+   * Adds a classified child span that lasted `durationMs`. `fingerprint`: its statement's, when the
+   * caller has worked it out already (else the tally does).
+   */
+  add(contribution: CostContribution, durationMs: number, fingerprint?: string): void {
     if (contribution.type === 'db') {
       this.queries += 1;
       this.dbTimeMs += durationMs;
       if (contribution.rows !== undefined) this.rows += contribution.rows;
       if (contribution.bytes !== undefined) this.dbBytes += contribution.bytes;
       else if (contribution.rows !== undefined) this.bytesComplete = false;
-      this.countStatement(this.fingerprints.get(contribution.statement));
+      this.countStatement(fingerprint ?? this.fingerprints.get(contribution.statement));
     } else {
       this.httpClientCalls += 1;
       this.httpClientTimeMs += durationMs;

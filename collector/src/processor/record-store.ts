@@ -1,0 +1,239 @@
+/**
+ * The records of the spans forwarded as soon as they came (spans that cannot be roots: mayBeRoot),
+ * kept for their traces' judgement (span-facts.ts). Per span, RECORD_SLOT_BYTES in one buffer
+ * shared by every held trace — ids and times as 32-bit halves, kind, flags, what the span adds to
+ * a cost — and three references (its process key, its query's fingerprint, the operation it
+ * reports), which are shared with other records: no object of its own for the garbage collector,
+ * and nothing per trace but where its records start and end. A trace's records are linked in the
+ * order they came; slots freed by a flushed trace are reused, one by one (a trace held long pins
+ * its own slots only). The store grows a chunk of CHUNK_SLOTS at a time (nothing is copied), from
+ * none, and lets all but one go once it is empty.
+ */
+import type { CostContribution, OperationIdentity } from '@request-budget/core';
+import type { CollectedSpan } from '../otlp/otlp-model';
+import { readSpanFields, SpanWireFields } from '../otlp/received-span';
+import { idKey, type SpanCost, type SpanCostReader, type SpanFacts } from './span-facts';
+
+/** A record's slot: 18 32-bit words (the last six as three doubles). */
+const WORDS = 18;
+/**
+ * A record's slot: its 72 bytes in the shared buffer, its three references, and its share of what
+ * else a chunk holds (calibrated in decode-budget.test.ts: what V8 and the ArrayBuffers give back).
+ */
+export const RECORD_SLOT_BYTES = WORDS * 4 + 3 * 4 + 12;
+/**
+ * An HTTP call's operation identity beside its URL's characters: its object, its method's string
+ * and its URL's string header (a URL is not shared between records; fingerprints and database
+ * identities are).
+ */
+export const HTTP_IDENTITY_BYTES = 80;
+
+/** No record: the end of a trace's list, or of the free list. */
+export const NO_RECORD = -1;
+
+/** Slots per chunk: 72 KiB of buffer (the store keeps one chunk once it has had a record: small beside the smallest --memory-limit). */
+export const CHUNK_SLOTS = 1024;
+
+// Word offsets in a slot. Doubles are at word 12, 14 and 16 (double index 6, 7 and 8 of a slot).
+const SPAN_ID = 0; // hi, lo
+const PARENT_ID = 2; // hi, lo
+const START = 4; // hi, lo
+const END = 6; // hi, lo
+const KIND = 8;
+const FLAGS = 9;
+const BITS = 10;
+const NEXT = 11;
+const ROWS = 6; // double
+const BYTES = 7; // double
+const ENQUEUED = 8; // double
+
+// BITS: whether the span has a parent; what it contributes; an HTTP call's `timed`.
+const HAS_PARENT = 1;
+const DB = 2;
+const HTTP = 4;
+const TIMED_KNOWN = 8;
+const TIMED = 16;
+const ROWS_KNOWN = 32;
+const BYTES_KNOWN = 64;
+const ENQUEUED_KNOWN = 128;
+
+// Reused for every span read: nothing but the record is kept.
+const scratch = new SpanWireFields();
+
+interface Chunk {
+  readonly words: Uint32Array;
+  readonly doubles: Float64Array;
+  /** Per slot: process key, fingerprint, identity. */
+  readonly refs: unknown[];
+}
+
+function newChunk(): Chunk {
+  const words = new Uint32Array(CHUNK_SLOTS * WORDS);
+  return { words, doubles: new Float64Array(words.buffer), refs: new Array<unknown>(CHUNK_SLOTS * 3).fill(undefined) };
+}
+
+export class RecordStore {
+  private readonly chunks: Chunk[] = [];
+  // Slots below `used` have been handed out; freed ones are linked from `free`.
+  private used = 0;
+  private free = NO_RECORD;
+  private live = 0;
+  // What the records' own references hold (HTTP identities and their URLs).
+  private referenced = 0;
+
+  /** Records held. */
+  get count(): number {
+    return this.live;
+  }
+
+  /** Memory the store takes, free slots included, and what its records' own references hold. */
+  get bytes(): number {
+    return this.chunks.length * CHUNK_SLOTS * RECORD_SLOT_BYTES + this.referenced;
+  }
+
+  /**
+   * Reads a span's record from its bytes (about to be forwarded: they are not kept) and links it
+   * after `tail` (NO_RECORD: the first of its trace). Returns its slot.
+   */
+  add(span: CollectedSpan, costs: SpanCostReader, tail: number): number {
+    const fields = readSpanFields(span.raw, scratch);
+    const cost = costs.costOf(span.kind, span.name, fields.attributes);
+    fields.attributes = {};
+    const slot = this.allocate();
+    const { words, doubles, refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
+    const inChunk = slot % CHUNK_SLOTS;
+    const at = inChunk * WORDS;
+    const atDouble = inChunk * (WORDS / 2);
+    words[at + SPAN_ID] = fields.spanIdHi;
+    words[at + SPAN_ID + 1] = fields.spanIdLo;
+    words[at + PARENT_ID] = fields.parentHi;
+    words[at + PARENT_ID + 1] = fields.parentLo;
+    words[at + START] = fields.startHi;
+    words[at + START + 1] = fields.startLo;
+    words[at + END] = fields.endHi;
+    words[at + END + 1] = fields.endLo;
+    words[at + KIND] = span.kind;
+    words[at + FLAGS] = span.flags;
+    let bits = span.hasParent ? HAS_PARENT : 0;
+    const contribution = cost?.contribution;
+    if (contribution?.type === 'db') {
+      bits |= DB;
+      if (contribution.rows !== undefined) {
+        bits |= ROWS_KNOWN;
+        doubles[atDouble + ROWS] = contribution.rows;
+      }
+      if (contribution.bytes !== undefined) {
+        bits |= BYTES_KNOWN;
+        doubles[atDouble + BYTES] = contribution.bytes;
+      }
+    } else if (contribution?.type === 'http_client') {
+      bits |= HTTP;
+      if (contribution.timed !== undefined) bits |= TIMED_KNOWN | (contribution.timed ? TIMED : 0);
+    }
+    if (cost?.enqueued !== undefined) {
+      bits |= ENQUEUED_KNOWN;
+      doubles[atDouble + ENQUEUED] = cost.enqueued;
+    }
+    words[at + BITS] = bits;
+    words[at + NEXT] = NO_RECORD >>> 0;
+    refs[inChunk * 3] = span.origin.resource.processKey;
+    refs[inChunk * 3 + 1] = cost?.fingerprint;
+    refs[inChunk * 3 + 2] = cost?.identity;
+    this.referenced += referencedBytes(cost?.identity);
+    if (tail !== NO_RECORD) this.setNext(tail, slot);
+    return slot;
+  }
+
+  /** The records linked from `head`, as facts in the order they came; their slots are freed. */
+  take(head: number): SpanFacts[] {
+    const facts: SpanFacts[] = [];
+    for (let slot = head; slot !== NO_RECORD;) {
+      facts.push(this.factsAt(slot));
+      const next = this.nextOf(slot);
+      this.release(slot);
+      slot = next;
+    }
+    if (this.live === 0 && this.chunks.length > 1) this.startOver();
+    return facts;
+  }
+
+  private nextOf(slot: number): number {
+    const next = this.chunks[Math.floor(slot / CHUNK_SLOTS)].words[(slot % CHUNK_SLOTS) * WORDS + NEXT];
+    return next === NO_RECORD >>> 0 ? NO_RECORD : next;
+  }
+
+  private setNext(slot: number, next: number): void {
+    this.chunks[Math.floor(slot / CHUNK_SLOTS)].words[(slot % CHUNK_SLOTS) * WORDS + NEXT] = next >>> 0;
+  }
+
+  private factsAt(slot: number): SpanFacts {
+    const { words, doubles, refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
+    const inChunk = slot % CHUNK_SLOTS;
+    const at = inChunk * WORDS;
+    const atDouble = inChunk * (WORDS / 2);
+    const bits = words[at + BITS];
+    const hasParent = (bits & HAS_PARENT) !== 0;
+    const fingerprint = refs[inChunk * 3 + 1] as string | undefined;
+    let contribution: CostContribution | undefined;
+    if ((bits & DB) !== 0)
+      contribution = {
+        type: 'db',
+        statement: fingerprint!,
+        rows: (bits & ROWS_KNOWN) !== 0 ? doubles[atDouble + ROWS] : undefined,
+        bytes: (bits & BYTES_KNOWN) !== 0 ? doubles[atDouble + BYTES] : undefined,
+      };
+    else if ((bits & HTTP) !== 0) contribution = { type: 'http_client', timed: (bits & TIMED_KNOWN) !== 0 ? (bits & TIMED) !== 0 : undefined };
+    const identity = refs[inChunk * 3 + 2] as OperationIdentity | undefined;
+    const enqueued = (bits & ENQUEUED_KNOWN) !== 0 ? doubles[atDouble + ENQUEUED] : undefined;
+    const cost: SpanCost | undefined =
+      contribution === undefined && identity === undefined && enqueued === undefined ? undefined : { contribution, fingerprint, identity, enqueued };
+    return {
+      spanId: idKey(words[at + SPAN_ID], words[at + SPAN_ID + 1]),
+      parentSpanId: hasParent ? idKey(words[at + PARENT_ID], words[at + PARENT_ID + 1]) : '',
+      hasParent,
+      flags: words[at + FLAGS],
+      kind: words[at + KIND],
+      markedRoot: false,
+      processKey: refs[inChunk * 3] as string,
+      startHi: words[at + START],
+      startLo: words[at + START + 1],
+      endHi: words[at + END],
+      endLo: words[at + END + 1],
+      cost,
+      span: undefined,
+    };
+  }
+
+  private allocate(): number {
+    this.live += 1;
+    if (this.free !== NO_RECORD) {
+      const slot = this.free;
+      this.free = this.nextOf(slot);
+      return slot;
+    }
+    if (this.used === this.chunks.length * CHUNK_SLOTS) this.chunks.push(newChunk());
+    return this.used++;
+  }
+
+  private release(slot: number): void {
+    this.live -= 1;
+    // The references go at once: a fingerprint or a URL is not kept by a free slot.
+    const { refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
+    const inChunk = slot % CHUNK_SLOTS;
+    this.referenced -= referencedBytes(refs[inChunk * 3 + 2] as OperationIdentity | undefined);
+    refs[inChunk * 3] = refs[inChunk * 3 + 1] = refs[inChunk * 3 + 2] = undefined;
+    this.setNext(slot, this.free);
+    this.free = slot;
+  }
+
+  private startOver(): void {
+    this.chunks.length = 1;
+    this.used = 0;
+    this.free = NO_RECORD;
+  }
+}
+
+/** What a record's identity holds of its own: an HTTP call's (a database identity is shared). */
+function referencedBytes(identity: OperationIdentity | undefined): number {
+  return identity?.type === 'http_client' ? HTTP_IDENTITY_BYTES + identity.method.length + (identity.url?.length ?? 0) : 0;
+}
