@@ -23,7 +23,8 @@
  *   accepted spans/s (200 answers), spans forwarded to the sink per second (the collector's
  *   forwarded_spans_total over the same window), collector CPU per accepted span (/proc/<pid>/stat)
  *   and RSS; then the time until everything accepted has been forwarded (/metrics).
- * - Phase 2 (ingest latency): open-loop sends at COLLECTOR_BENCH_LATENCY_LOAD (0.5) × the measured
+ * - Phase 2 (ingest latency): open-loop sends at COLLECTOR_BENCH_LATENCY_RATE spans/s when set (to
+ *   compare builds at one rate), else at COLLECTOR_BENCH_LATENCY_LOAD (0.5) × the measured
  *   throughput, a warm-up longer than the grace period, then COLLECTOR_BENCH_SECONDS measured: the
  *   time from writing each POST /v1/traces to its complete response, p50/p99.
  *
@@ -77,6 +78,7 @@ async function main() {
   const SENDERS = Number(env.COLLECTOR_BENCH_SENDERS ?? 8);
   const POOL = Number(env.COLLECTOR_BENCH_POOL ?? 200);
   const LATENCY_LOAD = Number(env.COLLECTOR_BENCH_LATENCY_LOAD ?? 0.5);
+  const LATENCY_RATE = Number(env.COLLECTOR_BENCH_LATENCY_RATE ?? 0);
   const TRACES_PER_REQUEST = 14;
   const SPANS_PER_TRACE = 7;
   const SPANS_PER_REQUEST = TRACES_PER_REQUEST * SPANS_PER_TRACE;
@@ -337,9 +339,9 @@ async function main() {
   );
 
   // ───────────────────────── Phase 2: ingest latency ─────────────────────────
-  const rate = (throughput.spansPerSecond * LATENCY_LOAD) / SPANS_PER_REQUEST; // requests/s
+  const rate = (LATENCY_RATE > 0 ? LATENCY_RATE : throughput.spansPerSecond * LATENCY_LOAD) / SPANS_PER_REQUEST; // requests/s
   log(
-    `\nphase 2: open loop at ${fmt(rate * SPANS_PER_REQUEST)} spans/s (${rate.toFixed(0)} req/s, ${LATENCY_LOAD * 100}% of phase 1), ${WARMUP_SECONDS} s warm-up + ${SECONDS} s measured`,
+    `\nphase 2: open loop at ${fmt(rate * SPANS_PER_REQUEST)} spans/s (${rate.toFixed(0)} req/s, ${((100 * rate * SPANS_PER_REQUEST) / throughput.spansPerSecond).toFixed(0)}% of phase 1), ${WARMUP_SECONDS} s warm-up + ${SECONDS} s measured`,
   );
   const latencies = [];
   const p2 = { sent: 0, notOk: 0, inFlightMax: 0 };

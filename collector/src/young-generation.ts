@@ -8,11 +8,12 @@
  */
 
 /**
- * The worker's young generation (V8 gives a third of it to each semi-space: 16 MiB). RSS under load
- * was the same from 12 to 48 MiB; the larger, the fewer scavenges (146 against 508 in 10 s at half
- * rate) and the less CPU (~3 %).
+ * The worker's young generation (V8 gives a third of it to each semi-space). At 48 MiB the
+ * benchmark's RSS was 258–263 MiB at 97,000–101,500 spans/s, at 32 MiB 246–256 MiB at
+ * 94,800–96,300, its CPU per span the same (docs/performance.md); below, scavenges come more
+ * often and cost CPU (146 against 508 in 10 s at half rate, 48 against 12 MiB).
  */
-export const YOUNG_GENERATION_MB = 48;
+export const YOUNG_GENERATION_MB = 32;
 
 const YOUNG_GENERATION_FLAG = /^--(?:max|min)[-_](?:semi[-_]space|young[-_]generation)[-_]size\b/;
 

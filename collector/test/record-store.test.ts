@@ -88,7 +88,7 @@ describe('a span record', () => {
 });
 
 describe('the record store', () => {
-  it('is charged what an HTTP call keeps of its own beside its slot: its identity and URL, given back with it', () => {
+  it('is charged what an HTTP call keeps of its own beside its slot: its URL, given back with it', () => {
     const url = 'http://inventory:8080/stock/42';
     const spans = decodedSpans(newTraceId(), [
       { attributes: { 'http.request.method': 'GET', 'url.full': url } },
@@ -96,7 +96,7 @@ describe('the record store', () => {
     ]);
     const store = new RecordStore();
     const head = recordAll(store, new SpanCostReader(), spans);
-    expect(store.bytes).toBe(CHUNK_SLOTS * RECORD_SLOT_BYTES + HTTP_IDENTITY_BYTES + 'GET'.length + url.length);
+    expect(store.bytes).toBe(CHUNK_SLOTS * RECORD_SLOT_BYTES + HTTP_IDENTITY_BYTES + url.length);
     store.take(head);
     expect(store.bytes).toBe(CHUNK_SLOTS * RECORD_SLOT_BYTES);
   });

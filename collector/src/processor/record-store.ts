@@ -22,11 +22,10 @@ const WORDS = 18;
  */
 export const RECORD_SLOT_BYTES = WORDS * 4 + 3 * 4 + 12;
 /**
- * An HTTP call's operation identity beside its URL's characters: its object, its method's string
- * and its URL's string header (a URL is not shared between records; fingerprints and database
- * identities are).
+ * An HTTP call's URL string beside its characters: a URL is not shared between records (its method,
+ * fingerprints and database identities are; an HTTP call's identity is made again when judged).
  */
-export const HTTP_IDENTITY_BYTES = 80;
+export const HTTP_IDENTITY_BYTES = 24;
 
 /** No record: the end of a trace's list, or of the free list. */
 export const NO_RECORD = -1;
@@ -56,6 +55,7 @@ const TIMED = 16;
 const ROWS_KNOWN = 32;
 const BYTES_KNOWN = 64;
 const ENQUEUED_KNOWN = 128;
+const HTTP_IDENTITY = 256;
 
 // Reused for every span read: nothing but the record is kept.
 const scratch = new SpanWireFields();
@@ -63,7 +63,7 @@ const scratch = new SpanWireFields();
 interface Chunk {
   readonly words: Uint32Array;
   readonly doubles: Float64Array;
-  /** Per slot: process key, fingerprint, identity. */
+  /** Per slot: process key; fingerprint (a query) or method (an HTTP call); identity (a query's) or URL (an HTTP call's). */
   readonly refs: unknown[];
 }
 
@@ -134,12 +134,20 @@ export class RecordStore {
       bits |= ENQUEUED_KNOWN;
       doubles[atDouble + ENQUEUED] = cost.enqueued;
     }
+    const identity = cost?.identity;
+    if (identity?.type === 'http_client') bits |= HTTP_IDENTITY;
     words[at + BITS] = bits;
     words[at + NEXT] = NO_RECORD >>> 0;
     refs[inChunk * 3] = span.origin.resource.processKey;
-    refs[inChunk * 3 + 1] = cost?.fingerprint;
-    refs[inChunk * 3 + 2] = cost?.identity;
-    this.referenced += referencedBytes(cost?.identity);
+    if (identity?.type === 'http_client') {
+      // No object per call: its method (shared) and URL, the identity made again when judged.
+      refs[inChunk * 3 + 1] = identity.method;
+      refs[inChunk * 3 + 2] = identity.url;
+      this.referenced += urlBytes(identity.url);
+    } else {
+      refs[inChunk * 3 + 1] = cost?.fingerprint;
+      refs[inChunk * 3 + 2] = identity;
+    }
     if (tail !== NO_RECORD) this.setNext(tail, slot);
     return slot;
   }
@@ -173,7 +181,8 @@ export class RecordStore {
     const atDouble = inChunk * (WORDS / 2);
     const bits = words[at + BITS];
     const hasParent = (bits & HAS_PARENT) !== 0;
-    const fingerprint = refs[inChunk * 3 + 1] as string | undefined;
+    const httpIdentity = (bits & HTTP_IDENTITY) !== 0;
+    const fingerprint = httpIdentity ? undefined : (refs[inChunk * 3 + 1] as string | undefined);
     let contribution: CostContribution | undefined;
     if ((bits & DB) !== 0)
       contribution = {
@@ -183,7 +192,9 @@ export class RecordStore {
         bytes: (bits & BYTES_KNOWN) !== 0 ? doubles[atDouble + BYTES] : undefined,
       };
     else if ((bits & HTTP) !== 0) contribution = { type: 'http_client', timed: (bits & TIMED_KNOWN) !== 0 ? (bits & TIMED) !== 0 : undefined };
-    const identity = refs[inChunk * 3 + 2] as OperationIdentity | undefined;
+    const identity: OperationIdentity | undefined = httpIdentity
+      ? { type: 'http_client', method: refs[inChunk * 3 + 1] as string, url: refs[inChunk * 3 + 2] as string | undefined }
+      : (refs[inChunk * 3 + 2] as OperationIdentity | undefined);
     const enqueued = (bits & ENQUEUED_KNOWN) !== 0 ? doubles[atDouble + ENQUEUED] : undefined;
     const cost: SpanCost | undefined =
       contribution === undefined && identity === undefined && enqueued === undefined ? undefined : { contribution, fingerprint, identity, enqueued };
@@ -220,7 +231,8 @@ export class RecordStore {
     // The references go at once: a fingerprint or a URL is not kept by a free slot.
     const { refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
     const inChunk = slot % CHUNK_SLOTS;
-    this.referenced -= referencedBytes(refs[inChunk * 3 + 2] as OperationIdentity | undefined);
+    const { words } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
+    if ((words[inChunk * WORDS + BITS] & HTTP_IDENTITY) !== 0) this.referenced -= urlBytes(refs[inChunk * 3 + 2] as string | undefined);
     refs[inChunk * 3] = refs[inChunk * 3 + 1] = refs[inChunk * 3 + 2] = undefined;
     this.setNext(slot, this.free);
     this.free = slot;
@@ -233,7 +245,7 @@ export class RecordStore {
   }
 }
 
-/** What a record's identity holds of its own: an HTTP call's (a database identity is shared). */
-function referencedBytes(identity: OperationIdentity | undefined): number {
-  return identity?.type === 'http_client' ? HTTP_IDENTITY_BYTES + identity.method.length + (identity.url?.length ?? 0) : 0;
+/** What an HTTP call's record holds of its own: its URL. */
+function urlBytes(url: string | undefined): number {
+  return url === undefined ? 0 : HTTP_IDENTITY_BYTES + url.length;
 }

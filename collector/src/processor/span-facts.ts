@@ -101,13 +101,14 @@ const MAX_SHARED = 4096;
 
 /**
  * Reads what spans add to a cost. A record keeps its query's fingerprint, not its statement, and
- * records share equal fingerprints and database identities: a trace window holds a few hundred
- * thousand of them.
+ * records share equal fingerprints, database identities and HTTP methods: a trace window holds a
+ * few hundred thousand of them.
  */
 export class SpanCostReader {
   readonly fingerprints = new FingerprintCache();
   private readonly sharedFingerprints = new Map<string, string>();
   private readonly dbIdentities = new Map<string, OperationIdentity>();
+  private readonly methods = new Map<string, string>();
 
   costOf(kind: number, name: string, attributes: AttributeMap): SpanCost | undefined {
     const kindText = kindName(kind);
@@ -120,7 +121,12 @@ export class SpanCostReader {
       // The statement is let go: the fingerprint is what the tally counts.
       contribution: contribution?.type === 'db' ? { type: 'db', statement: fingerprint!, rows: contribution.rows, bytes: contribution.bytes } : contribution,
       fingerprint,
-      identity: identity?.type === 'db' ? this.sharedDbIdentity(identity) : identity,
+      identity:
+        identity?.type === 'db'
+          ? this.sharedDbIdentity(identity)
+          : identity?.type === 'http_client'
+            ? { type: 'http_client', method: this.sharedMethod(identity.method), url: identity.url }
+            : identity,
       enqueued,
     };
   }
@@ -131,6 +137,14 @@ export class SpanCostReader {
     if (this.sharedFingerprints.size >= MAX_SHARED) this.sharedFingerprints.clear();
     this.sharedFingerprints.set(fingerprint, fingerprint);
     return fingerprint;
+  }
+
+  private sharedMethod(method: string): string {
+    const known = this.methods.get(method);
+    if (known !== undefined) return known;
+    if (this.methods.size >= MAX_SHARED) this.methods.clear();
+    this.methods.set(method, method);
+    return method;
   }
 
   private sharedDbIdentity(identity: OperationIdentity & { type: 'db' }): OperationIdentity {

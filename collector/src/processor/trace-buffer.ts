@@ -11,6 +11,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { AgeQueue } from './age-queue';
+import { DeadlineQueue } from './deadline-queue';
 import { HeldSpans } from './held-spans';
 import { SpanKind } from '../otlp/otlp-schema';
 import { mayBeRoot } from './root-attribution';
@@ -89,18 +90,12 @@ interface PendingTrace {
   recordCount: number;
   readonly firstAtMs: number;
   deadlineMs: number;
-  /** When its bytes are next looked at to be moved out of its requests' buffers. */
+  /** When its bytes are next looked at to be moved out of its requests' buffers (0: not queued for it). */
   moveAtMs: number;
 }
 
 /** Least wait before a trace's bytes are moved out of their requests' buffers (a short grace period would move every trace). */
 const MIN_MOVE_AFTER_MS = 1000;
-
-/** A trace's deadline as its root set it: a later root sets a later one, queued anew. */
-interface GraceEntry {
-  readonly trace: PendingTrace;
-  readonly deadlineMs: number;
-}
 
 export class TraceBuffer {
   private readonly options: TraceBufferOptions;
@@ -110,9 +105,13 @@ export class TraceBuffer {
   // traces due, not all held. Flushed traces are skipped as they come up (a flushed trace lets
   // its spans go); the age queue is rebuilt once they are most of it.
   private readonly byAge = new AgeQueue<PendingTrace>();
-  private readonly byGrace = new AgeQueue<GraceEntry>();
+  // Each trace with the deadline a root set (a later root sets a later one, queued anew).
+  private readonly byGrace = new DeadlineQueue<PendingTrace>();
   // When to look at a trace's bytes to move them out of their requests' buffers: twice the grace
-  // period (at least a second) after it came, and as long after each look while it is held.
+  // period (at least a second) after a root came to a trace that had one already, and as long
+  // after each look while it is held. A trace is judged a grace period after its root otherwise:
+  // only traces whose roots keep coming are queued (a queue of every trace would keep each one
+  // twice as long).
   private readonly toMove = new AgeQueue<PendingTrace>();
   private readonly moveAfterMs: number;
   // Trace ids flushed lately, to count late spans: the last maxTraces flushes, in a ring, and each
@@ -184,11 +183,10 @@ export class TraceBuffer {
             recordCount: 0,
             firstAtMs: now,
             deadlineMs: now + this.options.maxWaitMs,
-            moveAtMs: now + this.moveAfterMs,
+            moveAtMs: 0,
           };
           this.traces.set(span.traceId, trace);
           this.byAge.push(trace);
-          this.toMove.push(trace);
           this.bytes += TRACE_BYTES;
         }
         traceIsLate = this.recentlyFlushed.has(span.traceId);
@@ -221,7 +219,7 @@ export class TraceBuffer {
   flushAll(reason: FlushReason = 'shutdown'): void {
     for (const trace of [...this.traces.values()]) this.flush(trace, reason);
     this.byAge.reset([]);
-    this.byGrace.reset([]);
+    this.byGrace.clear();
     this.toMove.reset([]);
     this.stopTimer();
   }
@@ -240,9 +238,15 @@ export class TraceBuffer {
       trace.deadlineMs = maxWaitEnd; // the age queue takes it then
       return;
     }
-    if (trace.deadlineMs === graceEnd) return; // another root in the same request
+    if (trace.deadlineMs === graceEnd) return; // another root in the same turn
+    // A root came before (it set the deadline): the roots keep coming, and may for long.
+    const rootCameBefore = trace.deadlineMs !== trace.firstAtMs + this.options.maxWaitMs;
     trace.deadlineMs = graceEnd;
-    this.byGrace.push({ trace, deadlineMs: graceEnd });
+    this.byGrace.push(trace, graceEnd);
+    if (rootCameBefore && trace.moveAtMs === 0) {
+      trace.moveAtMs = now + this.moveAfterMs;
+      this.toMove.push(trace);
+    }
   }
 
   /**
@@ -312,20 +316,22 @@ export class TraceBuffer {
 
   /** How long past its deadline the trace due first has waited at `now` (0 when none is due). */
   private overdueMs(now: number): number {
-    const entry = this.byGrace.peek();
+    const graced = this.byGrace.peekItem();
+    const deadlineMs = this.byGrace.peekDeadline();
     const oldest = this.byAge.peek();
     // An entry left behind (its trace flushed, or its deadline moved on) is not waiting.
-    const byGrace = entry !== undefined && entry.trace.held && entry.trace.deadlineMs === entry.deadlineMs ? now - entry.deadlineMs : 0;
+    const byGrace = graced !== undefined && graced.held && graced.deadlineMs === deadlineMs ? now - deadlineMs : 0;
     const byAge = oldest !== undefined && oldest.held ? now - (oldest.firstAtMs + this.options.maxWaitMs) : 0;
     return Math.max(0, byGrace, byAge);
   }
 
   /** A held trace due at `now` (its grace period over, or its maximum wait), taken off its queue; undefined when none is. */
   private takeDue(now: number): PendingTrace | undefined {
-    for (let entry = this.byGrace.peek(); entry !== undefined && entry.deadlineMs <= now; entry = this.byGrace.peek()) {
+    while (this.byGrace.peekDeadline() <= now) {
+      const trace = this.byGrace.peekItem()!;
       this.byGrace.shift();
       // Still held, and no later root has moved its deadline on.
-      if (entry.trace.held && entry.trace.deadlineMs <= now) return entry.trace;
+      if (trace.held && trace.deadlineMs <= now) return trace;
     }
     for (let trace = this.byAge.peek(); trace !== undefined; trace = this.byAge.peek()) {
       if (trace.held && trace.firstAtMs + this.options.maxWaitMs > now) return undefined;
