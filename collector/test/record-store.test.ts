@@ -54,6 +54,9 @@ describe('a span record', () => {
       { kind: Kind.CLIENT, parentSpanId: parent, attributes: { 'http.request.method': 'POST', 'request_budget.http_client.timed': false } },
       { kind: Kind.PRODUCER, parentSpanId: parent, attributes: { 'messaging.system': 'rabbitmq', 'messaging.batch.message_count': 3 } },
       { kind: Kind.INTERNAL, parentSpanId: undefined, flags: 0x301 },
+      // A query by core's classifier (a DB system attribute, even empty) and an HTTP call by the
+      // nesting rule (no DB system name to compare): the record keeps both.
+      { kind: Kind.CLIENT, parentSpanId: parent, attributes: { 'db.system.name': '', 'db.query.text': 'SELECT 2', 'http.request.method': 'GET' } },
     ]);
     const costs = new SpanCostReader();
     const store = new RecordStore();
@@ -68,7 +71,9 @@ describe('a span record', () => {
       { type: 'http_client', timed: false },
       undefined,
       undefined,
+      { type: 'db', statement: 'SELECT ?', rows: undefined, bytes: undefined },
     ]);
+    expect(whole[6]!.cost?.identity).toEqual({ type: 'http_client', method: 'GET', url: undefined });
     expect(whole[4]!.cost?.enqueued).toBe(3);
     expect(whole[5]).toMatchObject({ hasParent: false, parentSpanId: '', flags: 0x301, cost: undefined });
     expect(whole[0]!.endHi * 2 ** 32 + whole[0]!.endLo - (whole[0]!.startHi * 2 ** 32 + whole[0]!.startLo)).toBe(123_000);

@@ -2,12 +2,13 @@
  * The records of the spans forwarded as soon as they came (spans that cannot be roots: mayBeRoot),
  * kept for their traces' judgement (span-facts.ts). Per span, RECORD_SLOT_BYTES in one buffer
  * shared by every held trace — ids and times as 32-bit halves, kind, flags, what the span adds to
- * a cost — and three references (its process key, its query's fingerprint, the operation it
- * reports), which are shared with other records: no object of its own for the garbage collector,
- * and nothing per trace but where its records start and end. A trace's records are linked in the
- * order they came; slots freed by a flushed trace are reused, one by one (a trace held long pins
- * its own slots only). The store grows a chunk of CHUNK_SLOTS at a time (nothing is copied), from
- * none, and lets all but one go once it is empty.
+ * a cost — and four references (its process key, its query's fingerprint, the operation it
+ * reports: a shared database identity, or an HTTP call's method and URL), shared with other records
+ * but the URL: no object of its own for the garbage collector, and nothing per trace but where its
+ * records start and end. A trace's records are linked in the order they came; slots freed by a
+ * flushed trace are reused, one by one (a trace held long pins its own slots only). The store grows
+ * a chunk of CHUNK_SLOTS at a time (nothing is copied), from none; it lets all but one go once it
+ * is empty, and keeps its largest size while records stay (charged in byteCount all the while).
  */
 import type { CostContribution, OperationIdentity } from '@request-budget/core';
 import type { CollectedSpan } from '../otlp/otlp-model';
@@ -16,11 +17,13 @@ import { idKey, type SpanCost, type SpanCostReader, type SpanFacts } from './spa
 
 /** A record's slot: 18 32-bit words (the last six as three doubles). */
 const WORDS = 18;
+/** References per slot: process key, fingerprint, identity (a query's) or HTTP method, URL. */
+const REFS = 4;
 /**
- * A record's slot: its 72 bytes in the shared buffer, its three references, and its share of what
+ * A record's slot: its 72 bytes in the shared buffer, its four references, and its share of what
  * else a chunk holds (calibrated in decode-budget.test.ts: what V8 and the ArrayBuffers give back).
  */
-export const RECORD_SLOT_BYTES = WORDS * 4 + 3 * 4 + 12;
+export const RECORD_SLOT_BYTES = WORDS * 4 + REFS * 4 + 12;
 /**
  * An HTTP call's URL string beside its characters: a URL is not shared between records (its method,
  * fingerprints and database identities are; an HTTP call's identity is made again when judged).
@@ -63,13 +66,13 @@ const scratch = new SpanWireFields();
 interface Chunk {
   readonly words: Uint32Array;
   readonly doubles: Float64Array;
-  /** Per slot: process key; fingerprint (a query) or method (an HTTP call); identity (a query's) or URL (an HTTP call's). */
+  /** Per slot (REFS): process key; fingerprint (a query); identity (a query's) or method (an HTTP call's); URL (an HTTP call's). */
   readonly refs: unknown[];
 }
 
 function newChunk(): Chunk {
   const words = new Uint32Array(CHUNK_SLOTS * WORDS);
-  return { words, doubles: new Float64Array(words.buffer), refs: new Array<unknown>(CHUNK_SLOTS * 3).fill(undefined) };
+  return { words, doubles: new Float64Array(words.buffer), refs: new Array<unknown>(CHUNK_SLOTS * REFS).fill(undefined) };
 }
 
 export class RecordStore {
@@ -138,15 +141,17 @@ export class RecordStore {
     if (identity?.type === 'http_client') bits |= HTTP_IDENTITY;
     words[at + BITS] = bits;
     words[at + NEXT] = NO_RECORD >>> 0;
-    refs[inChunk * 3] = span.origin.resource.processKey;
+    const ref = inChunk * REFS;
+    refs[ref] = span.origin.resource.processKey;
+    // A query's fingerprint, whatever the identity (a span may carry a query and an HTTP method).
+    refs[ref + 1] = cost?.fingerprint;
     if (identity?.type === 'http_client') {
       // No object per call: its method (shared) and URL, the identity made again when judged.
-      refs[inChunk * 3 + 1] = identity.method;
-      refs[inChunk * 3 + 2] = identity.url;
+      refs[ref + 2] = identity.method;
+      refs[ref + 3] = identity.url;
       this.referenced += urlBytes(identity.url);
     } else {
-      refs[inChunk * 3 + 1] = cost?.fingerprint;
-      refs[inChunk * 3 + 2] = identity;
+      refs[ref + 2] = identity;
     }
     if (tail !== NO_RECORD) this.setNext(tail, slot);
     return slot;
@@ -182,7 +187,8 @@ export class RecordStore {
     const bits = words[at + BITS];
     const hasParent = (bits & HAS_PARENT) !== 0;
     const httpIdentity = (bits & HTTP_IDENTITY) !== 0;
-    const fingerprint = httpIdentity ? undefined : (refs[inChunk * 3 + 1] as string | undefined);
+    const ref = inChunk * REFS;
+    const fingerprint = refs[ref + 1] as string | undefined;
     let contribution: CostContribution | undefined;
     if ((bits & DB) !== 0)
       contribution = {
@@ -193,8 +199,8 @@ export class RecordStore {
       };
     else if ((bits & HTTP) !== 0) contribution = { type: 'http_client', timed: (bits & TIMED_KNOWN) !== 0 ? (bits & TIMED) !== 0 : undefined };
     const identity: OperationIdentity | undefined = httpIdentity
-      ? { type: 'http_client', method: refs[inChunk * 3 + 1] as string, url: refs[inChunk * 3 + 2] as string | undefined }
-      : (refs[inChunk * 3 + 2] as OperationIdentity | undefined);
+      ? { type: 'http_client', method: refs[ref + 2] as string, url: refs[ref + 3] as string | undefined }
+      : (refs[ref + 2] as OperationIdentity | undefined);
     const enqueued = (bits & ENQUEUED_KNOWN) !== 0 ? doubles[atDouble + ENQUEUED] : undefined;
     const cost: SpanCost | undefined =
       contribution === undefined && identity === undefined && enqueued === undefined ? undefined : { contribution, fingerprint, identity, enqueued };
@@ -205,7 +211,7 @@ export class RecordStore {
       flags: words[at + FLAGS],
       kind: words[at + KIND],
       markedRoot: false,
-      processKey: refs[inChunk * 3] as string,
+      processKey: refs[ref] as string,
       startHi: words[at + START],
       startLo: words[at + START + 1],
       endHi: words[at + END],
@@ -232,8 +238,9 @@ export class RecordStore {
     const { refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
     const inChunk = slot % CHUNK_SLOTS;
     const { words } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
-    if ((words[inChunk * WORDS + BITS] & HTTP_IDENTITY) !== 0) this.referenced -= urlBytes(refs[inChunk * 3 + 2] as string | undefined);
-    refs[inChunk * 3] = refs[inChunk * 3 + 1] = refs[inChunk * 3 + 2] = undefined;
+    const ref = inChunk * REFS;
+    if ((words[inChunk * WORDS + BITS] & HTTP_IDENTITY) !== 0) this.referenced -= urlBytes(refs[ref + 3] as string | undefined);
+    refs[ref] = refs[ref + 1] = refs[ref + 2] = refs[ref + 3] = undefined;
     this.setNext(slot, this.free);
     this.free = slot;
   }

@@ -199,10 +199,15 @@ export class TraceBuffer {
         this.spans += 1;
         this.bytes += held.heldBytes - before;
       } else {
-        trace.recordTail = this.records.add(span, this.costs, trace.recordTail);
-        if (trace.recordHead === NO_RECORD) trace.recordHead = trace.recordTail;
-        trace.recordCount += 1;
+        // Forwarded whatever happens to its record: a span that cannot be recorded is judged without.
         forward.push(span);
+        try {
+          trace.recordTail = this.records.add(span, this.costs, trace.recordTail);
+          if (trace.recordHead === NO_RECORD) trace.recordHead = trace.recordTail;
+          trace.recordCount += 1;
+        } catch (error) {
+          this.options.onError(error);
+        }
       }
       if (isRootCandidate(span)) this.rootArrived(trace, now);
       if (held.count + trace.recordCount >= this.options.maxSpansPerTrace) {
