@@ -9,8 +9,8 @@
 
 /**
  * The worker's young generation (V8 gives a third of it to each semi-space). At 48 MiB the
- * benchmark's RSS was 258–263 MiB at 97,000–101,500 spans/s, at 32 MiB 245–256 MiB at
- * 76,800–96,300, its CPU per span the same (docs/performance.md); below, scavenges come more
+ * benchmark's RSS was 258–263 MiB at 97,000–101,500 spans/s, at 32 MiB 233–256 MiB at
+ * 71,800–100,600, its CPU per span the same (docs/performance.md); below, scavenges come more
  * often and cost CPU (146 against 508 in 10 s at half rate, 48 against 12 MiB).
  */
 export const YOUNG_GENERATION_MB = 32;
