@@ -206,9 +206,9 @@ export async function startCollector(config: CollectorConfig, log: Logger = defa
     onFlush: processTrace,
     onForward: forward,
     costs: processor.costs,
-    onError: (error) => {
+    onError: (error, during) => {
       metrics.internalErrors.inc();
-      log(`trace flush failed: ${(error as Error)?.stack ?? String(error)}`);
+      log(`trace window: failed ${during}: ${(error as Error)?.stack ?? String(error)}`);
     },
     onLateSpans: (count) => metrics.lateSpans.inc(count),
   });

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
-import { CHUNK_SLOTS, HTTP_IDENTITY_BYTES, NO_RECORD, RECORD_SLOT_BYTES, RecordStore } from '../src/processor/record-store';
+import { CHUNK_SLOTS, NO_RECORD, RECORD_SLOT_BYTES, RecordStore, STRING_BYTES } from '../src/processor/record-store';
 import { factsOfSpan, SpanCostReader, type SpanFacts } from '../src/processor/span-facts';
 import { decodedSpans } from './support/decoded-spans';
 import { Kind, newSpanId, newTraceId } from './support/synthetic-trace';
@@ -80,20 +80,26 @@ describe('a span record', () => {
     expect(store.count).toBe(0);
   });
 
-  it('shares a fingerprint between records of one statement, and keeps no statement text', () => {
+  it("keeps a query's fingerprint and database system, not its statement text", () => {
     const spans = decodedSpans(
       newTraceId(),
       [41, 42].map((id) => ({ attributes: { 'db.system.name': 'postgresql', 'db.query.text': `SELECT * FROM orders WHERE id = ${id}` } })),
     );
     const store = new RecordStore();
     const facts = store.take(recordAll(store, new SpanCostReader(), spans));
-    expect(facts[0]!.cost!.fingerprint).toBe('SELECT * FROM orders WHERE id = ?');
-    expect(facts[0]!.cost!.identity).toBe(facts[1]!.cost!.identity);
+    for (const fact of facts) {
+      expect(fact.cost).toEqual({
+        contribution: { type: 'db', statement: 'SELECT * FROM orders WHERE id = ?', rows: undefined, bytes: undefined },
+        fingerprint: 'SELECT * FROM orders WHERE id = ?',
+        identity: { type: 'db', system: 'postgresql' },
+        enqueued: undefined,
+      });
+    }
   });
 });
 
 describe('the record store', () => {
-  it('is charged what an HTTP call keeps of its own beside its slot: its URL, given back with it', () => {
+  it('is charged the strings each record refers to beside its slot, and gives them back with it', () => {
     const url = 'http://inventory:8080/stock/42';
     const spans = decodedSpans(newTraceId(), [
       { attributes: { 'http.request.method': 'GET', 'url.full': url } },
@@ -101,7 +107,9 @@ describe('the record store', () => {
     ]);
     const store = new RecordStore();
     const head = recordAll(store, new SpanCostReader(), spans);
-    expect(store.bytes).toBe(CHUNK_SLOTS * RECORD_SLOT_BYTES + HTTP_IDENTITY_BYTES + url.length);
+    // The call's method and URL; the query's fingerprint and database system.
+    const strings = ['GET', url, 'SELECT ?', 'postgresql'];
+    expect(store.bytes).toBe(CHUNK_SLOTS * RECORD_SLOT_BYTES + strings.reduce((sum, text) => sum + STRING_BYTES + text.length, 0));
     store.take(head);
     expect(store.bytes).toBe(CHUNK_SLOTS * RECORD_SLOT_BYTES);
   });

@@ -3,8 +3,8 @@
  * kept for their traces' judgement (span-facts.ts). Per span, RECORD_SLOT_BYTES in one buffer
  * shared by every held trace — ids and times as 32-bit halves, kind, flags, what the span adds to
  * a cost — and four references (its process key, its query's fingerprint, the operation it
- * reports: a shared database identity, or an HTTP call's method and URL), shared with other records
- * but the URL: no object of its own for the garbage collector, and nothing per trace but where its
+ * reports as strings: a database system, or an HTTP call's method and URL), each charged: no object
+ * of its own for the garbage collector, and nothing per trace but where its
  * records start and end. A trace's records are linked in the order they came; slots freed by a
  * flushed trace are reused, one by one (a trace held long pins its own slots only). The store grows
  * a chunk of CHUNK_SLOTS at a time (nothing is copied), from none; it lets all but one go once it
@@ -25,10 +25,11 @@ const REFS = 4;
  */
 export const RECORD_SLOT_BYTES = WORDS * 4 + REFS * 4 + 12;
 /**
- * An HTTP call's URL string beside its characters: a URL is not shared between records (its method,
- * fingerprints and database identities are; an HTTP call's identity is made again when judged).
+ * A string a record refers to (a fingerprint, a database system, an HTTP method, a URL) beside its
+ * characters: its header. Charged to every record that refers to it, shared or not (a pool shares
+ * the short and frequent ones; a long or rare one may be the record's own).
  */
-export const HTTP_IDENTITY_BYTES = 24;
+export const STRING_BYTES = 16;
 
 /** No record: the end of a trace's list, or of the free list. */
 export const NO_RECORD = -1;
@@ -58,7 +59,8 @@ const TIMED = 16;
 const ROWS_KNOWN = 32;
 const BYTES_KNOWN = 64;
 const ENQUEUED_KNOWN = 128;
-const HTTP_IDENTITY = 256;
+const DB_IDENTITY = 256;
+const HTTP_IDENTITY = 512;
 
 // Reused for every span read: nothing but the record is kept.
 const scratch = new SpanWireFields();
@@ -66,7 +68,7 @@ const scratch = new SpanWireFields();
 interface Chunk {
   readonly words: Uint32Array;
   readonly doubles: Float64Array;
-  /** Per slot (REFS): process key; fingerprint (a query); identity (a query's) or method (an HTTP call's); URL (an HTTP call's). */
+  /** Per slot (REFS): process key; fingerprint (a query); database system or HTTP method (the operation it reports); URL (an HTTP call's). */
   readonly refs: unknown[];
 }
 
@@ -138,21 +140,18 @@ export class RecordStore {
       doubles[atDouble + ENQUEUED] = cost.enqueued;
     }
     const identity = cost?.identity;
-    if (identity?.type === 'http_client') bits |= HTTP_IDENTITY;
+    if (identity?.type === 'db') bits |= DB_IDENTITY;
+    else if (identity?.type === 'http_client') bits |= HTTP_IDENTITY;
     words[at + BITS] = bits;
     words[at + NEXT] = NO_RECORD >>> 0;
     const ref = inChunk * REFS;
     refs[ref] = span.origin.resource.processKey;
     // A query's fingerprint, whatever the identity (a span may carry a query and an HTTP method).
     refs[ref + 1] = cost?.fingerprint;
-    if (identity?.type === 'http_client') {
-      // No object per call: its method (shared) and URL, the identity made again when judged.
-      refs[ref + 2] = identity.method;
-      refs[ref + 3] = identity.url;
-      this.referenced += urlBytes(identity.url);
-    } else {
-      refs[ref + 2] = identity;
-    }
+    // No object per identity: its strings, the identity made again when judged.
+    refs[ref + 2] = identity === undefined ? undefined : identity.type === 'db' ? identity.system : identity.method;
+    refs[ref + 3] = identity?.type === 'http_client' ? identity.url : undefined;
+    this.referenced += referencedBytes(refs, ref);
     if (tail !== NO_RECORD) this.setNext(tail, slot);
     return slot;
   }
@@ -186,7 +185,6 @@ export class RecordStore {
     const atDouble = inChunk * (WORDS / 2);
     const bits = words[at + BITS];
     const hasParent = (bits & HAS_PARENT) !== 0;
-    const httpIdentity = (bits & HTTP_IDENTITY) !== 0;
     const ref = inChunk * REFS;
     const fingerprint = refs[ref + 1] as string | undefined;
     let contribution: CostContribution | undefined;
@@ -198,9 +196,12 @@ export class RecordStore {
         bytes: (bits & BYTES_KNOWN) !== 0 ? doubles[atDouble + BYTES] : undefined,
       };
     else if ((bits & HTTP) !== 0) contribution = { type: 'http_client', timed: (bits & TIMED_KNOWN) !== 0 ? (bits & TIMED) !== 0 : undefined };
-    const identity: OperationIdentity | undefined = httpIdentity
-      ? { type: 'http_client', method: refs[ref + 2] as string, url: refs[ref + 3] as string | undefined }
-      : (refs[ref + 2] as OperationIdentity | undefined);
+    const identity: OperationIdentity | undefined =
+      (bits & DB_IDENTITY) !== 0
+        ? { type: 'db', system: refs[ref + 2] as string }
+        : (bits & HTTP_IDENTITY) !== 0
+          ? { type: 'http_client', method: refs[ref + 2] as string, url: refs[ref + 3] as string | undefined }
+          : undefined;
     const enqueued = (bits & ENQUEUED_KNOWN) !== 0 ? doubles[atDouble + ENQUEUED] : undefined;
     const cost: SpanCost | undefined =
       contribution === undefined && identity === undefined && enqueued === undefined ? undefined : { contribution, fingerprint, identity, enqueued };
@@ -236,10 +237,8 @@ export class RecordStore {
     this.live -= 1;
     // The references go at once: a fingerprint or a URL is not kept by a free slot.
     const { refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
-    const inChunk = slot % CHUNK_SLOTS;
-    const { words } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
-    const ref = inChunk * REFS;
-    if ((words[inChunk * WORDS + BITS] & HTTP_IDENTITY) !== 0) this.referenced -= urlBytes(refs[ref + 3] as string | undefined);
+    const ref = (slot % CHUNK_SLOTS) * REFS;
+    this.referenced -= referencedBytes(refs, ref);
     refs[ref] = refs[ref + 1] = refs[ref + 2] = refs[ref + 3] = undefined;
     this.setNext(slot, this.free);
     this.free = slot;
@@ -252,7 +251,12 @@ export class RecordStore {
   }
 }
 
-/** What an HTTP call's record holds of its own: its URL. */
-function urlBytes(url: string | undefined): number {
-  return url === undefined ? 0 : HTTP_IDENTITY_BYTES + url.length;
+/** What the strings a record refers to take, beside the process key (shared by every record of its process). */
+function referencedBytes(refs: readonly unknown[], ref: number): number {
+  let bytes = 0;
+  for (let at = ref + 1; at < ref + REFS; at += 1) {
+    const text = refs[at];
+    if (typeof text === 'string') bytes += STRING_BYTES + text.length;
+  }
+  return bytes;
 }

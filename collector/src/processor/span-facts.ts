@@ -16,6 +16,7 @@ import {
 } from '@request-budget/core';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { SpanKind } from '../otlp/otlp-schema';
+import { StringPool } from '../otlp/string-pool';
 
 export interface SpanFacts {
   /** The span id as a key: equal for equal ids (idKey; not hex, which would cost formatting). */
@@ -96,19 +97,14 @@ export function kindName(kind: number): SpanKindName {
   return KIND_NAMES[kind] ?? 'internal';
 }
 
-/** Interned strings and identities kept at most (each table starts over when full). */
-const MAX_SHARED = 4096;
-
 /**
  * Reads what spans add to a cost. A record keeps its query's fingerprint, not its statement, and
- * records share equal fingerprints, database identities and HTTP methods: a trace window holds a
- * few hundred thousand of them.
+ * the strings records keep (fingerprints, database systems, HTTP methods) are shared through one
+ * pool: a trace window holds a few hundred thousand records.
  */
 export class SpanCostReader {
   readonly fingerprints = new FingerprintCache();
-  private readonly sharedFingerprints = new Map<string, string>();
-  private readonly dbIdentities = new Map<string, OperationIdentity>();
-  private readonly methods = new Map<string, string>();
+  private readonly strings = new StringPool(4096);
 
   costOf(kind: number, name: string, attributes: AttributeMap): SpanCost | undefined {
     const kindText = kindName(kind);
@@ -116,43 +112,19 @@ export class SpanCostReader {
     const identity = operationIdentity(kindText, name, attributes);
     const enqueued = enqueuedMessages(kindText, attributes);
     if (contribution === undefined && identity === undefined && enqueued === undefined) return undefined;
-    const fingerprint = contribution?.type === 'db' ? this.shared(this.fingerprints.get(contribution.statement)) : undefined;
+    const fingerprint = contribution?.type === 'db' ? this.strings.shared(this.fingerprints.get(contribution.statement)) : undefined;
     return {
       // The statement is let go: the fingerprint is what the tally counts.
       contribution: contribution?.type === 'db' ? { type: 'db', statement: fingerprint!, rows: contribution.rows, bytes: contribution.bytes } : contribution,
       fingerprint,
       identity:
         identity?.type === 'db'
-          ? this.sharedDbIdentity(identity)
+          ? { type: 'db', system: this.strings.shared(identity.system) }
           : identity?.type === 'http_client'
-            ? { type: 'http_client', method: this.sharedMethod(identity.method), url: identity.url }
+            ? { type: 'http_client', method: this.strings.shared(identity.method), url: identity.url }
             : identity,
       enqueued,
     };
-  }
-
-  private shared(fingerprint: string): string {
-    const known = this.sharedFingerprints.get(fingerprint);
-    if (known !== undefined) return known;
-    if (this.sharedFingerprints.size >= MAX_SHARED) this.sharedFingerprints.clear();
-    this.sharedFingerprints.set(fingerprint, fingerprint);
-    return fingerprint;
-  }
-
-  private sharedMethod(method: string): string {
-    const known = this.methods.get(method);
-    if (known !== undefined) return known;
-    if (this.methods.size >= MAX_SHARED) this.methods.clear();
-    this.methods.set(method, method);
-    return method;
-  }
-
-  private sharedDbIdentity(identity: OperationIdentity & { type: 'db' }): OperationIdentity {
-    const known = this.dbIdentities.get(identity.system);
-    if (known !== undefined) return known;
-    if (this.dbIdentities.size >= MAX_SHARED) this.dbIdentities.clear();
-    this.dbIdentities.set(identity.system, identity);
-    return identity;
   }
 }
 

@@ -13,7 +13,6 @@ import type { CollectedSpan } from '../otlp/otlp-model';
 import { AgeQueue } from './age-queue';
 import { DeadlineQueue } from './deadline-queue';
 import { HeldSpans } from './held-spans';
-import { SpanKind } from '../otlp/otlp-schema';
 import { mayBeRoot } from './root-attribution';
 import { SpanCostReader, type SpanFacts } from './span-facts';
 import { NO_RECORD, RecordStore } from './record-store';
@@ -21,7 +20,7 @@ import { NO_RECORD, RecordStore } from './record-store';
 /**
  * A held trace beside its spans: its object, Map entry, queue entries and trace id string, its
  * HeldSpans with their slot array (the spans are charged by HeldSpans, the records by the
- * RecordStore). With its spans and records, 7–20 % above what V8 and the ArrayBuffers give back
+ * RecordStore). With its spans and records, 3–20 % above what V8 and the ArrayBuffers give back
  * when the trace is let go, for traces of 1, 2, 7 and 4,000 spans: a SERVER root, the rest CLIENT
  * spans beneath it (decode-budget.test.ts).
  */
@@ -72,8 +71,8 @@ export interface TraceBufferOptions {
   readonly onForward: (spans: CollectedSpan[]) => void;
   /** Reads the records' costs (TraceProcessor.costs, to share its caches). */
   readonly costs?: SpanCostReader;
-  /** Receives errors thrown by onFlush. */
-  readonly onError: (error: unknown) => void;
+  /** Receives errors thrown by onFlush or onForward, or reading a record, with what was being done. */
+  readonly onError: (error: unknown, during: string) => void;
   /** Late spans: spans of a trace flushed recently (they start a new window). */
   readonly onLateSpans?: (count: number) => void;
 }
@@ -206,7 +205,7 @@ export class TraceBuffer {
           if (trace.recordHead === NO_RECORD) trace.recordHead = trace.recordTail;
           trace.recordCount += 1;
         } catch (error) {
-          this.options.onError(error);
+          this.options.onError(error, 'reading the record of a span forwarded as it came (it was forwarded; its trace is judged without it)');
         }
       }
       if (isRootCandidate(span)) this.rootArrived(trace, now);
@@ -350,7 +349,7 @@ export class TraceBuffer {
     try {
       this.options.onForward(spans);
     } catch (error) {
-      this.options.onError(error);
+      this.options.onError(error, 'forwarding the spans that cannot be roots');
     }
   }
 
@@ -379,7 +378,7 @@ export class TraceBuffer {
     try {
       this.options.onFlush(spans, reason, forwarded);
     } catch (error) {
-      this.options.onError(error);
+      this.options.onError(error, 'processing a flushed trace');
     }
   }
 
@@ -402,5 +401,5 @@ export class TraceBuffer {
 
 /** A span after which little of its trace is still to come from its process. */
 function isRootCandidate(span: CollectedSpan): boolean {
-  return span.kind === SpanKind.SERVER || span.kind === SpanKind.CONSUMER || !span.hasParent || span.markedRoot;
+  return mayBeRoot(span) || !span.hasParent;
 }
