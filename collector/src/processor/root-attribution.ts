@@ -24,6 +24,18 @@ const ON_CHAIN = -3;
 
 /** Each span's root (undefined: none), by its index in `spans`. */
 export function attributeToRoots(spans: readonly SpanFacts[]): (SpanFacts | undefined)[] {
+  return rootsOf(spans, rootIndexes(spans));
+}
+
+/** `rootIndexes`' answer as spans. */
+export function rootsOf(spans: readonly SpanFacts[], rootIndex: Int32Array): (SpanFacts | undefined)[] {
+  const roots: (SpanFacts | undefined)[] = new Array(spans.length);
+  for (let index = 0; index < spans.length; index += 1) roots[index] = rootIndex[index] >= 0 ? spans[rootIndex[index]] : undefined;
+  return roots;
+}
+
+/** Each span's root as its index in `spans` (-1: none). */
+export function rootIndexes(spans: readonly SpanFacts[]): Int32Array {
   const count = spans.length;
   // The first span of each id: a second copy is no one's parent.
   const indexById = new Map<string, number>();
@@ -32,29 +44,6 @@ export function attributeToRoots(spans: readonly SpanFacts[]): (SpanFacts | unde
     if (!indexById.has(id)) indexById.set(id, index);
   }
   const rootIndex = new Int32Array(count).fill(UNRESOLVED);
-
-  /** The index of the span's parent when it is in the same process, else -1. */
-  const localParent = (index: number): number => {
-    const span = spans[index];
-    if (!span.hasParent) return -1;
-    const { flags } = span;
-    const remoteKnown = (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0;
-    if (remoteKnown && (flags & SpanFlags.CONTEXT_IS_REMOTE) !== 0) return -1;
-    const parentIndex = indexById.get(span.parentSpanId);
-    if (parentIndex === undefined || parentIndex === index) return -1;
-    const parent = spans[parentIndex];
-    if (parent.processKey !== span.processKey) return -1;
-    // Without flags: a client's context reaches a server over the wire, so in-process that parent
-    // is remote — even when the server is the same process, or a replica whose resource reads the same.
-    return !remoteKnown && span.kind === SpanKind.SERVER && parent.kind === SpanKind.CLIENT ? -1 : parentIndex;
-  };
-  const parentIsLocalButMissing = (span: SpanFacts): boolean => {
-    const { flags } = span;
-    return (
-      span.hasParent && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !indexById.has(span.parentSpanId)
-    );
-  };
-
   // Reused from span to span: most chains are one or two spans long.
   const chain: number[] = [];
   for (let index = 0; index < count; index += 1) {
@@ -68,7 +57,7 @@ export function attributeToRoots(spans: readonly SpanFacts[]): (SpanFacts | unde
     // Walk up to a span already resolved (or the top), iteratively: chains can be long, and a
     // malformed trace can loop (a span met twice, marked on the chain, ends the walk).
     chain.length = 0;
-    for (let current = index; current >= 0 && rootIndex[current] === UNRESOLVED; current = localParent(current)) {
+    for (let current = index; current >= 0 && rootIndex[current] === UNRESOLVED; current = localParent(spans, indexById, current)) {
       chain.push(current);
       rootIndex[current] = ON_CHAIN;
       if (isOwnRoot(spans[current])) break;
@@ -80,16 +69,35 @@ export function attributeToRoots(spans: readonly SpanFacts[]): (SpanFacts | unde
         rootIndex[current] = current;
         continue;
       }
-      const parent = localParent(current);
+      const parent = localParent(spans, indexById, current);
       const parentRoot = parent < 0 ? NO_ROOT : rootIndex[parent];
       if (parentRoot >= 0 && !startsAfterEnd(span, spans[parentRoot])) rootIndex[current] = parentRoot;
-      else if (span.kind === SpanKind.SERVER && !parentIsLocalButMissing(span)) rootIndex[current] = current;
+      else if (span.kind === SpanKind.SERVER && !parentIsLocalButMissing(span, indexById)) rootIndex[current] = current;
       else rootIndex[current] = NO_ROOT;
     }
   }
-  const roots: (SpanFacts | undefined)[] = new Array(count);
-  for (let index = 0; index < count; index += 1) roots[index] = rootIndex[index] >= 0 ? spans[rootIndex[index]] : undefined;
-  return roots;
+  return rootIndex;
+}
+
+/** The index of the span's parent when it is in the same process, else -1. */
+function localParent(spans: readonly SpanFacts[], indexById: ReadonlyMap<string, number>, index: number): number {
+  const span = spans[index];
+  if (!span.hasParent) return -1;
+  const { flags } = span;
+  const remoteKnown = (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0;
+  if (remoteKnown && (flags & SpanFlags.CONTEXT_IS_REMOTE) !== 0) return -1;
+  const parentIndex = indexById.get(span.parentSpanId);
+  if (parentIndex === undefined || parentIndex === index) return -1;
+  const parent = spans[parentIndex];
+  if (parent.processKey !== span.processKey) return -1;
+  // Without flags: a client's context reaches a server over the wire, so in-process that parent
+  // is remote — even when the server is the same process, or a replica whose resource reads the same.
+  return !remoteKnown && span.kind === SpanKind.SERVER && parent.kind === SpanKind.CLIENT ? -1 : parentIndex;
+}
+
+function parentIsLocalButMissing(span: SpanFacts, indexById: ReadonlyMap<string, number>): boolean {
+  const { flags } = span;
+  return span.hasParent && (flags & SpanFlags.CONTEXT_HAS_IS_REMOTE) !== 0 && (flags & SpanFlags.CONTEXT_IS_REMOTE) === 0 && !indexById.has(span.parentSpanId);
 }
 
 /** A root of its own wherever it starts: a marked root (a job, a measurement) or a CONSUMER span. */

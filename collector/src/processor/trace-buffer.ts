@@ -16,6 +16,7 @@ import { HeldSpans } from './held-spans';
 import { mayBeRoot } from './root-attribution';
 import { SpanCostReader, type SpanFacts } from './span-facts';
 import { NO_RECORD, RecordStore } from './record-store';
+import { RecentTraceIds } from './recent-trace-ids';
 
 /**
  * A held trace beside its spans: its object, Map entry, queue entries and trace id string, its
@@ -113,12 +114,8 @@ export class TraceBuffer {
   // twice as long).
   private readonly toMove = new AgeQueue<PendingTrace>();
   private readonly moveAfterMs: number;
-  // Trace ids flushed lately, to count late spans: the last maxTraces flushes, in a ring, and each
-  // id with the ring slot of its latest flush (a slot overwritten forgets its id only if it held
-  // that id's latest flush).
-  private readonly recentlyFlushed = new Map<string, number>();
-  private readonly recentFlushes: string[] = [];
-  private nextFlushSlot = 0;
+  // Trace ids flushed lately, to count late spans: the last maxTraces flushes.
+  private readonly recentlyFlushed: RecentTraceIds;
   private readonly sweepIntervalMs: number;
   // A sweep is under way (sliced).
   private sweeping = false;
@@ -135,6 +132,7 @@ export class TraceBuffer {
     this.costs = options.costs ?? new SpanCostReader();
     this.moveAfterMs = Math.max(MIN_MOVE_AFTER_MS, 2 * options.graceMs);
     this.copies = options.copiesPerSpan ?? 0;
+    this.recentlyFlushed = new RecentTraceIds(options.maxTraces);
     this.sweepIntervalMs = Math.min(250, Math.max(10, Math.floor(options.graceMs / 4)));
   }
 
@@ -374,23 +372,12 @@ export class TraceBuffer {
     const spans = held.spans(trace.traceId);
     const forwarded = this.records.take(trace.recordHead);
     trace.recordHead = trace.recordTail = NO_RECORD;
-    this.rememberFlushed(trace.traceId);
+    this.recentlyFlushed.add(trace.traceId);
     try {
       this.options.onFlush(spans, reason, forwarded);
     } catch (error) {
       this.options.onError(error, 'processing a flushed trace');
     }
-  }
-
-  private rememberFlushed(traceId: string): void {
-    const slot = this.nextFlushSlot;
-    this.nextFlushSlot = slot + 1 === this.options.maxTraces ? 0 : slot + 1;
-    if (slot < this.recentFlushes.length) {
-      const forgotten = this.recentFlushes[slot];
-      if (this.recentlyFlushed.get(forgotten) === slot) this.recentlyFlushed.delete(forgotten);
-      this.recentFlushes[slot] = traceId;
-    } else this.recentFlushes.push(traceId);
-    this.recentlyFlushed.set(traceId, slot);
   }
 
   private stopTimer(): void {

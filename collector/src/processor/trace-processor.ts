@@ -19,12 +19,13 @@ import {
   outerDuplicateSpanIds,
   type BreachReport,
   type BudgetRuleSet,
+  type OperationIdentity,
 } from '@request-budget/core';
 import { plainToAnyValue, type CollectedSpan, type NumberType, type WireKeyValue } from '../otlp/otlp-model';
 import { SpanEdits } from '../otlp/span-edit';
 import { StatusCode } from '../otlp/otlp-schema';
 import { enqueueWorkOf } from './enqueue-work';
-import { attributeToRoots } from './root-attribution';
+import { rootIndexes, rootsOf } from './root-attribution';
 import { durationMsOf, endsAfter, factsOfSpan, SpanCostReader, type SpanFacts } from './span-facts';
 
 // The markers live with the attribute contract; re-exported here for existing imports.
@@ -52,11 +53,43 @@ export interface TraceOutcome {
   readonly breaches: BreachReport[];
 }
 
+/** A root of the trace being processed: its span, what its cost adds up to, what is written on it. */
+interface RootWork {
+  readonly span: CollectedSpan;
+  /** Undefined for a root that came with its cost record. */
+  readonly tally: CostTally | undefined;
+  edits: SpanEdits | undefined;
+}
+
+function editsOf(work: RootWork): SpanEdits {
+  return (work.edits ??= new SpanEdits());
+}
+
+const identityOf = (span: SpanFacts): OperationIdentity | undefined => span.cost?.identity;
+const isEnqueueSpan = (span: SpanFacts): boolean => span.cost?.enqueued !== undefined;
+
+/** Writes a tally's attributes onto a root as the tally names them (one, reused: no object per root). */
+class AttributeWriter {
+  private span: CollectedSpan | undefined;
+  private edits: SpanEdits | undefined;
+
+  on(span: CollectedSpan, edits: SpanEdits): this {
+    this.span = span;
+    this.edits = edits;
+    return this;
+  }
+
+  setAttribute(key: string, value: string | number): void {
+    setAttribute(this.span!, this.edits!, key, value, numberTypeOf(key));
+  }
+}
+
 export class TraceProcessor {
   private readonly rules: BudgetRuleSet | undefined;
   private readonly errorStatusOnCritical: boolean;
   /** Reads what a span adds to a cost: for the spans held whole here, and for the trace window's records. */
   readonly costs = new SpanCostReader();
+  private readonly writer = new AttributeWriter();
   // A service has a few route templates; each is normalised once (bounded: cleared when full).
   private readonly routes = new Map<string, string>();
   private readonly normalisedRoute = (route: string): string => {
@@ -78,68 +111,71 @@ export class TraceProcessor {
    * roots are among them), and `forwarded`, the facts of its spans forwarded already.
    */
   process(spans: readonly CollectedSpan[], forwarded: readonly SpanFacts[] = []): TraceOutcome {
-    const edits = new Map<CollectedSpan, SpanEdits>();
+    const roots: RootWork[] = [];
     try {
-      const facts = spans.map((span) => factsOfSpan(span, this.costs));
-      return this.processInto(forwarded.length === 0 ? facts : facts.concat(forwarded), edits);
+      const facts: SpanFacts[] = [];
+      for (const span of spans) facts.push(factsOfSpan(span, this.costs));
+      for (const record of forwarded) facts.push(record);
+      return this.processInto(facts, roots);
     } finally {
       // What was written reaches the span's bytes even when judging failed halfway; the maps read
       // for judging go (a span waiting for a downstream holds its bytes only).
-      for (const [span, spanEdits] of edits) spanEdits.applyTo(span);
+      for (const root of roots) root.edits?.applyTo(root.span);
       for (const span of spans) span.releaseAttributes();
     }
   }
 
-  private processInto(spans: readonly SpanFacts[], edits: Map<CollectedSpan, SpanEdits>): TraceOutcome {
-    const editsOf = (span: CollectedSpan): SpanEdits => {
-      let spanEdits = edits.get(span);
-      if (spanEdits === undefined) edits.set(span, (spanEdits = new SpanEdits()));
-      return spanEdits;
-    };
-    const rootOf = attributeToRoots(spans);
+  // Once per trace, for a few hundred thousand traces a minute: no Map, Set or closure per trace
+  // (roots are found by index), and attributes written as they are worked out.
+  private processInto(spans: readonly SpanFacts[], roots: RootWork[]): TraceOutcome {
+    const rootIndex = rootIndexes(spans);
+    const count = spans.length;
+    // Each root's work, at the root's index.
+    const workAt: (RootWork | undefined)[] = new Array(count);
     // One operation two spans report (an ORM's span over its driver's) counts once: the inner one.
     // Worked out only for traces with a cost to derive.
     let outerDuplicates: Set<string> | undefined;
-    const isOuterDuplicate = (span: SpanFacts) =>
-      (outerDuplicates ??= outerDuplicateSpanIds(spans.map((s) => ({ spanId: s.spanId, parentSpanId: s.parentSpanId, identity: s.cost?.identity })))).has(
-        span.spanId,
-      );
     // A queue library's own work beneath an enqueue span counts as the enqueue, not as queries.
     // Most traces have no enqueue span at all: then nothing is looked up.
     let enqueueWork: ReadonlySet<SpanFacts> | undefined;
-    const isEnqueueWork = (span: SpanFacts) =>
-      (enqueueWork ??= spans.some((s) => s.cost?.enqueued !== undefined) ? enqueueWorkOf(spans, rootOf) : NOTHING).has(span);
-    const tallies = new Map<CollectedSpan, CostTally>();
-    const roots = new Set<CollectedSpan>();
-    for (let index = 0; index < spans.length; index += 1) {
-      const span = spans[index];
+    let derived = 0;
+    for (let index = 0; index < count; index += 1) {
       // Only a span held whole can be a root (mayBeRoot): the others were forwarded as they came.
-      const rootFacts = rootOf[index];
-      const root = rootFacts?.span;
+      const at = rootIndex[index];
+      if (at < 0) continue;
+      const rootFacts = spans[at];
+      const root = rootFacts.span;
       if (root === undefined) continue;
-      roots.add(root);
-      if (root.attributes[COST_DB_QUERIES] !== undefined) continue;
-      let tally = tallies.get(root);
-      if (tally === undefined) tallies.set(root, (tally = new CostTally(this.costs.fingerprints)));
+      let work = workAt[at];
+      if (work === undefined) {
+        // A root that came with its cost record (from an SDK) keeps it: nothing is tallied.
+        const tally = root.attributes[COST_DB_QUERIES] === undefined ? new CostTally(this.costs.fingerprints) : undefined;
+        if (tally !== undefined) derived += 1;
+        roots.push((workAt[at] = work = { span: root, tally, edits: undefined }));
+      }
+      const { tally } = work;
       // In-process, a span that ends after its root has ended is not counted; nor is the root.
+      const span = spans[index];
       const { cost } = span;
-      if (cost === undefined || span === rootFacts || endsAfter(span, rootFacts!) || isOuterDuplicate(span) || isEnqueueWork(span)) continue;
+      if (tally === undefined || cost === undefined || index === at || endsAfter(span, rootFacts)) continue;
+      if ((outerDuplicates ??= outerDuplicateSpanIds(spans, identityOf)).has(span.spanId)) continue;
+      enqueueWork ??= spans.some(isEnqueueSpan) ? enqueueWorkOf(spans, rootsOf(spans, rootIndex)) : NOTHING;
+      if (enqueueWork.has(span)) continue;
       if (cost.enqueued !== undefined) tally.addEnqueued(cost.enqueued);
       else if (cost.contribution !== undefined) tally.add(cost.contribution, durationMsOf(span), cost.fingerprint);
     }
-    for (const [root, tally] of tallies) {
-      for (const [key, value] of Object.entries(tally.toAttributes())) setAttribute(root, editsOf(root), key, value, numberTypeOf(key));
-    }
+    for (const work of roots) if (work.tally !== undefined) work.tally.writeAttributes(this.writer.on(work.span, editsOf(work)));
     const breaches: BreachReport[] = [];
     let judged = 0;
     if (this.rules !== undefined) {
-      for (const root of roots) {
-        if (!isJudgeable(root.attributes)) continue;
+      for (const work of roots) {
+        if (!isJudgeable(work.span.attributes)) continue;
         judged += 1;
-        breaches.push(...this.judge(root, editsOf(root), this.rules));
+        const reports = this.judge(work.span, editsOf(work), this.rules);
+        for (const report of reports) breaches.push(report);
       }
     }
-    return { roots: roots.size, derived: tallies.size, judged, breaches };
+    return { roots: roots.length, derived, judged, breaches };
   }
 
   /** Applies core's judgement to an OTLP span. */
@@ -148,14 +184,12 @@ export class TraceProcessor {
       errorStatusOnCritical: this.errorStatusOnCritical,
       normaliseRoute: this.normalisedRoute,
     });
-    for (const [key, value] of Object.entries(judgement.attributes)) setAttribute(root, edits, key, value);
+    const written = judgement.attributes;
+    for (const key in written) setAttribute(root, edits, key, written[key]);
     for (const event of judgement.events) {
-      edits.events.push({
-        timeUnixNano: (root.endNs + BigInt(event.offsetNs)).toString(),
-        name: event.name,
-        attributes: Object.entries(event.attributes).map(([key, value]): WireKeyValue => ({ key, value: plainToAnyValue(value) })),
-        droppedAttributesCount: 0,
-      });
+      const attributes: WireKeyValue[] = [];
+      for (const key in event.attributes) attributes.push({ key, value: plainToAnyValue(event.attributes[key]) });
+      edits.events.push({ timeUnixNano: (root.endNs + BigInt(event.offsetNs)).toString(), name: event.name, attributes, droppedAttributesCount: 0 });
     }
     if (judgement.errorStatusMessage !== undefined) edits.status = { code: StatusCode.ERROR, message: judgement.errorStatusMessage };
     if (judgement.violations.length === 0) return [];

@@ -5,7 +5,7 @@ export { classifySpan } from './span-classifier';
 export { enqueuedMessages, isEnqueueSpan } from './enqueue-classifier';
 export type { AttributeMap, CostContribution, DbOperation, HttpClientCall, SpanKindName } from './span-classifier';
 export { operationIdentity, operationKey, outerDuplicateSpanIds, sameOperation } from './nested-operations';
-export type { LinkedOperationSpan, OperationIdentity } from './nested-operations';
+export type { LinkedOperationSpan, LinkedSpan, OperationIdentity } from './nested-operations';
 export { CostTally, MAX_FINGERPRINTS_PER_TALLY, roundMs } from './cost-tally';
 export type { CostAttributes, RepeatedStatement } from './cost-tally';
 export { heapConfidence } from './heap-confidence';

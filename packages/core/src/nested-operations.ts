@@ -66,32 +66,49 @@ export function operationKey(identity: OperationIdentity): string {
   return identity.type === 'db' ? `db ${identity.system}` : `http ${identity.method} ${identity.url ?? ''}`;
 }
 
-/** A span of a whole trace, as an out-of-process consumer (the collector) has it. */
-export interface LinkedOperationSpan {
+/** A span of a whole trace where its parent is: its id and its parent's. */
+export interface LinkedSpan {
   readonly spanId: string;
   /** Empty or undefined for a span without a parent. */
   readonly parentSpanId: string | undefined;
+}
+
+/** A span of a whole trace, as an out-of-process consumer (the collector) has it. */
+export interface LinkedOperationSpan extends LinkedSpan {
   readonly identity: OperationIdentity | undefined;
 }
 
 /**
  * The spans of a whole trace that report an operation one of their descendants reports too: not
  * to be counted, as the descendant is. Spans in between that report nothing (an ORM's operation
- * span, a transaction span) are looked through.
+ * span, a transaction span) are looked through. `identityOf`: where a span keeps its identity, for
+ * callers whose spans keep it elsewhere than `identity` (no copy of each span needed).
  */
-export function outerDuplicateSpanIds(spans: readonly LinkedOperationSpan[]): Set<string> {
-  const byId = new Map<string, LinkedOperationSpan>();
+export function outerDuplicateSpanIds(spans: readonly LinkedOperationSpan[]): Set<string>;
+export function outerDuplicateSpanIds<Span extends LinkedSpan>(spans: readonly Span[], identityOf: (span: Span) => OperationIdentity | undefined): Set<string>;
+export function outerDuplicateSpanIds<Span extends LinkedSpan>(
+  spans: readonly Span[],
+  identityOf: (span: Span) => OperationIdentity | undefined = ownIdentity,
+): Set<string> {
+  const byId = new Map<string, Span>();
   for (const span of spans) byId.set(span.spanId, span);
   const outer = new Set<string>();
   for (const span of spans) {
-    if (span.identity === undefined) continue;
-    const enclosing = nearestOperationAncestor(span, byId);
-    if (enclosing !== undefined && sameOperation(enclosing.identity!, span.identity)) outer.add(enclosing.spanId);
+    const identity = identityOf(span);
+    if (identity === undefined) continue;
+    const enclosing = nearestOperationAncestor(span, byId, identityOf);
+    if (enclosing !== undefined && sameOperation(identityOf(enclosing)!, identity)) outer.add(enclosing.spanId);
   }
   return outer;
 }
 
-function nearestOperationAncestor(span: LinkedOperationSpan, byId: ReadonlyMap<string, LinkedOperationSpan>): LinkedOperationSpan | undefined {
+const ownIdentity = (span: LinkedSpan): OperationIdentity | undefined => (span as LinkedOperationSpan).identity;
+
+function nearestOperationAncestor<Span extends LinkedSpan>(
+  span: Span,
+  byId: ReadonlyMap<string, Span>,
+  identityOf: (span: Span) => OperationIdentity | undefined,
+): Span | undefined {
   // A walk longer than the trace has spans is going round a cycle (a malformed trace).
   let steps = 0;
   for (let parentId = span.parentSpanId; parentId; steps += 1) {
@@ -100,7 +117,7 @@ function nearestOperationAncestor(span: LinkedOperationSpan, byId: ReadonlyMap<s
     if (parentId === span.spanId) return undefined;
     const parent = byId.get(parentId);
     if (parent === undefined) return undefined;
-    if (parent.identity !== undefined) return parent;
+    if (identityOf(parent) !== undefined) return parent;
     parentId = parent.parentSpanId;
   }
   return undefined;
