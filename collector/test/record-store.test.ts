@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
+import { INTERNED_STRING_BYTES } from '../src/processor/interned-strings';
 import { CHUNK_SLOTS, NO_RECORD, RECORD_SLOT_BYTES, RecordStore, STRING_BYTES } from '../src/processor/record-store';
 import { factsOfSpan, SpanCostReader, type SpanFacts } from '../src/processor/span-facts';
 import { decodedSpans } from './support/decoded-spans';
@@ -99,19 +100,28 @@ describe('a span record', () => {
 });
 
 describe('the record store', () => {
-  it('is charged the strings each record refers to beside its slot, and gives them back with it', () => {
+  it('is charged the strings its records refer to beside their slots, a shared one once, and gives them back with the last record', () => {
     const url = 'http://inventory:8080/stock/42';
-    const spans = decodedSpans(newTraceId(), [
-      { attributes: { 'http.request.method': 'GET', 'url.full': url } },
-      { attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 1' } },
-    ]);
+    const call = { attributes: { 'http.request.method': 'GET', 'url.full': url } };
+    const query = { attributes: { 'db.system.name': 'postgresql', 'db.query.text': 'SELECT 1' } };
+    const first = decodedSpans(newTraceId(), [call, query]);
+    const second = decodedSpans(newTraceId(), [query]);
     const store = new RecordStore();
-    const head = recordAll(store, new SpanCostReader(), spans);
-    // The call's method and URL; the query's fingerprint and database system.
-    const strings = ['GET', url, 'SELECT ?', 'postgresql'];
-    expect(store.bytes).toBe(CHUNK_SLOTS * RECORD_SLOT_BYTES + strings.reduce((sum, text) => sum + STRING_BYTES + text.length, 0));
-    store.take(head);
-    expect(store.bytes).toBe(CHUNK_SLOTS * RECORD_SLOT_BYTES);
+    const costs = new SpanCostReader();
+    const firstHead = recordAll(store, costs, first);
+    const secondHead = recordAll(store, costs, second);
+    const processKey = first[0]!.origin.resource.processKey;
+    expect(second[0]!.origin.resource.processKey).toBe(processKey);
+    // Shared, each once (the process key, the call's method, the query's fingerprint and database
+    // system, though two records refer to the last two), and the call's own URL.
+    const shared = (texts: string[]) => texts.reduce((sum, text) => sum + INTERNED_STRING_BYTES + text.length, 0);
+    const chunk = CHUNK_SLOTS * RECORD_SLOT_BYTES;
+    expect(store.bytes).toBe(chunk + shared([processKey, 'GET', 'SELECT ?', 'postgresql']) + STRING_BYTES + url.length);
+    store.take(firstHead);
+    // The second trace's query still refers to its process key, fingerprint and database system.
+    expect(store.bytes).toBe(chunk + shared([processKey, 'SELECT ?', 'postgresql']));
+    expect(store.take(secondHead).map((facts) => [facts.processKey, facts.cost?.fingerprint])).toEqual([[processKey, 'SELECT ?']]);
+    expect(store.bytes).toBe(chunk);
   });
 
   it('reuses the slots of a flushed trace, links each trace in the order its spans came, and grows by chunks', () => {
@@ -142,7 +152,11 @@ describe('the record store', () => {
       }
     }
     expect([firstHead, secondHead, firstTail]).toEqual([0, 1, 4]);
-    expect(store.bytes).toBe(chunkBytes);
+    // Every record refers to its process key: one string, charged once.
+    const processKey = first[0]!.origin.resource.processKey;
+    expect(new Set([...first, ...second].map((span) => span.origin.resource.processKey))).toEqual(new Set([processKey]));
+    const processKeyBytes = INTERNED_STRING_BYTES + processKey.length;
+    expect(store.bytes).toBe(chunkBytes + processKeyBytes);
     const idsOf = (spans: CollectedSpan[]) => spans.map((span) => factsOfSpan(span, costs).spanId);
     expect(store.take(firstHead).map((fact) => fact.spanId)).toEqual(idsOf(first));
     expect(store.count).toBe(2);
@@ -164,7 +178,7 @@ describe('the record store', () => {
       Array.from({ length: CHUNK_SLOTS + 1 }, () => ({})),
     );
     const head = recordAll(store, costs, many);
-    expect(store.bytes).toBe(2 * chunkBytes);
+    expect(store.bytes).toBe(2 * chunkBytes + processKeyBytes);
     expect(store.count).toBe(CHUNK_SLOTS + 1);
     expect(store.take(head).map((fact) => fact.spanId)).toEqual(idsOf(many));
     expect(store.count).toBe(0);

@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodeTraceRequest } from '../src/exporter/otlp-encode';
 import type { CollectedSpan } from '../src/otlp/otlp-model';
 import { HELD_SPAN_BYTES } from '../src/processor/held-spans';
-import { CHUNK_SLOTS, RECORD_SLOT_BYTES, STRING_BYTES } from '../src/processor/record-store';
+import { INTERNED_STRING_BYTES } from '../src/processor/interned-strings';
+import { CHUNK_SLOTS, RECORD_SLOT_BYTES } from '../src/processor/record-store';
 import { factsOfSpan, idKeyOfHex, SpanCostReader, type SpanFacts } from '../src/processor/span-facts';
 import { TRACE_BYTES, TraceBuffer, type FlushReason } from '../src/processor/trace-buffer';
 import { TraceProcessor } from '../src/processor/trace-processor';
@@ -404,16 +405,19 @@ describe('spans that cannot be roots', () => {
     expect([buffer.traceCount, buffer.spanCount, buffer.recordCount]).toEqual([1, 1, 0]);
     expect(buffer.byteCount).toBe(TRACE_BYTES + heldCharge(request[0]!));
     buffer.add(request.slice(1, 7));
-    // Six records in the store's first chunk, each charged the strings it refers to: a connect
-    // span (none) and five queries (a fingerprint and a database system each). Nothing more held whole.
+    // Six records in the store's first chunk, and the strings they refer to, each once: their
+    // process key; for a connect span nothing more; for five queries a fingerprint and a database
+    // system each. Nothing more held whole.
     expect([buffer.traceCount, buffer.spanCount, buffer.recordCount]).toEqual([1, 1, 6]);
-    const strings = request
-      .slice(1, 7)
-      .map((span) => factsOfSpan(span, new SpanCostReader()).cost)
-      .flatMap((cost) => [cost?.fingerprint, cost?.identity?.type === 'db' ? cost.identity.system : undefined])
-      .filter((text): text is string => text !== undefined);
-    expect(strings).toHaveLength(10);
-    const stringBytes = strings.reduce((sum, text) => sum + STRING_BYTES + text.length, 0);
+    const strings = new Set(
+      request
+        .slice(1, 7)
+        .map((span) => factsOfSpan(span, new SpanCostReader()))
+        .flatMap(({ processKey, cost }) => [processKey, cost?.fingerprint, cost?.identity?.type === 'db' ? cost.identity.system : undefined])
+        .filter((text): text is string => text !== undefined),
+    );
+    expect(strings.size).toBe(5);
+    const stringBytes = [...strings].reduce((sum, text) => sum + INTERNED_STRING_BYTES + text.length, 0);
     expect(buffer.byteCount).toBe(TRACE_BYTES + heldCharge(request[0]!) + recordBytes + stringBytes);
     buffer.add(request.slice(7));
     // Each add() forwards its spans that cannot be roots in one call, the same objects, in the order they came.

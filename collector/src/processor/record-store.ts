@@ -14,20 +14,20 @@ import type { CostContribution, OperationIdentity } from '@request-budget/core';
 import type { CollectedSpan } from '../otlp/otlp-model';
 import { readSpanFields, SpanWireFields } from '../otlp/received-span';
 import { idKey, type SpanCost, type SpanCostReader, type SpanFacts } from './span-facts';
+import { InternedStrings, NO_STRING } from './interned-strings';
 
-/** A record's slot: 18 32-bit words (the last six as three doubles). */
-const WORDS = 18;
-/** References per slot: process key, fingerprint, identity (a query's) or HTTP method, URL. */
-const REFS = 4;
+/** A record's slot: 22 32-bit words (words 12 to 17 as three doubles; word 21 unused, for their alignment). */
+const WORDS = 22;
+/** References per slot: an HTTP call's URL (the shared strings are kept as indexes: interned-strings.ts). */
+const REFS = 1;
 /**
- * A record's slot: its 72 bytes in the shared buffer, its four references, and its share of what
- * else a chunk holds (calibrated in decode-budget.test.ts: what V8 and the ArrayBuffers give back).
+ * A record's slot: its 88 bytes in the shared buffer, its reference, and its share of what else a
+ * chunk holds (calibrated in decode-budget.test.ts: what V8 and the ArrayBuffers give back).
  */
 export const RECORD_SLOT_BYTES = WORDS * 4 + REFS * 4 + 12;
 /**
- * A string a record refers to (a fingerprint, a database system, an HTTP method, a URL) beside its
- * characters: its header. Charged to every record that refers to it, shared or not (a pool shares
- * the short and frequent ones; a long or rare one may be the record's own).
+ * A record's own string (an HTTP call's URL) beside its characters: its header. The strings records
+ * share are charged once each (INTERNED_STRING_BYTES).
  */
 export const STRING_BYTES = 16;
 
@@ -49,6 +49,11 @@ const NEXT = 11;
 const ROWS = 6; // double
 const BYTES = 7; // double
 const ENQUEUED = 8; // double
+// Indexes of shared strings (InternedStrings): the process key; a query's fingerprint; the operation
+// it reports: a database system or an HTTP method.
+const PROCESS_KEY = 18;
+const FINGERPRINT = 19;
+const OPERATION = 20;
 
 // BITS: whether the span has a parent; what it contributes; an HTTP call's `timed`.
 const HAS_PARENT = 1;
@@ -68,13 +73,13 @@ const scratch = new SpanWireFields();
 interface Chunk {
   readonly words: Uint32Array;
   readonly doubles: Float64Array;
-  /** Per slot (REFS): process key; fingerprint (a query); database system or HTTP method (the operation it reports); URL (an HTTP call's). */
-  readonly refs: unknown[];
+  /** Per slot (REFS): an HTTP call's URL. */
+  readonly refs: (string | undefined)[];
 }
 
 function newChunk(): Chunk {
   const words = new Uint32Array(CHUNK_SLOTS * WORDS);
-  return { words, doubles: new Float64Array(words.buffer), refs: new Array<unknown>(CHUNK_SLOTS * REFS).fill(undefined) };
+  return { words, doubles: new Float64Array(words.buffer), refs: new Array<string | undefined>(CHUNK_SLOTS * REFS).fill(undefined) };
 }
 
 export class RecordStore {
@@ -83,17 +88,18 @@ export class RecordStore {
   private used = 0;
   private free = NO_RECORD;
   private live = 0;
-  // What the records' own references hold (HTTP identities and their URLs).
+  // What the records' own strings hold (HTTP calls' URLs).
   private referenced = 0;
+  private readonly shared = new InternedStrings();
 
   /** Records held. */
   get count(): number {
     return this.live;
   }
 
-  /** Memory the store takes, free slots included, and what its records' own references hold. */
+  /** Memory the store takes, free slots included, and the strings its records refer to. */
   get bytes(): number {
-    return this.chunks.length * CHUNK_SLOTS * RECORD_SLOT_BYTES + this.referenced;
+    return this.chunks.length * CHUNK_SLOTS * RECORD_SLOT_BYTES + this.referenced + this.shared.bytes;
   }
 
   /**
@@ -144,14 +150,15 @@ export class RecordStore {
     else if (identity?.type === 'http_client') bits |= HTTP_IDENTITY;
     words[at + BITS] = bits;
     words[at + NEXT] = NO_RECORD >>> 0;
-    const ref = inChunk * REFS;
-    refs[ref] = span.origin.resource.processKey;
+    const { shared } = this;
+    words[at + PROCESS_KEY] = shared.hold(span.origin.resource.processKey);
     // A query's fingerprint, whatever the identity (a span may carry a query and an HTTP method).
-    refs[ref + 1] = cost?.fingerprint;
+    words[at + FINGERPRINT] = shared.hold(cost?.fingerprint);
     // No object per identity: its strings, the identity made again when judged.
-    refs[ref + 2] = identity === undefined ? undefined : identity.type === 'db' ? identity.system : identity.method;
-    refs[ref + 3] = identity?.type === 'http_client' ? identity.url : undefined;
-    this.referenced += referencedBytes(refs, ref);
+    words[at + OPERATION] = shared.hold(identity === undefined ? undefined : identity.type === 'db' ? identity.system : identity.method);
+    const url = identity?.type === 'http_client' ? identity.url : undefined;
+    refs[inChunk * REFS] = url;
+    if (url !== undefined) this.referenced += STRING_BYTES + url.length;
     if (tail !== NO_RECORD) this.setNext(tail, slot);
     return slot;
   }
@@ -185,8 +192,8 @@ export class RecordStore {
     const atDouble = inChunk * (WORDS / 2);
     const bits = words[at + BITS];
     const hasParent = (bits & HAS_PARENT) !== 0;
-    const ref = inChunk * REFS;
-    const fingerprint = refs[ref + 1] as string | undefined;
+    const { shared } = this;
+    const fingerprint = shared.get(words[at + FINGERPRINT]);
     let contribution: CostContribution | undefined;
     if ((bits & DB) !== 0)
       contribution = {
@@ -198,9 +205,9 @@ export class RecordStore {
     else if ((bits & HTTP) !== 0) contribution = { type: 'http_client', timed: (bits & TIMED_KNOWN) !== 0 ? (bits & TIMED) !== 0 : undefined };
     const identity: OperationIdentity | undefined =
       (bits & DB_IDENTITY) !== 0
-        ? { type: 'db', system: refs[ref + 2] as string }
+        ? { type: 'db', system: shared.get(words[at + OPERATION])! }
         : (bits & HTTP_IDENTITY) !== 0
-          ? { type: 'http_client', method: refs[ref + 2] as string, url: refs[ref + 3] as string | undefined }
+          ? { type: 'http_client', method: shared.get(words[at + OPERATION])!, url: refs[inChunk * REFS] }
           : undefined;
     const enqueued = (bits & ENQUEUED_KNOWN) !== 0 ? doubles[atDouble + ENQUEUED] : undefined;
     const cost: SpanCost | undefined =
@@ -212,7 +219,7 @@ export class RecordStore {
       flags: words[at + FLAGS],
       kind: words[at + KIND],
       markedRoot: false,
-      processKey: refs[ref] as string,
+      processKey: shared.get(words[at + PROCESS_KEY])!,
       startHi: words[at + START],
       startLo: words[at + START + 1],
       endHi: words[at + END],
@@ -235,11 +242,18 @@ export class RecordStore {
 
   private release(slot: number): void {
     this.live -= 1;
-    // The references go at once: a fingerprint or a URL is not kept by a free slot.
-    const { refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
-    const ref = (slot % CHUNK_SLOTS) * REFS;
-    this.referenced -= referencedBytes(refs, ref);
-    refs[ref] = refs[ref + 1] = refs[ref + 2] = refs[ref + 3] = undefined;
+    // The strings go at once: a fingerprint or a URL is not kept by a free slot.
+    const { words, refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
+    const inChunk = slot % CHUNK_SLOTS;
+    const at = inChunk * WORDS;
+    const { shared } = this;
+    shared.release(words[at + PROCESS_KEY]);
+    shared.release(words[at + FINGERPRINT]);
+    shared.release(words[at + OPERATION]);
+    words[at + PROCESS_KEY] = words[at + FINGERPRINT] = words[at + OPERATION] = NO_STRING;
+    const url = refs[inChunk * REFS];
+    if (url !== undefined) this.referenced -= STRING_BYTES + url.length;
+    refs[inChunk * REFS] = undefined;
     this.setNext(slot, this.free);
     this.free = slot;
   }
@@ -249,14 +263,4 @@ export class RecordStore {
     this.used = 0;
     this.free = NO_RECORD;
   }
-}
-
-/** What the strings a record refers to take, beside the process key (shared by every record of its process). */
-function referencedBytes(refs: readonly unknown[], ref: number): number {
-  let bytes = 0;
-  for (let at = ref + 1; at < ref + REFS; at += 1) {
-    const text = refs[at];
-    if (typeof text === 'string') bytes += STRING_BYTES + text.length;
-  }
-  return bytes;
 }

@@ -44,15 +44,21 @@ export function fingerprintStatement(statement: string): string {
     if (text.includes(':') || text.includes('/')) text = text.replace(KEY_NUMBER, '?');
   }
   if (text.includes('(')) text = text.replace(LIST_OF_PLACEHOLDERS, '(?)').replace(REPEATED_TUPLES, '(?)');
-  if (NEEDS_WHITESPACE_PASS.test(text)) text = text.replace(WHITESPACE, ' ');
+  if (needsWhitespacePass(text)) text = text.replace(WHITESPACE, ' ');
   text = text.trim();
   return identifiers.length > 0 ? text.replace(IDENTIFIER_MARK, (_, index: string) => identifiers[Number(index)]) : text;
 }
 
 const HAS_HEX_PREFIX = /0x/i;
 const HAS_DIGIT = /\d/;
-// Whitespace other than single spaces: a tab, a newline, or two in a row.
-const NEEDS_WHITESPACE_PASS = /[^\S ]|\s\s/;
+// Whitespace other than single spaces: a tab, a newline, or two in a row. The same as
+// /[^\S ]|\s\s/ (\s but the space, spelled out), which irregexp runs in about half the time.
+const NEEDS_WHITESPACE_PASS = /[\t-\r\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]|\s\s/;
+
+/** Whether the text has whitespace other than single spaces (see NEEDS_WHITESPACE_PASS). */
+export function needsWhitespacePass(text: string): boolean {
+  return NEEDS_WHITESPACE_PASS.test(text);
+}
 
 /**
  * A bounded memo of {@link fingerprintStatement}. Parameterised statements repeat verbatim, so

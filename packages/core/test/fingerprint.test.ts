@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FingerprintCache, fingerprintStatement } from '../src/fingerprint';
+import { FingerprintCache, fingerprintStatement, needsWhitespacePass } from '../src/fingerprint';
 
 describe('fingerprintStatement', () => {
   it.each([
@@ -87,5 +87,43 @@ describe('FingerprintCache', () => {
     const cache = new FingerprintCache();
     expect(cache.get(`INSERT INTO t VALUES ${'(1),'.repeat(2000)}(2)`)).toBe('INSERT INTO t VALUES (?)');
     expect(cache.size).toBe(0);
+  });
+});
+
+describe('needsWhitespacePass', () => {
+  it('finds what /[^\\S ]|\\s\\s/ finds: any white space but a single space, or two in a row', () => {
+    const regex = /[^\S ]|\s\s/;
+    // Every white space character JavaScript knows (ASCII and not), among ordinary ones.
+    const alphabet = [
+      ' ',
+      'a',
+      '1',
+      '(',
+      "'",
+      '\t',
+      '\n',
+      '\v',
+      '\f',
+      '\r',
+      '\u00a0',
+      '\u1680',
+      '\u2000',
+      '\u2028',
+      '\u3000',
+      '\ufeff',
+      'é',
+      '\u200b',
+      '\ud83d',
+    ];
+    let seed = 7;
+    const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % alphabet.length;
+    const disagreeing: string[] = [];
+    for (let sample = 0; sample < 20_000; sample += 1) {
+      let text = '';
+      for (let length = sample % 9; length > 0; length -= 1) text += alphabet[next()];
+      if (needsWhitespacePass(text) !== regex.test(text)) disagreeing.push(JSON.stringify(text));
+    }
+    expect(disagreeing).toEqual([]);
+    expect([needsWhitespacePass('SELECT a FROM t'), needsWhitespacePass('SELECT  a'), needsWhitespacePass('a\u00a0b')]).toEqual([false, true, true]);
   });
 });
