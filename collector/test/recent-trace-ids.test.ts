@@ -5,7 +5,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import { RecentTraceIds } from '../src/processor/recent-trace-ids';
-import { newTraceId } from './support/synthetic-trace';
+
+// Ids from a seeded sequence: every run walks the same table states (wrap-around and deletion
+// inside clusters included); the table's own hashes are seeded at random per instance.
+let idSeed = 1;
+const newTraceId = (): string => {
+  let id = '';
+  for (let word = 0; word < 4; word += 1) id += ((idSeed = (Math.imul(idSeed, 1664525) + 1013904223) >>> 0) >>> 0).toString(16).padStart(8, '0');
+  return id;
+};
 
 /** What the ids must answer: the ids of the last `capacity` flushes. */
 class LastFlushes {

@@ -5,10 +5,13 @@
  * for each of --max-traces ids (50,000 by default) were 4–5 MiB of old-generation objects, marked
  * at every full collection, and a Map update per flushed trace.
  *
- * A digest is two 32-bit hashes of the id's characters: two different ids share one with a chance
- * of about 2^-64, so a span of a new trace is counted late by mistake with a chance of about
- * capacity × 2^-64 (below 10^-14 at 50,000). Nothing but the late-span count reads the answer.
+ * A digest is two 32-bit hashes of the id's characters, seeded at random for each instance (as
+ * V8 seeds its own string hashes): a sender cannot choose ids that crowd one part of the table or
+ * share a digest. Two ids share one with a chance of about 2^-64, so a span of a new trace is
+ * counted late by mistake with a chance of about capacity × 2^-64 (below 10^-14 at 50,000).
+ * Nothing but the late-span count reads the answer.
  */
+import { randomFillSync } from 'node:crypto';
 
 /** No ring slot in a table entry (entries hold slot + 1). */
 const EMPTY = 0;
@@ -26,6 +29,7 @@ export class RecentTraceIds {
   // The digest of the id last looked at.
   private hi = 0;
   private lo = 0;
+  private readonly seeds = randomFillSync(new Uint32Array(2));
 
   constructor(private readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer, not ${capacity}`);
@@ -35,7 +39,7 @@ export class RecentTraceIds {
     this.grow(Math.min(capacity, FIRST_SLOTS));
   }
 
-  /** Ids remembered now (at most capacity). */
+  /** Flushes remembered now (at most capacity; an id flushed twice counts twice). */
   get size(): number {
     return this.filled;
   }
@@ -115,10 +119,10 @@ export class RecentTraceIds {
     table[hole] = EMPTY;
   }
 
-  /** Sets hi and lo to two FNV-1a hashes of the id (different offsets and mixing). */
+  /** Sets hi and lo to two FNV-1a hashes of the id (different seeds and mixing). */
   private digest(traceId: string): void {
-    let hi = 0x811c9dc5;
-    let lo = 0x01000193;
+    let hi = 0x811c9dc5 ^ this.seeds[0];
+    let lo = 0x01000193 ^ this.seeds[1];
     for (let index = 0; index < traceId.length; index += 1) {
       const code = traceId.charCodeAt(index);
       hi = Math.imul(hi ^ code, 0x01000193);

@@ -2,10 +2,11 @@
  * The records of the spans forwarded as soon as they came (spans that cannot be roots: mayBeRoot),
  * kept for their traces' judgement (span-facts.ts). Per span, RECORD_SLOT_BYTES in one buffer
  * shared by every held trace — ids and times as 32-bit halves, kind, flags, what the span adds to
- * a cost — and four references (its process key, its query's fingerprint, the operation it
- * reports as strings: a database system, or an HTTP call's method and URL), each charged: no object
- * of its own for the garbage collector, and nothing per trace but where its
- * records start and end. A trace's records are linked in the order they came; slots freed by a
+ * a cost, and the strings it shares with other records as indexes (its process key, its query's
+ * fingerprint, the operation it reports: a database system or an HTTP method; interned-strings.ts,
+ * each string charged once) — and one reference, an HTTP call's URL (charged to the record): no
+ * object of its own for the garbage collector, and nothing per trace but where its records start
+ * and end. A trace's records are linked in the order they came; slots freed by a
  * flushed trace are reused, one by one (a trace held long pins its own slots only). The store grows
  * a chunk of CHUNK_SLOTS at a time (nothing is copied), from none; it lets all but one go once it
  * is empty, and keeps its largest size while records stay (charged in byteCount all the while).
@@ -34,7 +35,7 @@ export const STRING_BYTES = 16;
 /** No record: the end of a trace's list, or of the free list. */
 export const NO_RECORD = -1;
 
-/** Slots per chunk: 72 KiB of buffer (the store keeps one chunk once it has had a record: small beside the smallest --memory-limit). */
+/** Slots per chunk: 88 KiB of buffer (the store keeps one chunk once it has had a record: small beside the smallest --memory-limit). */
 export const CHUNK_SLOTS = 1024;
 
 // Word offsets in a slot. Doubles are at word 12, 14 and 16 (double index 6, 7 and 8 of a slot).
@@ -111,54 +112,60 @@ export class RecordStore {
     const cost = costs.costOf(span.kind, span.name, fields.attributes);
     fields.attributes = {};
     const slot = this.allocate();
-    const { words, doubles, refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
-    const inChunk = slot % CHUNK_SLOTS;
-    const at = inChunk * WORDS;
-    const atDouble = inChunk * (WORDS / 2);
-    words[at + SPAN_ID] = fields.spanIdHi;
-    words[at + SPAN_ID + 1] = fields.spanIdLo;
-    words[at + PARENT_ID] = fields.parentHi;
-    words[at + PARENT_ID + 1] = fields.parentLo;
-    words[at + START] = fields.startHi;
-    words[at + START + 1] = fields.startLo;
-    words[at + END] = fields.endHi;
-    words[at + END + 1] = fields.endLo;
-    words[at + KIND] = span.kind;
-    words[at + FLAGS] = span.flags;
-    let bits = span.hasParent ? HAS_PARENT : 0;
-    const contribution = cost?.contribution;
-    if (contribution?.type === 'db') {
-      bits |= DB;
-      if (contribution.rows !== undefined) {
-        bits |= ROWS_KNOWN;
-        doubles[atDouble + ROWS] = contribution.rows;
+    // A record that cannot be read lets go of its slot and of the strings it holds already.
+    try {
+      const { words, doubles, refs } = this.chunks[Math.floor(slot / CHUNK_SLOTS)];
+      const inChunk = slot % CHUNK_SLOTS;
+      const at = inChunk * WORDS;
+      const atDouble = inChunk * (WORDS / 2);
+      words[at + SPAN_ID] = fields.spanIdHi;
+      words[at + SPAN_ID + 1] = fields.spanIdLo;
+      words[at + PARENT_ID] = fields.parentHi;
+      words[at + PARENT_ID + 1] = fields.parentLo;
+      words[at + START] = fields.startHi;
+      words[at + START + 1] = fields.startLo;
+      words[at + END] = fields.endHi;
+      words[at + END + 1] = fields.endLo;
+      words[at + KIND] = span.kind;
+      words[at + FLAGS] = span.flags;
+      let bits = span.hasParent ? HAS_PARENT : 0;
+      const contribution = cost?.contribution;
+      if (contribution?.type === 'db') {
+        bits |= DB;
+        if (contribution.rows !== undefined) {
+          bits |= ROWS_KNOWN;
+          doubles[atDouble + ROWS] = contribution.rows;
+        }
+        if (contribution.bytes !== undefined) {
+          bits |= BYTES_KNOWN;
+          doubles[atDouble + BYTES] = contribution.bytes;
+        }
+      } else if (contribution?.type === 'http_client') {
+        bits |= HTTP;
+        if (contribution.timed !== undefined) bits |= TIMED_KNOWN | (contribution.timed ? TIMED : 0);
       }
-      if (contribution.bytes !== undefined) {
-        bits |= BYTES_KNOWN;
-        doubles[atDouble + BYTES] = contribution.bytes;
+      if (cost?.enqueued !== undefined) {
+        bits |= ENQUEUED_KNOWN;
+        doubles[atDouble + ENQUEUED] = cost.enqueued;
       }
-    } else if (contribution?.type === 'http_client') {
-      bits |= HTTP;
-      if (contribution.timed !== undefined) bits |= TIMED_KNOWN | (contribution.timed ? TIMED : 0);
+      const identity = cost?.identity;
+      if (identity?.type === 'db') bits |= DB_IDENTITY;
+      else if (identity?.type === 'http_client') bits |= HTTP_IDENTITY;
+      words[at + BITS] = bits;
+      words[at + NEXT] = NO_RECORD >>> 0;
+      const { shared } = this;
+      words[at + PROCESS_KEY] = shared.hold(span.origin.resource.processKey);
+      // A query's fingerprint, whatever the identity (a span may carry a query and an HTTP method).
+      words[at + FINGERPRINT] = shared.hold(cost?.fingerprint);
+      // No object per identity: its strings, the identity made again when judged.
+      words[at + OPERATION] = shared.hold(identity === undefined ? undefined : identity.type === 'db' ? identity.system : identity.method);
+      const url = identity?.type === 'http_client' ? identity.url : undefined;
+      refs[inChunk * REFS] = url;
+      if (url !== undefined) this.referenced += STRING_BYTES + url.length;
+    } catch (error) {
+      this.release(slot);
+      throw error;
     }
-    if (cost?.enqueued !== undefined) {
-      bits |= ENQUEUED_KNOWN;
-      doubles[atDouble + ENQUEUED] = cost.enqueued;
-    }
-    const identity = cost?.identity;
-    if (identity?.type === 'db') bits |= DB_IDENTITY;
-    else if (identity?.type === 'http_client') bits |= HTTP_IDENTITY;
-    words[at + BITS] = bits;
-    words[at + NEXT] = NO_RECORD >>> 0;
-    const { shared } = this;
-    words[at + PROCESS_KEY] = shared.hold(span.origin.resource.processKey);
-    // A query's fingerprint, whatever the identity (a span may carry a query and an HTTP method).
-    words[at + FINGERPRINT] = shared.hold(cost?.fingerprint);
-    // No object per identity: its strings, the identity made again when judged.
-    words[at + OPERATION] = shared.hold(identity === undefined ? undefined : identity.type === 'db' ? identity.system : identity.method);
-    const url = identity?.type === 'http_client' ? identity.url : undefined;
-    refs[inChunk * REFS] = url;
-    if (url !== undefined) this.referenced += STRING_BYTES + url.length;
     if (tail !== NO_RECORD) this.setNext(tail, slot);
     return slot;
   }

@@ -79,6 +79,12 @@ class AttributeWriter {
     return this;
   }
 
+  /** Lets go of the root written on last (it must not outlive its trace here). */
+  off(): void {
+    this.span = undefined;
+    this.edits = undefined;
+  }
+
   setAttribute(key: string, value: string | number): void {
     setAttribute(this.span!, this.edits!, key, value, numberTypeOf(key));
   }
@@ -164,7 +170,11 @@ export class TraceProcessor {
       if (cost.enqueued !== undefined) tally.addEnqueued(cost.enqueued);
       else if (cost.contribution !== undefined) tally.add(cost.contribution, durationMsOf(span), cost.fingerprint);
     }
-    for (const work of roots) if (work.tally !== undefined) work.tally.writeAttributes(this.writer.on(work.span, editsOf(work)));
+    try {
+      for (const work of roots) if (work.tally !== undefined) work.tally.writeAttributes(this.writer.on(work.span, editsOf(work)));
+    } finally {
+      this.writer.off();
+    }
     const breaches: BreachReport[] = [];
     let judged = 0;
     if (this.rules !== undefined) {

@@ -124,6 +124,13 @@ describe('needsWhitespacePass', () => {
       if (needsWhitespacePass(text) !== regex.test(text)) disagreeing.push(JSON.stringify(text));
     }
     expect(disagreeing).toEqual([]);
+    // Every UTF-16 code unit alone, and doubled.
+    const units: number[] = [];
+    for (let code = 0; code <= 0xffff; code += 1) {
+      const unit = String.fromCharCode(code);
+      if (needsWhitespacePass(unit) !== regex.test(unit) || needsWhitespacePass(unit + unit) !== regex.test(unit + unit)) units.push(code);
+    }
+    expect(units).toEqual([]);
     expect([needsWhitespacePass('SELECT a FROM t'), needsWhitespacePass('SELECT  a'), needsWhitespacePass('a\u00a0b')]).toEqual([false, true, true]);
   });
 });
