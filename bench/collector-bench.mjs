@@ -26,7 +26,7 @@
  * - Phase 2 (ingest latency): open-loop sends at COLLECTOR_BENCH_LATENCY_RATE spans/s when set (to
  *   compare builds at one rate), else at COLLECTOR_BENCH_LATENCY_LOAD (0.5) × the measured
  *   throughput, a warm-up longer than the grace period, then COLLECTOR_BENCH_SECONDS measured: the
- *   time from writing each POST /v1/traces to its complete response, p50/p99.
+ *   time from writing each POST /v1/traces to its complete response, p50/p99, and RSS at its end.
  *
  * Writes bench/results/collector.{json,md}. The whole run is bounded (watchdog at 115 s) and the
  * children are killed on exit, error or signal.
@@ -377,6 +377,8 @@ async function main() {
     }
     await sleep(Math.max(0, Math.min(scheduled - performance.now(), 5)));
   }
+  // RSS at this rate (with COLLECTOR_BENCH_LATENCY_RATE=100000: at the throughput target's rate).
+  const mem2 = memory(collectorPid);
   await Promise.all(pending);
   const p2CpuUtilisation = (cpuMicros(collectorPid) - cpu2a.cpu) / 1e3 / (performance.now() - cpu2a.at);
   // What held the event loop meanwhile: GC pauses (prom-client's histogram: count, sum, pauses over
@@ -409,11 +411,12 @@ async function main() {
     notOk: p2.notOk,
     maxInFlight: p2.inFlightMax,
     collectorCpuUtilisation: p2CpuUtilisation,
+    rssBytes: mem2.rss,
     gcPauses: pauses,
     eventLoopDelay: loopDelay,
   };
   log(
-    `POST /v1/traces latency p50 ${latency.p50} ms, p90 ${latency.p90} ms, p99 ${latency.p99} ms, p99.9 ${latency.p999} ms, max ${latency.max} ms over ${latency.samples} requests (${p2.notOk} not 200, at most ${p2.inFlightMax} in flight; collector at ${(p2CpuUtilisation * 100).toFixed(0)}% of a core)`,
+    `POST /v1/traces latency p50 ${latency.p50} ms, p90 ${latency.p90} ms, p99 ${latency.p99} ms, p99.9 ${latency.p999} ms, max ${latency.max} ms over ${latency.samples} requests (${p2.notOk} not 200, at most ${p2.inFlightMax} in flight; collector at ${(p2CpuUtilisation * 100).toFixed(0)}% of a core, RSS ${mib(mem2.rss)} MiB at the end)`,
   );
   log(
     `meanwhile: GC ${pauses.count} pauses, ${pauses.totalMs} ms in all (major ${pauses.majorMs} ms), ${pauses.over10ms} over 10 ms, ${pauses.over100ms} over 100 ms; event loop delay p99 ${loopDelay.p99Ms} ms, max ${loopDelay.maxMs} ms`,
@@ -606,6 +609,7 @@ Load: ${r.env.tracesPerRequest} traces (${r.env.spansPerRequest} spans, ${(r.env
 | derive + judge per trace (collector histogram) | ${a.processMicrosPerTrace.toFixed(1)} µs |
 | ingest latency at ${fmt(l.spansPerSecond)} spans/s (${(r.env.latencyLoad * 100).toFixed(0)}%), p50 | ${r.ingestLatencyMs.p50} ms |
 | ingest latency, p90 / p99 / p99.9 (max) | ${r.ingestLatencyMs.p90} / ${r.ingestLatencyMs.p99} / ${r.ingestLatencyMs.p999} ms (${l.max} ms), ${fmt(l.samples)} requests |
+| RSS at the end of the latency window | ${mib(l.rssBytes)} MiB |
 
 Accounting over the whole run: ${fmt(a.received)} spans accepted, ${fmt(a.forwarded)} forwarded, ${fmt(a.droppedAfterAcceptance)} dropped; ${fmt(a.judgedRoots)} derived roots judged, ${fmt(a.breaches)} breaches (${(a.breachRatio * 100).toFixed(1)}%), ${fmt(a.alertLogLines)} alert log lines (${fmt(a.alertLogDropped)} breaches not logged: the log sink keeps at most 1000 lines per 200 ms); ${a.lateSpans} late spans; traces closed by ${Object.entries(
     a.flushedTraces,
