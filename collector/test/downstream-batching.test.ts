@@ -7,9 +7,8 @@
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BATCH_LINGER_MS, Downstream } from '../src/exporter/downstream';
-import { encodeTraceRequest } from '../src/exporter/otlp-encode';
 import { decodedSpans } from './support/decoded-spans';
-import { startDownstream, type DownstreamServer } from './support/downstream-server';
+import { downstreamOptionsFor, startDownstream, type DownstreamServer } from './support/downstream-server';
 import { newTraceId } from './support/synthetic-trace';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -20,21 +19,9 @@ afterEach(async () => {
 async function downstreamTo(maxBatchSpans: number): Promise<{ server: DownstreamServer; downstream: Downstream; forwarded: number[] }> {
   const server = await startDownstream();
   const forwarded: number[] = [];
-  const downstream = new Downstream({
-    name: 'otlp',
-    url: `${server.url}/v1/traces`,
-    encode: (batch) => ({ body: encodeTraceRequest(batch), contentType: 'application/x-protobuf' }),
-    maxBatchSpans,
-    concurrency: 4,
-    requestTimeoutMs: 5000,
-    initialBackoffMs: 10,
-    maxBackoffMs: 20,
-    maxElapsedMs: 10_000,
-    onForwarded: (count) => forwarded.push(count),
-    onRetry: () => {},
-    onDropped: () => {},
-    onProblem: () => {},
-  });
+  const downstream = new Downstream(
+    downstreamOptionsFor(server, { maxBatchSpans, concurrency: 4, requestTimeoutMs: 5000, onForwarded: (count) => forwarded.push(count) }),
+  );
   cleanups.push(async () => {
     await downstream.drain(Date.now());
     await server.close();

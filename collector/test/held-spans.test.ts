@@ -18,7 +18,7 @@ import { TraceBuffer } from '../src/processor/trace-buffer';
 import { decodeTraceRequest } from '../src/receiver/otlp-decode';
 import { BUFFER_BYTES, SPAN_BYTES } from '../src/otlp/received-span';
 import { decodedSpans } from './support/decoded-spans';
-import { startDownstream } from './support/downstream-server';
+import { downstreamOptionsFor, startDownstream } from './support/downstream-server';
 import { Kind, newSpanId, newTraceId, toOtlpProtobuf, type SyntheticSpan } from './support/synthetic-trace';
 
 const buffers: TraceBuffer[] = [];
@@ -325,24 +325,15 @@ describe('a downstream', () => {
     );
     let encodings = 0;
     const forwarded: number[] = [];
-    const downstream = new Downstream({
-      name: 'otlp',
-      url: `${server.url}/v1/traces`,
-      encode: (batch) => {
-        encodings += 1;
-        return { body: encodeTraceRequest(batch), contentType: 'application/x-protobuf' };
-      },
-      maxBatchSpans: 512,
-      concurrency: 2,
-      requestTimeoutMs: 2000,
-      initialBackoffMs: 10,
-      maxBackoffMs: 20,
-      maxElapsedMs: 10_000,
-      onForwarded: (count) => forwarded.push(count),
-      onRetry: () => {},
-      onDropped: () => {},
-      onProblem: () => {},
-    });
+    const downstream = new Downstream(
+      downstreamOptionsFor(server, {
+        encode: (batch) => {
+          encodings += 1;
+          return { body: encodeTraceRequest(batch), contentType: 'application/x-protobuf' };
+        },
+        onForwarded: (count) => forwarded.push(count),
+      }),
+    );
     try {
       downstream.enqueue(spans);
       await expect.poll(() => forwarded, { timeout: 5000 }).toEqual([3]);

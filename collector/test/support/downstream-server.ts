@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { decodeProtobufRequest } from '../../../test/support/otlp-decode';
 import { encodeEmptyResponse } from '../../../test/support/otlp-schema';
 import type { ReceivedSpan } from '../../../test/support/received-span';
+import type { DownstreamOptions } from '../../src/exporter/downstream';
+import { encodeTraceRequest } from '../../src/exporter/otlp-encode';
 
 export interface Answer {
   readonly status: number;
@@ -69,5 +71,28 @@ export async function startDownstream(port = 0, answer: (attempt: number) => Ans
         server.close(() => resolve());
         server.closeAllConnections();
       }),
+  };
+}
+
+/**
+ * Options for a Downstream that sends OTLP/protobuf to `server`: short backoffs and a few seconds
+ * of retrying, every callback a no-op unless `overrides` gives one.
+ */
+export function downstreamOptionsFor(server: DownstreamServer, overrides: Partial<DownstreamOptions> = {}): DownstreamOptions {
+  return {
+    name: 'otlp',
+    url: `${server.url}/v1/traces`,
+    encode: (batch) => ({ body: encodeTraceRequest(batch), contentType: 'application/x-protobuf' }),
+    maxBatchSpans: 512,
+    concurrency: 2,
+    requestTimeoutMs: 2000,
+    initialBackoffMs: 10,
+    maxBackoffMs: 20,
+    maxElapsedMs: 10_000,
+    onForwarded: () => {},
+    onRetry: () => {},
+    onDropped: () => {},
+    onProblem: () => {},
+    ...overrides,
   };
 }
