@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
  * request-budget-collector: checks its options, limits the growth of the old generation
- * (old-generation.ts), then runs the collector (run-collector.ts) in a worker thread with a young
- * generation of its own (young-generation.ts), relaying SIGTERM and
- * SIGINT to it and exiting with its status. Exit status 2 for bad options or a bad budget file, 1
+ * (old-generation.ts) and the threads that mark it (marking-threads.ts), then runs the collector
+ * (run-collector.ts) in a worker thread with a young generation of its own (young-generation.ts),
+ * relaying SIGTERM and SIGINT to it and exiting with its status. Exit status 2 for bad options or a bad budget file, 1
  * when it cannot start (e.g. the port is taken); a second signal exits at once.
  */
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { NAME, fail } from './cli-exit';
 import { ConfigError, helpText, resolveConfig, type CliRequest, type CollectorConfig } from './config';
 import type { CollectorWorkerData, StopMessage } from './collector-worker';
+import { limitMarkingThreads } from './marking-threads';
 import { limitOldGenerationGrowth } from './old-generation';
 import { YOUNG_GENERATION_MB, ownYoungGenerationFlag } from './young-generation';
 
@@ -32,6 +33,8 @@ async function main(): Promise<void> {
     return;
   }
   limitOldGenerationGrowth(process.execArgv);
+  // Before the worker is made: its heap reads the flag then (the main thread's heap is made already).
+  limitMarkingThreads(process.execArgv);
   if (ownYoungGenerationFlag(process.execArgv, process.env.NODE_OPTIONS) === undefined) {
     runInWorker(request.config);
     return;

@@ -2,9 +2,13 @@
  * The CLI runs the collector in a worker thread with a young generation of its own (young-generation.ts),
  * unless Node was started with a young-generation flag of the user's own: then that flag sizes it,
  * on the main thread. Either way the collector starts, forwards and stops on SIGTERM as before.
+ * Before it makes the worker, the CLI limits V8's marking threads to the cores it may run on
+ * (marking-threads.ts).
  */
+import v8 from 'node:v8';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver } from '../../test/support/otlp-receiver';
+import { limitMarkingThreads, markingThreadsFor, MIN_MARKING_THREADS, ownMarkingThreadsFlag } from '../src/marking-threads';
 import { ownHeapGrowthFlag } from '../src/old-generation';
 import { YOUNG_GENERATION_MB, ownYoungGenerationFlag } from '../src/young-generation';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
@@ -29,6 +33,35 @@ describe('ownHeapGrowthFlag', () => {
     expect(ownHeapGrowthFlag(['--cpu-prof', '--heap_growing_percent', '50'])).toBe('--heap_growing_percent');
     expect(ownHeapGrowthFlag(['--max-old-space-size=512', '--heap-growing-percentage=5'])).toBeUndefined();
     expect(ownHeapGrowthFlag([])).toBeUndefined();
+  });
+});
+
+describe('markingThreadsFor', () => {
+  it("gives one marking thread per core less the collector's own, never fewer than MIN_MARKING_THREADS", () => {
+    expect(MIN_MARKING_THREADS).toBe(2);
+    expect([1, 2, 3, 4, 8, 16].map(markingThreadsFor)).toEqual([2, 2, 2, 3, 7, 15]);
+    // A fraction counts whole cores only.
+    expect(markingThreadsFor(4.5)).toBe(3);
+  });
+});
+
+describe('ownMarkingThreadsFlag and limitMarkingThreads', () => {
+  it("finds the user's own marking-threads flag, in either spelling, and nothing else", () => {
+    expect(ownMarkingThreadsFlag(['--concurrent-marking-max-worker-num=3'])).toBe('--concurrent-marking-max-worker-num=3');
+    expect(ownMarkingThreadsFlag(['--cpu-prof', '--concurrent_marking_max_worker_num', '1'])).toBe('--concurrent_marking_max_worker_num');
+    expect(ownMarkingThreadsFlag(['--concurrent-marking', '--no-concurrent-marking-max', '--max-old-space-size=512'])).toBeUndefined();
+    expect(ownMarkingThreadsFlag([])).toBeUndefined();
+  });
+
+  it("leaves the user's flag alone, and otherwise sets the number for the cores given", () => {
+    expect(limitMarkingThreads(['--concurrent-marking-max-worker-num=5'], 1)).toBeUndefined();
+    // Only heaps made from now on read it (none in this test); V8's default is restored after.
+    try {
+      expect(limitMarkingThreads([], 1)).toBe(2);
+      expect(limitMarkingThreads([], 6)).toBe(5);
+    } finally {
+      v8.setFlagsFromString('--concurrent-marking-max-worker-num=7');
+    }
   });
 });
 
