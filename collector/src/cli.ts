@@ -3,8 +3,8 @@
  * request-budget-collector: checks its options, limits the growth of the old generation
  * (old-generation.ts) and the threads that mark it (marking-threads.ts), then runs the collector
  * (run-collector.ts) in a worker thread with a young generation of its own (young-generation.ts),
- * relaying SIGTERM and SIGINT to it and exiting with its status. Exit status 2 for bad options or a bad budget file, 1
- * when it cannot start (e.g. the port is taken); a second signal exits at once.
+ * relaying SIGTERM and SIGINT to it and exiting with its status. Exit status 2 for bad options or a
+ * bad budget file, 1 when it cannot start (e.g. the port is taken); a second signal exits at once.
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';

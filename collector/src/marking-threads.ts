@@ -19,10 +19,15 @@ const MARKING_FLAG = /^--concurrent[-_]marking[-_]max[-_]worker[-_]num\b/;
 
 /** The fewest marking threads set: one fewer would cost more memory than the latency it saves (above). */
 export const MIN_MARKING_THREADS = 2;
+/** V8's own default: the most set, so that the flag only ever lowers it. */
+export const MAX_MARKING_THREADS = 7;
 
-/** One marking thread per core the process may run on, less the collector's own; MIN_MARKING_THREADS at least. */
+/**
+ * One marking thread per core the process may run on, less the collector's own: MIN_MARKING_THREADS
+ * at least, MAX_MARKING_THREADS at most.
+ */
 export function markingThreadsFor(cores: number): number {
-  return Math.max(MIN_MARKING_THREADS, Math.floor(cores) - 1);
+  return Math.min(MAX_MARKING_THREADS, Math.max(MIN_MARKING_THREADS, Math.floor(cores) - 1));
 }
 
 /** The marking-threads flag Node was started with, if any (V8 flags are not allowed in NODE_OPTIONS). */

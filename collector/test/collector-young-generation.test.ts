@@ -8,7 +8,7 @@
 import v8 from 'node:v8';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver } from '../../test/support/otlp-receiver';
-import { limitMarkingThreads, markingThreadsFor, MIN_MARKING_THREADS, ownMarkingThreadsFlag } from '../src/marking-threads';
+import { limitMarkingThreads, markingThreadsFor, MAX_MARKING_THREADS, MIN_MARKING_THREADS, ownMarkingThreadsFlag } from '../src/marking-threads';
 import { ownHeapGrowthFlag } from '../src/old-generation';
 import { YOUNG_GENERATION_MB, ownYoungGenerationFlag } from '../src/young-generation';
 import { COLLECTOR_BUDGETS, startCollectorProcess, type CollectorProcess } from './support/collector-process';
@@ -37,9 +37,10 @@ describe('ownHeapGrowthFlag', () => {
 });
 
 describe('markingThreadsFor', () => {
-  it("gives one marking thread per core less the collector's own, never fewer than MIN_MARKING_THREADS", () => {
-    expect(MIN_MARKING_THREADS).toBe(2);
-    expect([1, 2, 3, 4, 8, 16].map(markingThreadsFor)).toEqual([2, 2, 2, 3, 7, 15]);
+  it("gives one marking thread per core less the collector's own, between MIN_MARKING_THREADS and V8's default", () => {
+    expect([MIN_MARKING_THREADS, MAX_MARKING_THREADS]).toEqual([2, 7]);
+    // Never above V8's own default of 7.
+    expect([1, 2, 3, 4, 8, 16].map((cores) => markingThreadsFor(cores))).toEqual([2, 2, 2, 3, 7, 7]);
     // A fraction counts whole cores only.
     expect(markingThreadsFor(4.5)).toBe(3);
   });
@@ -59,6 +60,7 @@ describe('ownMarkingThreadsFlag and limitMarkingThreads', () => {
     try {
       expect(limitMarkingThreads([], 1)).toBe(2);
       expect(limitMarkingThreads([], 6)).toBe(5);
+      expect(limitMarkingThreads([], 64)).toBe(7);
     } finally {
       v8.setFlagsFromString('--concurrent-marking-max-worker-num=7');
     }
