@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     return;
   }
   limitOldGenerationGrowth(process.execArgv);
-  // Before the worker is made: its heap reads the flag then (the main thread's heap is made already).
+  // Before the worker is made: its heap reads the flag then (the main thread's is made already).
   limitMarkingThreads(process.execArgv);
   if (ownYoungGenerationFlag(process.execArgv, process.env.NODE_OPTIONS) === undefined) {
     runInWorker(request.config);
