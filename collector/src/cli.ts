@@ -33,9 +33,10 @@ async function main(): Promise<void> {
     return;
   }
   limitOldGenerationGrowth(process.execArgv);
-  // Before the worker is made: its heap reads the flag then (the main thread's is made already).
-  limitMarkingThreads(process.execArgv);
   if (ownYoungGenerationFlag(process.execArgv, process.env.NODE_OPTIONS) === undefined) {
+    // Before the worker is made: its heap reads the flag then (the main thread's is made already,
+    // so the collector run below, on the main thread, keeps V8's marking threads).
+    limitMarkingThreads(process.execArgv);
     runInWorker(request.config);
     return;
   }

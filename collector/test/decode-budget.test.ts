@@ -289,7 +289,7 @@ describe('the memory a span is charged with', () => {
       Array.from({ length: 12 }, (_, index) => [`http.attribute.${index}`, index % 2 === 0 ? `value-${index}-${newSpanId()}` : index]),
     );
     const { estimated, actual } = await windowHolding(Array.from({ length: 5 }, () => clientTrace(4000, () => attributes)));
-    // 5 roots held whole, 19,995 spans forwarded: their records (88 bytes in a chunk, 8 of references) held.
+    // 5 roots held whole, 19,995 spans forwarded: their records (88 bytes in a chunk, 4 of a reference) held.
     expect(actual).toBeGreaterThan(20_000 * 88);
     expect(actual).toBeLessThan(20_000 * 500);
     expect(estimated).toBeGreaterThan(actual);

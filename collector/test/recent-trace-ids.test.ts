@@ -6,8 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { RecentTraceIds } from '../src/processor/recent-trace-ids';
 
-// Ids from a seeded sequence: every run walks the same table states (wrap-around and deletion
-// inside clusters included); the table's own hashes are seeded at random per instance.
+// Ids from a seeded sequence, and the table's hashes from fixed seeds: every run walks the same
+// table states (wrap-around and deletion inside clusters included). One more pass per capacity
+// takes the random seeds the collector uses.
 let idSeed = 1;
 const newTraceId = (): string => {
   let id = '';
@@ -52,24 +53,28 @@ describe('the trace ids flushed lately', () => {
     expect([a, b, c, d, e].map((id) => recent.has(id))).toEqual([false, false, true, true, true]);
   });
 
-  it.each([1, 2, 7, 1000, 1500, 5000])('agree with the last flushes, capacity %i, ids repeating, through growth and wrap-around', (capacity) => {
-    const recent = new RecentTraceIds(capacity);
-    const model = new LastFlushes(capacity);
-    // A pool a little larger than the capacity: ids come back while remembered and after.
-    const pool = Array.from({ length: capacity + 3 }, () => newTraceId());
-    let seed = capacity;
-    const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % pool.length;
-    let disagreements = 0;
-    for (let step = 0; step < capacity * 6 + 50; step += 1) {
-      const id = pool[next()];
-      if (recent.has(id) !== model.has(id)) disagreements += 1;
-      recent.add(id);
-      model.add(id);
-    }
-    for (const id of pool) if (recent.has(id) !== model.has(id)) disagreements += 1;
-    expect(disagreements).toBe(0);
-    expect(recent.size).toBe(capacity);
-  });
+  const fixedSeeds = [new Uint32Array([0x9e3779b9, 0x7f4a7c15]), new Uint32Array([1, 2]), new Uint32Array([0xdeadbeef, 0])];
+  it.each([1, 2, 7, 1000, 1500, 5000].flatMap((capacity) => [...fixedSeeds.map((seeds) => [capacity, seeds] as const), [capacity, undefined] as const]))(
+    'agree with the last flushes, capacity %i, seeds %s, ids repeating, through growth and wrap-around',
+    (capacity, seeds) => {
+      const recent = new RecentTraceIds(capacity, seeds);
+      const model = new LastFlushes(capacity);
+      // A pool a little larger than the capacity: ids come back while remembered and after.
+      const pool = Array.from({ length: capacity + 3 }, () => newTraceId());
+      let seed = capacity;
+      const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % pool.length;
+      let disagreements = 0;
+      for (let step = 0; step < capacity * 6 + 50; step += 1) {
+        const id = pool[next()];
+        if (recent.has(id) !== model.has(id)) disagreements += 1;
+        recent.add(id);
+        model.add(id);
+      }
+      for (const id of pool) if (recent.has(id) !== model.has(id)) disagreements += 1;
+      expect(disagreements).toBe(0);
+      expect(recent.size).toBe(capacity);
+    },
+  );
 
   it('refuses a capacity that is not a positive integer', () => {
     expect(() => new RecentTraceIds(0)).toThrow('capacity must be a positive integer, not 0');

@@ -29,9 +29,14 @@ export class RecentTraceIds {
   // The digest of the id last looked at.
   private hi = 0;
   private lo = 0;
-  private readonly seeds = randomFillSync(new Uint32Array(2));
-
-  constructor(private readonly capacity: number) {
+  /**
+   * `seeds`: the two words the digests are seeded with; at random by default, so that a sender
+   * cannot crowd the table (tests give fixed ones to walk the same table states every run).
+   */
+  constructor(
+    private readonly capacity: number,
+    private readonly seeds: Uint32Array = randomFillSync(new Uint32Array(2)),
+  ) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer, not ${capacity}`);
     this.ring = new Uint32Array(0);
     this.table = new Int32Array(0);
